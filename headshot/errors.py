@@ -1,0 +1,71 @@
+"""Typed, user-facing errors. Each has a stable ``code`` that the API and tests rely on.
+
+The message of every error is a sentence a person understands; the UI shows it as it is.
+"""
+
+from __future__ import annotations
+
+
+class HeadshotError(Exception):
+    """Base class: ``code`` is stable, ``str(err)`` is the user-facing message."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnreadableImage(HeadshotError):
+    code = "unreadable_image"
+
+
+class ImageTooLarge(HeadshotError):
+    code = "too_large"
+
+
+class FaceModelsUnavailable(HeadshotError):
+    """The face model pack is missing and cannot be downloaded."""
+
+    code = "face_models_unavailable"
+
+
+class ModelsUnavailable(HeadshotError):
+    """Diffusion weights are missing and cannot be downloaded (offline machine)."""
+
+    code = "models_unavailable"
+
+
+class IdentityFileError(HeadshotError):
+    """An identity file that cannot be used: not safetensors, foreign pack/base model, bad tensors."""
+
+    code = "invalid_identity"
+
+
+class NotEnoughSelfies(HeadshotError):
+    code = "not_enough_selfies"
+
+
+class UnknownStyle(HeadshotError):
+    code = "unknown_style"
+
+
+class StyleFileError(HeadshotError):
+    code = "invalid_style"
+
+
+class PromptRejected(HeadshotError):
+    code = "prompt_rejected"
+
+
+class InvalidRequest(HeadshotError):
+    code = "invalid_request"
+
+
+class ServerBusy(HeadshotError):
+    code = "busy"

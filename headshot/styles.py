@@ -1,0 +1,384 @@
+"""Headshot style presets (``styles/*.toml``) and prompt building and screening.
+
+Each style is one TOML file named ``<id>.toml`` with the fields of :class:`Style`. Every file is checked
+when loaded: a wrong type, a value out of range, a prompt without exactly one ``{subject}`` slot or an id
+that differs from the file name raises :class:`errors.StyleFileError` naming the file and the field.
+
+Prompts typed by users go through :func:`check_prompt` (length limit, and refusal of requests for sexual or
+degrading images of the person), and every negative prompt built by :func:`negative_prompt` carries
+:data:`SAFETY_NEGATIVE`, so such content is kept out of every style.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import config, errors
+
+STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
+SUBJECT_SLOT = "{subject}"
+ASPECTS = tuple(config.OUTPUT_SIZES)  # "square", "4:5", "3:4"
+
+# Ranges a style may use. Adapter and ControlNet scales above 1.5 burn the image in practice.
+STEPS_RANGE = (1, config.MAX_STEPS)
+GUIDANCE_RANGE = (1.0, 15.0)
+SCALE_RANGE = (0.0, 1.5)
+MAX_NAME_CHARS = 60
+MAX_DESCRIPTION_CHARS = 300
+MAX_TEMPLATE_CHARS = 1000
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+
+# Kept first in every negative prompt (see negative_prompt) so CLIP's 77-token window never cuts it off.
+SAFETY_NEGATIVE = (
+    "nudity, nsfw, sexual content, suggestive pose, cleavage, lingerie, underwear, shirtless, "
+    "gore, blood, injury, degrading, humiliating, mocking, caricature, exaggerated features"
+)
+
+
+@dataclass(frozen=True)
+class Style:
+    """One headshot preset, as read from ``styles/<id>.toml``."""
+
+    id: str
+    name: str
+    description: str
+    prompt: str  # contains "{subject}" exactly once
+    negative_prompt: str
+    aspect: str  # "square" | "4:5" | "3:4"
+    steps: int
+    guidance: float
+    identity_strength: float  # IP-adapter scale (face tokens in the UNet)
+    identitynet_strength: float  # ControlNet conditioning scale (IdentityNet)
+    order: int = 100  # position in the style list (then by name)
+
+    def build_prompt(self, subject: str, extra: str = "") -> str:
+        """The full positive prompt for ``subject`` (e.g. ``"a woman"`` or a LoRA token phrase).
+
+        The user's ``extra`` text (checked with :func:`check_prompt`) goes right after the subject, where it
+        describes the person ("with curly red hair and glasses") and stays inside CLIP's 77-token window;
+        the style's clothing, setting and camera wording follows.
+        """
+        subject = " ".join(str(subject).split())
+        if not subject:
+            raise errors.InvalidRequest("The prompt needs a subject, for example 'a woman' or 'a man'.")
+        extra = _clean_clause(check_prompt(extra))
+        filled = f"{subject}, {extra}" if extra else subject
+        # str.replace, never str.format: braces in the user's text stay inert.
+        return self.prompt.replace(SUBJECT_SLOT, filled)
+
+    def size(self) -> tuple[int, int]:
+        """(width, height) of this style's aspect in the active profile."""
+        return config.output_sizes()[self.aspect]
+
+    def summary(self) -> dict[str, str]:
+        """``{id, name, description}`` as ``/list_styles`` returns it."""
+        return {"id": self.id, "name": self.name, "description": self.description}
+
+
+# --------------------------------------------------------------------------------------
+# Loading and checking
+# --------------------------------------------------------------------------------------
+
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "name": (str,),
+    "description": (str,),
+    "prompt": (str,),
+    "negative_prompt": (str,),
+    "aspect": (str,),
+    "steps": (int,),
+    "guidance": (int, float),
+    "identity_strength": (int, float),
+    "identitynet_strength": (int, float),
+}
+_OPTIONAL: dict[str, tuple[type, ...]] = {"order": (int,)}
+
+
+def _fail(path: Path, field: str | None, problem: str) -> errors.StyleFileError:
+    where = f"style file {path.name}" + (f", field '{field}'" if field else "")
+    return errors.StyleFileError(f"The {where}: {problem}")
+
+
+def _check_text(
+    path: Path, data: dict[str, Any], field: str, max_chars: int, *, empty_ok: bool = False
+) -> str:
+    value = data[field].strip()
+    if not value and not empty_ok:
+        raise _fail(path, field, "must not be empty.")
+    if len(value) > max_chars:
+        raise _fail(path, field, f"is {len(value)} characters long; the limit is {max_chars}.")
+    return value
+
+
+def _check_number(path: Path, data: dict[str, Any], field: str, low: float, high: float) -> float:
+    value = float(data[field])
+    if not math.isfinite(value) or not low <= value <= high:
+        raise _fail(path, field, f"must be between {low:g} and {high:g}, not {data[field]!r}.")
+    return value
+
+
+def parse_style(path: Path, data: dict[str, Any]) -> Style:
+    """Check one parsed TOML table and build its :class:`Style`; raises :class:`errors.StyleFileError`."""
+    for field in _REQUIRED:
+        if field not in data:
+            raise _fail(path, field, "is missing.")
+    for field, value in data.items():
+        types = _REQUIRED.get(field) or _OPTIONAL.get(field)
+        if types is None:
+            known = ", ".join([*_REQUIRED, *_OPTIONAL])
+            raise _fail(path, field, f"is not a style field (known fields: {known}).")
+        # bool is an int subclass in Python; a style never means True by a number.
+        if isinstance(value, bool) or not isinstance(value, types):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise _fail(path, field, f"must be {wanted}, not {type(value).__name__} ({value!r}).")
+
+    style_id = data["id"].strip()
+    if not _ID_RE.match(style_id):
+        raise _fail(path, "id", f"{style_id!r} must be lower-case letters, digits, '-' or '_' (at most 48).")
+    if style_id != path.stem:
+        raise _fail(path, "id", f"{style_id!r} must equal the file name without '.toml' ({path.stem!r}).")
+
+    prompt = _check_text(path, data, "prompt", MAX_TEMPLATE_CHARS)
+    count = prompt.count(SUBJECT_SLOT)
+    if count != 1:
+        raise _fail(path, "prompt", f"must contain {SUBJECT_SLOT} exactly once (found {count}).")
+    if "{" in prompt.replace(SUBJECT_SLOT, "") or "}" in prompt.replace(SUBJECT_SLOT, ""):
+        raise _fail(path, "prompt", f"has a brace that is not the {SUBJECT_SLOT} slot (a typo?).")
+    negative = _check_text(path, data, "negative_prompt", MAX_TEMPLATE_CHARS, empty_ok=True)
+    if "{" in negative or "}" in negative:
+        raise _fail(path, "negative_prompt", "must not contain braces.")
+
+    aspect = data["aspect"].strip()
+    if aspect not in ASPECTS:
+        raise _fail(path, "aspect", f"must be one of {', '.join(ASPECTS)}, not {aspect!r}.")
+    steps = data["steps"]
+    if not STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]:
+        raise _fail(path, "steps", f"must be between {STEPS_RANGE[0]} and {STEPS_RANGE[1]}, not {steps}.")
+
+    return Style(
+        id=style_id,
+        name=_check_text(path, data, "name", MAX_NAME_CHARS),
+        description=_check_text(path, data, "description", MAX_DESCRIPTION_CHARS),
+        prompt=prompt,
+        negative_prompt=negative,
+        aspect=aspect,
+        steps=steps,
+        guidance=_check_number(path, data, "guidance", *GUIDANCE_RANGE),
+        identity_strength=_check_number(path, data, "identity_strength", *SCALE_RANGE),
+        identitynet_strength=_check_number(path, data, "identitynet_strength", *SCALE_RANGE),
+        order=data.get("order", 100),
+    )
+
+
+def read_style_file(path: str | Path) -> Style:
+    """Read and check one ``<id>.toml`` file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(path, None, f"is not valid TOML ({exc}).") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(path, None, f"cannot be read ({exc}).") from exc
+    return parse_style(path, data)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_folder(folder: Path) -> tuple[Style, ...]:
+    if not folder.is_dir():
+        raise errors.StyleFileError(f"The styles folder {folder} does not exist.")
+    files = sorted(folder.glob("*.toml"))
+    if not files:
+        raise errors.StyleFileError(f"The styles folder {folder} holds no style files (*.toml).")
+    styles: dict[str, Style] = {}
+    for path in files:
+        style = read_style_file(path)
+        if style.id in styles:  # ids equal file stems, so only a case-insensitive file system gets here
+            raise _fail(path, "id", f"{style.id!r} is used by another style file too.")
+        styles[style.id] = style
+    return tuple(sorted(styles.values(), key=lambda s: (s.order, s.name.lower(), s.id)))
+
+
+def load_styles(folder: str | Path | None = None) -> dict[str, Style]:
+    """All styles of ``folder`` (default: ``<repo>/styles``) by id, in display order.
+
+    Read once per folder and cached (:func:`clear_cache` forgets); a bad file raises
+    :class:`errors.StyleFileError` naming the file and the field.
+    """
+    folder = Path(folder).expanduser().resolve() if folder is not None else STYLES_DIR
+    return {style.id: style for style in _load_folder(folder)}
+
+
+def clear_cache() -> None:
+    """Forget loaded styles (tests, or after editing style files)."""
+    _load_folder.cache_clear()
+
+
+def get_style(style_id: str, folder: str | Path | None = None) -> Style:
+    """The style with this id, or :class:`errors.UnknownStyle` listing the valid ids."""
+    styles = load_styles(folder)
+    key = str(style_id).strip() if style_id is not None else ""
+    if key not in styles:
+        raise errors.UnknownStyle(f"There is no style {key!r}. Choose one of: {', '.join(styles)}.")
+    return styles[key]
+
+
+def list_styles(folder: str | Path | None = None) -> list[dict[str, str]]:
+    """``[{id, name, description}, ...]`` in display order (the ``/list_styles`` answer)."""
+    return [style.summary() for style in load_styles(folder).values()]
+
+
+def negative_prompt(style: Style, user_negative: str = "") -> str:
+    """The negative prompt for a render: :data:`SAFETY_NEGATIVE`, the style's, then the user's.
+
+    The safety terms are always included and come first, so that CLIP's 77-token truncation can only ever
+    drop the end of the user's text, never the safety terms. The user's text is length-checked only: a
+    negative prompt naming unwanted content is welcome.
+    """
+    user_negative = " ".join(str(user_negative or "").split())
+    if len(user_negative) > config.MAX_PROMPT_CHARS:
+        raise errors.PromptRejected(
+            f"The negative prompt is {len(user_negative)} characters long; "
+            f"the limit is {config.MAX_PROMPT_CHARS}. Please shorten it."
+        )
+    parts = [SAFETY_NEGATIVE, style.negative_prompt, _clean_clause(user_negative)]
+    return ", ".join(part for part in parts if part)
+
+
+def _clean_clause(text: str) -> str:
+    """Collapse whitespace and strip commas/periods at the ends, so the clause joins with ', '."""
+    return " ".join(text.split()).strip(" ,;.")
+
+
+# --------------------------------------------------------------------------------------
+# Prompt screening (issue 7)
+# --------------------------------------------------------------------------------------
+
+# Whole words (after normalisation), each with an optional plural "s"/"es". Screening matches whole words
+# only, so "Sussex", "Essex", "therapist", "class", "assessment", "analyst", "Scunthorpe" and "cocktail"
+# pass. Names that are also ordinary words ("dick", "cock", "willy") are left out for the same reason.
+_SEXUAL_WORDS = tuple(
+    """
+    nude nudes nudity naked nakedness nsfw topless bottomless undress undressed undressing unclothed
+    sex sexy sexual sexually sexualized sexualised porn porno pornographic pornography erotic erotica
+    xxx hentai lewd smut lingerie underwear panties cleavage boob boobs tits titty titties nipple nipples
+    genital genitals genitalia penis vagina vulva pussy butthole seductive seducing horny orgasm orgy
+    fetish bdsm bondage striptease stripper onlyfans playboy camgirl upskirt nipslip milf rape raped
+    molest molested bukkake cumshot blowjob handjob masturbate masturbating
+    """.split()  # noqa: SIM905 - a word list reads best as words
+)
+_SEXUAL_PHRASES = (
+    r"no\s+(?:clothes|clothing)",
+    r"without\s+(?:any\s+)?(?:clothes|clothing)",
+    r"(?:take|takes|taking|took)\s+off\s+(?:his|her|their|my|the)\s+(?:clothes|clothing|shirt|top|bra)",
+    r"see[\s-]*through\s+(?:shirt|blouse|dress|top|clothes|clothing|fabric)",
+    r"wet\s+t[\s-]*shirt",
+    r"in\s+(?:a\s+)?(?:bikini|bra|swimsuit)",
+    r"spread\s+legs",
+)
+_DEGRADING_WORDS = tuple(
+    """
+    humiliate humiliated humiliating humiliation degrading demeaning mugshot whore slut skank bitch
+    retard retarded blackface yellowface lynched bruised bloodied gory corpse decapitated mutilated
+    dismembered vomiting urinating defecating enslaved nazi kkk
+    """.split()  # noqa: SIM905 - a word list reads best as words
+)
+_DEGRADING_PHRASES = (
+    r"dead\s+body",
+    r"beaten\s+up",
+    r"in\s+handcuffs",
+    r"prison\s+jumpsuit",
+    r"(?:make|making)\s+(?:him|her|them|me)\s+(?:look\s+)?ugly",
+    r"black\s+eye",
+    r"covered\s+in\s+(?:blood|vomit|feces|faeces|urine)",
+    r"on\s+(?:his|her|their|my)\s+knees",
+)
+
+# Characters people use to dodge word lists: digits/symbols for letters, look-alike Cyrillic/Greek letters.
+_LEET = dict(zip("01345789@$!|+€", "oieastbgasiite", strict=True))
+_LOOKALIKES = str.maketrans(
+    "асеорхуіјкмтвнАСЕОРХУІЈКМТВНαοεικνρτυχ", "aceopxyijkmtbhaceopxyijkmtbhaoeikvptux"
+)
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+# Single letters split by separators ("n u d e", "s.e.x", "n-a-k-e-d"): joined into one word as well.
+_SPACED_LETTERS = re.compile(r"(?<![a-z*])(?:[a-z*][\s._\-]+){2,}[a-z*](?![a-z*])")
+
+
+def _word_pattern(word: str) -> str:
+    # Each letter may repeat ("nuuude") and, after the first, one may be masked with '*' ("n*de").
+    first, rest = word[0], word[1:]
+    return re.escape(first) + "+" + "".join(f"(?:{re.escape(c)}+|\\*)" for c in rest)
+
+
+def _compile(words: tuple[str, ...], phrases: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = [_word_pattern(w) + "(?:e?s)?" for w in sorted(words, key=len, reverse=True)]
+    alternatives += list(phrases)
+    return re.compile(r"(?<![a-z])(?:" + "|".join(alternatives) + r")(?![a-z])")
+
+
+_SCREENS = (
+    ("sexual", _compile(_SEXUAL_WORDS, _SEXUAL_PHRASES)),
+    ("degrading", _compile(_DEGRADING_WORDS, _DEGRADING_PHRASES)),
+)
+
+
+def _normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_LOOKALIKES)
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return text.lower()
+
+
+def _variants(text: str) -> list[str]:
+    """The normalised text read with each meaning of the ambiguous symbols, plus spaced letters joined."""
+    base = _normalise(text)
+    out: list[str] = []
+    for one in ("i", "l"):  # "1" and "|" stand for i or l
+        mapping = {**_LEET, "1": one, "|": one}
+        read = "".join(mapping.get(c, c) for c in base)
+        joined = _SPACED_LETTERS.sub(lambda m: re.sub(r"[\s._\-]+", "", m.group()), read)
+        out += [read, joined] if joined != read else [read]
+    return out
+
+
+def _masked_too_much(match: str) -> bool:
+    letters = sum(c.isalpha() for c in match)
+    return match.count("*") > max(1, letters // 3)
+
+
+def screen_prompt(text: str) -> tuple[str, str] | None:
+    """``(category, matched words)`` when the text asks for sexual or degrading imagery, else None."""
+    for variant in _variants(text):
+        for category, pattern in _SCREENS:
+            for match in pattern.finditer(variant):
+                if not _masked_too_much(match.group()):
+                    return category, " ".join(match.group().split())
+    return None
+
+
+def check_prompt(text: str) -> str:
+    """The user's prompt text, stripped, or :class:`errors.PromptRejected`.
+
+    Refused: text longer than ``config.MAX_PROMPT_CHARS``, and text asking for sexual or degrading images
+    of the person (whole words, case-insensitive, also when disguised as "n*de", "nak3d" or "s e x").
+    """
+    text = str(text or "").strip()
+    if len(text) > config.MAX_PROMPT_CHARS:
+        raise errors.PromptRejected(
+            f"The prompt is {len(text)} characters long; the limit is {config.MAX_PROMPT_CHARS}. "
+            "Please shorten it."
+        )
+    found = screen_prompt(text)
+    if found is not None:
+        category, words = found
+        raise errors.PromptRejected(
+            f"The prompt was refused: it asks for {category} content ({words!r}). Headshot Studio only "
+            "makes respectful professional portraits of the person; please remove those words."
+        )
+    return text

@@ -1,0 +1,368 @@
+"""Style presets (styles/*.toml): loading, checking, prompt building, negative prompts and prompt screening."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from headshot import config, errors, styles
+
+STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
+
+GOOD = {
+    "id": "demo",
+    "name": "Demo",
+    "description": "A demo style.",
+    "prompt": "headshot of {subject}, grey backdrop, 85mm lens",
+    "negative_prompt": "cartoon, blurry",
+    "aspect": "4:5",
+    "steps": 30,
+    "guidance": 5.0,
+    "identity_strength": 0.8,
+    "identitynet_strength": 0.8,
+}
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def write_style(folder: Path, stem: str = "demo", **changes) -> Path:
+    """Write GOOD with ``changes`` applied (a value of None drops the field) to ``folder/<stem>.toml``."""
+    data = {**GOOD, "id": stem, **changes}
+    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if value is not None]
+    path = folder / f"{stem}.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def estimate_clip_tokens(text: str) -> int:
+    """A lower bound of CLIP's BPE token count: one per word and one per punctuation mark."""
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+# --------------------------------------------------------------------------------------
+# The shipped presets
+# --------------------------------------------------------------------------------------
+
+
+def test_shipped_styles_load_and_are_complete():
+    loaded = styles.load_styles()
+    assert len(loaded) >= 12
+    assert len(list(STYLES_DIR.glob("*.toml"))) == len(loaded)
+    required = {
+        "corporate-grey", "executive-office", "outdoor-natural", "tech-casual", "creative-color", "classic-bw",
+        "medical", "legal-finance", "academic", "real-estate", "actor-editorial", "home-office",
+    }  # fmt: skip
+    assert required <= set(loaded)
+    assert next(iter(loaded)) == "corporate-grey"  # the default comes first in the list
+    names = [s.name for s in loaded.values()]
+    assert len(set(names)) == len(names)
+    for style_id, style in loaded.items():
+        assert style.id == style_id
+        assert (STYLES_DIR / f"{style_id}.toml").is_file()
+        assert style.prompt.count("{subject}") == 1
+        assert style.aspect in config.OUTPUT_SIZES
+        assert 20 <= style.steps <= config.MAX_STEPS
+        assert 3.0 <= style.guidance <= 8.0  # photoreal SDXL with InstantID burns at high guidance
+        assert 0.6 <= style.identity_strength <= 0.9
+        assert 0.6 <= style.identitynet_strength <= 0.9
+        assert style.name and style.description and style.negative_prompt
+
+
+def test_shipped_prompts_fit_clip_window():
+    """Template plus a short subject stays inside CLIP's 77 tokens; safety plus style negative fits too."""
+    for style in styles.load_styles().values():
+        assert estimate_clip_tokens(style.build_prompt("a woman")) <= 70, style.id
+        negative = styles.negative_prompt(style)
+        assert estimate_clip_tokens(negative) <= 77, style.id
+
+
+def test_shipped_prompts_pass_screening():
+    for style in styles.load_styles().values():
+        assert styles.screen_prompt(style.prompt.replace("{subject}", "a person")) is None, style.id
+
+
+def test_black_and_white_style_asks_for_monochrome():
+    bw = styles.get_style("classic-bw")
+    assert "black and white" in bw.prompt
+    assert "color" in bw.negative_prompt
+
+
+# --------------------------------------------------------------------------------------
+# Loading, caching, lookup
+# --------------------------------------------------------------------------------------
+
+
+def test_load_styles_is_cached_and_returns_a_copy():
+    first = styles.load_styles()
+    first.pop("corporate-grey")
+    second = styles.load_styles()
+    assert "corporate-grey" in second
+    assert second["academic"] is styles.load_styles()["academic"]  # same cached objects
+
+
+def test_clear_cache_rereads_the_folder(tmp_path):
+    write_style(tmp_path, "one")
+    assert list(styles.load_styles(tmp_path)) == ["one"]
+    write_style(tmp_path, "two")
+    assert list(styles.load_styles(tmp_path)) == ["one"]  # cached
+    styles.clear_cache()
+    assert sorted(styles.load_styles(tmp_path)) == ["one", "two"]
+
+
+def test_display_order_uses_order_then_name(tmp_path):
+    write_style(tmp_path, "zeta", name="Zeta", order=1)
+    write_style(tmp_path, "alpha", name="Alpha")
+    write_style(tmp_path, "beta", name="Beta")
+    assert list(styles.load_styles(tmp_path)) == ["zeta", "alpha", "beta"]
+
+
+def test_get_style_and_unknown_style_lists_valid_ids():
+    assert styles.get_style("academic").name == "Academic"
+    assert styles.get_style(" academic ").id == "academic"
+    with pytest.raises(errors.UnknownStyle) as info:
+        styles.get_style("glamour")
+    assert info.value.code == "unknown_style"
+    assert "'glamour'" in str(info.value)
+    for style_id in styles.load_styles():
+        assert style_id in str(info.value)
+
+
+def test_list_styles_matches_api_shape():
+    listed = styles.list_styles()
+    assert [item["id"] for item in listed] == list(styles.load_styles())
+    assert all(set(item) == {"id", "name", "description"} for item in listed)
+
+
+def test_style_size_follows_profile(monkeypatch):
+    style = styles.get_style("corporate-grey")
+    monkeypatch.setenv("HEADSHOT_PROFILE", "full")
+    assert style.size() == config.OUTPUT_SIZES["4:5"]
+    monkeypatch.setenv("HEADSHOT_PROFILE", "tiny")
+    assert style.size() == config.TINY_OUTPUT_SIZES["4:5"]
+
+
+# --------------------------------------------------------------------------------------
+# Checking style files
+# --------------------------------------------------------------------------------------
+
+BAD_FILES = [
+    ({"prompt": None}, "prompt", "missing"),
+    ({"steps": "30"}, "steps", "must be int"),
+    ({"steps": 30.5}, "steps", "must be int"),
+    ({"steps": True}, "steps", "must be int"),
+    ({"steps": 0}, "steps", "between"),
+    ({"steps": config.MAX_STEPS + 1}, "steps", "between"),
+    ({"guidance": 40.0}, "guidance", "between"),
+    ({"guidance": "high"}, "guidance", "must be int or float"),
+    ({"identity_strength": -0.1}, "identity_strength", "between"),
+    ({"identitynet_strength": 2.0}, "identitynet_strength", "between"),
+    ({"identitynet_strength": float("nan")}, "identitynet_strength", "between"),
+    ({"prompt": "headshot, grey backdrop"}, "prompt", "exactly once (found 0)"),
+    ({"prompt": "{subject} and {subject}"}, "prompt", "exactly once (found 2)"),
+    ({"prompt": "headshot of {subjet} {subject}"}, "prompt", "brace"),
+    ({"negative_prompt": "blurry {x}"}, "negative_prompt", "braces"),
+    ({"aspect": "16:9"}, "aspect", "square"),
+    ({"name": "   "}, "name", "empty"),
+    ({"description": "x" * 301}, "description", "limit is 300"),
+    ({"id": "other"}, "id", "file name"),
+    ({"id": "Demo Style"}, "id", "lower-case"),
+    ({"colour": "teal"}, "colour", "not a style field"),
+    ({"order": 1.5}, "order", "must be int"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field", "problem"), BAD_FILES)
+def test_bad_style_file_names_file_and_field(tmp_path, changes, field, problem):
+    path = write_style(tmp_path, "demo", **changes)
+    with pytest.raises(errors.StyleFileError) as info:
+        styles.read_style_file(path)
+    message = str(info.value)
+    assert info.value.code == "invalid_style"
+    assert "demo.toml" in message
+    assert f"'{field}'" in message
+    assert problem in message
+
+
+def test_bad_file_fails_the_whole_folder(tmp_path):
+    write_style(tmp_path, "good")
+    write_style(tmp_path, "bad", aspect="wide")
+    with pytest.raises(errors.StyleFileError, match="bad.toml"):
+        styles.load_styles(tmp_path)
+
+
+def test_invalid_toml_names_file(tmp_path):
+    (tmp_path / "broken.toml").write_text('id = "broken"\nname = \n', encoding="utf-8")
+    with pytest.raises(errors.StyleFileError, match=r"broken\.toml.*not valid TOML"):
+        styles.load_styles(tmp_path)
+
+
+def test_empty_or_missing_folder(tmp_path):
+    with pytest.raises(errors.StyleFileError, match="no style files"):
+        styles.load_styles(tmp_path)
+    with pytest.raises(errors.StyleFileError, match="does not exist"):
+        styles.load_styles(tmp_path / "nope")
+
+
+def test_good_file_round_trips_values(tmp_path):
+    style = styles.read_style_file(write_style(tmp_path, "demo", guidance=6, steps=25))
+    assert style == styles.Style(**{**GOOD, "guidance": 6.0, "steps": 25})
+    assert isinstance(style.guidance, float)
+
+
+# --------------------------------------------------------------------------------------
+# Prompts
+# --------------------------------------------------------------------------------------
+
+
+def test_build_prompt_inserts_subject_and_extra():
+    style = styles.get_style("corporate-grey")
+    plain = style.build_prompt("a woman")
+    assert plain.startswith("professional corporate headshot of a woman, wearing")
+    assert "{subject}" not in plain
+    extra = style.build_prompt("  a   woman ", "  with curly red hair and round glasses.  ")
+    assert extra.startswith(
+        "professional corporate headshot of a woman, with curly red hair and round glasses, "
+    )
+    assert extra.endswith(plain.split("a woman", 1)[1])
+    assert style.build_prompt("a woman", " ,. ") == plain  # punctuation only: nothing added
+
+
+def test_build_prompt_keeps_user_braces_inert():
+    style = styles.get_style("academic")
+    prompt = style.build_prompt("a man", "{subject} {0} {name}")
+    assert "a man, {subject} {0} {name}, wearing" in prompt
+
+
+def test_build_prompt_screens_extra_and_needs_subject():
+    style = styles.get_style("academic")
+    with pytest.raises(errors.PromptRejected):
+        style.build_prompt("a man", "topless")
+    with pytest.raises(errors.PromptRejected):
+        style.build_prompt("a man", "x" * (config.MAX_PROMPT_CHARS + 1))
+    with pytest.raises(errors.InvalidRequest):
+        style.build_prompt("   ")
+
+
+def test_negative_prompt_always_carries_safety_terms_first():
+    for style in styles.load_styles().values():
+        negative = styles.negative_prompt(style)
+        assert negative.startswith(styles.SAFETY_NEGATIVE)
+        assert style.negative_prompt in negative
+    style = styles.get_style("tech-casual")
+    with_user = styles.negative_prompt(style, "  hats,  sunglasses , ")
+    assert with_user == f"{styles.SAFETY_NEGATIVE}, {style.negative_prompt}, hats, sunglasses"
+    # Unwanted content named in a negative prompt is welcome: it is not screened.
+    assert styles.negative_prompt(style, "nude, naked").endswith("nude, naked")
+    with pytest.raises(errors.PromptRejected, match="negative prompt"):
+        styles.negative_prompt(style, "x" * (config.MAX_PROMPT_CHARS + 1))
+
+
+def test_safety_negative_covers_the_brief():
+    for term in ("nudity", "sexual", "cleavage", "lingerie", "gore", "degrading", "caricature"):
+        assert term in styles.SAFETY_NEGATIVE
+
+
+# --------------------------------------------------------------------------------------
+# Prompt screening (issue 7)
+# --------------------------------------------------------------------------------------
+
+REFUSED = [
+    "nude",
+    "NAKED on the beach",
+    "make her look sexy",
+    "topless headshot",
+    "wearing lingerie",
+    "showing cleavage",
+    "n*de",
+    "n*ked portrait",
+    "nak3d",
+    "s3xy",
+    "$exy",
+    "p0rn star",
+    "n u d e",
+    "s.e.x appeal",
+    "n-a-k-e-d",
+    "nüde",
+    "ｎｕｄｅ",  # full-width letters
+    "nudе",  # Cyrillic 'е'
+    "nu\u200bde",  # zero-width space
+    "nuuuude",
+    "nudes",
+    "take off her clothes",
+    "with no clothes",
+    "see-through blouse",
+    "in a bikini",
+    "humiliated and crying",
+    "degrading photo",
+    "as a mugshot",
+    "covered in blood",
+    "in handcuffs",
+    "make him look ugly",
+]
+
+ALLOWED = [
+    "",
+    "lives in Sussex",
+    "a therapist in her office",
+    "first class business look",
+    "Scunthorpe United scarf",
+    "financial analyst",
+    "risk assessment expert",
+    "holding a cocktail glass",
+    "Essex, Middlesex, sextant, sextet",
+    "Gore-Tex jacket",
+    "suit with a breast pocket square",
+    "weather-beaten fisherman look",
+    "flame retardant jacket",
+    "rapeseed field behind",
+    "a blue tit on the window sill",
+    "sexton at the church",
+    "Dick Whittington costume",
+    "grapes on the table",
+    "passport style, 4:5, 85mm, f/1.8, 3x zoom",
+    "glasses, curly red hair, navy blazer, smiling",
+    "The Shard in the background",
+    "big bass guitar",
+]
+
+
+@pytest.mark.parametrize("text", REFUSED)
+def test_check_prompt_refuses_sexual_or_degrading(text):
+    with pytest.raises(errors.PromptRejected) as info:
+        styles.check_prompt(text)
+    assert info.value.code == "prompt_rejected"
+    message = str(info.value)
+    assert message.startswith("The prompt was refused")
+    assert "sexual" in message or "degrading" in message
+
+
+@pytest.mark.parametrize("text", ALLOWED)
+def test_check_prompt_allows_innocent_words(text):
+    assert styles.check_prompt(f"  {text}  ") == text.strip()
+
+
+def test_check_prompt_category_in_message():
+    with pytest.raises(errors.PromptRejected, match="sexual content .'nude'."):
+        styles.check_prompt("Nude")
+    with pytest.raises(errors.PromptRejected, match="degrading content"):
+        styles.check_prompt("humiliating")
+
+
+def test_check_prompt_length_limit():
+    limit = config.MAX_PROMPT_CHARS
+    assert styles.check_prompt("a" * limit) == "a" * limit
+    assert styles.check_prompt("  " + "a" * limit + "  ") == "a" * limit  # counted after stripping
+    with pytest.raises(errors.PromptRejected, match=f"limit is {limit}"):
+        styles.check_prompt("a" * (limit + 1))
+
+
+def test_check_prompt_none_is_empty():
+    assert styles.check_prompt(None) == ""  # type: ignore[arg-type]

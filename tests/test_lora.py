@@ -1,0 +1,523 @@
+"""Quick LoRA (headshot.lora) on the tiny SDXL models, CPU, with real selfies.
+
+Training runs are a few steps at the tiny size (64 px); each test states the property it checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from headshot import lora
+from headshot.errors import IdentityFileError, InvalidRequest
+
+EMBEDDING_SIZE = 128  # the faces-small pack; only the SDXL repository is used here
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP threads that wait
+    for each other make steps 10-50x slower: run this module single-threaded, then restore."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_repo() -> Path:
+    from headshot.tiny import ensure_tiny_models
+
+    return ensure_tiny_models(EMBEDDING_SIZE)["sdxl"]
+
+
+@pytest.fixture(scope="module")
+def components(tiny_repo) -> lora.LoraComponents:
+    return lora.LoraComponents.from_pretrained(tiny_repo, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def selfies(faces_dir) -> list[Image.Image]:
+    """Three real selfies of one person, downsized (the training crops are 64 px anyway)."""
+    paths = sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))[:3]
+    assert len(paths) == 3
+    images = []
+    for path in paths:
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+        image.thumbnail((160, 160))
+        images.append(image)
+    return images
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_repo):
+    from diffusers import StableDiffusionXLPipeline
+
+    pipeline = StableDiffusionXLPipeline.from_pretrained(tiny_repo)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def small(**overrides) -> lora.LoraSettings:
+    """Quick settings for the tiny models: rank 4, one zoom, 32 px crops, a handful of steps."""
+    values = {
+        "rank": 4,
+        "alpha": 4.0,
+        "steps": 6,
+        "learning_rate": 3e-3,
+        "zooms": (1.0,),
+        "seed": 7,
+        "resolution": 32,
+    }
+    values.update(overrides)
+    return lora.LoraSettings(**values)
+
+
+def render(pipe) -> np.ndarray:
+    generator = torch.Generator().manual_seed(0)
+    return pipe(
+        "a photo of ohwx person",
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        generator=generator,
+        output_type="np",
+    ).images[0]
+
+
+def unet_snapshot(unet) -> dict:
+    return {
+        "tensors": {k: v.detach().clone() for k, v in unet.state_dict().items()},
+        "types": [(name, type(m).__name__) for name, m in unet.named_modules()],
+        "grad": {k: p.requires_grad for k, p in unet.named_parameters()},
+        "training": unet.training,
+        "checkpointing": unet.is_gradient_checkpointing,
+        "peft": dict(getattr(unet, "peft_config", {}) or {}),
+    }
+
+
+def assert_same_unet(before: dict, after: dict) -> None:
+    assert after["types"] == before["types"]
+    assert after["tensors"].keys() == before["tensors"].keys()
+    for key, value in before["tensors"].items():
+        assert torch.equal(after["tensors"][key], value), key
+    assert after["grad"] == before["grad"]
+    assert after["training"] == before["training"]
+    assert after["checkpointing"] == before["checkpointing"]
+    assert after["peft"].keys() == before["peft"].keys()
+
+
+def same_state_dict(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+
+
+def test_training_lowers_the_loss_on_the_selfies(components, selfies):
+    before = lora.evaluation_loss(components, selfies, resolution=32)
+    result = lora.train_lora(components, selfies, small(steps=12))
+    after = lora.evaluation_loss(components, selfies, state_dict=result.state_dict, resolution=32)
+    assert after < before
+    assert result.done and result.steps_run == 12 and len(result.loss_history) == 12
+    assert np.isfinite(result.final_loss)
+    assert result.final_loss == pytest.approx(np.mean(result.loss_history))
+    # An untrained adapter (lora_B = 0) changes nothing: the evaluation really loads the LoRA.
+    zeros = {k: (torch.zeros_like(v) if ".lora_B." in k else v) for k, v in result.state_dict.items()}
+    unchanged = lora.evaluation_loss(components, selfies, state_dict=zeros, resolution=32)
+    assert unchanged == pytest.approx(before, abs=1e-6)
+
+
+def test_result_format_and_config(components, selfies):
+    progress = []
+    result = lora.train_lora(
+        components,
+        selfies,
+        small(steps=2, resolution=None),  # the UNet's native size: 64 px for the tiny models
+        progress=lambda s, n, loss: progress.append((s, n, loss)),
+    )
+    assert [(s, n) for s, n, _ in progress] == [(1, 2), (2, 2)]
+    assert [loss for _, _, loss in progress] == result.loss_history
+    keys = list(result.state_dict)
+    assert keys and all(
+        k.startswith("unet.") and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in keys
+    )
+    targets = {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in keys}
+    assert targets == {"to_q", "to_k", "to_v", "0"}  # to_out.0
+    assert all(v.device.type == "cpu" and v.dtype == torch.float16 for v in result.state_dict.values())
+    cfg = result.config
+    assert cfg["rank"] == 4 and cfg["token"] == "ohwx" and cfg["class_word"] == "person"
+    assert cfg["instance_prompt"] == "a photo of ohwx person"
+    assert cfg["steps"] == 2 and cfg["resolution"] == 64 and cfg["images"] == 3
+    assert cfg["base_model"] == components.base_model
+    import json
+
+    json.dumps(cfg)  # JSON-serialisable: it goes into the identity file's metadata
+
+
+def test_same_seed_same_lora_other_seed_other_lora(components, selfies):
+    a = lora.train_lora(components, selfies, small(steps=3))
+    b = lora.train_lora(components, selfies, small(steps=3))
+    c = lora.train_lora(components, selfies, small(steps=3, seed=8))
+    assert same_state_dict(a.state_dict, b.state_dict)
+    assert a.loss_history == b.loss_history
+    assert not same_state_dict(a.state_dict, c.state_dict)
+
+
+def test_resume_equals_one_run_bit_for_bit(components, selfies):
+    settings = small(steps=6)
+    whole = lora.train_lora(components, selfies, settings)
+    first = lora.train_lora(components, selfies, settings, stop_after=3)
+    assert not first.done and first.steps_run == 3 and first.steps_this_call == 3
+    carried = lora.LoraState.from_bytes(first.state.to_bytes())  # as between two ZeroGPU calls
+    rest = lora.train_lora(components, selfies, settings, resume=carried)
+    assert rest.done and rest.steps_run == 6 and rest.steps_this_call == 3
+    assert rest.loss_history == whole.loss_history
+    assert same_state_dict(rest.state_dict, whole.state_dict)
+    assert same_state_dict(rest.state.adapter, whole.state.adapter)
+    assert same_state_dict(rest.state.optimizer, whole.state.optimizer)
+
+
+def test_time_budget_stops_early_and_resume_finishes(components, selfies):
+    settings = small(steps=3, time_budget_s=1e-6)
+    chunk = lora.train_lora(components, selfies, settings)
+    assert not chunk.done and chunk.steps_run == 1  # at least one step per call, then the budget stops it
+    state = chunk.state
+    for _ in range(5):
+        chunk = lora.train_lora(components, selfies, settings, resume=state)
+        state = chunk.state
+        if chunk.done:
+            break
+    assert chunk.done and chunk.steps_run == 3
+    assert same_state_dict(chunk.state_dict, lora.train_lora(components, selfies, small(steps=3)).state_dict)
+
+
+def test_resume_refuses_other_selfies_or_settings(components, selfies):
+    first = lora.train_lora(components, selfies, small(steps=1))
+    with pytest.raises(InvalidRequest, match="other selfies"):
+        lora.train_lora(components, selfies[:2], small(steps=2), resume=first.state)
+    with pytest.raises(InvalidRequest, match="learning_rate"):
+        lora.train_lora(components, selfies, small(steps=2, learning_rate=1e-3), resume=first.state)
+    with pytest.raises(InvalidRequest, match="cannot be read"):
+        lora.LoraState.from_bytes(b"not a state" * 10)
+
+
+def test_training_leaves_the_shared_unet_unchanged(components, selfies):
+    before = unet_snapshot(components.unet)
+    lora.train_lora(components, selfies, small(steps=2, gradient_checkpointing=True))
+    assert_same_unet(before, unet_snapshot(components.unet))
+    assert not hasattr(components.unet, "peft_config")
+
+
+def test_training_next_to_a_disabled_adapter_on_fewer_layers(components, selfies):
+    """Another adapter on only some layers, disabled (as the pipeline does before training): afterwards
+    the same layers are wrapped, it is still the active one and still disabled."""
+    from peft import LoraConfig
+
+    unet = components.unet
+    unet.add_adapter(LoraConfig(r=2, target_modules=["attn1.to_q"], init_lora_weights="gaussian"), "other")
+    try:
+        unet.disable_adapters()
+        before = unet_snapshot(unet)
+        lora.train_lora(components, selfies, small(steps=2))
+        assert_same_unet(before, unet_snapshot(unet))
+        assert unet.active_adapters() == ["other"]
+        layers = [m for m in unet.modules() if hasattr(m, "disable_adapters") and hasattr(m, "base_layer")]
+        assert layers and all(m.disable_adapters for m in layers)
+    finally:
+        unet.unload_lora()
+
+
+def test_mixed_precision_path_with_a_half_precision_unet(tiny_repo, selfies):
+    """What CUDA does (bf16 base weights, fp32 LoRA parameters under bf16 autocast), run on the CPU."""
+    comps = lora.LoraComponents.from_pretrained(tiny_repo, device="cpu", dtype=torch.bfloat16)
+    before = unet_snapshot(comps.unet)
+    result = lora.train_lora(comps, selfies, small(steps=3, mixed_precision="bf16"))
+    assert result.config["mixed_precision"] == "bf16"
+    assert np.isfinite(result.loss_history).all()
+    assert any(v.abs().sum() > 0 for k, v in result.state_dict.items() if ".lora_B." in k)  # it learned
+    assert all(v.dtype == torch.float32 for v in result.state.adapter.values())
+    assert_same_unet(before, unet_snapshot(comps.unet))
+    assert comps.unet.dtype == torch.bfloat16
+
+
+@pytest.mark.gpu
+def test_training_on_cuda(tiny_repo, selfies):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    comps = lora.LoraComponents.from_pretrained(tiny_repo, device="cuda")
+    before = unet_snapshot(comps.unet)
+    result = lora.train_lora(comps, selfies, small(steps=4))
+    assert result.config["mixed_precision"] in ("bf16", "fp16") and np.isfinite(result.final_loss)
+    assert all(v.device.type == "cpu" for v in result.state_dict.values())
+    lora.validate_lora_state_dict(result.state_dict, comps.unet)
+    assert_same_unet(before, unet_snapshot(comps.unet))
+    again = lora.train_lora(
+        comps, selfies, small(steps=2), resume=lora.train_lora(comps, selfies, small(steps=1)).state
+    )
+    assert again.done and again.steps_run == 2
+
+
+def test_training_with_the_pipelines_own_modules_keeps_its_adapters(pipe, selfies, tiny_repo):
+    """A pipeline with a LoRA already loaded (the fast mode's) and InstantID's IP-adapter: training
+    uses its modules, then both adapters work as before and the images are unchanged."""
+    from headshot.tiny import ensure_tiny_models
+
+    folders = ensure_tiny_models(EMBEDDING_SIZE)
+    pipe.load_lora_weights(folders["fast_lora"], adapter_name="fast")
+    pipe.load_ip_adapter(
+        str(folders["instantid"]), subfolder="", weight_name="ip-adapter.bin", image_encoder_folder=None
+    )
+    try:
+        pipe.set_ip_adapter_scale(0.0)  # renders need no face embedding; the processors stay in place
+        processors = {k: type(v).__name__ for k, v in pipe.unet.attn_processors.items()}
+        assert any("IPAdapter" in name for name in processors.values())
+        before = unet_snapshot(pipe.unet)
+        result = lora.train_lora(pipe, selfies, small(steps=2))
+        assert result.steps_run == 2 and np.isfinite(result.final_loss)
+        assert_same_unet(before, unet_snapshot(pipe.unet))
+        assert pipe.unet.active_adapters() == ["fast"]
+        assert {k: type(v).__name__ for k, v in pipe.unet.attn_processors.items()} == processors
+        assert pipe.unet.encoder_hid_proj is not None
+        assert pipe.unet.config.encoder_hid_dim_type == "ip_image_proj"
+    finally:
+        pipe.unload_ip_adapter()
+        pipe.unload_lora_weights()
+    assert not hasattr(pipe.unet, "peft_config")
+
+
+def test_text_encoder_lora_trains_and_loads(pipe, selfies):
+    result = lora.train_lora(pipe, selfies, small(steps=2, train_text_encoder=True))
+    prefixes = {k.split(".")[0] for k in result.state_dict}
+    assert prefixes == {"unet", "text_encoder", "text_encoder_2"}
+    summary = lora.validate_lora_state_dict(result.state_dict, pipe)
+    assert summary["components"] == ["text_encoder", "text_encoder_2", "unet"]
+    assert not hasattr(pipe.text_encoder, "peft_config") and not hasattr(pipe.text_encoder_2, "peft_config")
+    pipe.load_lora_weights(result.state_dict, adapter_name="identity")
+    try:
+        assert "identity" in pipe.get_list_adapters()["text_encoder"]
+    finally:
+        pipe.delete_adapters("identity")
+
+
+# --------------------------------------------------------------------------------------
+# Using the LoRA in a pipeline
+# --------------------------------------------------------------------------------------
+
+
+def test_state_dict_loads_into_the_pipeline_and_changes_its_output(pipe, selfies, tmp_path):
+    result = lora.train_lora(pipe, selfies, small(steps=4, learning_rate=5e-3))
+    original = render(pipe)
+    request = lora.lora_request(result.state_dict, 1.0, "identity", result.config)
+    pipe.load_lora_weights(request["state_dict"], adapter_name=request["name"])
+    pipe.set_adapters([request["name"]], adapter_weights=[request["scale"]])
+    with_lora = render(pipe)
+    assert np.isfinite(with_lora).all()
+    assert not np.array_equal(with_lora, original)
+    assert np.array_equal(render(pipe), with_lora)  # deterministic
+    pipe.delete_adapters(request["name"])
+    assert np.array_equal(render(pipe), original)
+
+    # The SDXL LoRA file layout loads to the same adapter.
+    path = lora.save_lora_weights(result.state_dict, tmp_path / "lora")
+    assert path.is_file()
+    pipe.load_lora_weights(str(path.parent), adapter_name="from_file")
+    try:
+        assert np.array_equal(render(pipe), with_lora)
+    finally:
+        pipe.delete_adapters("from_file")
+
+
+def test_exported_weights_reproduce_the_trained_adapter_with_alpha_folded(components, selfies, pipe):
+    """alpha != rank: the trained adapter (peft, lora_alpha=8) and the exported one loaded by diffusers
+    (which assumes alpha = rank) give the same UNet output."""
+    from peft import LoraConfig, set_peft_model_state_dict
+
+    result = lora.train_lora(components, selfies, small(steps=2, alpha=8.0, save_dtype="float32"))
+    unet = pipe.unet
+    gen = torch.Generator().manual_seed(3)
+    sample = torch.randn(1, 4, 32, 32, generator=gen)
+    embeds = torch.randn(1, 77, unet.config.cross_attention_dim, generator=gen)
+    cond = {
+        "text_embeds": torch.randn(1, 32, generator=gen),
+        "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]]),
+    }
+
+    def output():
+        with torch.no_grad():
+            return unet(sample, 500, encoder_hidden_states=embeds, added_cond_kwargs=cond).sample
+
+    trained_cfg = LoraConfig(r=4, lora_alpha=8, target_modules=list(lora.UNET_TARGET_MODULES))
+    unet.add_adapter(trained_cfg, adapter_name="trained")
+    unfolded = {k.removeprefix("unet."): v for k, v in result.state.adapter.items()}
+    set_peft_model_state_dict(unet, unfolded, adapter_name="trained")
+    reference = output()
+    unet.delete_adapters("trained")
+    pipe.load_lora_weights(result.state_dict, adapter_name="exported")
+    try:
+        torch.testing.assert_close(output(), reference, rtol=1e-5, atol=1e-6)
+    finally:
+        pipe.unload_lora_weights()
+
+
+# --------------------------------------------------------------------------------------
+# Validation of LoRA tensors
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def good_lora(components) -> dict[str, torch.Tensor]:
+    from headshot.tiny import random_unet_lora
+
+    return random_unet_lora(components.unet, rank=4, seed=1)
+
+
+def test_validate_accepts_good_tensors(components, good_lora):
+    summary = lora.validate_lora_state_dict(good_lora, components.unet)
+    assert summary == {"rank": 4, "layers": len(good_lora) // 2, "components": ["unet"]}
+    # ... from the UNet's config alone, and in the older lora.down/lora.up naming.
+    assert lora.validate_lora_state_dict(good_lora, components.unet.config)["layers"] == summary["layers"]
+    renamed = {
+        k.replace(".lora_A.weight", ".lora.down.weight").replace(".lora_B.weight", ".lora.up.weight"): v
+        for k, v in good_lora.items()
+    }
+    assert lora.validate_lora_state_dict(renamed, components.unet)["rank"] == 4
+
+
+def _first(sd: dict, suffix: str) -> str:
+    return next(k for k in sd if k.endswith(suffix))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("nan", "not finite"),
+        ("inf", "not finite"),
+        ("missing_partner", "only one of its two"),
+        ("rank_mismatch", "different ranks"),
+        ("shape_mismatch", "does not fit the base model"),
+        ("unknown_module", "has no layer"),
+        ("not_attention", "not an attention projection"),
+        ("foreign_key", "unexpected tensor"),
+        ("integer", "not a floating-point tensor"),
+        ("vector", "not a matrix"),
+        ("empty", "there are none"),
+        ("text_encoder_unchecked", "cannot be checked"),
+    ],
+)
+def test_validate_refuses_corrupt_or_foreign_tensors(components, good_lora, damage, message):
+    sd = dict(good_lora)
+    key_a = _first(sd, "attn1.to_q.lora_A.weight")
+    key_b = key_a.replace("lora_A", "lora_B")
+    if damage == "nan":
+        sd[key_a] = sd[key_a].clone()
+        sd[key_a][0, 0] = float("nan")
+    elif damage == "inf":
+        sd[key_b] = sd[key_b].clone()
+        sd[key_b][-1, -1] = float("inf")
+    elif damage == "missing_partner":
+        del sd[key_b]
+    elif damage == "rank_mismatch":
+        sd[key_b] = torch.zeros(sd[key_b].shape[0], 5)
+    elif damage == "shape_mismatch":  # a LoRA for wider layers: another base model
+        sd[key_a] = torch.zeros(4, 640)
+        sd[key_b] = torch.zeros(640, 4)
+    elif damage == "unknown_module":
+        sd[key_a.replace("down_blocks.1", "down_blocks.7")] = sd.pop(key_a)
+        sd[key_b.replace("down_blocks.1", "down_blocks.7")] = sd.pop(key_b)
+    elif damage == "not_attention":
+        sd["unet.down_blocks.1.attentions.0.proj_in.lora_A.weight"] = torch.zeros(4, 64)
+        sd["unet.down_blocks.1.attentions.0.proj_in.lora_B.weight"] = torch.zeros(64, 4)
+    elif damage == "foreign_key":
+        sd["unet.conv_in.weight"] = torch.zeros(3, 3)
+    elif damage == "integer":
+        sd[key_a] = torch.zeros(sd[key_a].shape, dtype=torch.int64)
+    elif damage == "vector":
+        sd[key_a] = sd[key_a][0]
+    elif damage == "empty":
+        sd = {}
+    elif damage == "text_encoder_unchecked":
+        sd["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"] = torch.zeros(4, 32)
+        sd["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight"] = torch.zeros(32, 4)
+    with pytest.raises(IdentityFileError, match=message) as info:
+        lora.validate_lora_state_dict(sd, components.unet)
+    assert info.value.code == "invalid_identity"
+    assert str(info.value).startswith("This identity file's LoRA weights cannot be used")
+
+
+# --------------------------------------------------------------------------------------
+# Inputs, settings, requests
+# --------------------------------------------------------------------------------------
+
+
+def test_crops_from_selfies_with_face_boxes(selfies):
+    from headshot import imaging
+
+    image = selfies[0]
+    w, h = image.size
+    box = np.array([w * 0.35, h * 0.25, w * 0.65, h * 0.6], dtype=np.float32)
+    crops = lora.prepare_training_images([image], 64, bboxes=[box], zooms=(1.0, 1.12), face_fraction=0.4)
+    assert [c.size for c in crops] == [(64, 64), (64, 64)]
+    expected = imaging.crop_around_face(image, box, (64, 64), 0.4)
+    assert np.array_equal(np.asarray(crops[0]), np.asarray(expected))
+    assert not np.array_equal(np.asarray(crops[0]), np.asarray(crops[1]))  # the zoomed variant differs
+    # Accepted-selfie-like objects and (image, bbox) tuples give the same crops.
+    from types import SimpleNamespace
+
+    selfie = SimpleNamespace(image=image, face=SimpleNamespace(bbox=box))
+    assert np.array_equal(np.asarray(lora.prepare_training_images([selfie], 64)[0]), np.asarray(expected))
+    assert np.array_equal(
+        np.asarray(lora.prepare_training_images([(image, box)], 64)[0]), np.asarray(expected)
+    )
+
+
+def test_latents_are_cached_once_per_variant(components, selfies, monkeypatch):
+    calls = []
+    original = type(components.vae).encode
+
+    def counting(self, x, *args, **kwargs):
+        calls.append(x.shape[0])
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(type(components.vae), "encode", counting)
+    lora.train_lora(components, selfies, small(steps=4, zooms=(1.0, 1.1)))
+    assert sum(calls) == len(selfies) * 2 * 2  # images x zooms x flips, however many steps
+
+
+def test_settings_and_requests_are_checked():
+    for bad in ({"rank": 0}, {"learning_rate": -1.0}, {"steps": 0}, {"token": "a b"}, {"zooms": (0.5,)}):
+        with pytest.raises(InvalidRequest):
+            lora.LoraSettings(**bad).check()
+    tiny = lora.LoraSettings.for_profile("tiny", seed=3)
+    assert tiny.steps < 20 and tiny.seed == 3 and tiny.resolution is None  # native tiny size
+    assert lora.LoraSettings.for_profile("full") == lora.LoraSettings()
+    assert lora.LoraSettings.for_profile() == lora.LoraSettings.for_profile("tiny")  # the tests' profile
+    settings = lora.LoraSettings(token="zxq", class_word="woman")
+    assert settings.caption == "a photo of zxq woman" and settings.subject == "zxq woman"
+    assert lora.LoraSettings.from_dict(settings.to_dict()) == settings
+    sd = {"unet.x.lora_A.weight": torch.zeros(1, 1)}
+    request = lora.lora_request(sd, 0.8, "identity")
+    assert request["name"] == "identity" and request["scale"] == 0.8 and request["state_dict"] == sd
+    with pytest.raises(InvalidRequest):
+        lora.lora_request(sd, 3.0, "identity")
+    with pytest.raises(InvalidRequest):
+        lora.lora_request(sd, 1.0, "has.dot")
+    with pytest.raises(InvalidRequest):
+        lora.lora_request({}, 1.0, "identity")
+
+
+def test_resolution_must_fit_the_model(components, selfies):
+    with pytest.raises(InvalidRequest, match="multiple of"):
+        lora.train_lora(components, selfies, small(resolution=70))

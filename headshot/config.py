@@ -63,21 +63,31 @@ class HubModel:
     filename: str | None = None
 
 
-# A photoreal SDXL checkpoint in diffusers layout.
-SDXL_BASE = HubModel("SG161222/RealVisXL_V5.0", revision="main")
+# Revisions are commit hashes found in public code that pins these repositories (see each comment).
+# A photoreal SDXL checkpoint in diffusers layout (model_index.json, unet/, vae/, text_encoder*/ ...).
+# RealVisXL V4.0 at a commit loaded with StableDiffusionXLPipeline.from_pretrained in public code
+# (no pinned commit of RealVisXL_V5.0 could be found; swap both fields together to change it).
+SDXL_BASE = HubModel("SG161222/RealVisXL_V4.0", revision="49740684ab2d8f4f5dcf6c644df2b33388a8ba85")
 # The fp16-safe SDXL VAE (the stock one overflows in fp16).
-SDXL_VAE_FP16 = HubModel("madebyollin/sdxl-vae-fp16-fix", revision="main")
+SDXL_VAE_FP16 = HubModel("madebyollin/sdxl-vae-fp16-fix", revision="207b116dae70ace3637169f1ddd2434b91b3a8cd")
 # InstantID: the IdentityNet ControlNet and the face adapter (image projection + to_k_ip/to_v_ip).
-INSTANTID_CONTROLNET = HubModel("InstantX/InstantID", revision="main", subfolder="ControlNetModel")
-INSTANTID_ADAPTER = HubModel("InstantX/InstantID", revision="main", filename="ip-adapter.bin")
+# 57b32dfe... is a snapshot holding both ControlNetModel/ and ip-adapter.bin.
+INSTANTID_REVISION = "57b32dfee076092ad2930c71fd6d439c2c3b1820"
+INSTANTID_CONTROLNET = HubModel(
+    "InstantX/InstantID", revision=INSTANTID_REVISION, subfolder="ControlNetModel"
+)
+INSTANTID_ADAPTER = HubModel("InstantX/InstantID", revision=INSTANTID_REVISION, filename="ip-adapter.bin")
 # Few-step LoRA for the fast mode (LCM-LoRA for SDXL, with LCMScheduler).
 FAST_LORA = HubModel(
     "latent-consistency/lcm-lora-sdxl",
-    revision="main",
+    revision="a18548dd4956b174ec5b0d78d340c8dae0a129cd",
     filename="pytorch_lora_weights.safetensors",
 )
-# antelopev2, the pack InstantID was trained on (512-d ArcFace embeddings).
-ANTELOPEV2 = HubModel("DIAMONIKA/insightface_models", revision="main", filename="antelopev2.zip")
+# antelopev2, the pack InstantID was trained on (512-d ArcFace embeddings): a Hub mirror of the zip
+# (it unpacks to antelopev2/*.onnx), and insightface's own release as a fallback URL.
+ANTELOPEV2 = HubModel(
+    "MonsterMMORPG/tools", revision="2cc250d767e22019bef3ae1aefaa1ad8a73ef64c", filename="antelopev2.zip"
+)
 ANTELOPEV2_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/antelopev2.zip"
 
 # --------------------------------------------------------------------------------------
@@ -94,7 +104,7 @@ MIN_SHORT_SIDE = 512  # low_resolution below this
 ANALYSIS_MAX_SIDE = 1024  # images are downscaled to this before face analysis
 
 # Face quality (see validation.py for how each is measured)
-MIN_FACE_SHORT_SIDE_PX = 96  # face box short side in the original image
+MIN_FACE_SHORT_SIDE_PX = 64  # face box short side in the original image (face_too_small error)
 MIN_FACE_FRACTION = 0.08  # face box short side / image short side
 SECOND_FACE_RATIO = 0.45  # a second face this big (relative box side) makes multiple_faces
 BLUR_ERROR = 0.15  # sharpness score (0..1) below this is blurry
@@ -103,8 +113,8 @@ DARK_ERROR = 0.18  # mean face luminance (0..1)
 DARK_WARNING = 0.28
 BRIGHT_ERROR = 0.92
 BRIGHT_WARNING = 0.85
-MAX_YAW_DEG = 35.0
-MAX_PITCH_DEG = 30.0
+MAX_YAW_DEG = 45.0  # extreme_pose error beyond these (head pose from the 5 keypoints, faces.pose_from_kps)
+MAX_PITCH_DEG = 40.0
 MAX_ROLL_DEG = 35.0
 
 # Generation
@@ -133,3 +143,49 @@ def output_sizes() -> dict[str, tuple[int, int]]:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     return int(value) if value else default
+
+
+# Identity files (identity.py): an InstantID identity is ~1 MB, a LoRA identity holds the adapter too
+# (rank 16 in float16 is ~47 MB). Keep Gradio's max_file_size at least this large.
+MAX_IDENTITY_BYTES = 2 * MAX_UPLOAD_BYTES
+
+
+# --------------------------------------------------------------------------------------
+# Rendering (pipeline.py)
+# --------------------------------------------------------------------------------------
+
+MAX_RENDER_PROMPT_CHARS = 2000  # the composed prompt (style + subject + extra text)
+RENDER_MIN_SIDE = 32
+RENDER_MAX_SIDE = 2048  # output width/height, multiples of 8
+MAX_GUIDANCE = 20.0
+MAX_ADAPTER_SCALE = 2.0  # identity strength, IdentityNet strength, LoRA scale
+VAE_TILING_ABOVE = 1024  # decode in tiles when a side is larger than this
+# Fast mode (few-step LoRA + LCMScheduler)
+FAST_MIN_STEPS = 4
+FAST_MAX_STEPS = 8
+FAST_MAX_GUIDANCE = 1.5  # a higher request guidance falls back to FAST_GUIDANCE
+FAST_GUIDANCE = 1.0  # <= 1 runs without classifier-free guidance
+# ZeroGPU duration estimate (seconds): fixed cost + per step; clamped to the maximum.
+ZEROGPU_BASE_SECONDS = 10
+ZEROGPU_EFFECTIVE_TFLOPS = 120.0  # sustained fp16 throughput assumed for a ZeroGPU slice
+ZEROGPU_MAX_DURATION = 120
+
+
+# --------------------------------------------------------------------------------------
+# Selfie validation (validation.py), tuned with benchmarks/calibrate_faces.py
+# --------------------------------------------------------------------------------------
+
+YAW_WARNING_DEG = 30.0  # extreme_pose warning beyond these (errors: MAX_YAW_DEG, ...)
+PITCH_WARNING_DEG = 30.0
+ROLL_WARNING_DEG = 20.0
+DARK_SEVERE = 0.08  # mean face luminance under this is too_dark whatever the highlights
+DARK_HIGHLIGHT_ERROR = 0.40  # too_dark needs a dark mean AND no bright skin/eyes (99th percentile):
+DARK_HIGHLIGHT_WARNING = 0.55  # a dark-skinned face in good light still has highlights
+CLIPPED_ERROR = 0.30  # share of face pixels at 250+ (burnt out): overexposed
+CLIPPED_WARNING = 0.12
+NOISE_WARNING_SIGMA = 12.0  # estimated noise (0..255) on the face: a "lost detail" warning
+BLOCKINESS_WARNING = 2.5  # JPEG 8x8 block-edge contrast ratio on the face: a "lost detail" warning
+SECOND_FACE_MIN_VISIBLE = 0.7  # a comparable second face cut by the frame below this share is a warning
+SECOND_FACE_MIN_REL_SHARPNESS = 0.25  # ... and so is one much softer than the main face (background)
+DUPLICATE_MAX_HASH_DISTANCE = 6  # dhash bits (of 64): resized/re-encoded copies differ by <= 4
+FACE_SMALL_WARNING_PX = 112  # face box short side under this: face_too_small warning (ArcFace sees 112 px)

@@ -1,0 +1,806 @@
+"""The shared GPU module: models loaded once per process, ``render(request) -> images``.
+
+Profiles (``config.profile()``):
+
+* ``full``: a photoreal SDXL checkpoint (``config.SDXL_BASE``, with the fp16-safe VAE on fp16),
+  InstantID's IdentityNet and face adapter (``config.INSTANTID_*``) and, for the fast mode, LCM-LoRA
+  (``config.FAST_LORA``), each at a pinned revision from the Hugging Face Hub;
+* ``tiny``: the tiny random repositories ``tiny.py`` builds on disk, loaded by the same code.
+
+Precision and device: float16 on CUDA and mps, float32 on CPU (``HEADSHOT_DEVICE`` overrides the
+device). Attention runs on PyTorch's scaled-dot-product kernels (diffusers' default with torch 2),
+the UNet and IdentityNet use channels-last memory on CUDA, and the VAE decodes in tiles above
+``config.VAE_TILING_ABOVE`` pixels.
+
+Concurrency: one module-level lock serialises the GPU work (renders and LoRA training share the
+UNet); every per-request setting (scheduler, adapter scale, LoRA adapters, VAE tiling) is set at the
+start of each render and LoRA adapters are removed or disabled afterwards, so a request never sees
+another's settings. The face conditioning of a request travels in its own objects (see
+``instantid.FaceTokenControlNet``), not in shared state.
+
+ZeroGPU: ``render`` checks the request and loads the models (in the main process, where ZeroGPU
+keeps them), then runs ``_render_on_gpu`` under ``@spaces.GPU`` with a duration estimated from the
+request. Off ZeroGPU ``spaces.GPU`` returns the function unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import spaces  # ZeroGPU: imported before torch (it must come before CUDA is initialised)
+import torch
+from PIL import Image
+
+from headshot import config, errors, instantid, tiny
+
+__all__ = [
+    "RenderRequest",
+    "base_model_id",
+    "device_summary",
+    "estimate_duration",
+    "load_models",
+    "render",
+    "select_device",
+    "train_identity_lora",
+]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[..., Any]  # progress(fraction, desc=...) like gr.Progress
+
+FULL_EMBEDDING_SIZE = 512  # antelopev2's recognizer; InstantID's adapter takes this size
+FAST_ADAPTER = "fast"
+TINY_BASE_MODEL = f"headshot/tiny-sdxl-v{tiny.TINY_FORMAT}"
+# Compute per denoising step for one 1024x1024 image, counted with torch.utils.flop_counter on the
+# SDXL base UNet and an IdentityNet of the same width (meta tensors, batch 1).
+SDXL_UNET_TFLOP_1024 = 6.76
+IDENTITYNET_TFLOP_1024 = 2.99
+LORA_LOAD_SECONDS = 5  # loading a LoRA into the UNet (peft injection), for the ZeroGPU estimate
+
+
+@dataclasses.dataclass
+class RenderRequest:
+    """One render: prompts, the face and its keypoint image, sizes and scales.
+
+    ``face_embedding`` is the identity's (normalised) face embedding; ``control_image`` the keypoint
+    image (``imaging.draw_kps``), resized to ``width`` x ``height`` if it differs. Image ``i`` uses the
+    seed ``seed + i``, so any image can be rendered again alone. ``fast`` uses the few-step LoRA with
+    ``config.FAST_MIN_STEPS``..``FAST_MAX_STEPS`` steps. ``lora`` is an identity LoRA
+    ``{"name", "state_dict", "scale", "config"}`` whose state dict is in diffusers' SDXL format
+    (``"unet.<module>.lora_A.weight"``...) with its alpha/rank scaling folded into the weights.
+    """
+
+    prompt: str
+    negative_prompt: str
+    face_embedding: np.ndarray
+    control_image: Image.Image
+    width: int
+    height: int
+    num_images: int = 1
+    seed: int = 0
+    steps: int = 30
+    guidance: float = 5.0
+    identity_strength: float = 0.8
+    identitynet_strength: float = 0.8
+    fast: bool = False
+    lora: dict | None = None
+
+
+@dataclasses.dataclass
+class Models:
+    """The loaded models of one profile/device/embedding size (shared by every render)."""
+
+    pipe: Any  # StableDiffusionXLControlNetPipeline with the face adapter loaded
+    identitynet: Any  # ControlNetModel
+    device: torch.device
+    dtype: torch.dtype
+    profile: str
+    embedding_size: int
+    base_model: str
+    fast_lora: dict  # load_lora_weights arguments for the fast-mode LoRA
+    fast_loaded: bool = False
+
+
+# peft's notes on what this module does on purpose: several named adapters on one UNet, and deleting
+# the request's adapter after each render.
+warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+warnings.filterwarnings(
+    "ignore", message=r"Adapter \S+ was active which is now deleted", category=UserWarning
+)
+
+_LOAD_LOCK = threading.Lock()
+_GPU_LOCK = threading.Lock()  # one GPU: renders and training run one at a time
+_MODELS: dict[tuple, Models] = {}
+
+
+# --------------------------------------------------------------------------------------
+# Device and precision
+# --------------------------------------------------------------------------------------
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def select_device() -> torch.device:
+    """``HEADSHOT_DEVICE`` if set, else CUDA, then Apple's mps, then the CPU."""
+    wanted = config.device_override()
+    if wanted:
+        if wanted not in ("cuda", "mps", "cpu"):
+            raise errors.InvalidRequest(f"HEADSHOT_DEVICE must be cuda, mps or cpu, not {wanted!r}.")
+        if wanted == "cuda" and not torch.cuda.is_available():
+            raise errors.InvalidRequest("HEADSHOT_DEVICE=cuda, but PyTorch sees no CUDA GPU.")
+        if wanted == "mps" and not _mps_available():
+            raise errors.InvalidRequest("HEADSHOT_DEVICE=mps, but PyTorch's mps backend is not available.")
+        return torch.device(wanted)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def select_dtype(device: torch.device) -> torch.dtype:
+    """float16 on GPUs (SDXL's standard inference precision), float32 on the CPU."""
+    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+# --------------------------------------------------------------------------------------
+# Loading (once per process)
+# --------------------------------------------------------------------------------------
+
+
+def base_model_id() -> str:
+    """The base-model id identity files record (and are checked against)."""
+    return TINY_BASE_MODEL if config.profile() == "tiny" else config.SDXL_BASE.repo_id
+
+
+def _analyzer_embedding_size() -> int:
+    from headshot import faces
+
+    return int(faces.get_analyzer().embedding_size)
+
+
+def load_models(embedding_size: int | None = None) -> Models:
+    """Load (once) and return the models of the current profile and device.
+
+    ``embedding_size`` sizes the tiny profile's face adapter (default: the face analyzer's); the
+    full profile's adapter is InstantID's and takes 512-d antelopev2 embeddings.
+    """
+    profile = config.profile()
+    device = select_device()
+    dtype = select_dtype(device)
+    if profile == "tiny":
+        size = int(embedding_size) if embedding_size else _analyzer_embedding_size()
+        key = (profile, str(device), dtype, size, str(config.cache_dir()))
+    else:
+        size = FULL_EMBEDDING_SIZE
+        key = (profile, str(device), dtype, size)
+    models = _MODELS.get(key)
+    if models is None:
+        with _LOAD_LOCK:
+            models = _MODELS.get(key)
+            if models is None:
+                started = time.perf_counter()
+                models = _load_tiny(size, device, dtype) if profile == "tiny" else _load_full(device, dtype)
+                _MODELS[key] = models
+                log.info("loaded %s models on %s in %.1f s", profile, device, time.perf_counter() - started)
+    return models
+
+
+def _from_pretrained(cls, source: str, **kwargs):
+    """``cls.from_pretrained``; on fp16 the fp16 weight files when the repository has them."""
+    if kwargs.get("variant"):
+        try:
+            return cls.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as exc:
+            if "variant" not in str(exc):
+                raise
+            log.info("no %s weight files in %s; loading the default ones", kwargs["variant"], source)
+            kwargs.pop("variant")
+    return cls.from_pretrained(source, **kwargs)
+
+
+def _assemble(
+    *,
+    base: str,
+    base_revision: str | None,
+    controlnet: str,
+    controlnet_subfolder: str | None,
+    adapter: str,
+    adapter_weight: str,
+    instantid_revision: str | None,
+    vae: str | None,
+    vae_revision: str | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Any, Any]:
+    """The one loading recipe both profiles use: IdentityNet, SDXL (+ VAE), face adapter."""
+    from diffusers import AutoencoderKL, StableDiffusionXLControlNetPipeline
+
+    identitynet = instantid.load_identitynet(
+        controlnet, subfolder=controlnet_subfolder, revision=instantid_revision, dtype=dtype
+    )
+    extra: dict[str, Any] = {}
+    if vae is not None:
+        extra["vae"] = AutoencoderKL.from_pretrained(vae, revision=vae_revision, dtype=dtype)
+    pipe = _from_pretrained(
+        StableDiffusionXLControlNetPipeline,
+        base,
+        revision=base_revision,
+        controlnet=identitynet,
+        dtype=dtype,
+        variant="fp16" if dtype == torch.float16 and base_revision else None,
+        add_watermarker=False,
+        **extra,
+    )
+    instantid.load_face_adapter(pipe, adapter, weight_name=adapter_weight, revision=instantid_revision)
+    pipe.to(device)
+    if device.type == "cuda":
+        pipe.unet.to(memory_format=torch.channels_last)
+        identitynet.to(memory_format=torch.channels_last)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, identitynet
+
+
+def _load_tiny(embedding_size: int, device: torch.device, dtype: torch.dtype) -> Models:
+    paths = tiny.ensure_tiny_models(embedding_size)
+    pipe, identitynet = _assemble(
+        base=str(paths["sdxl"]),
+        base_revision=None,
+        controlnet=str(paths["instantid"]),
+        controlnet_subfolder=instantid.CONTROLNET_SUBFOLDER,
+        adapter=str(paths["instantid"]),
+        adapter_weight=instantid.ADAPTER_WEIGHT_NAME,
+        instantid_revision=None,
+        vae=None,
+        vae_revision=None,
+        device=device,
+        dtype=dtype,
+    )
+    fast = {
+        "pretrained_model_name_or_path_or_dict": str(paths["fast_lora"]),
+        "weight_name": "pytorch_lora_weights.safetensors",
+    }
+    return Models(pipe, identitynet, device, dtype, "tiny", embedding_size, TINY_BASE_MODEL, fast)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """True for the errors a missing download raises (offline, no cache, Hub unreachable)."""
+    import huggingface_hub.errors as hub_errors
+
+    kinds: tuple[type[BaseException], ...] = (
+        OSError,
+        hub_errors.HfHubHTTPError,
+        hub_errors.LocalEntryNotFoundError,
+    )
+    try:
+        import httpx
+
+        kinds += (httpx.HTTPError,)
+    except ImportError:  # pragma: no cover - httpx comes with huggingface_hub
+        pass
+    return isinstance(exc, kinds)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _load_full(device: torch.device, dtype: torch.dtype) -> Models:
+    base, vae = config.SDXL_BASE, config.SDXL_VAE_FP16
+    net, adapter = config.INSTANTID_CONTROLNET, config.INSTANTID_ADAPTER
+    try:
+        pipe, identitynet = _assemble(
+            base=base.repo_id,
+            base_revision=base.revision,
+            controlnet=net.repo_id,
+            controlnet_subfolder=net.subfolder,
+            adapter=adapter.repo_id,
+            adapter_weight=adapter.filename or instantid.ADAPTER_WEIGHT_NAME,
+            instantid_revision=net.revision,
+            vae=vae.repo_id if dtype == torch.float16 else None,
+            vae_revision=vae.revision,
+            device=device,
+            dtype=dtype,
+        )
+    except Exception as exc:
+        if not _unavailable(exc):
+            raise
+        raise errors.ModelsUnavailable(
+            f"The diffusion models ({base.repo_id}, {net.repo_id}) are not in the local cache and "
+            f"could not be downloaded from the Hugging Face Hub ({_first_line(exc)}). Connect to the "
+            "internet once to download them, or set HEADSHOT_PROFILE=tiny to run offline with tiny test "
+            "models."
+        ) from exc
+    fast = {
+        "pretrained_model_name_or_path_or_dict": config.FAST_LORA.repo_id,
+        "weight_name": config.FAST_LORA.filename,
+        "revision": config.FAST_LORA.revision,
+    }
+    return Models(pipe, identitynet, device, dtype, "full", FULL_EMBEDDING_SIZE, base.repo_id, fast)
+
+
+# --------------------------------------------------------------------------------------
+# Step 1: checking a request
+# --------------------------------------------------------------------------------------
+
+
+def _finite_in(value: Any, low: float, high: float, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise errors.InvalidRequest(f"{what} must be a number, not {value!r}.") from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise errors.InvalidRequest(f"{what} must be between {low} and {high}, not {value}.")
+    return number
+
+
+def check_request(request: RenderRequest) -> None:
+    """Raise :class:`errors.InvalidRequest` with a readable message for anything out of range."""
+    if not isinstance(request.prompt, str) or not request.prompt.strip():
+        raise errors.InvalidRequest("The prompt is empty.")
+    if not isinstance(request.negative_prompt, str):
+        raise errors.InvalidRequest("The negative prompt must be text.")
+    for text, what in ((request.prompt, "prompt"), (request.negative_prompt, "negative prompt")):
+        if len(text) > config.MAX_RENDER_PROMPT_CHARS:
+            raise errors.InvalidRequest(
+                f"The {what} is longer than {config.MAX_RENDER_PROMPT_CHARS} characters."
+            )
+    emb = np.asarray(request.face_embedding)
+    if (
+        emb.ndim != 1
+        or emb.size == 0
+        or not np.issubdtype(emb.dtype, np.number)
+        or not np.isfinite(emb).all()
+    ):
+        raise errors.InvalidRequest("The face embedding must be a vector of finite numbers.")
+    if not np.any(emb):
+        raise errors.InvalidRequest("The face embedding is all zeros.")
+    if not isinstance(request.control_image, Image.Image):
+        raise errors.InvalidRequest("The control image must be a PIL image.")
+    for side, what in ((request.width, "Width"), (request.height, "Height")):
+        if not isinstance(side, (int, np.integer)) or not (
+            config.RENDER_MIN_SIDE <= side <= config.RENDER_MAX_SIDE
+        ):
+            raise errors.InvalidRequest(
+                f"{what} must be a whole number of pixels from {config.RENDER_MIN_SIDE} to "
+                f"{config.RENDER_MAX_SIDE}, not {side!r}."
+            )
+        if side % 8:
+            raise errors.InvalidRequest(f"{what} must be a multiple of 8, not {side}.")
+    if not isinstance(request.num_images, (int, np.integer)) or not (
+        1 <= request.num_images <= config.MAX_PACK_IMAGES
+    ):
+        raise errors.InvalidRequest(f"The number of images must be from 1 to {config.MAX_PACK_IMAGES}.")
+    if not isinstance(request.seed, (int, np.integer)) or not (
+        0 <= request.seed <= 2**63 - 1 - request.num_images
+    ):
+        raise errors.InvalidRequest(
+            f"The seed must be a whole number from 0 to {2**63 - 1 - request.num_images}."
+        )
+    if not isinstance(request.steps, (int, np.integer)) or not (1 <= request.steps <= config.MAX_STEPS):
+        raise errors.InvalidRequest(f"Steps must be a whole number from 1 to {config.MAX_STEPS}.")
+    _finite_in(request.guidance, 0.0, config.MAX_GUIDANCE, "Guidance")
+    _finite_in(request.identity_strength, 0.0, config.MAX_ADAPTER_SCALE, "Identity strength")
+    _finite_in(request.identitynet_strength, 0.0, config.MAX_ADAPTER_SCALE, "IdentityNet strength")
+    if request.lora is not None:
+        lora = request.lora
+        if (
+            not isinstance(lora, Mapping)
+            or not isinstance(lora.get("state_dict"), Mapping)
+            or not lora["state_dict"]
+        ):
+            raise errors.InvalidRequest("The identity LoRA must be a dict with a non-empty 'state_dict'.")
+        if not all(torch.is_tensor(v) for v in lora["state_dict"].values()):
+            raise errors.InvalidRequest("The identity LoRA's state dict must hold tensors.")
+        _finite_in(lora.get("scale", 1.0), 0.0, config.MAX_ADAPTER_SCALE, "LoRA strength")
+
+
+def effective_settings(request: RenderRequest) -> tuple[int, float]:
+    """(steps, guidance) the render uses: the request's, or the fast mode's few-step range."""
+    if not request.fast:
+        return int(request.steps), float(request.guidance)
+    steps = min(max(int(request.steps), config.FAST_MIN_STEPS), config.FAST_MAX_STEPS)
+    guidance = float(request.guidance)
+    if not (1.0 <= guidance <= config.FAST_MAX_GUIDANCE):
+        guidance = config.FAST_GUIDANCE
+    return steps, guidance
+
+
+# --------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------
+
+
+def render(request: RenderRequest, progress: Progress | None = None) -> list[Image.Image]:
+    """Render ``request.num_images`` images; PIL images in CPU memory, image ``i`` from ``seed + i``.
+
+    Safe to call from several threads: renders run one at a time on the GPU. On ZeroGPU a request
+    whose estimate exceeds ``config.ZEROGPU_MAX_DURATION`` runs as several GPU calls of fewer images
+    (the same images: each depends only on its own seed).
+    """
+    check_request(request)
+    size = int(np.asarray(request.face_embedding).size)
+    models = load_models(embedding_size=size)
+    if size != models.embedding_size:
+        raise errors.InvalidRequest(
+            f"This identity's face embedding has {size} values but the face adapter takes "
+            f"{models.embedding_size}: it was made with other face models."
+        )
+    if request.lora is not None:
+        from headshot import lora
+
+        lora.validate_lora_state_dict(request.lora["state_dict"], models.pipe)
+    chunks = _gpu_chunks(request) if config.on_zerogpu() else [(0, request.num_images)]
+    images: list[Image.Image] = []
+    for start, count in chunks:
+        part = dataclasses.replace(request, seed=request.seed + start, num_images=count)
+        images += _render_on_gpu(part, _sub_progress(progress, start, count, request.num_images))
+    return images
+
+
+def _gpu_chunks(request: RenderRequest) -> list[tuple[int, int]]:
+    """(first image, image count) per GPU call, each call within ZeroGPU's duration limit."""
+    per_call = request.num_images
+    while per_call > 1 and _estimate_seconds(dataclasses.replace(request, num_images=per_call)) > (
+        config.ZEROGPU_MAX_DURATION
+    ):
+        per_call -= 1
+    return [
+        (start, min(per_call, request.num_images - start)) for start in range(0, request.num_images, per_call)
+    ]
+
+
+def _sub_progress(progress: Progress | None, start: int, count: int, total: int) -> Progress | None:
+    if progress is None or (start == 0 and count == total):
+        return progress
+
+    def scaled(fraction: float, desc: str = "") -> None:
+        progress((start + fraction * count) / total, desc=desc)
+
+    return scaled
+
+
+def estimate_duration(request: RenderRequest, progress: Progress | None = None) -> int:
+    """Seconds of GPU time to ask ZeroGPU for: a fixed cost plus the denoising compute (capped)."""
+    return int(min(config.ZEROGPU_MAX_DURATION, math.ceil(_estimate_seconds(request))))
+
+
+def _estimate_seconds(request: RenderRequest) -> float:
+    steps, guidance = effective_settings(request)
+    megapixel_ratio = request.width * request.height / 1024**2
+    tflop_per_step = (
+        (SDXL_UNET_TFLOP_1024 + IDENTITYNET_TFLOP_1024) * megapixel_ratio * (2 if guidance > 1 else 1)
+    )
+    seconds = config.ZEROGPU_BASE_SECONDS + 1.25 * request.num_images * steps * tflop_per_step / (
+        config.ZEROGPU_EFFECTIVE_TFLOPS
+    )
+    if request.lora is not None:
+        seconds += LORA_LOAD_SECONDS
+    if request.fast:
+        seconds += LORA_LOAD_SECONDS
+    return seconds
+
+
+@spaces.GPU(duration=estimate_duration)
+def _render_on_gpu(request: RenderRequest, progress: Progress | None = None) -> list[Image.Image]:
+    models = load_models(embedding_size=int(np.asarray(request.face_embedding).size))
+    with _GPU_LOCK, torch.no_grad():
+        return _render(models, request, progress)
+
+
+def _render(models: Models, request: RenderRequest, progress: Progress | None) -> list[Image.Image]:
+    """The recipe. The caller holds the GPU lock."""
+    pipe, device, dtype = models.pipe, models.device, models.dtype
+
+    # 1. Check inputs (done by render) and resolve the settings this render uses.
+    steps, guidance = effective_settings(request)
+    do_cfg = guidance > 1.0
+    count = int(request.num_images)
+
+    # 2. Configure every per-request setting: adapters, face-adapter scale, VAE tiling.
+    loaded: list[str] = []
+    try:
+        _configure_adapters(models, request, loaded)
+        pipe.set_ip_adapter_scale(float(request.identity_strength))
+        if max(request.width, request.height) > config.VAE_TILING_ABOVE:
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
+
+        # 3. Encode the prompt (once for all images).
+        prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+            prompt=request.prompt,
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=do_cfg,
+            negative_prompt=request.negative_prompt or None,
+        )
+
+        # 4. Encode the face: adapter input for the UNet, face tokens for the IdentityNet.
+        image_embeds = instantid.face_image_embeds(
+            request.face_embedding, do_classifier_free_guidance=do_cfg, device=device, dtype=dtype
+        )
+        identitynet = instantid.identitynet_for_request(models.identitynet, pipe.unet, image_embeds)
+
+        # 5. Prepare the control image (the keypoints at the output size).
+        control = request.control_image.convert("RGB")
+        if control.size != (request.width, request.height):
+            control = control.resize((request.width, request.height), Image.BILINEAR)
+
+        images = []
+        for index in range(count):
+            # 6. Denoise: a fresh scheduler and a generator seeded for this image alone.
+            run = _request_pipeline(pipe, identitynet, _scheduler(pipe.scheduler.config, request.fast))
+            result = run(
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_embeds,
+                pooled_prompt_embeds=pooled,
+                negative_pooled_prompt_embeds=negative_pooled,
+                image=[control],
+                width=request.width,
+                height=request.height,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                controlnet_conditioning_scale=[float(request.identitynet_strength)],
+                ip_adapter_image_embeds=[image_embeds],
+                generator=torch.Generator("cpu").manual_seed(int(request.seed) + index),
+                output_type="latent",
+                callback_on_step_end=_step_callback(progress, index, count),
+            )
+            # 7. Decode to a PIL image in CPU memory.
+            images.append(_decode(pipe, result.images))
+        return images
+    finally:
+        _release_adapters(models, loaded)
+
+
+def _scheduler(scheduler_config: Mapping[str, Any], fast: bool):
+    """DPM++ 2M Karras normally; the LCM scheduler for the few-step LoRA."""
+    from diffusers import DPMSolverMultistepScheduler, LCMScheduler
+
+    if fast:
+        return LCMScheduler.from_config(scheduler_config)
+    return DPMSolverMultistepScheduler.from_config(
+        scheduler_config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
+    )
+
+
+def _request_pipeline(pipe, identitynet, scheduler):
+    """A pipeline object for one image: the shared modules, this request's IdentityNet and scheduler."""
+    components = {**pipe.components, "controlnet": identitynet, "scheduler": scheduler}
+    run = type(pipe)(
+        **components,
+        force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt,
+        add_watermarker=False,
+    )
+    run.set_progress_bar_config(disable=True)
+    return run
+
+
+def _step_callback(progress: Progress | None, index: int, count: int):
+    def on_step_end(run, step: int, timestep, tensors: dict) -> dict:
+        if progress is not None:
+            total = max(1, run.num_timesteps)
+            progress((index + (step + 1) / total) / count, desc=f"Image {index + 1} of {count}")
+        return {}
+
+    return on_step_end
+
+
+def _decode(pipe, latents: torch.Tensor) -> Image.Image:
+    vae = pipe.vae
+    latents = latents.to(vae.dtype)
+    mean = getattr(vae.config, "latents_mean", None)
+    std = getattr(vae.config, "latents_std", None)
+    if mean is not None and std is not None:
+        mean_t = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+        std_t = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+        latents = latents * std_t / vae.config.scaling_factor + mean_t
+    else:
+        latents = latents / vae.config.scaling_factor
+    decoded = vae.decode(latents, return_dict=False)[0]
+    return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+
+
+# --------------------------------------------------------------------------------------
+# LoRA adapters (per request)
+# --------------------------------------------------------------------------------------
+
+
+def _identity_adapter_name(lora: Mapping[str, Any]) -> str:
+    """A per-request adapter name that can never clash with the fast-mode adapter."""
+    name = "".join(c if c.isalnum() or c in "_-" else "_" for c in str(lora.get("name") or "identity"))
+    return f"request_{name[:64]}"
+
+
+def _configure_adapters(models: Models, request: RenderRequest, loaded: list[str]) -> None:
+    """Activate exactly this request's LoRAs; ``loaded`` collects the ones loaded for it (to remove)."""
+    pipe = models.pipe
+    active: list[str] = []
+    weights: list[float] = []
+    if request.fast:
+        if not models.fast_loaded:
+            try:
+                pipe.load_lora_weights(**models.fast_lora, adapter_name=FAST_ADAPTER)
+            except Exception as exc:
+                if models.profile == "full" and _unavailable(exc):
+                    raise errors.ModelsUnavailable(
+                        f"The fast-mode LoRA ({config.FAST_LORA.repo_id}) could not be downloaded. Turn "
+                        "fast mode off, connect to the internet, or set HEADSHOT_PROFILE=tiny to run offline."
+                    ) from exc
+                raise
+            models.fast_loaded = True
+        active.append(FAST_ADAPTER)
+        weights.append(1.0)
+    if request.lora is not None:
+        name = _identity_adapter_name(request.lora)
+        if name in _adapter_names(pipe):
+            pipe.delete_adapters(name)  # a leftover from a failed render
+        loaded.append(name)
+        pipe.load_lora_weights(dict(request.lora["state_dict"]), adapter_name=name)
+        active.append(name)
+        weights.append(float(request.lora.get("scale", 1.0)))
+    if active:
+        pipe.enable_lora()
+        pipe.set_adapters(active, adapter_weights=weights)
+    elif _adapter_names(pipe):
+        pipe.disable_lora()
+
+
+def _adapter_names(pipe) -> set[str]:
+    return {name for names in pipe.get_list_adapters().values() for name in names}
+
+
+def _release_adapters(models: Models, loaded: Sequence[str]) -> None:
+    """Delete the request's own adapters and switch the rest off, so nothing leaks into the next one."""
+    pipe = models.pipe
+    present = _adapter_names(pipe)
+    mine = [name for name in loaded if name in present]
+    if mine:
+        pipe.delete_adapters(mine)
+    if _adapter_names(pipe):
+        pipe.disable_lora()
+
+
+# --------------------------------------------------------------------------------------
+# Identity LoRA training (GPU work, so it lives here with the shared UNet and the GPU lock)
+# --------------------------------------------------------------------------------------
+
+
+def train_identity_lora(
+    images: Sequence[Image.Image],
+    bboxes: Sequence[Any] | None = None,
+    *,
+    steps: int | None = None,
+    rank: int | None = None,
+    learning_rate: float | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+):
+    """Train a quick identity LoRA on the selfies with ``lora.train_lora`` on the shared UNet.
+
+    Returns ``lora.LoraResult``. On ZeroGPU training runs in time-bounded GPU calls that resume from
+    one another; elsewhere in one call.
+    """
+    from headshot import lora
+
+    settings = lora.LoraSettings.for_profile(seed=int(seed))
+    if steps is not None:
+        settings.steps = int(steps)
+    if rank is not None:
+        settings.rank = int(rank)
+        settings.alpha = float(rank)
+    if learning_rate is not None:
+        settings.learning_rate = float(learning_rate)
+    if config.on_zerogpu():
+        settings.time_budget_s = float(config.ZEROGPU_MAX_DURATION - 2 * config.ZEROGPU_BASE_SECONDS)
+    settings.check()
+    load_models()
+    result = None
+    while result is None or not result.done:
+        result = _train_on_gpu(
+            list(images), bboxes, settings, None if result is None else result.state, progress
+        )
+    return result
+
+
+def _train_duration(images, bboxes, settings, resume=None, progress=None) -> int:
+    budget = settings.time_budget_s or config.ZEROGPU_MAX_DURATION
+    return int(min(config.ZEROGPU_MAX_DURATION, budget + 2 * config.ZEROGPU_BASE_SECONDS))
+
+
+@spaces.GPU(duration=_train_duration)
+def _train_on_gpu(images, bboxes, settings, resume=None, progress: Progress | None = None):
+    from headshot import lora
+
+    models = load_models()
+
+    def report(step: int, total: int, loss: float) -> None:
+        if progress is not None:
+            progress(step / max(1, total), desc=f"Training the LoRA: step {step} of {total}")
+
+    with _GPU_LOCK:
+        if _adapter_names(models.pipe):
+            models.pipe.disable_lora()
+        return lora.train_lora(models.pipe, images, settings, bboxes=bboxes, resume=resume, progress=report)
+
+
+# --------------------------------------------------------------------------------------
+# What the user is told about the machine
+# --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_tflops() -> float:
+    """Measured float32 convolution throughput of this CPU (a 320-channel 3x3 convolution)."""
+    conv = torch.nn.Conv2d(320, 320, 3, padding=1)
+    x = torch.randn(1, 320, 48, 48)
+    flop = 2 * 320 * 320 * 9 * 48 * 48
+    with torch.inference_mode():
+        conv(x)
+        started = time.perf_counter()
+        runs = 3
+        for _ in range(runs):
+            conv(x)
+        elapsed = time.perf_counter() - started
+    return runs * flop / max(elapsed, 1e-9) / 1e12
+
+
+def estimate_cpu_seconds(width: int = 1024, height: int = 1024, steps: int = 30, cfg: bool = True) -> float:
+    """Rough seconds for one full-size render on this CPU (denoising compute / measured throughput)."""
+    tflop = (SDXL_UNET_TFLOP_1024 + IDENTITYNET_TFLOP_1024) * (2 if cfg else 1) * width * height / 1024**2
+    return steps * tflop / _cpu_tflops()
+
+
+def _duration_words(seconds: float) -> str:
+    if seconds >= 90 * 60:
+        return f"about {seconds / 3600:.0f} hours"
+    if seconds >= 90:
+        return f"about {seconds / 60:.0f} minutes"
+    return f"about {max(1, round(seconds))} seconds"
+
+
+def device_summary() -> dict:
+    """Where renders run and what that means for the user (cheap: loads no model)."""
+    profile = config.profile()
+    try:
+        device = select_device()
+    except errors.HeadshotError as exc:
+        return {"device": "unavailable", "dtype": None, "gpu": False, "profile": profile, "note": exc.message}
+    dtype = select_dtype(device)
+    summary = {
+        "device": device.type,
+        "dtype": str(dtype).removeprefix("torch."),
+        "gpu": device.type in ("cuda", "mps"),
+        "profile": profile,
+    }
+    if profile == "tiny":
+        summary["note"] = (
+            "Tiny test profile (HEADSHOT_PROFILE=tiny): the models are random, so the images are noise. "
+            "Everything else (selfie checks, identities, styles, the API) works as in the full app."
+        )
+    elif device.type == "cuda":
+        name = "ZeroGPU" if config.on_zerogpu() else torch.cuda.get_device_name(0)
+        summary["note"] = f"GPU ({name}, {summary['dtype']}): a 1024x1024 headshot takes seconds."
+    elif device.type == "mps":
+        summary["note"] = "Apple GPU (mps, float16): a 1024x1024 headshot takes a minute or more."
+    else:
+        full = estimate_cpu_seconds(steps=30, cfg=True)
+        fast = estimate_cpu_seconds(steps=config.FAST_MIN_STEPS + 2, cfg=False)
+        summary["note"] = (
+            f"No GPU: a 1024x1024 image at 30 steps takes {_duration_words(full)} on this CPU "
+            f"(fast mode: {_duration_words(fast)}). A CUDA GPU or a ZeroGPU Space renders one in seconds."
+        )
+    return summary

@@ -1,0 +1,366 @@
+"""The shared GPU module on the tiny profile (CPU): determinism, isolation between requests, adapters."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from headshot import config, errors, imaging, pipeline, tiny
+
+D = 128  # the faces-small pack's embedding size
+SIZE = 64
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(D).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def keypoints(shift: float = 0.0) -> Image.Image:
+    kps = np.array([[0.38, 0.42], [0.62, 0.42], [0.5, 0.55], [0.41, 0.68], [0.59, 0.68]]) + shift
+    return imaging.draw_kps(SIZE, SIZE, kps * SIZE)
+
+
+def make_request(**changes) -> pipeline.RenderRequest:
+    base = pipeline.RenderRequest(
+        prompt="a studio portrait photo of a person",
+        negative_prompt="blurry",
+        face_embedding=unit(1),
+        control_image=keypoints(),
+        width=SIZE,
+        height=SIZE,
+        num_images=1,
+        seed=7,
+        steps=3,
+        guidance=5.0,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def pixels(images: list[Image.Image]) -> list[np.ndarray]:
+    return [np.asarray(img, dtype=np.int16) for img in images]
+
+
+def same(a: list[Image.Image], b: list[Image.Image]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(pixels(a), pixels(b), strict=True))
+
+
+def mean_diff(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(pixels([a])[0] - pixels([b])[0]).mean())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one CPU thread is as fast as several, and far faster on a busy shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return pipeline.load_models(embedding_size=D)
+
+
+@pytest.fixture(scope="module")
+def plain(models) -> list[Image.Image]:
+    """The reference render, done before any adapter was ever loaded."""
+    return pipeline.render(make_request())
+
+
+@pytest.fixture(scope="module")
+def other(models) -> list[Image.Image]:
+    return pipeline.render(make_request(face_embedding=unit(2), prompt="an outdoor headshot", seed=11))
+
+
+# --------------------------------------------------------------------------------------
+# Outputs and determinism
+# --------------------------------------------------------------------------------------
+
+
+def test_outputs_are_cpu_pil_images_of_the_right_size(models):
+    images = pipeline.render(make_request(width=48, height=64, control_image=keypoints(), num_images=2))
+    assert len(images) == 2
+    for img in images:
+        assert isinstance(img, Image.Image) and img.mode == "RGB" and img.size == (48, 64)
+        arr = np.asarray(img)
+        assert arr.dtype == np.uint8 and arr.std() > 1.0  # an image, not a flat fill
+
+
+def test_models_are_loaded_once(models):
+    assert pipeline.load_models(embedding_size=D) is models
+    assert models.profile == "tiny" and models.device.type == "cpu" and models.dtype == torch.float32
+    assert models.pipe.unet.dtype == torch.float32 and models.embedding_size == D
+
+
+def test_same_seed_gives_the_same_image(plain):
+    assert same(plain, pipeline.render(make_request()))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seed": 8},
+        {"face_embedding": unit(2)},
+        {"prompt": "an outdoor headshot"},
+        {"control_image": keypoints(0.1)},
+    ],
+    ids=["seed", "face", "prompt", "keypoints"],
+)
+def test_another_input_gives_another_image(plain, change):
+    changed = pipeline.render(make_request(**change))
+    assert mean_diff(plain[0], changed[0]) > 0.05
+
+
+def test_each_image_is_reproducible_alone(plain):
+    pair = pipeline.render(make_request(num_images=2, seed=6))
+    assert same(pair[1:], plain)  # image 1 of seed 6 is image 0 of seed 7
+    assert not same(pair[:1], plain)
+
+
+def test_requests_a_b_a_give_a_twice(plain, other):
+    a, b, a_again = (
+        pipeline.render(make_request()),
+        pipeline.render(_other_request()),
+        pipeline.render(make_request()),
+    )
+    assert same(a, plain) and same(a_again, plain) and same(b, other)
+
+
+def _other_request():
+    return make_request(face_embedding=unit(2), prompt="an outdoor headshot", seed=11)
+
+
+def test_concurrent_renders_equal_sequential_ones(plain, other):
+    results: dict[str, list[Image.Image]] = {}
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker(name, request):
+        try:
+            start.wait()
+            results[name] = pipeline.render(request)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=("a", make_request())),
+        threading.Thread(target=worker, args=("b", _other_request())),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert same(results["a"], plain) and same(results["b"], other)
+
+
+def test_zerogpu_splits_long_requests_into_calls_with_the_same_images(models, monkeypatch):
+    request = make_request(num_images=3, seed=20)
+    whole = pipeline.render(request)
+    monkeypatch.setattr(config, "on_zerogpu", lambda: True)
+    monkeypatch.setattr(config, "ZEROGPU_MAX_DURATION", config.ZEROGPU_BASE_SECONDS + 1)
+    full_size = dataclasses.replace(request, width=1024, height=1024)
+    assert pipeline._gpu_chunks(full_size) == [(0, 1), (1, 1), (2, 1)]
+    calls = []
+    real = pipeline._render_on_gpu
+    monkeypatch.setattr(
+        pipeline, "_render_on_gpu", lambda r, p=None: calls.append(r.num_images) or real(r, p)
+    )
+    monkeypatch.setattr(pipeline, "_gpu_chunks", lambda r: [(0, 2), (2, 1)])
+    seen: list[float] = []
+    split = pipeline.render(request, progress=lambda frac, desc="": seen.append(frac))
+    assert calls == [2, 1] and same(split, whole)
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_progress_reaches_the_caller(models):
+    seen: list[tuple[float, str]] = []
+    pipeline.render(make_request(num_images=2), progress=lambda frac, desc="": seen.append((frac, desc)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0 < fractions[0] < 0.5
+    assert any("Image 2 of 2" in desc for _, desc in seen)
+
+
+# --------------------------------------------------------------------------------------
+# InstantID wiring
+# --------------------------------------------------------------------------------------
+
+
+def test_identitynet_sees_the_face(plain):
+    """With the face adapter at 0, the face still reaches the image through the IdentityNet only."""
+    no_adapter = pipeline.render(make_request(identity_strength=0.0))
+    no_adapter_other = pipeline.render(make_request(identity_strength=0.0, face_embedding=unit(2)))
+    assert mean_diff(no_adapter[0], no_adapter_other[0]) > 0.05
+    neither = pipeline.render(make_request(identity_strength=0.0, identitynet_strength=0.0))
+    neither_other = pipeline.render(
+        make_request(identity_strength=0.0, identitynet_strength=0.0, face_embedding=unit(2))
+    )
+    assert same(neither, neither_other)  # no other path for the face
+
+
+def test_without_guidance_runs(plain):
+    images = pipeline.render(make_request(guidance=1.0))
+    assert len(images) == 1 and not same(images, plain)
+
+
+# --------------------------------------------------------------------------------------
+# Adapters: fast mode and the identity LoRA never leak
+# --------------------------------------------------------------------------------------
+
+
+def test_fast_mode_runs_and_leaves_nothing_behind(models, plain):
+    fast = pipeline.render(make_request(fast=True, steps=30))
+    assert len(fast) == 1 and mean_diff(fast[0], plain[0]) > 0.5
+    assert pipeline.FAST_ADAPTER in pipeline._adapter_names(models.pipe)  # cached for the next fast request
+    assert same(pipeline.render(make_request()), plain)
+    assert same(pipeline.render(make_request(fast=True, steps=30)), fast)
+
+
+def test_fast_mode_settings():
+    assert pipeline.effective_settings(make_request(fast=True, steps=30, guidance=5.0)) == (
+        config.FAST_MAX_STEPS,
+        config.FAST_GUIDANCE,
+    )
+    assert pipeline.effective_settings(make_request(fast=True, steps=1, guidance=1.2)) == (
+        config.FAST_MIN_STEPS,
+        1.2,
+    )
+    assert pipeline.effective_settings(make_request(steps=30, guidance=5.0)) == (30, 5.0)
+
+
+def test_identity_lora_changes_the_image_and_does_not_leak(models, plain):
+    lora = tiny.random_unet_lora(models.pipe.unet, rank=4, seed=3, std=0.2)
+    request = make_request(lora={"name": "identity", "state_dict": lora, "scale": 1.0})
+    with_lora = pipeline.render(request)
+    assert mean_diff(with_lora[0], plain[0]) > 0.05
+    assert not any(name.startswith("request_") for name in pipeline._adapter_names(models.pipe))
+    assert same(pipeline.render(make_request()), plain)  # nothing leaks into the next request
+    assert same(pipeline.render(request), with_lora)  # and the LoRA render is reproducible
+    half = pipeline.render(dataclasses.replace(request, lora={**request.lora, "scale": 0.5}))
+    assert not same(half, with_lora)
+    both = pipeline.render(dataclasses.replace(request, fast=True))
+    assert len(both) == 1
+    assert same(pipeline.render(make_request()), plain)
+
+
+def test_trained_identity_lora_renders_and_training_leaves_the_unet_as_it_was(models, plain, face_pack):
+    """studio's LoRA path: train on the shared UNet (GPU lock), then render with the result."""
+    selfies = [
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (96, 96, 3), np.uint8)) for i in range(3)
+    ]
+    seen: list[float] = []
+    result = pipeline.train_identity_lora(
+        selfies, None, steps=2, rank=4, seed=0, progress=lambda frac, desc="": seen.append(frac)
+    )
+    assert result.done and result.steps_run == 2 and seen[-1] == 1.0
+    assert same(pipeline.render(make_request()), plain)
+    with_lora = pipeline.render(
+        make_request(lora={"name": "identity", "state_dict": result.state_dict, "scale": 1.0})
+    )
+    assert with_lora[0].size == (SIZE, SIZE)
+
+
+def test_a_bad_lora_is_refused_before_rendering(models):
+    lora = tiny.random_unet_lora(models.pipe.unet, rank=4, seed=3)
+    key = next(iter(lora))
+    broken = {**lora, key: torch.full_like(lora[key], float("nan"))}
+    with pytest.raises(errors.HeadshotError):
+        pipeline.render(make_request(lora={"name": "identity", "state_dict": broken, "scale": 1.0}))
+
+
+# --------------------------------------------------------------------------------------
+# Request checks, estimates, device summary, profiles
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"width": 60},
+        {"height": 4096},
+        {"face_embedding": np.zeros(D, np.float32)},
+        {"face_embedding": np.full(D, np.nan, np.float32)},
+        {"num_images": 0},
+        {"steps": config.MAX_STEPS + 1},
+        {"guidance": float("nan")},
+        {"identity_strength": -1.0},
+        {"seed": -1},
+        {"prompt": ""},
+        {"prompt": "x" * (config.MAX_RENDER_PROMPT_CHARS + 1)},
+        {"control_image": "not an image"},
+        {"lora": {"name": "x", "state_dict": {}}},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_invalid_requests_are_refused(change):
+    with pytest.raises(errors.InvalidRequest):
+        pipeline.check_request(make_request(**change))
+
+
+def test_duration_estimate_follows_the_work():
+    full = make_request(width=1024, height=1024, steps=30, num_images=1, control_image=keypoints())
+    est = pipeline.estimate_duration
+    assert est(dataclasses.replace(full, num_images=2)) > est(full)
+    assert est(dataclasses.replace(full, steps=40)) > est(full)
+    assert est(dataclasses.replace(full, width=512, height=512)) < est(full)
+    assert est(dataclasses.replace(full, fast=True)) < est(full)
+    assert (
+        est(dataclasses.replace(full, num_images=config.MAX_PACK_IMAGES, steps=60))
+        == config.ZEROGPU_MAX_DURATION
+    )
+    assert est(full) >= config.ZEROGPU_BASE_SECONDS
+
+
+def test_spaces_gpu_is_a_no_op_off_zerogpu():
+    import spaces
+
+    def f(x):
+        return x
+
+    assert not config.on_zerogpu()
+    assert spaces.GPU(duration=lambda x: 1)(f) is f
+    assert not hasattr(pipeline._render_on_gpu, "zerogpu")
+
+
+def test_device_summary_tiny():
+    summary = pipeline.device_summary()
+    assert summary["profile"] == "tiny" and summary["device"] == "cpu" and summary["gpu"] is False
+    assert summary["dtype"] == "float32" and "noise" in summary["note"]
+    assert pipeline.base_model_id().startswith("headshot/tiny-sdxl")
+
+
+def test_device_summary_full_cpu_tells_the_cost(monkeypatch):
+    monkeypatch.setenv("HEADSHOT_PROFILE", "full")
+    monkeypatch.setenv("HEADSHOT_DEVICE", "cpu")
+    summary = pipeline.device_summary()
+    assert summary["gpu"] is False and summary["note"].startswith(
+        "No GPU: a 1024x1024 image at 30 steps takes"
+    )
+    assert "minutes" in summary["note"] or "hours" in summary["note"]
+    assert pipeline.base_model_id() == config.SDXL_BASE.repo_id
+    slow = pipeline.estimate_cpu_seconds(steps=30, cfg=True)
+    assert slow > pipeline.estimate_cpu_seconds(steps=6, cfg=False) > 0
+
+
+def test_full_profile_offline_says_how_to_run_offline(monkeypatch):
+    import huggingface_hub.constants
+
+    if not huggingface_hub.constants.HF_HUB_OFFLINE:  # never start a multi-gigabyte download in a test
+        pytest.skip("needs HF_HUB_OFFLINE=1 (tests/conftest.py sets it)")
+    monkeypatch.setenv("HEADSHOT_PROFILE", "full")
+    monkeypatch.setenv("HEADSHOT_DEVICE", "cpu")
+    with pytest.raises(errors.ModelsUnavailable, match="HEADSHOT_PROFILE=tiny"):
+        pipeline.load_models()
+
+
+def test_unknown_device_is_refused(monkeypatch):
+    monkeypatch.setenv("HEADSHOT_DEVICE", "tpu")
+    with pytest.raises(errors.InvalidRequest):
+        pipeline.select_device()

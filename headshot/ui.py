@@ -1,0 +1,546 @@
+"""The Gradio app: three steps (Selfies, Identity, Generate), each also an API endpoint.
+
+Handlers here are a few lines each: they turn component values into calls to ``studio`` and turn
+``HeadshotError`` into ``gr.Error`` with the same message. The only module that imports gradio.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import gradio as gr
+
+from . import config, studio
+from .errors import HeadshotError
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+CONSENT_LABEL = "These are photos of me, or I have the person's permission to use them to make AI headshots."
+CONSENT_MISSING = "Please tick the consent box first: these must be photos of you, or of someone who agreed."
+
+INTRO = """
+# Headshot Studio
+Upload 3-6 selfies and get professional studio headshots that look like you: business attire,
+studio or outdoor backdrops, good light. **1. Selfies** are checked one by one, **2. Identity**
+learns your face (InstantID in seconds, or a quick LoRA in minutes), **3. Generate** renders styles.
+"""
+
+TIPS = """
+**Tips for good selfies.** Face the camera, eyes open, in soft daylight (face a window).
+Use different days, outfits and backgrounds, but only you in the picture. No sunglasses, hats or
+heavy filters. Hold the phone at eye level and tap to focus on your face. JPEG, PNG, WebP and
+iPhone HEIC photos are fine, up to 12 at a time.
+"""
+
+PRIVACY = f"""
+**Your photos stay yours.** Nothing is processed before you tick the consent box. Uploads and results
+are deleted from the server after {config.DELETE_CACHE[1] // 60} minutes at most, nothing is kept
+beyond your request, and **Delete my data** removes everything of this session now. The identity file is
+yours to download and upload again later; we do not store it. Every image is labelled as AI-generated
+in its metadata (IPTC `trainedAlgorithmicMedia`). Calling the API asserts the same consent.
+"""
+
+API_CONSENT = "Calling this endpoint asserts that the photos are of you, or that the person agreed."
+
+
+def _user_errors(fn):
+    """Turn the core's typed errors into messages the person sees; keep the app serving."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HeadshotError as err:
+            raise gr.Error(err.message, title="Could not do that") from err
+
+    return wrapper
+
+
+def _progress(progress: gr.Progress):
+    return lambda fraction, desc="": progress(fraction, desc=desc)
+
+
+def _paths(files) -> list[str]:
+    if not files:
+        return []
+    if isinstance(files, (str, Path)):
+        return [str(files)]
+    return [str(f) for f in files if f]
+
+
+# --------------------------------------------------------------------------------------
+# Handlers (each one is an API endpoint or the UI glue around one)
+# --------------------------------------------------------------------------------------
+
+
+def require_consent(consent: bool) -> None:
+    if not consent:
+        raise gr.Error(CONSENT_MISSING, title="Consent needed")
+
+
+@_user_errors
+def validate_selfies(selfies: list[str] | None) -> dict:
+    """Check 1-12 selfies and report, per photo, whether it is usable and why not.
+
+    Returns the validation report: `ready` (enough for InstantID), `ready_lora`, `accepted`, and per
+    selfie its issues (code, severity, message) and face measurements.
+    """
+    return studio.validate(_paths(selfies)).report
+
+
+def selfie_cards(selfies: list[str] | None, report: dict):
+    """Thumbnails with a pass/fail caption per photo, and the overall readiness."""
+    from . import imaging
+
+    cards = []
+    by_name = {s["file"]: s for s in report.get("selfies", [])}
+    for path in _paths(selfies):
+        entry = by_name.get(Path(path).name, {"accepted": False, "issues": []})
+        try:
+            thumb = imaging.load_image(path)
+            thumb.thumbnail((256, 256))
+        except HeadshotError:
+            thumb = None
+        errors = [i["message"] for i in entry["issues"] if i["severity"] == "error"]
+        warnings = [i["message"] for i in entry["issues"] if i["severity"] == "warning"]
+        if entry.get("accepted"):
+            caption = "✅ " + Path(path).name + (f" — note: {warnings[0]}" if warnings else "")
+        else:
+            caption = "❌ " + Path(path).name + (f" — {errors[0]}" if errors else "")
+        if thumb is not None:
+            cards.append((thumb, caption))
+    return cards, readiness_text(report)
+
+
+def readiness_text(report: dict) -> str:
+    total = len(report.get("selfies", []))
+    accepted = report.get("accepted", 0)
+    lines = [f"**{accepted} of {total} selfies accepted.**"]
+    lines.append(("✅" if report.get("ready") else "❌") + " InstantID (needs 1 or more)")
+    lines.append(
+        ("✅" if report.get("ready_lora") else "❌") + f" LoRA (needs {config.LORA_MIN_ACCEPTED} or more)"
+    )
+    for err in report.get("errors", []):
+        lines.append(f"⚠️ {err.get('message', err)}")
+    rejected = [s for s in report.get("selfies", []) if not s.get("accepted")]
+    for s in rejected:
+        reasons = "; ".join(i["message"] for i in s["issues"] if i["severity"] == "error")
+        lines.append(f"- **{s['file']}**: {reasons}")
+    return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if len(lines) > 3 else "")
+
+
+@_user_errors
+def create_identity(
+    selfies: list[str] | None,
+    method: str = "instantid",
+    lora_steps: float = 0,
+    lora_rank: float = 0,
+    lora_learning_rate: float = 0,
+    seed: float = 0,
+    progress=gr.Progress(),
+) -> tuple[str, dict]:
+    """Build a reusable identity file from the accepted selfies.
+
+    method: "instantid" (seconds, one face embedding) or "lora" (a quick fine-tune, minutes).
+    lora_steps / lora_rank / lora_learning_rate: 0 keeps the defaults. Returns the identity file
+    (.safetensors) and a summary (JSON).
+    """
+    result = studio.create_identity(
+        _paths(selfies),
+        method,
+        lora_steps=int(lora_steps) or None,
+        lora_rank=int(lora_rank) or None,
+        lora_learning_rate=float(lora_learning_rate) or None,
+        seed=int(seed or 0),
+        progress=_progress(progress),
+    )
+    return str(result.path), result.summary
+
+
+@_user_errors
+def show_identity(identity: str | None):
+    """The reference face with its keypoints and a short summary, for the Identity step."""
+    from .identity import identity_summary, reference_with_keypoints
+
+    if not identity:
+        return None, ""
+    loaded = studio.open_identity(identity)
+    summary = identity_summary(loaded)
+    text = (
+        f"**Identity ready** ({summary['method']}, {summary['selfie_count']} selfies, "
+        f"face models `{summary['face_pack']}`"
+        + (", with LoRA" if summary.get("has_lora") else "")
+        + "). Go on to **Generate**."
+    )
+    return reference_with_keypoints(loaded), text
+
+
+def _options(**kwargs) -> studio.GenerateOptions:
+    def opt(value, sentinel):
+        return None if value is None or value <= sentinel else value
+
+    return studio.GenerateOptions(
+        prompt=kwargs["prompt"] or "",
+        negative_prompt=kwargs["negative_prompt"] or "",
+        num_images=int(kwargs.get("num_images", 1) or 1),
+        seed=None if kwargs["seed"] is None or kwargs["seed"] < 0 else int(kwargs["seed"]),
+        steps=None if not kwargs["steps"] else int(kwargs["steps"]),
+        guidance=opt(kwargs["guidance"], -1),
+        identity_strength=opt(kwargs["identity_strength"], -1),
+        identitynet_strength=opt(kwargs["identitynet_strength"], -1),
+        aspect=None if kwargs["aspect"] in (None, "", "style") else kwargs["aspect"],
+        fast=bool(kwargs["fast"]),
+        best_of=int(kwargs["best_of"] or 1),
+        lora_strength=float(1.0 if kwargs["lora_strength"] is None else kwargs["lora_strength"]),
+        ai_mark=bool(kwargs["ai_mark"]),
+        linkedin=bool(kwargs["linkedin"]),
+    )
+
+
+def _gallery(result: studio.GenerateResult) -> list[tuple[str, str]]:
+    items = []
+    for shot in result.headshots:
+        if shot.likeness is None:
+            badge = "⚠️ no face found"
+        elif shot.verdict == "good":
+            badge = f"★ likeness {shot.likeness:.2f}"
+        else:
+            badge = f"⚠️ low likeness {shot.likeness:.2f}"
+        items.append((str(shot.path), f"{badge} · {shot.style} · seed {shot.seed}"))
+    return items
+
+
+def _identity_required(identity):
+    if not identity:
+        raise gr.Error(
+            "Create an identity in step 2, or upload your identity file, first.", title="No identity"
+        )
+    return studio.open_identity(identity)
+
+
+@_user_errors
+def generate(
+    identity: str | None,
+    style: str = "corporate-grey",
+    prompt: str = "",
+    negative_prompt: str = "",
+    num_images: float = 2,
+    seed: float = -1,
+    steps: float = 0,
+    guidance: float = -1,
+    identity_strength: float = -1,
+    identitynet_strength: float = -1,
+    aspect: str = "style",
+    fast: bool = False,
+    best_of: float = 1,
+    lora_strength: float = 1.0,
+    ai_mark: bool = False,
+    linkedin: bool = False,
+    progress=gr.Progress(),
+) -> tuple[list, dict]:
+    """Render headshots of one style for an identity file, best likeness first.
+
+    seed -1 is random (the seed used is returned); steps 0 and guidance / strengths -1 use the style's
+    values; aspect "style", "square", "4:5" or "3:4". Returns the gallery and info (JSON: seed per
+    image, style, likeness per image; likeness is null where no face is found).
+    """
+    loaded = _identity_required(identity)
+    options = _options(**locals())
+    result = studio.generate(loaded, style, options, progress=_progress(progress))
+    return _gallery(result), result.info
+
+
+@_user_errors
+def generate_pack(
+    identity: str | None,
+    styles: list[str] | None = None,
+    images_per_style: float = 2,
+    prompt: str = "",
+    negative_prompt: str = "",
+    seed: float = -1,
+    fast: bool = False,
+    best_of: float = 1,
+    lora_strength: float = 1.0,
+    ai_mark: bool = False,
+    linkedin: bool = True,
+    progress=gr.Progress(),
+) -> tuple[str, list, dict]:
+    """A headshot pack: several styles in one run. Returns a ZIP of PNGs (named by style and seed),
+    the gallery, and info (JSON)."""
+    loaded = _identity_required(identity)
+    options = _options(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        steps=0,
+        guidance=-1,
+        identity_strength=-1,
+        identitynet_strength=-1,
+        aspect="style",
+        fast=fast,
+        best_of=best_of,
+        lora_strength=lora_strength,
+        ai_mark=ai_mark,
+        linkedin=linkedin,
+    )
+    result = studio.generate_pack(
+        loaded, styles or [], int(images_per_style), options, progress=_progress(progress)
+    )
+    return str(result.zip_path), _gallery(result), result.info
+
+
+def list_styles() -> list[dict]:
+    """The style presets: a list of {id, name, description}."""
+    return studio.list_styles()
+
+
+def delete_my_data(*values):
+    """Remove this session's uploads, identity file and results from the server now."""
+    paths: list[str] = []
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                paths.extend(_paths(item if isinstance(item, (list, tuple)) else [item]))
+        elif isinstance(value, (str, Path)):
+            paths.append(str(value))
+    removed = studio.delete_paths(paths)
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+    gr.Info(f"Deleted your data from this server ({len(paths)} files).")
+    return [None] * len(values) + [None, "", None, "", None, {}] + [removed]
+
+
+# --------------------------------------------------------------------------------------
+# Layout
+# --------------------------------------------------------------------------------------
+
+
+def _style_choices() -> list[tuple[str, str]]:
+    return [(s["name"], s["id"]) for s in studio.list_styles()]
+
+
+def _style_blurb(style_id: str) -> str:
+    for s in studio.list_styles():
+        if s["id"] == style_id:
+            return f"*{s['description']}*"
+    return ""
+
+
+def _example_selfies() -> list[list[list[str]]]:
+    photos = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".png", ".webp"))
+    return [[photos]] if photos else []
+
+
+def build_demo() -> gr.Blocks:
+    from . import pipeline
+
+    styles = _style_choices()
+    default_style = "corporate-grey" if any(v == "corporate-grey" for _, v in styles) else styles[0][1]
+    device = pipeline.device_summary()
+
+    with gr.Blocks(title="Headshot Studio", delete_cache=config.DELETE_CACHE) as demo:
+        gr.Markdown(INTRO)
+        if device.get("note"):
+            gr.Markdown(f"> {device['note']}")
+        with gr.Tabs():
+            with gr.Tab("1. Selfies", id="selfies"):
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        selfies = gr.File(
+                            label=f"Your selfies ({config.MIN_SELFIES}-{config.MAX_SELFIES} photos)",
+                            file_count="multiple",
+                            elem_id="selfies",
+                        )
+                        consent = gr.Checkbox(label=CONSENT_LABEL, value=False, elem_id="consent")
+                        check_btn = gr.Button("Check my selfies", variant="primary", elem_id="check")
+                        examples = _example_selfies()
+                        if examples:
+                            gr.Examples(examples, inputs=[selfies], label="Example selfies (public domain)")
+                    with gr.Column(scale=2):
+                        gr.Markdown(TIPS)
+                readiness = gr.Markdown(elem_id="readiness")
+                cards = gr.Gallery(label="Checked selfies", columns=6, height="auto", elem_id="cards")
+                report = gr.JSON(label="Report", visible=True, open=False)
+
+            with gr.Tab("2. Identity", id="identity"):
+                with gr.Row():
+                    with gr.Column():
+                        method = gr.Radio(
+                            [
+                                ("InstantID (seconds)", "instantid"),
+                                ("Quick LoRA (minutes, 3+ selfies)", "lora"),
+                            ],
+                            value="instantid",
+                            label="Method",
+                        )
+                        with gr.Accordion("LoRA settings", open=False):
+                            lora_steps = gr.Number(0, label="Steps (0 = default)", precision=0)
+                            lora_rank = gr.Number(0, label="Rank (0 = default)", precision=0)
+                            lora_lr = gr.Number(0, label="Learning rate (0 = default)")
+                            identity_seed = gr.Number(0, label="Seed", precision=0)
+                        create_btn = gr.Button("Create identity", variant="primary", elem_id="create")
+                        identity_file = gr.File(
+                            label="Identity file (download it to reuse later, or upload one)",
+                            elem_id="identity_file",
+                        )
+                    with gr.Column():
+                        reference = gr.Image(label="Reference face and keypoints", interactive=False)
+                        identity_text = gr.Markdown(elem_id="identity_text")
+                        identity_summary = gr.JSON(label="Summary", open=False)
+
+            with gr.Tab("3. Generate", id="generate"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        style = gr.Dropdown(styles, value=default_style, label="Style", elem_id="style")
+                        style_blurb = gr.Markdown(_style_blurb(default_style))
+                        prompt = gr.Textbox(
+                            "",
+                            label="Your own touch (optional)",
+                            placeholder="e.g. navy blazer, warm smile, glasses",
+                            max_length=config.MAX_PROMPT_CHARS,
+                        )
+                        negative = gr.Textbox("", label="Avoid (optional)", max_length=config.MAX_PROMPT_CHARS)
+                        with gr.Row():
+                            num_images = gr.Slider(
+                                1, config.MAX_IMAGES_PER_REQUEST, value=2, step=1, label="Images"
+                            )
+                            seed = gr.Number(-1, label="Seed (-1 = random)", precision=0)
+                        with gr.Row():
+                            fast = gr.Checkbox(label="Fast mode (few steps)", value=False)
+                            best_of = gr.Slider(
+                                1, 4, value=1, step=1, label="Candidates per image (keep best)"
+                            )
+                        with gr.Accordion("Advanced", open=False):
+                            steps = gr.Number(0, label="Steps (0 = the style's)", precision=0)
+                            guidance = gr.Number(-1, label="Guidance (-1 = the style's)")
+                            identity_strength = gr.Number(-1, label="Identity strength (-1 = the style's)")
+                            identitynet_strength = gr.Number(
+                                -1, label="IdentityNet strength (-1 = the style's)"
+                            )
+                            aspect = gr.Radio(["style", *config.OUTPUT_SIZES], value="style", label="Size")
+                            lora_strength = gr.Slider(0, 1.5, value=1.0, step=0.05, label="LoRA strength")
+                            ai_mark = gr.Checkbox(label="Add a visible 'AI-generated' mark", value=False)
+                            linkedin = gr.Checkbox(label="Also make LinkedIn 400x400 crops", value=False)
+                        generate_btn = gr.Button("Generate headshots", variant="primary", elem_id="generate")
+                    with gr.Column(scale=3):
+                        gallery = gr.Gallery(
+                            label="Headshots (best likeness first)",
+                            columns=2,
+                            format="png",
+                            elem_id="gallery",
+                        )
+                        info = gr.JSON(label="Details", open=False)
+                with gr.Accordion("Headshot pack: several styles at once", open=False):
+                    pack_styles = gr.CheckboxGroup(styles, value=[default_style], label="Styles")
+                    per_style = gr.Slider(1, 4, value=2, step=1, label="Images per style")
+                    pack_btn = gr.Button("Generate pack", elem_id="pack")
+                    pack_zip = gr.File(label="Pack (ZIP of PNGs)")
+            with gr.Tab("Privacy", id="privacy"):
+                gr.Markdown(PRIVACY)
+        delete_btn = gr.Button("Delete my data", variant="stop", size="sm", elem_id="delete")
+        removed = gr.Number(visible=False)
+
+        # Step 1: consent first, then the API endpoint, then the thumbnails (UI only).
+        check_btn.click(require_consent, consent, None, api_visibility="private").success(
+            validate_selfies,
+            selfies,
+            report,
+            api_name="validate_selfies",
+            api_description=validate_selfies.__doc__ + "\n" + API_CONSENT,
+            concurrency_limit=4,
+        ).then(selfie_cards, [selfies, report], [cards, readiness], api_visibility="private")
+
+        # Step 2
+        create_btn.click(require_consent, consent, None, api_visibility="private").success(
+            create_identity,
+            [selfies, method, lora_steps, lora_rank, lora_lr, identity_seed],
+            [identity_file, identity_summary],
+            api_name="create_identity",
+            api_description=create_identity.__doc__ + "\n" + API_CONSENT,
+            concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
+            concurrency_id="gpu",
+        ).success(show_identity, identity_file, [reference, identity_text], api_visibility="private")
+        identity_file.upload(
+            show_identity, identity_file, [reference, identity_text], api_visibility="private"
+        )
+
+        # Step 3
+        style.change(_style_blurb, style, style_blurb, api_visibility="private")
+        generate_btn.click(
+            generate,
+            [
+                identity_file,
+                style,
+                prompt,
+                negative,
+                num_images,
+                seed,
+                steps,
+                guidance,
+                identity_strength,
+                identitynet_strength,
+                aspect,
+                fast,
+                best_of,
+                lora_strength,
+                ai_mark,
+                linkedin,
+            ],
+            [gallery, info],
+            api_name="generate",
+            concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
+            concurrency_id="gpu",
+        )
+        pack_btn.click(
+            generate_pack,
+            [
+                identity_file,
+                pack_styles,
+                per_style,
+                prompt,
+                negative,
+                seed,
+                fast,
+                best_of,
+                lora_strength,
+                ai_mark,
+                linkedin,
+            ],
+            [pack_zip, gallery, info],
+            api_name="generate_pack",
+            concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
+            concurrency_id="gpu",
+        )
+        gr.api(list_styles, api_name="list_styles")
+
+        delete_btn.click(
+            delete_my_data,
+            [selfies, identity_file, gallery, pack_zip],
+            [
+                selfies,
+                identity_file,
+                gallery,
+                pack_zip,
+                reference,
+                identity_text,
+                cards,
+                readiness,
+                report,
+                info,
+                removed,
+            ],
+            api_visibility="private",
+        )
+    demo.queue(max_size=config.QUEUE_MAX_SIZE, default_concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU)
+    return demo
+
+
+def launch_kwargs() -> dict:
+    """What ``python app.py`` passes to ``launch``: size limits, MCP server, allowed paths."""
+    return {
+        "max_file_size": max(2 * config.MAX_UPLOAD_BYTES, config.MAX_IDENTITY_BYTES),
+        "mcp_server": True,
+        "show_error": True,
+        "allowed_paths": [str(studio.work_root())],
+    }

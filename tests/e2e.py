@@ -1,0 +1,62 @@
+"""Start ``python app.py`` the way a user does, on a free loopback port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_app(timeout: float = 180.0, extra_env: dict | None = None):
+    """Yield (url, process) of ``python app.py`` on the tiny profile; stop it afterwards."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "HEADSHOT_PROFILE": "tiny",
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    with open(ROOT / ".cache" / f"app-{port}.log", "w") as log:  # kept for reading when a test fails
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield _wait_until_serving(proc, f"http://127.0.0.1:{port}/", timeout), proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_until_serving(proc: subprocess.Popen, url: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with code {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=2) as response:
+                if response.status == 200:
+                    return url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"app.py did not answer on {url} within {timeout} s")
+        time.sleep(0.25)

@@ -1,0 +1,98 @@
+"""End to end: ``python app.py`` started as a user starts it, then driven through ``gradio_client``."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import running_app
+
+gradio_client = pytest.importorskip("gradio_client")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def app(shared_dir):
+    with running_app() as (url, proc):
+        yield url, proc
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return gradio_client.Client(app[0], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def obama(faces_dir) -> list[str]:
+    return sorted(str(p) for p in (faces_dir / "same_person" / "obama").glob("*.jpg"))
+
+
+def files(paths):
+    return [gradio_client.handle_file(p) for p in paths]
+
+
+def test_api_names_are_the_contract(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/validate_selfies", "/create_identity", "/generate", "/generate_pack", "/list_styles"} <= names
+
+
+def test_list_styles(client):
+    styles = client.predict(api_name="/list_styles")
+    assert len(styles) >= 10
+    assert {"id", "name", "description"} <= set(styles[0])
+
+
+def test_validate_selfies_reports_each_photo(client, obama, faces_dir):
+    group = str(faces_dir / "group" / "deepface_couple.jpg")
+    report = client.predict(selfies=files([*obama, group]), api_name="/validate_selfies")
+    by_file = {s["file"]: s for s in report["selfies"]}
+    assert all(by_file[Path(p).name]["accepted"] for p in obama)
+    assert "multiple_faces" in [i["code"] for i in by_file["deepface_couple.jpg"]["issues"]]
+    assert report["accepted"] == len(obama) and report["ready"] is True
+
+
+def test_corrupt_upload_fails_alone_and_server_keeps_serving(client, obama, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    report = client.predict(selfies=files([obama[0], str(bad)]), api_name="/validate_selfies")
+    by_file = {s["file"]: s for s in report["selfies"]}
+    assert by_file["broken.jpg"]["issues"][0]["code"] == "unreadable_image"
+    assert by_file[Path(obama[0]).name]["accepted"]
+    assert client.predict(api_name="/list_styles")
+
+
+def test_selfies_to_headshots_and_pack(client, obama):
+    identity, summary = client.predict(selfies=files(obama), method="instantid", api_name="/create_identity")
+    assert identity.endswith(".safetensors") and summary["method"] == "instantid"
+    gallery, info = client.predict(
+        identity=gradio_client.handle_file(identity), style="corporate-grey", num_images=2, seed=123,
+        api_name="/generate",
+    )
+    assert len(gallery) == 2 and sorted(info["seeds"]) == [123, 124]
+    assert len(info["likeness"]) == 2 and info["style"] == "corporate-grey"
+    again, info2 = client.predict(
+        identity=gradio_client.handle_file(identity), style="corporate-grey", num_images=2, seed=123,
+        api_name="/generate",
+    )
+    same = {i["seed"]: Path(g["image"]).read_bytes() for i, g in zip(info["images"], gallery, strict=True)}
+    same2 = {i["seed"]: Path(g["image"]).read_bytes() for i, g in zip(info2["images"], again, strict=True)}
+    assert same == same2, "same seed must give the same images"
+
+    zip_path, pack_gallery, pack_info = client.predict(
+        identity=gradio_client.handle_file(identity), styles=["corporate-grey", "outdoor-natural"],
+        images_per_style=1, seed=5, linkedin=False, api_name="/generate_pack",
+    )
+    with zipfile.ZipFile(zip_path) as archive:
+        pngs = sorted(n for n in archive.namelist() if n.endswith(".png"))
+    assert pngs == ["corporate-grey_5.png", "outdoor-natural_5.png"]
+    assert len(pack_gallery) == 2 and pack_info["styles"] == ["corporate-grey", "outdoor-natural"]
+
+
+def test_bad_identity_file_is_refused_clearly(client, tmp_path):
+    bad = tmp_path / "identity.safetensors"
+    bad.write_bytes(b"\x80\x04\x95 pickle bytes, not an identity")
+    with pytest.raises(Exception, match="(?i)identity file"):
+        client.predict(identity=gradio_client.handle_file(str(bad)), style="corporate-grey", api_name="/generate")
+    assert client.predict(api_name="/list_styles")

@@ -1,0 +1,65 @@
+"""A person's path in a real browser: Debian's Chromium driven by Playwright.
+
+Uploads selfies, ticks consent, checks them, creates an identity, generates, sees the gallery, and
+saves a screenshot of each step under ``.cache/screenshots``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import ROOT, running_app
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / ".cache" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield browser
+        browser.close()
+
+
+def test_selfies_to_gallery_in_the_browser(browser, faces_dir):
+    selfies = sorted(str(p) for p in (faces_dir / "same_person" / "obama").glob("*.jpg"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with running_app() as (url, _):
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        page.locator("#selfies input[type=file]").set_input_files(selfies)
+        page.wait_for_timeout(1500)
+
+        # Nothing is processed before consent.
+        page.locator("#check").click()
+        page.get_by_text("Please tick the consent box").first.wait_for()
+        page.locator("#consent input[type=checkbox]").check()
+        page.locator("#check").click()
+        page.locator("#readiness").get_by_text(f"{len(selfies)} of {len(selfies)} selfies accepted").wait_for()
+        page.screenshot(path=str(SHOTS / "1-selfies.png"), full_page=True)
+
+        page.get_by_role("tab", name="2. Identity").click()
+        page.locator("#create").click()
+        page.locator("#identity_text").get_by_text("Identity ready").wait_for()
+        page.screenshot(path=str(SHOTS / "2-identity.png"), full_page=True)
+
+        page.get_by_role("tab", name="3. Generate").click()
+        page.locator("#generate").click()
+        page.locator("#gallery img").first.wait_for()
+        assert page.locator("#gallery img").count() >= 2
+        page.screenshot(path=str(SHOTS / "3-generate.png"), full_page=True)
+        page.close()

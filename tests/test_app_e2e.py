@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -36,6 +38,12 @@ def files(paths):
 def test_api_names_are_the_contract(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/validate_selfies", "/create_identity", "/generate", "/generate_pack", "/list_styles"} <= names
+
+
+def test_mcp_server_lists_the_tools(app):
+    with urllib.request.urlopen(app[0] + "gradio_api/mcp/schema", timeout=30) as response:
+        tools = {tool["name"] for tool in json.load(response)}
+    assert {"validate_selfies", "create_identity", "generate", "generate_pack", "list_styles"} <= tools
 
 
 def test_list_styles(client):

@@ -166,7 +166,7 @@ def build_identity(
 
 
 def _now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def identity_to_bytes(identity: Identity) -> bytes:

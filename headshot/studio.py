@@ -12,6 +12,7 @@ import random
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 import zipfile
@@ -64,6 +65,35 @@ def sweep_workdirs(max_age_s: float | None = None) -> int:
         except FileNotFoundError:
             continue
     return removed
+
+
+_SWEEPER_LOCK = threading.Lock()
+_SWEEPER: list[threading.Thread] = []  # the one sweeper thread of this process (no user data)
+
+
+def start_sweeper(every_s: float | None = None, max_age_s: float | None = None) -> threading.Thread:
+    """Sweep old request folders every ``every_s`` seconds in a daemon thread (one per process).
+
+    :func:`new_workdir` sweeps too, but only when a request comes; this keeps the promise that files are
+    gone after ``max_age_s`` (default: Gradio's delete_cache age) on a server that has gone quiet.
+    """
+    every = float(config.DELETE_CACHE[0] if every_s is None else every_s)
+    with _SWEEPER_LOCK:
+        if _SWEEPER and _SWEEPER[0].is_alive():
+            return _SWEEPER[0]
+
+        def loop() -> None:
+            while True:
+                time.sleep(every)
+                try:
+                    sweep_workdirs(max_age_s)
+                except OSError:  # the temp folder vanished or is unreadable: try again next time
+                    continue
+
+        thread = threading.Thread(target=loop, name="headshot-sweeper", daemon=True)
+        thread.start()
+        _SWEEPER[:] = [thread]
+        return thread
 
 
 def delete_paths(paths: Sequence[str | Path | None]) -> int:

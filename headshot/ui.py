@@ -35,7 +35,7 @@ iPhone HEIC photos are fine, up to 12 at a time.
 
 PRIVACY = f"""
 **Your photos stay yours.** Nothing is processed before you tick the consent box. Uploads and results
-are deleted from the server after {config.DELETE_CACHE[1] // 60} minutes at most, nothing is kept
+are deleted from the server within {sum(config.DELETE_CACHE) // 60} minutes, nothing is kept
 beyond your request, and **Delete my data** removes everything of this session now. The identity file is
 yours to download and upload again later; we do not store it. Every image is labelled as AI-generated
 in its metadata (IPTC `trainedAlgorithmicMedia`). Calling the API asserts the same consent.
@@ -138,8 +138,9 @@ def create_identity(
     lora_rank: float = 0,
     lora_learning_rate: float = 0,
     seed: float = 0,
+    session_folders: list[str] | None = None,
     progress=gr.Progress(),
-) -> tuple[str, dict]:
+) -> tuple[str, dict, list[str]]:
     """Build a reusable identity file from the accepted selfies.
 
     method: "instantid" (seconds, one face embedding) or "lora" (a quick fine-tune, minutes).
@@ -155,7 +156,7 @@ def create_identity(
         seed=int(seed or 0),
         progress=_progress(progress),
     )
-    return str(result.path), result.summary
+    return str(result.path), result.summary, _remember(session_folders, result.path.parent)
 
 
 @_user_errors
@@ -237,8 +238,9 @@ def generate(
     lora_strength: float = 1.0,
     ai_mark: bool = False,
     linkedin: bool = False,
+    session_folders: list[str] | None = None,
     progress=gr.Progress(),
-) -> tuple[list, dict]:
+) -> tuple[list, dict, list[str]]:
     """Render headshots of one style for an identity file, best likeness first.
 
     seed -1 is random (the seed used is returned); steps 0 and guidance / strengths -1 use the style's
@@ -248,7 +250,7 @@ def generate(
     loaded = _identity_required(identity)
     options = _options(**locals())
     result = studio.generate(loaded, style, options, progress=_progress(progress))
-    return _gallery(result), result.info
+    return _gallery(result), result.info, _remember(session_folders, result.workdir)
 
 
 @_user_errors
@@ -264,8 +266,9 @@ def generate_pack(
     lora_strength: float = 1.0,
     ai_mark: bool = False,
     linkedin: bool = True,
+    session_folders: list[str] | None = None,
     progress=gr.Progress(),
-) -> tuple[str, list, dict]:
+) -> tuple[str, list, dict, list[str]]:
     """A headshot pack: several styles in one run. Returns a ZIP of PNGs (named by style and seed),
     the gallery, and info (JSON)."""
     loaded = _identity_required(identity)
@@ -287,7 +290,7 @@ def generate_pack(
     result = studio.generate_pack(
         loaded, styles or [], int(images_per_style), options, progress=_progress(progress)
     )
-    return str(result.zip_path), _gallery(result), result.info
+    return str(result.zip_path), _gallery(result), result.info, _remember(session_folders, result.workdir)
 
 
 def list_styles() -> list[dict]:
@@ -295,20 +298,36 @@ def list_styles() -> list[dict]:
     return studio.list_styles()
 
 
-def delete_my_data(*values):
-    """Remove this session's uploads, identity file and results from the server now."""
-    paths: list[str] = []
-    for value in values:
-        if isinstance(value, (list, tuple)):
-            for item in value:
-                paths.extend(_paths(item if isinstance(item, (list, tuple)) else [item]))
-        elif isinstance(value, (str, Path)):
-            paths.append(str(value))
-    removed = studio.delete_paths(paths)
-    for path in paths:
+def _remember(session_folders: list[str] | None, folder: Path) -> list[str]:
+    """This session's request folders on the server, plus ``folder`` (kept in a per-session gr.State, so
+    that "Delete my data" can remove our own copies too, not only the copies Gradio serves)."""
+    alive = [f for f in session_folders or [] if Path(f).exists()]  # swept folders drop out of the list
+    return [*alive, str(folder)]
+
+
+def _gallery_paths(value) -> list[str]:
+    """The file paths of a gallery's value (a list of (path, caption) pairs, or of paths)."""
+    items = value or []
+    return _paths([item[0] if isinstance(item, (list, tuple)) else item for item in items])
+
+
+def delete_my_data(selfies, identity, gallery, pack_zip, cards, reference, session_folders):
+    """Remove this session's uploads, thumbnails, identity file and results from the server now: the
+    copies Gradio serves and this app's own request folders."""
+    files = [
+        *_paths(selfies),
+        *_paths(identity),
+        *_gallery_paths(gallery),
+        *_paths(pack_zip),
+        *_gallery_paths(cards),
+        *_paths(reference),
+    ]
+    folders = studio.delete_paths([*files, *(session_folders or [])])
+    for path in files:
         Path(path).unlink(missing_ok=True)
-    gr.Info(f"Deleted your data from this server ({len(paths)} files).")
-    return [None] * len(values) + [None, "", None, "", None, {}] + [removed]
+    gr.Info(f"Deleted your data from this server ({len(files)} files, {folders} folders).")
+    # selfies, identity file, gallery, pack, cards, reference, session folders, then the texts
+    return [None, None, None, None, None, None, [], "", "", None, {}, len(files) + folders]
 
 
 # --------------------------------------------------------------------------------------
@@ -332,17 +351,28 @@ def _example_selfies() -> list[list[list[str]]]:
     return [[photos]] if photos else []
 
 
-def build_demo() -> gr.Blocks:
+def device_note() -> str:
+    """What the person is told about the machine (no GPU, the tiny profile, ...)."""
     from . import pipeline
 
+    note = pipeline.device_summary().get("note")
+    return f"> {note}" if note else ""
+
+
+def build_demo() -> gr.Blocks:
+    if config.on_zerogpu() or Path("/proc/driver/nvidia/version").exists():
+        # On a GPU (and on ZeroGPU, where the models must be loaded in the main process at startup)
+        # load and warm up the models now, so no user waits for it. Elsewhere torch is not even
+        # imported until the first render, which keeps start-up short.
+        from . import pipeline
+
+        pipeline.start_preload()
     styles = _style_choices()
     default_style = "corporate-grey" if any(v == "corporate-grey" for _, v in styles) else styles[0][1]
-    device = pipeline.device_summary()
 
     with gr.Blocks(title="Headshot Studio", delete_cache=config.DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
-        if device.get("note"):
-            gr.Markdown(f"> {device['note']}")
+        device_md = gr.Markdown(elem_id="device")
         with gr.Tabs():
             with gr.Tab("1. Selfies", id="selfies"):
                 with gr.Row():
@@ -385,7 +415,9 @@ def build_demo() -> gr.Blocks:
                             elem_id="identity_file",
                         )
                     with gr.Column():
-                        reference = gr.Image(label="Reference face and keypoints", interactive=False)
+                        reference = gr.Image(
+                            label="Reference face and keypoints", interactive=False, type="filepath"
+                        )
                         identity_text = gr.Markdown(elem_id="identity_text")
                         identity_summary = gr.JSON(label="Summary", open=False)
 
@@ -400,7 +432,9 @@ def build_demo() -> gr.Blocks:
                             placeholder="e.g. navy blazer, warm smile, glasses",
                             max_length=config.MAX_PROMPT_CHARS,
                         )
-                        negative = gr.Textbox("", label="Avoid (optional)", max_length=config.MAX_PROMPT_CHARS)
+                        negative = gr.Textbox(
+                            "", label="Avoid (optional)", max_length=config.MAX_PROMPT_CHARS
+                        )
                         with gr.Row():
                             num_images = gr.Slider(
                                 1, config.MAX_IMAGES_PER_REQUEST, value=2, step=1, label="Images"
@@ -440,6 +474,8 @@ def build_demo() -> gr.Blocks:
                 gr.Markdown(PRIVACY)
         delete_btn = gr.Button("Delete my data", variant="stop", size="sm", elem_id="delete")
         removed = gr.Number(visible=False)
+        # This session's request folders on the server (per session, never shared; not part of the API).
+        session_folders = gr.State([])
 
         # Step 1: consent first, then the API endpoint, then the thumbnails (UI only).
         check_btn.click(require_consent, consent, None, api_visibility="private").success(
@@ -454,8 +490,8 @@ def build_demo() -> gr.Blocks:
         # Step 2
         create_btn.click(require_consent, consent, None, api_visibility="private").success(
             create_identity,
-            [selfies, method, lora_steps, lora_rank, lora_lr, identity_seed],
-            [identity_file, identity_summary],
+            [selfies, method, lora_steps, lora_rank, lora_lr, identity_seed, session_folders],
+            [identity_file, identity_summary, session_folders],
             api_name="create_identity",
             api_description=create_identity.__doc__ + "\n" + API_CONSENT,
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
@@ -486,8 +522,9 @@ def build_demo() -> gr.Blocks:
                 lora_strength,
                 ai_mark,
                 linkedin,
+                session_folders,
             ],
-            [gallery, info],
+            [gallery, info, session_folders],
             api_name="generate",
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
             concurrency_id="gpu",
@@ -506,8 +543,9 @@ def build_demo() -> gr.Blocks:
                 lora_strength,
                 ai_mark,
                 linkedin,
+                session_folders,
             ],
-            [pack_zip, gallery, info],
+            [pack_zip, gallery, info, session_folders],
             api_name="generate_pack",
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
             concurrency_id="gpu",
@@ -516,15 +554,16 @@ def build_demo() -> gr.Blocks:
 
         delete_btn.click(
             delete_my_data,
-            [selfies, identity_file, gallery, pack_zip],
+            [selfies, identity_file, gallery, pack_zip, cards, reference, session_folders],
             [
                 selfies,
                 identity_file,
                 gallery,
                 pack_zip,
-                reference,
-                identity_text,
                 cards,
+                reference,
+                session_folders,
+                identity_text,
                 readiness,
                 report,
                 info,
@@ -532,15 +571,40 @@ def build_demo() -> gr.Blocks:
             ],
             api_visibility="private",
         )
-    demo.queue(max_size=config.QUEUE_MAX_SIZE, default_concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU)
+        demo.load(device_note, None, device_md, api_visibility="private")
+    studio.start_sweeper()  # request folders go after config.DELETE_CACHE[1] s even with no new requests
+    # A bounded queue (a full queue answers "busy" at once instead of piling up work), and no REST route
+    # around it: Gradio leaves /gradio_api/run/<name> open off Spaces, which would skip the queue, its
+    # size bound and the GPU concurrency limit.
+    demo.queue(
+        max_size=queue_max_size(),
+        default_concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
+        api_open=False,
+    )
     return demo
 
 
+def queue_max_size() -> int:
+    """How many requests may wait in the queue: ``config.QUEUE_MAX_SIZE``, or ``HEADSHOT_QUEUE_MAX_SIZE``."""
+    return max(1, config.env_int("HEADSHOT_QUEUE_MAX_SIZE", config.QUEUE_MAX_SIZE))
+
+
+# Gradio refuses bigger uploads outright (and gradio_client before sending them). It sits above our own
+# per-file limits (a selfie: MAX_UPLOAD_BYTES, an identity file: MAX_IDENTITY_BYTES) so that a file just
+# over one of those gets our message, which names the file and the limit, rather than Gradio's.
+UPLOAD_HEADROOM_BYTES = 16 * 1024 * 1024
+GRADIO_MAX_FILE_SIZE = max(config.MAX_UPLOAD_BYTES, config.MAX_IDENTITY_BYTES) + UPLOAD_HEADROOM_BYTES
+
+
 def launch_kwargs() -> dict:
-    """What ``python app.py`` passes to ``launch``: size limits, MCP server, allowed paths."""
+    """What ``python app.py`` passes to ``launch``: the upload size limit, the MCP server, error messages.
+
+    No ``allowed_paths``: Gradio serves copies of the files a handler returns from its own cache (under
+    unguessable content-hash names, deleted by ``delete_cache``); allowing ``studio.work_root()`` would
+    also serve the originals to anyone who knows or guesses a request folder's name.
+    """
     return {
-        "max_file_size": max(2 * config.MAX_UPLOAD_BYTES, config.MAX_IDENTITY_BYTES),
+        "max_file_size": GRADIO_MAX_FILE_SIZE,
         "mcp_server": True,
         "show_error": True,
-        "allowed_paths": [str(studio.work_root())],
     }

@@ -31,6 +31,10 @@ def running_app(timeout: float = 180.0, extra_env: dict | None = None):
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "PYTHONUNBUFFERED": "1",
+        # One thread per process: on a 2-core machine shared by the test runner, the app and the
+        # client, torch's default thread pool makes tiny renders several times slower.
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
         **(extra_env or {}),
     }
     (ROOT / ".cache").mkdir(exist_ok=True)

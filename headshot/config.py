@@ -189,3 +189,4 @@ SECOND_FACE_MIN_VISIBLE = 0.7  # a comparable second face cut by the frame below
 SECOND_FACE_MIN_REL_SHARPNESS = 0.25  # ... and so is one much softer than the main face (background)
 DUPLICATE_MAX_HASH_DISTANCE = 6  # dhash bits (of 64): resized/re-encoded copies differ by <= 4
 FACE_SMALL_WARNING_PX = 112  # face box short side under this: face_too_small warning (ArcFace sees 112 px)
+ROTATED_PHOTO_DEG = 60.0  # a "head tilt" beyond this is a photo on its side or upside down

@@ -1,0 +1,681 @@
+"""Face analysis over insightface + onnxruntime: model-pack resolution, detection, pose, embeddings.
+
+* **Model pack.** The folder in ``HEADSHOT_FACE_MODELS`` (any layout: the ONNX files directly inside it or
+  in one nested folder), else antelopev2, downloaded once into ``config.cache_dir()`` (Hugging Face Hub
+  first, the insightface release URL second) and unpacked whatever the zip's nesting. Only the detection
+  and recognition models are loaded. Without network and without a local pack,
+  :class:`errors.FaceModelsUnavailable` says what to set.
+* **Detection.** Photos are analysed at most ``config.ANALYSIS_MAX_SIDE`` px on their long side; boxes and
+  keypoints always come back in the pixels of the image given. A quick pass at 320 px settles most
+  selfies; small faces get the full 640 px pass; a face that fills the whole frame (a tight crop, a
+  150x150 face chip) is found inside a black border (see ``QUICK_DET_SIDE``). Detection scores under the
+  pack's threshold (0.5) are not faces: animals, landscapes and textures stay under it. Largest first.
+* **Pose.** Yaw, pitch and roll in degrees from the 5 keypoints (see :func:`pose_from_kps`); an
+  upside-down face (which SCRFD labels as if upright) is recognised by scoring it turned by 180 degrees
+  and reads roll ~+-180.
+* **Embeddings.** L2-normalised recognizer outputs of the ArcFace-aligned 112x112 crop.
+* **Thresholds.** Cosine thresholds depend on the recognizer, so they live in :data:`PACK_THRESHOLDS`,
+  keyed by pack id (``"antelopev2"``, ``"faces-small"``).
+
+insightface keeps ONNX Runtime sessions that are safe to run concurrently, but the detector's per-size
+session pool and anchor cache are plain Python state; a lock serialises inference per analyzer (also the
+right thing on a 2-core CPU box).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import urllib.request
+import warnings
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from headshot import config, errors, imaging
+
+log = logging.getLogger(__name__)
+# insightface's face_align calls scikit-image's deprecated SimilarityTransform.estimate on every face: one
+# FutureWarning per embedding, about their code, not ours.
+warnings.filterwarnings("ignore", message=r"`estimate` is deprecated", category=FutureWarning)
+
+# --------------------------------------------------------------------------------------
+# Per-pack thresholds
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackThresholds:
+    """Decision thresholds that depend on the pack's recognizer (cosine of normalised embeddings) and
+    detector (score)."""
+
+    same_person: float  # cosine >= this: the same person
+    duplicate: float  # cosine >= this (and a near-identical image hash): the same photo again
+    det_score: float = 0.5  # detections below this are not faces (animals, textures, paintings)
+
+
+# antelopev2 (SCRFD-10G + ArcFace ResNet-100 trained on Glint360K, 512-d). ArcFace papers and insightface
+# users place the 1:1 verification threshold of this family around cosine 0.3-0.4 (about 0.3 at
+# FMR 1e-4 on IJB-C; 0.35-0.45 is what deployments use for unconstrained photos). Selfies of one person
+# typically score 0.5-0.8 against each other, strangers under 0.2, so 0.35 sits in the gap with margin for
+# varied lighting, glasses and ageing.
+# faces-small (SCRFD-2.5G + MobileFaceNet, 128-d), measured on shared/testdata/faces with
+# benchmarks/calibrate_faces.py: same person min 0.34 (grey TV stills), 1st percentile 0.40, 5th 0.54,
+# median 0.79; different people 99th percentile 0.24, 99.9th 0.32, max 0.35. 0.40 sits between.
+# Duplicates need BOTH a near-identical image hash and this cosine: resized + re-encoded copies score
+# >= 0.91 (faces-small, 5th percentile 0.96), so 0.85 keeps them; the hash keeps different photos out.
+PACK_THRESHOLDS: dict[str, PackThresholds] = {
+    "antelopev2": PackThresholds(same_person=0.35, duplicate=0.85),
+    "faces-small": PackThresholds(same_person=0.40, duplicate=0.85),
+}
+# A pack we do not know: stricter duplicate, the ArcFace-family same-person value.
+DEFAULT_THRESHOLDS = PackThresholds(same_person=0.40, duplicate=0.90)
+
+# Recognizer file name -> pack id, so a pack is recognised whatever its folder is called.
+KNOWN_RECOGNIZERS = {
+    "glintr100.onnx": "antelopev2",
+    "mobilefacenet_128d_dynbatch.onnx": "faces-small",
+}
+# The two files of the antelopev2 zip we need (the zip also holds landmark and gender/age models).
+ANTELOPEV2_FILES = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")
+
+# Detection runs in tiers (SCRFD finds faces from ~10 px up to most of its input):
+# 1. a quick pass at 320 px on the long side. It finds every face above ~50 px of a 1024 px photo,
+#    including faces that fill the frame. When the largest face there is at least QUICK_MIN_FACE px,
+#    every face of comparable size (what multiple_faces is about) is big enough to be found too: done.
+#    This is the common selfie case, at a quarter of the cost of the full pass.
+# 2. otherwise the full pass at 640 px (insightface's default) for small faces and group photos;
+# 3. when nothing was found, or the largest face fills most of the frame, the photo inside a black border
+#    (a face seen whole is found more reliably and with more accurate keypoints).
+# The short side of the input follows the photo's aspect (a 3:4 phone photo runs at 480x640: no letterbox
+# padding), in steps that keep the number of input shapes (one ONNX session each) small.
+DET_SIZE = (640, 640)
+QUICK_DET_SIDE = 320
+QUICK_MIN_FACE = 48  # px at the quick pass's scale (~150 px on a 1024 px photo)
+RETRY_DET_SIZE = (320, 320)
+RETRY_BORDER = 0.5  # border on each side, as a fraction of the long side (the face then fills <= 1/2)
+# The bordered pass is for faces too big for the other passes: it runs when nothing was found or the
+# largest face is at least TIGHT_CROP_FRACTION of the photo's short side (a close-up selfie's face, at
+# 40-60%, does not need it), and keeps only faces of at least RETRY_MIN_FACE_FRACTION (at its coarser
+# scale a smaller "face" is more likely a pattern).
+TIGHT_CROP_FRACTION = 0.7
+RETRY_MIN_FACE_FRACTION = 0.5
+# Orientation check (see FaceAnalyzer._upside_down): a square of 2x the face box, at 160 px. Measured on
+# the single-face photos of shared/testdata/faces (benchmarks/calibrate_faces.py), "turned minus as it
+# is" scores at most -0.17 for upright faces and at least +0.03 for the same photos upside down (160 px
+# separates better than 128 or 192); the decision point sits in the middle of that gap.
+ORIENTATION_CROP_SCALE = 2.0
+ORIENTATION_SIZE = 160
+ORIENTATION_MARGIN = -0.07  # upside down when turned - as_is > this
+ORIENTATION_CHECKS = 4  # only the largest faces that get an embedding are checked
+MAX_ASPECT = 4  # slimmer photos are padded to this aspect before detection
+DOWNLOAD_TIMEOUT_S = 60
+
+# --------------------------------------------------------------------------------------
+# Faces and pose
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Face:
+    """One detected face, in the coordinates of the image given to :meth:`FaceAnalyzer.detect`."""
+
+    bbox: np.ndarray  # (4,) float x0, y0, x1, y1
+    score: float  # detection score 0..1
+    kps: np.ndarray  # (5, 2) float: left eye, right eye, nose, left mouth, right mouth (as seen in the image)
+    embedding: np.ndarray | None  # (D,) float32, L2-normalised; None when not computed (see detect)
+    yaw: float = 0.0  # degrees, 0 = facing the camera; + = nose towards the image's right
+    pitch: float = 0.0  # degrees, 0 = level; + = chin up
+    roll: float = 0.0  # degrees, 0 = upright; + = clockwise in the image; about +-180 = upside down
+
+    @property
+    def size(self) -> float:
+        """Short side of the box in pixels."""
+        return float(min(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1]))
+
+    @property
+    def area(self) -> float:
+        return float(max(0.0, self.bbox[2] - self.bbox[0]) * max(0.0, self.bbox[3] - self.bbox[1]))
+
+    def scaled(self, factor: float, offset: tuple[float, float] = (0.0, 0.0)) -> Face:
+        """This face with coordinates mapped by ``(p - offset) * factor`` (pose and embedding unchanged)."""
+        off = np.asarray(offset, dtype=np.float32)
+        return replace(
+            self,
+            bbox=((self.bbox.reshape(2, 2) - off) * factor).reshape(4).astype(np.float32),
+            kps=((self.kps - off) * factor).astype(np.float32),
+        )
+
+
+# The ArcFace alignment template (insightface's 112x112 reference points) is the frontal projection of
+# the 5 points. Depths, towards the camera and relative to the eye centres, in the same units (one unit
+# is ~1.8 mm: half the interocular distance, 17.6 units, is ~31.5 mm): the nose tip stands ~29 mm in front
+# of the eyes, the mouth corners ~4 mm. These anthropometric averages set how fast the angles grow; the
+# nose depth was checked against photos whose turn is visible (a face turned by about a quarter of the way
+# to profile reads 25-30 degrees). The frontal reference (0 degrees) is the template itself, which matches
+# the median of real photos (benchmarks/calibrate_faces.py).
+_TEMPLATE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+_HALF_EYES = float(np.linalg.norm(_TEMPLATE[1] - _TEMPLATE[0]) / 2)  # e: 17.6
+_NOSE_DROP = float(_TEMPLATE[2, 1] - _TEMPLATE[:2, 1].mean())  # n: eye line to nose tip, 20.1
+_MOUTH_DROP = float(_TEMPLATE[3:, 1].mean() - _TEMPLATE[:2, 1].mean())  # h: eye line to mouth, 40.7
+_NOSE_DEPTH = 16.0  # d
+_MOUTH_DEPTH = 2.2  # m
+_MAX_YAW_FOR_SCALE = 75.0  # beyond this the eye distance says nothing about scale
+FACE_MODEL_3D = np.array(
+    [
+        [-_HALF_EYES, 0.0, 0.0],
+        [_HALF_EYES, 0.0, 0.0],
+        [0.0, _NOSE_DROP, _NOSE_DEPTH],
+        [_TEMPLATE[3, 0] - _TEMPLATE[2, 0], _MOUTH_DROP, _MOUTH_DEPTH],
+        [_TEMPLATE[4, 0] - _TEMPLATE[2, 0], _MOUTH_DROP, _MOUTH_DEPTH],
+    ]
+)
+"""The 5 points in 3-D (x right, y down, z towards the camera), eye centres at the origin; used by tests
+to project known poses."""
+
+
+def _wrap_degrees(angle: float) -> float:
+    return (angle + 180.0) % 360.0 - 180.0
+
+
+def pose_from_kps(kps: np.ndarray) -> tuple[float, float, float]:
+    """Head pose ``(yaw, pitch, roll)`` in degrees from the 5 keypoints (any pixel scale).
+
+    Geometry (weak perspective, the 3-D points of :data:`FACE_MODEL_3D`: half eye distance ``e``, nose
+    tip ``n`` below the eye line and ``d`` in front of it, mouth ``m`` in front):
+
+    * **Roll** is the angle of the line through the eyes (``atan2(dy, dx)``, clockwise positive in image
+      coordinates). The eye-to-mouth axis gives the same angle; it decides when the two disagree by more
+      than 90 degrees (the detector may label an upside-down face's eyes either way), so an upside-down
+      face reads about +-180.
+    * The points are rotated by ``-roll`` about the eye midpoint, so the eyes lie on a horizontal line.
+    * **Yaw**: turning by ``t`` moves the nose tip sideways by ``d sin t`` and the mouth by ``m sin t``,
+      and shrinks the eye distance to ``2e cos t``. With ``r`` the nose's sideways offset from the face's
+      midline (eye midpoint to mouth midpoint, read at the nose's height) divided by half the eye
+      distance, ``r = (d - k m) / e * tan t`` (``k`` = nose height / mouth height), so
+      ``t = atan(r e / (d - k m))``: 0 for a frontal face, ~50 degrees when the nose tip reaches an eye.
+    * **Pitch** (chin up positive) moves the nose tip vertically to ``n cos p - d sin p`` while the eye
+      distance, once corrected for yaw (divided by ``cos t``), keeps the scale. With ``R`` = nose drop /
+      corrected half eye distance, the first-order solution is ``p = atan((n / e - R) e / d)``: 0 at the
+      template's ratio ``n / e`` = 1.14. It is exact to a few degrees for chin-up poses and reads low for
+      chin-down ones (-35 reads about -19: the nose drop saturates there). The mouth is not used:
+      smiling lifts the mouth corners a lot. Five points pin pitch down loosely (nose length differs
+      between people by ~10%, i.e. ~+-10 degrees), so callers should only act on large values.
+    """
+    pts = np.asarray(kps, dtype=np.float64).reshape(5, 2)
+    eye_mid = pts[:2].mean(axis=0)
+    mouth_mid = pts[3:].mean(axis=0)
+    eye_vec = pts[1] - pts[0]
+    axis = mouth_mid - eye_mid
+    roll_eyes = math.degrees(math.atan2(eye_vec[1], eye_vec[0]))
+    roll_axis = math.degrees(math.atan2(-axis[0], axis[1]))
+    roll = roll_eyes if abs(_wrap_degrees(roll_eyes - roll_axis)) <= 90.0 else roll_axis
+    roll = _wrap_degrees(roll)
+
+    theta = math.radians(-roll)
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    local = (pts - eye_mid) @ rot.T  # eye line horizontal, y down the face
+    half_eyes = abs(local[1, 0] - local[0, 0]) / 2.0
+    mouth_y = float(local[3:, 1].mean())
+    if half_eyes < 1e-6 or mouth_y <= 1e-6:
+        # Degenerate keypoints (eyes on top of each other, mouth above the eyes): no pose can be read.
+        return 0.0, 0.0, roll
+    nose = local[2]
+    k = float(np.clip(nose[1] / mouth_y, 0.0, 1.0))
+    midline_x = k * float(local[3:, 0].mean())
+    ratio = (nose[0] - midline_x) / half_eyes
+    yaw = math.degrees(math.atan(ratio * _HALF_EYES / (_NOSE_DEPTH - k * _MOUTH_DEPTH)))
+
+    scale = half_eyes / math.cos(math.radians(min(abs(yaw), _MAX_YAW_FOR_SCALE)))
+    drop = float(nose[1]) / scale
+    pitch = math.degrees(math.atan((_NOSE_DROP / _HALF_EYES - drop) * _HALF_EYES / _NOSE_DEPTH))
+    return float(yaw), float(pitch), float(roll)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two embeddings (normalised or not); 0 if either is all zeros."""
+    a = np.asarray(a, dtype=np.float32).ravel()
+    b = np.asarray(b, dtype=np.float32).ravel()
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / denom) if denom > 0 else 0.0
+
+
+def _normalise(vec: np.ndarray) -> np.ndarray:
+    vec = np.asarray(vec, dtype=np.float32).ravel()
+    norm = float(np.linalg.norm(vec))
+    return vec / norm if norm > 0 else vec
+
+
+# --------------------------------------------------------------------------------------
+# Model pack resolution
+# --------------------------------------------------------------------------------------
+
+_OFFLINE_HINT = (
+    "Set HEADSHOT_FACE_MODELS to a local insightface model-pack folder (one folder holding a face "
+    "detector .onnx and a face recognizer .onnx, e.g. an unzipped antelopev2) and start again."
+)
+
+
+def find_onnx_dir(folder: Path) -> Path:
+    """The folder inside ``folder`` that holds the pack's ``.onnx`` files: ``folder`` itself or a single
+    nested folder up to two levels down (zips often unpack as ``antelopev2/antelopev2/*.onnx``).
+
+    Raises :class:`errors.FaceModelsUnavailable` when there is none or the choice is ambiguous."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise errors.FaceModelsUnavailable(f"The face model folder {folder} does not exist. {_OFFLINE_HINT}")
+    if any(folder.glob("*.onnx")):
+        return folder
+    candidates = sorted(
+        {p.parent for p in folder.glob("*/*.onnx")} | {p.parent for p in folder.glob("*/*/*.onnx")}
+    )
+    candidates = [c for c in candidates if not c.name.startswith((".", "__MACOSX"))]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise errors.FaceModelsUnavailable(
+            f"The face model folder {folder} holds no .onnx model files. {_OFFLINE_HINT}"
+        )
+    names = ", ".join(str(c.relative_to(folder)) for c in candidates)
+    raise errors.FaceModelsUnavailable(
+        f"The face model folder {folder} holds several model folders ({names}); point "
+        "HEADSHOT_FACE_MODELS at exactly one of them."
+    )
+
+
+def pack_id_for(onnx_dir: Path) -> str:
+    """A known pack's id from its recognizer's file name, else the folder's name."""
+    for filename, pack in KNOWN_RECOGNIZERS.items():
+        if (onnx_dir / filename).is_file():
+            return pack
+    return onnx_dir.name
+
+
+def _safe_extract_onnx(zip_path: Path, target: Path, wanted: Sequence[str]) -> Path:
+    """Unpack the ``.onnx`` members of ``zip_path`` flat into ``target`` (atomically: a temp folder renamed
+    into place). Only ``wanted`` names when all are present, else every ``.onnx`` member. Member paths are
+    never joined to the target, so a hostile zip cannot write outside it."""
+    with zipfile.ZipFile(zip_path) as zf:
+        members = [
+            m
+            for m in zf.infolist()
+            if not m.is_dir() and m.filename.lower().endswith(".onnx") and "__MACOSX" not in m.filename
+        ]
+        by_name = {Path(m.filename).name: m for m in members}
+        if all(name in by_name for name in wanted):
+            members = [by_name[name] for name in wanted]
+        if not members:
+            raise errors.FaceModelsUnavailable(
+                f"The downloaded face model archive {zip_path.name} holds no models."
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            for member in members:
+                with zf.open(member) as src, open(tmp / Path(member.filename).name, "wb") as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 20)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def _download_zip(dest_dir: Path) -> Path:
+    """antelopev2.zip from the Hub (pinned revision), else from the insightface release URL."""
+    failures: list[str] = []
+    try:
+        from huggingface_hub import hf_hub_download
+
+        model = config.ANTELOPEV2
+        return Path(
+            hf_hub_download(
+                repo_id=model.repo_id,
+                filename=model.filename or "antelopev2.zip",
+                revision=model.revision,
+                cache_dir=str(dest_dir / "hub"),
+            )
+        )
+    except Exception as exc:  # offline, blocked, repo gone: try the release URL
+        failures.append(f"Hugging Face Hub: {type(exc).__name__}")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
+        failures.append("release URL: skipped, HF_HUB_OFFLINE is set")
+    else:
+        part = dest_dir / "antelopev2.zip.part"
+        try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            with (
+                urllib.request.urlopen(config.ANTELOPEV2_URL, timeout=DOWNLOAD_TIMEOUT_S) as resp,
+                open(part, "wb") as fh,
+            ):
+                shutil.copyfileobj(resp, fh, length=1 << 20)
+            final = dest_dir / "antelopev2.zip"
+            os.replace(part, final)
+            return final
+        except Exception as exc:
+            part.unlink(missing_ok=True)
+            failures.append(f"release URL: {type(exc).__name__}")
+    raise errors.FaceModelsUnavailable(
+        "The face models (antelopev2) are not on this machine and could not be downloaded "
+        f"({'; '.join(failures)}). {_OFFLINE_HINT}"
+    )
+
+
+_DOWNLOAD_LOCK = threading.Lock()
+
+
+def ensure_antelopev2() -> Path:
+    """The folder with antelopev2's detector and recognizer, downloading and unpacking it on first use."""
+    target = config.cache_dir() / "face_packs" / "antelopev2"
+    with _DOWNLOAD_LOCK:
+        if target.is_dir() and any(target.glob("*.onnx")):
+            return target
+        zip_path = _download_zip(config.cache_dir() / "downloads")
+        try:
+            return _safe_extract_onnx(zip_path, target, ANTELOPEV2_FILES)
+        except zipfile.BadZipFile:
+            zip_path.unlink(missing_ok=True)
+            raise errors.FaceModelsUnavailable(
+                f"The downloaded face model archive was damaged and has been removed; start again. {_OFFLINE_HINT}"
+            ) from None
+
+
+def resolve_pack() -> tuple[str, Path]:
+    """``(pack_id, folder with the .onnx files)`` from ``HEADSHOT_FACE_MODELS`` or the antelopev2 cache."""
+    local = config.face_models_dir()
+    onnx_dir = find_onnx_dir(local) if local is not None else ensure_antelopev2()
+    return pack_id_for(onnx_dir), onnx_dir
+
+
+def _session_options():
+    """ONNX Runtime options: ``HEADSHOT_ONNX_THREADS`` threads per inference (0 or unset: ONNX Runtime's
+    default, one per physical core), and no busy-waiting of those threads between operators. On the
+    2-core test machine with one other busy process, spinning doubled detection time (140 vs 65 ms per
+    selfie): the spinning thread fights the other process for the second core."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    threads = config.env_int("HEADSHOT_ONNX_THREADS", 0)
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def onnx_providers() -> list[str]:
+    """CUDA first when ONNX Runtime has it and the device is not forced elsewhere, CPU always."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    wanted = config.device_override()
+    if "CUDAExecutionProvider" in available and wanted in (None, "cuda"):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+# --------------------------------------------------------------------------------------
+# The analyzer
+# --------------------------------------------------------------------------------------
+
+
+def det_size_for(width: int, height: int, long_side: int = DET_SIZE[0]) -> tuple[int, int]:
+    """A detector input ``(w, h)`` for a photo: ``long_side`` on its long side, the short side rounded up
+    for the photo's aspect to a multiple of 32 (the detector's largest stride; 64 from 640 px up) and at
+    least half the long side."""
+    step = 64 if long_side >= 640 else 32
+    ratio = min(width, height) / max(width, height, 1)
+    short = min(long_side, max(long_side // 2 // step * step, math.ceil(long_side * ratio / step) * step))
+    return (long_side, short) if width >= height else (short, long_side)
+
+
+@dataclass
+class _Detection:
+    bbox: np.ndarray
+    score: float
+    kps: np.ndarray
+
+
+def _analysis_bgr(img: Image.Image) -> tuple[np.ndarray, float]:
+    """The detector's working copy: BGR, at most ``config.ANALYSIS_MAX_SIDE`` on the long side, shrunk
+    by area averaging (a box filter: alias-free, and several times faster than the Lanczos resize used
+    for pictures people look at; converting only the small copy to an array saves the rest). Returns
+    ``(bgr, scale)`` with scale = new / original."""
+    width, height = img.size
+    long_side = max(width, height, 1)
+    if long_side > config.ANALYSIS_MAX_SIDE:
+        shrink = config.ANALYSIS_MAX_SIDE / long_side
+        size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+        img = img.resize(size, Image.Resampling.BOX)
+    return imaging.to_bgr(img), max(img.size) / long_side
+
+
+def _short_side(det: _Detection) -> float:
+    return float(min(det.bbox[2] - det.bbox[0], det.bbox[3] - det.bbox[1]))
+
+
+class FaceAnalyzer:
+    """Detection + recognition over one insightface model pack.
+
+    ``FaceAnalyzer(folder)`` loads the pack in ``folder`` (see :func:`find_onnx_dir`); most code uses
+    :func:`get_analyzer` instead, which resolves the folder from the configuration and caches it.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        pack_id: str | None = None,
+        providers: list[str] | None = None,
+        thresholds: PackThresholds | None = None,
+    ) -> None:
+        from insightface.app import FaceAnalysis
+
+        onnx_dir = find_onnx_dir(Path(folder)).resolve()
+        self.folder = onnx_dir
+        self.pack_id = pack_id or pack_id_for(onnx_dir)
+        self.providers = providers or onnx_providers()
+        on_gpu = self.providers[0] == "CUDAExecutionProvider"
+        # insightface 2.x takes a pack folder path as ``name`` (and 0.7's os.path.join(root, "models",
+        # name) also returns an absolute ``name`` unchanged), so any folder loads in place: no copies, no
+        # symlinks, and no lookup of a same-named folder in the working directory.
+        try:
+            app = FaceAnalysis(
+                name=str(onnx_dir),
+                allowed_modules=["detection", "recognition"],
+                providers=self.providers,
+                sess_options=_session_options(),
+            )
+        except AssertionError:
+            raise errors.FaceModelsUnavailable(
+                f"The face model folder {onnx_dir} has no face detector model. {_OFFLINE_HINT}"
+            ) from None
+        except Exception as exc:  # a damaged or foreign .onnx file
+            raise errors.FaceModelsUnavailable(
+                f"The face models in {onnx_dir} could not be loaded ({type(exc).__name__}: {exc}). "
+                f"{_OFFLINE_HINT}"
+            ) from exc
+        if "recognition" not in app.models:
+            raise errors.FaceModelsUnavailable(
+                f"The face model folder {onnx_dir} has no face recognition model. {_OFFLINE_HINT}"
+            )
+        thr = thresholds or PACK_THRESHOLDS.get(self.pack_id, DEFAULT_THRESHOLDS)
+        app.prepare(ctx_id=0 if on_gpu else -1, det_thresh=thr.det_score, det_size=DET_SIZE)
+        self._app = app
+        self._det = app.det_model
+        self._rec = app.models["recognition"]
+        self.thresholds = thr
+        self.same_person_threshold = thr.same_person
+        self.duplicate_threshold = thr.duplicate
+        self.det_threshold = thr.det_score
+        out_shape = getattr(self._rec, "output_shape", None)
+        self.embedding_size = int(out_shape[-1]) if out_shape and isinstance(out_shape[-1], int) else 0
+        self._lock = threading.Lock()
+        if not self.embedding_size:
+            self.embedding_size = int(self._embed(np.zeros((112, 112, 3), np.uint8), _TEMPLATE).shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"FaceAnalyzer(pack_id={self.pack_id!r}, folder={str(self.folder)!r}, providers={self.providers})"
+        )
+
+    # -- low level ---------------------------------------------------------------------
+
+    def _detect_bgr(self, bgr: np.ndarray, size: tuple[int, int]) -> list[_Detection]:
+        with self._lock:
+            bboxes, kpss = self._det.detect(bgr, input_size=size, max_num=0, det_thresh=self.det_threshold)
+        found = []
+        for i in range(bboxes.shape[0]):
+            if kpss is None:  # a detector without keypoints cannot align faces for recognition
+                continue
+            found.append(
+                _Detection(bboxes[i, :4].astype(np.float32), float(bboxes[i, 4]), kpss[i].astype(np.float32))
+            )
+        return found
+
+    def _best_score(self, bgr: np.ndarray, size: tuple[int, int]) -> float:
+        with self._lock:
+            bboxes, _ = self._det.detect(bgr, input_size=size, max_num=0, det_thresh=0.05)
+        return float(bboxes[:, 4].max()) if bboxes.shape[0] else 0.0
+
+    def _upside_down(self, bgr: np.ndarray, det: _Detection) -> bool:
+        """Whether a detected face is upside down. SCRFD finds most upside-down faces (score 0.5-0.75)
+        but places the keypoints as if they were upright, so the pose cannot tell. Instead the region
+        around the face is scored as it is and turned by 180 degrees: an upright face scores clearly
+        higher as it is, an upside-down one about as high or higher turned (ORIENTATION_MARGIN)."""
+        as_is, turned = self._orientation_scores(bgr, det)
+        return turned - as_is > ORIENTATION_MARGIN
+
+    def _orientation_scores(self, bgr: np.ndarray, det: _Detection) -> tuple[float, float]:
+        """Best detection scores of the square around ``det`` (2x its box, at ORIENTATION_SIZE px) as it
+        is and turned by 180 degrees."""
+        x0, y0, x1, y1 = (float(v) for v in det.bbox)
+        side = ORIENTATION_CROP_SCALE * max(x1 - x0, y1 - y0, 1.0)
+        out = ORIENTATION_SIZE
+        s = out / side
+        matrix = np.array(
+            [[s, 0.0, out / 2 - s * (x0 + x1) / 2], [0.0, s, out / 2 - s * (y0 + y1) / 2]], dtype=np.float32
+        )
+        crop = cv2.warpAffine(bgr, matrix, (out, out), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
+        as_is = self._best_score(crop, (out, out))
+        turned = self._best_score(np.ascontiguousarray(crop[::-1, ::-1]), (out, out))
+        return as_is, turned
+
+    def _embed(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        from insightface.utils import face_align
+
+        crop = face_align.norm_crop(
+            bgr, landmark=np.asarray(kps, dtype=np.float32), image_size=self._rec.input_size[0]
+        )
+        with self._lock:
+            feat = self._rec.get_feat(crop)
+        return _normalise(feat)
+
+    # -- public ------------------------------------------------------------------------
+
+    def detect(self, img: Image.Image, *, embed: int | None = None) -> list[Face]:
+        """Faces in ``img``, largest box first (``[]`` if none), in ``img``'s pixel coordinates.
+
+        ``embed``: how many of the largest faces get an embedding (None: all; the rest get ``None``).
+        Big photos are analysed downscaled to ``config.ANALYSIS_MAX_SIDE``, in up to three passes (a
+        quick one at 320 px that settles most selfies, the full one at 640 px for small faces, and one
+        inside a black border for faces that fill the whole frame; see ``QUICK_DET_SIDE``)."""
+        bgr, scale = _analysis_bgr(img)
+        if min(bgr.shape[:2]) * MAX_ASPECT < max(bgr.shape[:2]):
+            # A sliver (a banner, a 1-pixel line): pad the short side at the bottom/right, which leaves
+            # coordinates unchanged, so the detector's resize never rounds a side down to zero.
+            side = max(bgr.shape[:2]) // MAX_ASPECT + 1
+            bgr = np.pad(
+                bgr,
+                ((0, max(0, side - bgr.shape[0])), (0, max(0, side - bgr.shape[1])), (0, 0)),
+                mode="constant",
+            )
+        height, width = bgr.shape[:2]
+        pad = 0
+        quick_size = det_size_for(width, height, QUICK_DET_SIDE)
+        found = self._detect_bgr(bgr, quick_size)
+        quick_scale = max(quick_size) / max(width, height)
+        if not found or max(_short_side(d) for d in found) * quick_scale < QUICK_MIN_FACE:
+            found = self._detect_bgr(bgr, det_size_for(width, height)) or found
+        min_size = RETRY_MIN_FACE_FRACTION * min(width, height)
+        if not found or max(_short_side(d) for d in found) >= TIGHT_CROP_FRACTION * min(width, height):
+            # Nothing found, or a face that fills the frame (its box and keypoints are more accurate when
+            # the face is seen whole, inside a border).
+            pad = max(1, int(round(max(width, height) * RETRY_BORDER)))
+            padded = np.zeros((height + 2 * pad, width + 2 * pad, 3), dtype=np.uint8)
+            padded[pad : pad + height, pad : pad + width] = bgr
+            framed = [d for d in self._detect_bgr(padded, RETRY_DET_SIZE) if _short_side(d) >= min_size]
+            if framed:
+                found, bgr = framed, padded
+            else:
+                pad = 0
+        found.sort(key=lambda d: -float((d.bbox[2] - d.bbox[0]) * (d.bbox[3] - d.bbox[1])))
+        faces = []
+        for i, det in enumerate(found):
+            wanted = embed is None or i < embed
+            embedding = self._embed(bgr, det.kps) if wanted else None
+            yaw, pitch, roll = pose_from_kps(det.kps)
+            if wanted and i < ORIENTATION_CHECKS and self._upside_down(bgr, det):
+                roll = _wrap_degrees(roll + 180.0)
+            face = Face(det.bbox, det.score, det.kps, embedding, yaw, pitch, roll)
+            faces.append(face.scaled(1.0 / scale, offset=(pad, pad)))
+        return faces
+
+    def embed_largest(self, img: Image.Image) -> Face | None:
+        """The largest face of ``img`` with its embedding, or None when there is no face."""
+        faces = self.detect(img, embed=1)
+        return faces[0] if faces else None
+
+    def same_person(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return cosine(a, b) >= self.same_person_threshold
+
+
+_ANALYZERS: dict[str, FaceAnalyzer] = {}
+_ANALYZERS_LOCK = threading.Lock()
+
+
+def get_analyzer() -> FaceAnalyzer:
+    """The process-wide analyzer for the configured pack (``HEADSHOT_FACE_MODELS``, else antelopev2),
+    created on first use; thread-safe. Raises :class:`errors.FaceModelsUnavailable`."""
+    local = config.face_models_dir()
+    key = str(local) if local is not None else "antelopev2"
+    analyzer = _ANALYZERS.get(key)
+    if analyzer is not None:
+        return analyzer
+    with _ANALYZERS_LOCK:
+        analyzer = _ANALYZERS.get(key)
+        if analyzer is None:
+            pack_id, onnx_dir = resolve_pack()
+            analyzer = FaceAnalyzer(onnx_dir, pack_id=pack_id)
+            _ANALYZERS[key] = analyzer
+            log.info("face analyzer ready: %r", analyzer)
+        return analyzer
+
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "FACE_MODEL_3D",
+    "PACK_THRESHOLDS",
+    "Face",
+    "FaceAnalyzer",
+    "PackThresholds",
+    "cosine",
+    "ensure_antelopev2",
+    "find_onnx_dir",
+    "get_analyzer",
+    "pose_from_kps",
+    "resolve_pack",
+]

@@ -1,0 +1,607 @@
+"""Selfie checks: per-photo quality rules and cross-photo identity checks, producing the report.
+
+Report (JSON-serialisable; the schema of the design doc plus readiness and report-level errors)::
+
+    {"ready": true, "ready_lora": false, "readiness": {"instantid": true, "lora": false},
+     "accepted": 2, "errors": [],
+     "selfies": [{"file": "a.jpg", "accepted": false,
+                  "issues": [{"code": "blurry", "severity": "error", "message": "..."}],
+                  "face": {"bbox": [x0, y0, x1, y1], "score": 0.9, "yaw": 3.1, "pitch": -2.0,
+                           "sharpness": 0.4, "brightness": 0.5}}]}
+
+An ``error`` rejects the selfie, a ``warning`` keeps it. ``face`` is the largest face in original image
+pixels, or null. Files past ``config.MAX_SELFIES`` are not analysed; each gets an entry in the report's
+``errors`` list instead.
+
+Per photo: ``unreadable_image`` / ``too_large`` (from imaging), ``low_resolution``, ``no_face``,
+``multiple_faces``, ``face_too_small``, ``blurry``, ``too_dark``, ``overexposed``, ``extreme_pose``.
+Sharpness and brightness are measured on the face box of the original photo. ``blurry`` also covers lost
+detail: heavy noise or JPEG blocking on the face gives a ``blurry`` warning (the photo is kept).
+``multiple_faces`` is an error for another face at least ``SECOND_FACE_RATIO`` the size of the largest,
+in the frame and in focus; one cut by the frame's edge or out of focus (a passer-by) is a warning, and
+small faces in the background are fine. ``too_dark`` needs a dark face AND no highlights, so dark skin in
+good light passes. Most limits have a warning band before the error (see config.py).
+
+Across photos, over every photo in which a face was found, also photos refused for low resolution or
+other people in the frame (they still say who is in them), but not faces whose embedding is unreliable
+(refused as too small, blurry, too dark, overexposed or in an extreme pose):
+
+* ``duplicate``: the same photo again, also resized or re-encoded: the image hashes are nearly equal AND
+  the faces' cosine is at least the pack's duplicate threshold. The later copy gets the error (unless only
+  the earlier copy is refused for another reason: then the earlier one gets it and the good one stays).
+* ``different_person``: faces are linked when their cosine reaches the pack's same-person threshold; the
+  majority is the largest linked group if it holds more than half of the faces (and at least two). A
+  face whose mean similarity to the majority's other faces is under the threshold is the odd one out
+  (error; a linked group can chain two people through one ambiguous face, the mean catches that).
+  Without a majority (two photos that disagree, two equal groups, mostly strangers) nobody can say which
+  photos are the odd ones, so every photo gets a warning that asks the person to check; none is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from headshot import config, errors, imaging
+from headshot.faces import Face, FaceAnalyzer, cosine, get_analyzer
+
+log = logging.getLogger(__name__)
+
+ERROR = "error"
+WARNING = "warning"
+
+ISSUE_CODES = (
+    "unreadable_image",
+    "too_large",
+    "no_face",
+    "multiple_faces",
+    "low_resolution",
+    "face_too_small",
+    "blurry",
+    "too_dark",
+    "overexposed",
+    "extreme_pose",
+    "duplicate",
+    "different_person",
+)
+
+
+@dataclass
+class AcceptedSelfie:
+    """A selfie that passed: the decoded (upright RGB) photo and its largest face in its pixels."""
+
+    name: str
+    image: Image.Image
+    face: Face
+
+
+@dataclass
+class ValidationResult:
+    report: dict  # the JSON report (see the module docstring)
+    accepted: list[AcceptedSelfie]  # in upload order
+
+
+@dataclass
+class _Selfie:
+    """Working state of one photo while it is checked."""
+
+    index: int
+    name: str
+    image: Image.Image | None = None
+    faces: list[Face] = field(default_factory=list)
+    quality: dict[str, float] | None = None
+    image_hash: int | None = None
+    issues: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def face(self) -> Face | None:
+        return self.faces[0] if self.faces else None
+
+    def add(self, code: str, severity: str, message: str) -> None:
+        assert code in ISSUE_CODES, code
+        self.issues.append({"code": code, "severity": severity, "message": message})
+
+    def has(self, code: str) -> bool:
+        return any(i["code"] == code for i in self.issues)
+
+    @property
+    def accepted(self) -> bool:
+        return (
+            self.image is not None
+            and self.face is not None
+            and not any(i["severity"] == ERROR for i in self.issues)
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------
+
+
+def _name_and_source(item: Any, index: int) -> tuple[str, Any]:
+    """``(display name, source for imaging.load_image)`` of a path, a ``(name, bytes)`` pair, bytes, or a
+    file-like object (Gradio passes paths or objects with a ``.name`` path)."""
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        name, data = item
+        return (os.path.basename(str(name)) or f"photo {index + 1}"), data
+    if isinstance(item, (str, os.PathLike)):
+        return Path(item).name, item
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return f"photo {index + 1}", bytes(item)
+    path = getattr(item, "path", None) or getattr(item, "name", None)
+    if isinstance(path, str) and not hasattr(item, "read"):
+        return Path(path).name, path
+    if hasattr(item, "read"):
+        return (Path(path).name if isinstance(path, str) else f"photo {index + 1}"), item
+    return f"photo {index + 1}", item
+
+
+# --------------------------------------------------------------------------------------
+# Measures
+# --------------------------------------------------------------------------------------
+
+
+_DETAIL_REGION = 256  # noise and blockiness are read on at most this many pixels square (face centre)
+_NOISE_KERNEL_NORM = 6.0  # the 3x3 kernel below has sum of squares 36: noise sigma = MAD * 1.4826 / 6
+
+
+def _noise_sigma(gray: np.ndarray) -> float:
+    """Noise level (0..255 scale) of a grey region: the median absolute response of the 3x3 operator
+    ``[[1,-2,1],[-2,4,-2],[1,-2,1]]`` (it cancels smooth shading and lines, Immerkaer 1996), scaled to a
+    Gaussian sigma. The median keeps edges and hair from counting as noise."""
+    g = gray.astype(np.float32)
+    if min(g.shape) < 3:
+        return 0.0
+    r = (
+        g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
+        - 2 * g[1:-1, :-2] + 4 * g[1:-1, 1:-1] - 2 * g[1:-1, 2:]
+        + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:]
+    )  # fmt: skip
+    return float(np.median(np.abs(r)) * 1.4826 / _NOISE_KERNEL_NORM)
+
+
+def _blockiness(gray: np.ndarray) -> float:
+    """JPEG block artefacts: mean step between neighbouring pixels at the strongest of the 8 column (and
+    row) phases, over the median phase. About 1 for natural photos, 2.5+ when 8x8 blocks show. Phase-free,
+    so it works whatever the crop offset or rotation."""
+    g = gray.astype(np.float32)
+    ratios = []
+    for steps in (np.abs(np.diff(g, axis=1)).mean(axis=0), np.abs(np.diff(g, axis=0)).mean(axis=1)):
+        if steps.size < 16:
+            continue
+        phases = np.array([steps[i::8].mean() for i in range(8)])
+        ratios.append(float(phases.max() / max(float(np.median(phases)), 1e-3)))
+    return max(ratios) if ratios else 1.0
+
+
+def face_quality(img: Image.Image, face: Face) -> dict[str, float]:
+    """Measures of the face box of ``img`` (original pixels):
+
+    * ``sharpness`` 0..1 and ``brightness`` (mean luminance) 0..1 from imaging;
+    * ``highlight``: 99th percentile of luminance 0..1 (a dark face in good light still has bright eyes,
+      teeth and skin highlights; an underexposed one has none);
+    * ``clipped``: share of pixels at 250+ of 255 (burnt-out skin);
+    * ``noise`` (sigma, 0..255) and ``blockiness`` (JPEG 8x8 blocks) on the centre of the face at full
+      resolution: lost detail that a sharpness score mistakes for crisp edges.
+
+    A big face is first reduced (box filter) to about twice imaging's sharpness scale, which changes none
+    of the first four measures but keeps them cheap on 12-megapixel photos."""
+    x0, y0, x1, y1 = (float(v) for v in face.bbox)
+    box = (max(0, round(x0)), max(0, round(y0)), min(img.width, round(x1)), min(img.height, round(y1)))
+    if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+        return {
+            "sharpness": 0.0,
+            "brightness": 0.0,
+            "highlight": 0.0,
+            "clipped": 0.0,
+            "noise": 0.0,
+            "blockiness": 1.0,
+        }
+    region = img.crop(box)
+    w, h = region.size
+    half = _DETAIL_REGION // 2
+    cx, cy = w // 2, h // 2
+    centre_box = (max(0, cx - half), max(0, cy - half), min(w, cx + half), min(h, cy + half))
+    centre = np.asarray(region.crop(centre_box).convert("L"))
+    factor = max(1, min(w, h) // (2 * imaging.SHARPNESS_SIDE))
+    gray = np.asarray((region.reduce(factor) if factor > 1 else region).convert("L"))
+    return {
+        "sharpness": float(imaging.sharpness(gray)),
+        "brightness": float(imaging.brightness(gray)),
+        "highlight": float(np.percentile(gray, 99)) / 255.0,
+        "clipped": float(np.count_nonzero(gray >= 250)) / gray.size,
+        "noise": _noise_sigma(centre),
+        "blockiness": _blockiness(centre),
+    }
+
+
+def _visible_share(face: Face, size: tuple[int, int]) -> float:
+    """Share of the face box inside the image (detectors extend the box of a face cut by the edge)."""
+    x0, y0, x1, y1 = (float(v) for v in face.bbox)
+    w = max(0.0, min(x1, size[0]) - max(x0, 0.0))
+    h = max(0.0, min(y1, size[1]) - max(y0, 0.0))
+    return w * h / face.area if face.area > 0 else 0.0
+
+
+def _face_dict(face: Face, quality: dict[str, float] | None) -> dict[str, Any]:
+    quality = quality or {}
+    return {
+        "bbox": [round(float(v), 1) for v in face.bbox],
+        "score": round(float(face.score), 3),
+        "yaw": round(float(face.yaw), 1),
+        "pitch": round(float(face.pitch), 1),
+        "sharpness": round(float(quality.get("sharpness", 0.0)), 3),
+        "brightness": round(float(quality.get("brightness", 0.0)), 3),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Per-photo rules
+# --------------------------------------------------------------------------------------
+
+
+def _check_other_faces(selfie: _Selfie, img: Image.Image, face: Face) -> None:
+    """multiple_faces: another face at least ``SECOND_FACE_RATIO`` of the largest one's size (small faces
+    in the background are fine). A comparable face that is cut by the frame or much softer than the main
+    one (a passer-by, out of focus) only gets a warning: the subject is still clear."""
+    comparable = [f for f in selfie.faces[1:] if f.size >= config.SECOND_FACE_RATIO * face.size]
+    if not comparable:
+        return
+    main_sharp = selfie.quality["sharpness"] if selfie.quality else 0.0
+    clear = any(  # lazily: the first clear face settles it (a team photo has dozens)
+        _visible_share(f, img.size) >= config.SECOND_FACE_MIN_VISIBLE
+        and face_quality(img, f)["sharpness"] >= config.SECOND_FACE_MIN_REL_SHARPNESS * main_sharp
+        for f in comparable
+    )
+    if clear:
+        selfie.add(
+            "multiple_faces",
+            ERROR,
+            "There is more than one person in this photo: upload photos of you alone (or crop the others "
+            "out), so it is clear whose face to use.",
+        )
+    else:
+        selfie.add(
+            "multiple_faces",
+            WARNING,
+            "Someone else is partly visible in this photo. It can be used, but photos of you alone work best.",
+        )
+
+
+def _check_quality(selfie: _Selfie, small_face: bool) -> None:
+    """blurry (also lost detail: heavy noise or compression), too_dark, overexposed."""
+    q = selfie.quality or {}
+    sharp = q.get("sharpness", 0.0)
+    # A face under the minimum size is already refused; upscaled to be measured it always looks soft.
+    if not small_face:
+        if sharp < config.BLUR_ERROR:
+            selfie.add(
+                "blurry",
+                ERROR,
+                "The photo is blurry: hold the phone still, tap to focus on your face, and take it again in "
+                "good light.",
+            )
+        elif sharp < config.BLUR_WARNING:
+            selfie.add(
+                "blurry",
+                WARNING,
+                "The photo is a little soft. It can be used, but a sharper photo (phone held still, focused "
+                "on your face) gives better results.",
+            )
+        elif (
+            q.get("noise", 0.0) > config.NOISE_WARNING_SIGMA
+            or q.get("blockiness", 1.0) > config.BLOCKINESS_WARNING
+        ):
+            selfie.add(
+                "blurry",
+                WARNING,
+                "The photo has lost fine detail (it is grainy or heavily compressed). It can be used, but the "
+                "original photo from your phone, taken in good light, gives better results.",
+            )
+
+    bright, highlight, clipped = q.get("brightness", 0.0), q.get("highlight", 0.0), q.get("clipped", 0.0)
+    if bright < config.DARK_SEVERE or (
+        bright < config.DARK_ERROR and highlight < config.DARK_HIGHLIGHT_ERROR
+    ):
+        selfie.add(
+            "too_dark",
+            ERROR,
+            "The photo is too dark: face a window or a lamp so the light falls on your face, and take it again.",
+        )
+    elif bright < config.DARK_WARNING and highlight < config.DARK_HIGHLIGHT_WARNING:
+        selfie.add(
+            "too_dark",
+            WARNING,
+            "The photo is a little dark. It can be used, but more light on your face gives better results.",
+        )
+    elif bright > config.BRIGHT_ERROR or clipped > config.CLIPPED_ERROR:
+        selfie.add(
+            "overexposed",
+            ERROR,
+            "The photo is overexposed (your face is washed out): move out of direct sunlight or turn off the "
+            "flash, and take it again.",
+        )
+    elif bright > config.BRIGHT_WARNING or clipped > config.CLIPPED_WARNING:
+        selfie.add(
+            "overexposed",
+            WARNING,
+            "Parts of your face are very bright in this photo. It can be used, but softer light gives better "
+            "results.",
+        )
+
+
+def _check_pose(selfie: _Selfie, face: Face) -> None:
+    """extreme_pose: errors beyond ``MAX_*_DEG``, warnings beyond ``*_WARNING_DEG``."""
+    yaw, pitch, roll = abs(face.yaw), abs(face.pitch), abs(face.roll)
+    if roll > config.ROTATED_PHOTO_DEG:
+        selfie.add(
+            "extreme_pose",
+            ERROR,
+            "Your face is upside down or sideways in this photo: rotate the photo so your face is upright and "
+            "upload it again.",
+        )
+        return
+    limits = [
+        (yaw, config.MAX_YAW_DEG, config.YAW_WARNING_DEG, "turned to the side"),
+        (
+            pitch,
+            config.MAX_PITCH_DEG,
+            config.PITCH_WARNING_DEG,
+            "tilted up" if face.pitch > 0 else "tilted down",
+        ),
+        (roll, config.MAX_ROLL_DEG, config.ROLL_WARNING_DEG, "tilted sideways"),
+    ]
+    for value, error_limit, _, how in limits:
+        if value > error_limit:
+            selfie.add(
+                "extreme_pose",
+                ERROR,
+                f"Your head is {how} too far in this photo: look straight into the camera with your head "
+                "level, and take it again.",
+            )
+            return
+    for value, _, warning_limit, how in limits:
+        if value > warning_limit:
+            selfie.add(
+                "extreme_pose",
+                WARNING,
+                f"Your head is {how} in this photo. It can be used, but photos looking straight into the "
+                "camera work best.",
+            )
+            return
+
+
+def _check_faces(selfie: _Selfie) -> None:
+    """no_face, multiple_faces, face_too_small, blurry, too_dark, overexposed, extreme_pose."""
+    img, face = selfie.image, selfie.face
+    assert img is not None
+    if face is None:
+        selfie.add(
+            "no_face",
+            ERROR,
+            "No face was found in this photo: upload a photo where your face is clearly visible, facing the "
+            "camera, in good light, with nothing covering it.",
+        )
+        return
+    _check_other_faces(selfie, img, face)
+    min_size = max(config.MIN_FACE_SHORT_SIDE_PX, config.MIN_FACE_FRACTION * min(img.size))
+    small_face = face.size < min_size
+    if small_face:
+        selfie.add(
+            "face_too_small",
+            ERROR,
+            f"Your face is too small in this photo ({face.size:.0f} pixels across): take a closer photo in "
+            "which your head and shoulders fill most of the frame, like a selfie at arm's length.",
+        )
+    elif face.size < config.FACE_SMALL_WARNING_PX:
+        selfie.add(
+            "face_too_small",
+            WARNING,
+            f"Your face is rather small in this photo ({face.size:.0f} pixels across). It can be used, but a "
+            "closer photo gives more detail.",
+        )
+    _check_quality(selfie, small_face)
+    _check_pose(selfie, face)
+
+
+def _analyse(selfie: _Selfie, source: Any, analyzer: FaceAnalyzer) -> None:
+    """Decode, detect and run the per-photo rules; every failure becomes an issue on this photo only."""
+    try:
+        img = imaging.load_image(source, name=selfie.name)
+    except errors.ImageTooLarge as exc:
+        selfie.add("too_large", ERROR, exc.message)
+        return
+    except errors.UnreadableImage as exc:
+        selfie.add("unreadable_image", ERROR, exc.message)
+        return
+    except Exception as exc:  # never let one bad file break the others
+        log.warning("could not load %r: %r", selfie.name, exc)
+        selfie.add(
+            "unreadable_image",
+            ERROR,
+            f"{selfie.name} could not be read as a photo: upload a JPEG, PNG, WebP or HEIC photo.",
+        )
+        return
+    selfie.image = img
+
+    width, height = img.size
+    if min(width, height) < config.MIN_SHORT_SIDE:
+        selfie.add(
+            "low_resolution",
+            ERROR,
+            f"The photo is only {width}x{height} pixels: use a photo at least {config.MIN_SHORT_SIDE} pixels "
+            "on its shorter side, such as the original from your phone rather than a screenshot or a thumbnail.",
+        )
+
+    selfie.image_hash = imaging.dhash(img)
+    try:
+        # Only the largest face needs an embedding: the others only count for multiple_faces.
+        selfie.faces = analyzer.detect(img, embed=1)
+    except Exception:  # a photo the face models choke on must not break the other photos
+        log.exception("face analysis failed for %r", selfie.name)
+        selfie.faces = []
+    if selfie.face is not None:
+        selfie.quality = face_quality(img, selfie.face)
+    _check_faces(selfie)
+
+
+# --------------------------------------------------------------------------------------
+# Cross-photo rules
+# --------------------------------------------------------------------------------------
+
+
+# Errors after which a face's embedding says little about who it is (a tiny, blurred, dark, turned or
+# upside-down face): such photos are refused anyway and take no part in the identity vote. Photos refused
+# for other reasons (low resolution, other people in the frame) still say who is in them.
+_UNRELIABLE_FACE = ("face_too_small", "blurry", "too_dark", "overexposed", "extreme_pose")
+
+
+def _identity_usable(selfie: _Selfie) -> bool:
+    if selfie.face is None or selfie.face.embedding is None:
+        return False
+    return not any(i["code"] in _UNRELIABLE_FACE and i["severity"] == ERROR for i in selfie.issues)
+
+
+def _refused(selfie: _Selfie) -> bool:
+    return any(i["severity"] == ERROR for i in selfie.issues)
+
+
+def _check_duplicates(selfies: list[_Selfie], analyzer: FaceAnalyzer) -> None:
+    """Two copies of the same photo: the later one gets ``duplicate``, unless only the earlier one is
+    already refused for another reason (then that one gets it, and the good copy is kept)."""
+    with_face = [s for s in selfies if s.face is not None and s.image_hash is not None]
+    for j, later in enumerate(with_face):
+        for earlier in with_face[:j]:
+            if earlier.has("duplicate") or later.has("duplicate"):
+                continue
+            if imaging.hamming(earlier.image_hash, later.image_hash) > config.DUPLICATE_MAX_HASH_DISTANCE:
+                continue
+            if cosine(earlier.face.embedding, later.face.embedding) < analyzer.duplicate_threshold:
+                continue
+            copy, kept = (earlier, later) if _refused(earlier) and not _refused(later) else (later, earlier)
+            copy.add(
+                "duplicate",
+                ERROR,
+                f"This is the same photo as {kept.name}: upload a different photo instead (another day, place "
+                "or angle helps the most).",
+            )
+
+
+def _groups(sim: np.ndarray, threshold: float) -> list[list[int]]:
+    """Connected components of the graph linking faces whose similarity reaches ``threshold``."""
+    n = sim.shape[0]
+    seen: set[int] = set()
+    groups = []
+    for start in range(n):
+        if start in seen:
+            continue
+        stack, group = [start], []
+        seen.add(start)
+        while stack:
+            i = stack.pop()
+            group.append(i)
+            for j in range(n):
+                if j not in seen and sim[i, j] >= threshold:
+                    seen.add(j)
+                    stack.append(j)
+        groups.append(sorted(group))
+    return sorted(groups, key=len, reverse=True)
+
+
+def _check_identity(selfies: list[_Selfie], analyzer: FaceAnalyzer) -> None:
+    """``different_person``: the odd ones out against the majority (see the module docstring)."""
+    people = [s for s in selfies if _identity_usable(s) and not s.has("duplicate")]
+    if len(people) < 2:
+        return
+    emb = np.stack([s.face.embedding for s in people]).astype(np.float32)
+    sim = emb @ emb.T
+    threshold = analyzer.same_person_threshold
+    groups = _groups(sim, threshold)
+    majority = groups[0]
+    has_majority = len(majority) >= 2 and 2 * len(majority) > len(people)
+    if has_majority:
+        for i, selfie in enumerate(people):
+            others = [j for j in majority if j != i]
+            mean = float(sim[i, others].mean())
+            if mean < threshold:
+                selfie.add(
+                    "different_person",
+                    ERROR,
+                    "This photo seems to show a different person from your other photos: remove it, and use "
+                    "only photos of yourself.",
+                )
+        return
+    # No majority (two photos that disagree, or equal groups): nobody can tell which photos are the odd
+    # ones, so every photo gets a warning that asks the person to check.
+    for selfie in people:
+        selfie.add(
+            "different_person",
+            WARNING,
+            "Your photos do not all seem to show the same person: check that every photo shows you, and "
+            "remove the others (with more photos of you, the odd one out can be found).",
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------
+
+
+def validate_selfies(files: Sequence[Any], analyzer: FaceAnalyzer | None = None) -> ValidationResult:
+    """Check a set of selfies and build the report. ``files``: paths (str/Path), ``(name, bytes)`` pairs,
+    bytes or binary file objects. Never raises for a bad file: it becomes that file's issue. Raises
+    :class:`errors.FaceModelsUnavailable` only when no analyzer is given and none can be loaded."""
+    files = list(files or [])
+    analyzer = analyzer or get_analyzer()
+    report_errors: list[dict[str, str]] = []
+    selfies: list[_Selfie] = []
+    for index, item in enumerate(files):
+        name, source = _name_and_source(item, index)
+        if index >= config.MAX_SELFIES:
+            report_errors.append(
+                {
+                    "file": name,
+                    "code": "too_many_selfies",
+                    "message": f"{name} was not checked: at most {config.MAX_SELFIES} selfies can be used at "
+                    "once. Keep your best ones.",
+                }
+            )
+            continue
+        selfie = _Selfie(index=index, name=name)
+        _analyse(selfie, source, analyzer)
+        selfies.append(selfie)
+
+    _check_duplicates(selfies, analyzer)
+    _check_identity(selfies, analyzer)
+
+    accepted = [AcceptedSelfie(s.name, s.image, s.face) for s in selfies if s.accepted]  # type: ignore[arg-type]
+    count = len(accepted)
+    ready_instantid = count >= config.INSTANTID_MIN_ACCEPTED
+    ready_lora = count >= config.LORA_MIN_ACCEPTED
+    report = {
+        "ready": ready_instantid,
+        "ready_lora": ready_lora,
+        "readiness": {"instantid": ready_instantid, "lora": ready_lora},
+        "accepted": count,
+        "selfies": [
+            {
+                "file": s.name,
+                "accepted": s.accepted,
+                "issues": list(s.issues),
+                "face": _face_dict(s.face, s.quality) if s.face is not None else None,
+            }
+            for s in selfies
+        ],
+        "errors": report_errors,
+    }
+    return ValidationResult(report=report, accepted=accepted)
+
+
+__all__ = ["ISSUE_CODES", "AcceptedSelfie", "ValidationResult", "face_quality", "validate_selfies"]

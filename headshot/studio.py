@@ -288,8 +288,8 @@ def score_likeness(images: Sequence[Image.Image], identity: Identity, analyzer: 
     """Cosine of each image's largest face to the identity; ``None`` where no face is found."""
     scores: list[float | None] = []
     for image in images:
-        faces = analyzer.detect(image)
-        scores.append(cosine(faces[0].embedding, identity.embedding) if faces else None)
+        face = analyzer.embed_largest(image)
+        scores.append(cosine(face.embedding, identity.embedding) if face is not None else None)
     return scores
 
 

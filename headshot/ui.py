@@ -466,10 +466,12 @@ def build_demo() -> gr.Blocks:
                         )
                         info = gr.JSON(label="Details", open=False)
                 with gr.Accordion("Headshot pack: several styles at once", open=False):
-                    pack_styles = gr.CheckboxGroup(styles, value=[default_style], label="Styles")
+                    pack_styles = gr.CheckboxGroup(
+                        styles, value=[default_style], label="Styles", elem_id="pack_styles"
+                    )
                     per_style = gr.Slider(1, 4, value=2, step=1, label="Images per style")
                     pack_btn = gr.Button("Generate pack", elem_id="pack")
-                    pack_zip = gr.File(label="Pack (ZIP of PNGs)")
+                    pack_zip = gr.File(label="Pack (ZIP of PNGs)", elem_id="pack_zip")
             with gr.Tab("Privacy", id="privacy"):
                 gr.Markdown(PRIVACY)
         delete_btn = gr.Button("Delete my data", variant="stop", size="sm", elem_id="delete")

@@ -439,6 +439,8 @@ def _analyse(selfie: _Selfie, source: Any, analyzer: FaceAnalyzer) -> None:
             f"The photo is only {width}x{height} pixels: use a photo at least {config.MIN_SHORT_SIDE} pixels "
             "on its shorter side, such as the original from your phone rather than a screenshot or a thumbnail.",
         )
+        if min(width, height) < config.MIN_FACE_SHORT_SIDE_PX:
+            return  # too small to hold a usable face: no face analysis (it would cost more than a photo's)
 
     selfie.image_hash = imaging.dhash(img)
     try:

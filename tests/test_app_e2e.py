@@ -104,3 +104,20 @@ def test_bad_identity_file_is_refused_clearly(client, tmp_path):
     with pytest.raises(Exception, match="(?i)identity file"):
         client.predict(identity=gradio_client.handle_file(str(bad)), style="corporate-grey", api_name="/generate")
     assert client.predict(api_name="/list_styles")
+
+
+def test_lora_identity_through_the_api(client, obama):
+    identity, summary = client.predict(selfies=files(obama), method="lora", seed=1, api_name="/create_identity")
+    assert summary["method"] == "lora" and summary["has_lora"] is True
+    assert summary["steps_run"] > 0 and summary["final_loss"] > 0 and summary["train_seconds"] > 0
+    plain, _ = client.predict(selfies=files(obama), method="instantid", api_name="/create_identity")
+
+    def render(path, **extra):
+        gallery, info = client.predict(identity=gradio_client.handle_file(path), style="corporate-grey",
+                                       num_images=1, seed=9, api_name="/generate", **extra)
+        return Path(gallery[0]["image"]).read_bytes()
+
+    with_lora = render(identity)
+    assert with_lora == render(identity), "a LoRA render is deterministic"
+    assert with_lora != render(plain), "the LoRA changes the output"
+    assert render(identity, lora_strength=0.0) != with_lora, "the LoRA strength is applied"

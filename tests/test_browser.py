@@ -7,6 +7,7 @@ saves a screenshot of each step under ``.cache/screenshots``.
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -62,4 +63,19 @@ def test_selfies_to_gallery_in_the_browser(browser, faces_dir):
         page.locator("#gallery img").first.wait_for()
         assert page.locator("#gallery img").count() >= 2
         page.screenshot(path=str(SHOTS / "3-generate.png"), full_page=True)
+
+        # A pack of two styles, downloaded as a ZIP.
+        page.get_by_text("Headshot pack: several styles at once").click()
+        page.locator("#pack_styles").get_by_text("Outdoor natural light").click()
+        page.locator("#pack").click()
+        link = page.locator("#pack_zip a[download]").first
+        link.wait_for()
+        with page.expect_download() as download_info:
+            link.click()
+        target = SHOTS.parent / "pack.zip"
+        download_info.value.save_as(target)
+        with zipfile.ZipFile(target) as archive:
+            pngs = [n for n in archive.namelist() if n.endswith(".png")]
+        assert len(pngs) == 4  # two styles x two images
+        page.screenshot(path=str(SHOTS / "4-pack.png"), full_page=True)
         page.close()

@@ -94,9 +94,8 @@ def selfie_cards(selfies: list[str] | None, report: dict):
     from . import imaging
 
     cards = []
-    by_name = {s["file"]: s for s in report.get("selfies", [])}
-    for path in _paths(selfies):
-        entry = by_name.get(Path(path).name, {"accepted": False, "issues": []})
+    # The report lists the checked selfies in upload order (files past the limit are not in it).
+    for path, entry in zip(_paths(selfies), report.get("selfies", []), strict=False):
         try:
             thumb = imaging.load_image(path)
             thumb.thumbnail((256, 256))

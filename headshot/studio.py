@@ -266,6 +266,11 @@ def random_seed() -> int:
     return random.SystemRandom().randrange(0, 2**31 - 1)
 
 
+def _resolve_seed(options: GenerateOptions) -> int:
+    """The user's seed, or a fresh random one (returned in the result so it can be reused)."""
+    return options.seed if options.seed is not None and options.seed >= 0 else random_seed()
+
+
 def subject_for(identity: Identity) -> str:
     """The words that stand for the person in the prompt (the LoRA's rare token when there is one)."""
     if identity.lora_config:
@@ -391,7 +396,12 @@ def _render_style(identity, style, options, seed, count, analyzer, progress) -> 
     from . import pipeline
 
     keep = count
-    candidates = keep * max(1, int(options.best_of or 1))
+    candidates = keep * int(_clamp(options.best_of or 1, 1, 4, "Candidates per image"))
+    if candidates > config.MAX_PACK_IMAGES:
+        raise InvalidRequest(
+            f"{keep} images x {candidates // keep} candidates is {candidates} renders; "
+            f"at most {config.MAX_PACK_IMAGES} per request. Ask for fewer images or candidates."
+        )
     request = build_request(identity, style, options, seed, candidates)
     images = pipeline.render(request, progress=progress)
     scores = score_likeness(images, identity, analyzer)
@@ -422,8 +432,7 @@ def generate(
     analyzer = analyzer or get_analyzer()
     style = get_style(style_id)
     count = int(_clamp(options.num_images, 1, config.MAX_IMAGES_PER_REQUEST, "Number of images"))
-    _clamp(options.best_of, 1, 4, "Best-of")
-    seed = options.seed if options.seed is not None and options.seed >= 0 else random_seed()
+    seed = _resolve_seed(options)
     started = time.perf_counter()
     shots = _render_style(identity, style, options, seed, count, analyzer, progress)
     workdir = new_workdir("headshots")
@@ -454,7 +463,7 @@ def generate_pack(
             f"A pack holds at most {config.MAX_PACK_IMAGES} images: "
             f"{len(styles)} styles x {per_style} is {len(styles) * per_style}."
         )
-    seed = options.seed if options.seed is not None and options.seed >= 0 else random_seed()
+    seed = _resolve_seed(options)
     started = time.perf_counter()
     shots: list[Headshot] = []
     for index, style in enumerate(styles):

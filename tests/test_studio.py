@@ -112,6 +112,11 @@ def test_requests_are_checked_before_the_gpu(identity, analyzer, monkeypatch):
         studio.generate(identity, "corporate-grey", studio.GenerateOptions(prompt="nude photo"), analyzer=analyzer)
     with pytest.raises(InvalidRequest):
         studio.generate(identity, "corporate-grey", studio.GenerateOptions(num_images=9), analyzer=analyzer)
+    with pytest.raises(InvalidRequest, match="candidates"):
+        studio.generate(identity, "corporate-grey", studio.GenerateOptions(num_images=8, best_of=4),
+                        analyzer=analyzer)
+    with pytest.raises(InvalidRequest):
+        studio.generate_pack(identity, ["corporate-grey"], 1, studio.GenerateOptions(best_of=5), analyzer=analyzer)
     with pytest.raises(InvalidRequest):
         studio.generate_pack(identity, [], 1, analyzer=analyzer)
     with pytest.raises(InvalidRequest, match="at most"):

@@ -65,7 +65,3 @@ class PromptRejected(HeadshotError):
 
 class InvalidRequest(HeadshotError):
     code = "invalid_request"
-
-
-class ServerBusy(HeadshotError):
-    code = "busy"

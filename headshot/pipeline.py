@@ -1325,7 +1325,7 @@ def _train_on_gpu(images, bboxes, settings, resume=None, progress: Progress | No
 
     def report(step: int, total: int, loss: float) -> None:
         if progress is not None:
-            progress(step / max(1, total), desc=f"Training the LoRA: step {step} of {total}")
+            progress(step / max(1, total), desc=f"Training the LoRA: step {step} of {total}, loss {loss:.4f}")
 
     with _GPU_LOCK, _compiled_modes(models, None):
         if _adapter_names(models.pipe):

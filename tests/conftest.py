@@ -73,3 +73,15 @@ def analyzer(face_pack):
     from headshot.faces import get_analyzer
 
     return get_analyzer()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP threads that
+    wait for each other make steps many times slower: run the module single-threaded, then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,16 +13,9 @@ from PIL import Image
 
 from headshot import instantid, tiny
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
 D = 128  # the faces-small pack's embedding size
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one CPU thread is as fast as several, and far faster on a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -15,22 +15,14 @@ from PIL import Image
 from headshot import lora
 from headshot.errors import IdentityFileError, InvalidRequest
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
 EMBEDDING_SIZE = 128  # the faces-small pack; only the SDXL repository is used here
 
 
 # --------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP threads that wait
-    for each other make steps 10-50x slower: run this module single-threaded, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from PIL import Image
 
 from headshot import config, errors, imaging, pipeline, tiny
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
 D = 128  # the faces-small pack's embedding size
 SIZE = 64
 
@@ -52,15 +54,6 @@ def same(a: list[Image.Image], b: list[Image.Image]) -> bool:
 
 def mean_diff(a: Image.Image, b: Image.Image) -> float:
     return float(np.abs(pixels([a])[0] - pixels([b])[0]).mean())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one CPU thread is as fast as several, and far faster on a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

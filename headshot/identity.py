@@ -237,29 +237,14 @@ def _refuse(problem: str, *, again: bool = True) -> errors.IdentityFileError:
 
 def _read_bytes(source: str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]) -> bytes:
     limit = config.MAX_IDENTITY_BYTES
-    too_big = f"is too large: the limit is {_mb(limit)}."
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            if not path.is_file():
-                raise _refuse("was not found. Please upload it again.", again=False)
-            if path.stat().st_size > limit:
-                raise _refuse(too_big, again=False)
-            with open(path, "rb") as fh:
-                data = fh.read(limit + 1)
-        except OSError as exc:
-            raise _refuse(f"could not be opened ({exc.strerror or exc}).", again=False) from None
-    elif hasattr(source, "read"):
-        data = source.read(limit + 1)
-        if not isinstance(data, (bytes, bytearray)):
-            raise TypeError("load_identity needs a binary file object (opened with 'rb')")
-        data = bytes(data)
-    else:
-        raise TypeError(f"load_identity cannot read a {type(source).__name__}")
-    if len(data) > limit:
-        raise _refuse(too_big, again=False)
+    try:
+        data = imaging.read_limited(source, limit)
+    except imaging.OverLimit:
+        raise _refuse(f"is too large: the limit is {_mb(limit)}.", again=False) from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise _refuse("was not found. Please upload it again.", again=False) from None
+    except OSError as exc:
+        raise _refuse(f"could not be opened ({exc.strerror or exc}).", again=False) from None
     if not data:
         raise _refuse("is empty (0 bytes).", again=False)
     return data

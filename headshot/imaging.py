@@ -120,40 +120,63 @@ def _megabytes(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB"
 
 
-def _read_source(source: ImageSource, name: str, max_bytes: int) -> bytes:
-    """The raw bytes of ``source``, refusing anything over ``max_bytes`` before reading it all."""
-    limit_text = f"the limit is {_megabytes(max_bytes)}. Please upload a smaller photo."
+class OverLimit(ValueError):
+    """Raised by :func:`read_limited`; ``size`` is the byte count when it is known before reading."""
+
+    def __init__(self, size: int | None = None):
+        super().__init__(size)
+        self.size = size
+
+
+def read_limited(source, max_bytes: int) -> bytes:
+    """The raw bytes of a path, a bytes-like object or a binary stream, never reading past ``max_bytes``.
+
+    Raises :class:`OverLimit` for anything bigger (from the file size before reading, when there is
+    one), ``FileNotFoundError`` / ``IsADirectoryError`` / ``OSError`` for a path that cannot be read,
+    and ``TypeError`` for anything else. Callers turn these into their own user-facing errors.
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if len(data) > max_bytes:
-            raise _too_large(name, f"the file is {_megabytes(len(data))}; {limit_text}")
+            raise OverLimit(len(data))
         return data
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        try:
-            size = path.stat().st_size
-            if not path.is_file():
-                raise _unreadable(name, "it is not a file.")
-            if size > max_bytes:
-                raise _too_large(name, f"the file is {_megabytes(size)}; {limit_text}")
-            with open(path, "rb") as fh:
-                data = fh.read(max_bytes + 1)
-        except FileNotFoundError:
-            raise _unreadable(name, "the file was not found. Please upload it again.") from None
-        except OSError as exc:
-            raise _unreadable(name, f"the file could not be opened ({exc.strerror or exc}).") from None
+        size = path.stat().st_size  # FileNotFoundError when it is not there
+        if not path.is_file():
+            raise IsADirectoryError(f"{path} is not a file")
+        if size > max_bytes:
+            raise OverLimit(size)
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
     elif hasattr(source, "read"):
         data = source.read(max_bytes + 1)
         if not isinstance(data, (bytes, bytearray)):
-            raise TypeError("load_image needs a binary file object (opened with 'rb')")
+            raise TypeError("a binary file object (opened with 'rb') is needed")
         data = bytes(data)
     else:
-        raise TypeError(f"load_image cannot read a {type(source).__name__}")
+        raise TypeError(f"cannot read a {type(source).__name__}")
     if len(data) > max_bytes:  # the file grew, or a stream without a size
-        raise _too_large(
-            name, f"the file is over the limit of {_megabytes(max_bytes)}. Please upload a smaller photo."
-        )
+        raise OverLimit(None)
     return data
+
+
+def _read_source(source: ImageSource, name: str, max_bytes: int) -> bytes:
+    """The raw bytes of ``source``, refusing anything over ``max_bytes`` before reading it all."""
+    try:
+        return read_limited(source, max_bytes)
+    except OverLimit as exc:
+        if exc.size is None:
+            detail = f"the file is over the limit of {_megabytes(max_bytes)}"
+        else:
+            detail = f"the file is {_megabytes(exc.size)}; the limit is {_megabytes(max_bytes)}"
+        raise _too_large(name, f"{detail}. Please upload a smaller photo.") from None
+    except FileNotFoundError:
+        raise _unreadable(name, "the file was not found. Please upload it again.") from None
+    except IsADirectoryError:
+        raise _unreadable(name, "it is not a file.") from None
+    except OSError as exc:
+        raise _unreadable(name, f"the file could not be opened ({exc.strerror or exc}).") from None
 
 
 _HEIF_BRANDS = (

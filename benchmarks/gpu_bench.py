@@ -16,7 +16,7 @@ In one run (``benchmarks/run.py`` on a CUDA machine, or ``--only gpu``), at 1024
   render without warm-up (cold), then seconds per image at 30 steps, in fast mode (4 and 8 steps, the
   fast LoRA, CFG-free), seconds per LoRA training step (``benchmarks/lora_bench.py`` on the shared
   UNet), and peak GPU memory of each;
-* every fast path before and after (:class:`headshot.pipeline.FastPaths`): without SDPA attention,
+* every fast path before and after (:class:`headshot.models.FastPaths`): without SDPA attention,
   without channels-last, with the VAE in float32 instead of the fp16-safe VAE, bf16 and fp32 instead
   of fp16, VAE decoding at 1536 px with and without tiling, ``torch.compile`` (and, with ``--aoti``,
   ahead-of-time compilation through ``spaces``' AoTI helpers).
@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from benchmarks import lora_bench
-from headshot import imaging, lora, pipeline, tiny
+from headshot import aoti, imaging, lora, models, pipeline, recipe, tiny
 
-EMBEDDING_SIZE = pipeline.FULL_EMBEDDING_SIZE  # antelopev2, InstantID's face embedding
+EMBEDDING_SIZE = models.FULL_EMBEDDING_SIZE  # antelopev2, InstantID's face embedding
 NUM_FACE_TOKENS = 16
 PROMPT = "professional studio headshot photo of a person, grey backdrop, soft light"
 NEGATIVE = "blurry, lowres, cartoon, deformed"
@@ -179,7 +179,7 @@ def plain_pipeline(parts: Components, fast: bool | None):
     if fast is None:
         scheduler = EulerDiscreteScheduler.from_config(scheduler_config())
     else:
-        scheduler = pipeline._scheduler(scheduler_config(), fast)
+        scheduler = recipe._scheduler(scheduler_config(), fast)
 
     pipe = StableDiffusionXLControlNetPipeline(
         vae=parts.vae,
@@ -197,11 +197,11 @@ def plain_pipeline(parts: Components, fast: bool | None):
 
 
 def instantid_models(parts: Components, device: torch.device, dtype: torch.dtype, profile: str):
-    """Our pipeline on the shared modules: face adapter loaded, wrapped as ``pipeline.Models``."""
+    """Our pipeline on the shared modules: face adapter loaded, wrapped as ``models.Models``."""
     pipe = plain_pipeline(parts, fast=None)
     pipe.load_ip_adapter(parts.adapter, subfolder="", weight_name="ip-adapter.bin", image_encoder_folder=None)
     fast_lora = {"pretrained_model_name_or_path_or_dict": dict(parts.lcm_lora)}
-    return pipeline.Models(
+    return models.Models(
         pipe,
         parts.controlnet,
         device,
@@ -210,7 +210,7 @@ def instantid_models(parts: Components, device: torch.device, dtype: torch.dtype
         EMBEDDING_SIZE,
         "random-sdxl-sized",
         fast_lora,
-        fast_paths=pipeline.FastPaths(warmup=False),
+        fast_paths=models.FastPaths(warmup=False),
     )
 
 
@@ -433,25 +433,25 @@ def run(settings: Settings, emit: Emit, device: torch.device | None = None) -> N
         emit(f"{p}_baseline_lora_peak_memory_gib", base_lora["peak"], "GiB")
 
     # 2. Ours: the face adapter loaded, every fast path on (no warm-up yet: the first render is cold).
-    models = instantid_models(parts, device, half, "full" if not settings.reduced else "tiny")
-    pipeline.prepare_models(models)
-    request = pipeline.RenderRequest(
+    loaded = instantid_models(parts, device, half, "full" if not settings.reduced else "tiny")
+    models.prepare_models(loaded)
+    request = recipe.RenderRequest(
         prompt=PROMPT, negative_prompt=NEGATIVE, face_embedding=face, control_image=control,
         width=size, height=size, steps=steps, guidance=5.0,
     )  # fmt: skip
-    ours = timed(lambda: pipeline.render_on(models, request), device, settings.repeats)
+    ours = timed(lambda: pipeline.render_on(loaded, request), device, settings.repeats)
     emit(
         f"{p}_instantid_first_render_cold_s",
         ours["first"],
         "s",
         notes="no warm-up: what a warm-up at startup saves",
     )
-    emit(f"{p}_instantid_{size}px_{steps}steps_s", ours["median"], "s", notes=_paths_note(models))
+    emit(f"{p}_instantid_{size}px_{steps}steps_s", ours["median"], "s", notes=_paths_note(loaded))
     emit(f"{p}_instantid_vs_baseline_ratio", ours["median"] / base["median"], "x")
     emit(f"{p}_instantid_peak_memory_gib", ours["peak"], "GiB")
     for n in settings.fast_steps:
         fast_request = dataclasses.replace(request, fast=True, steps=n, guidance=1.0)
-        res = timed(lambda r=fast_request: pipeline.render_on(models, r), device, settings.repeats)
+        res = timed(lambda r=fast_request: pipeline.render_on(loaded, r), device, settings.repeats)
         emit(f"{p}_instantid_fast_{size}px_{n}steps_s", res["median"], "s", notes="fast LoRA + LCM, CFG-free")
         emit(f"{p}_instantid_fast_{n}steps_vs_baseline_ratio", res["median"] / base_fast[n]["median"], "x")
         emit(f"{p}_instantid_fast_peak_memory_gib", res["peak"], "GiB")
@@ -459,26 +459,26 @@ def run(settings: Settings, emit: Emit, device: torch.device | None = None) -> N
     # 3. Each fast path before/after: the same render with one switch changed.
     if settings.variants:
         half_name = "fp16" if half == torch.float16 else "fp32"
-        default = dataclasses.replace(models.fast_paths, dtype=half_name)
+        default = dataclasses.replace(loaded.fast_paths, dtype=half_name)
         variants = {
-            "no_sdpa": pipeline.FastPaths(dtype=half_name, sdpa=False),
-            "no_channels_last": pipeline.FastPaths(dtype=half_name, channels_last=False),
-            "fp32_vae": pipeline.FastPaths(dtype=half_name, fp16_vae=False),
-            "bf16": pipeline.FastPaths(dtype="bf16"),
-            "fp32": pipeline.FastPaths(dtype="fp32"),
+            "no_sdpa": models.FastPaths(dtype=half_name, sdpa=False),
+            "no_channels_last": models.FastPaths(dtype=half_name, channels_last=False),
+            "fp32_vae": models.FastPaths(dtype=half_name, fp16_vae=False),
+            "bf16": models.FastPaths(dtype="bf16"),
+            "fp32": models.FastPaths(dtype="fp32"),
         }
         for name, fast_paths in variants.items():
-            pipeline.prepare_models(models, dataclasses.replace(fast_paths, warmup=False))
-            res = timed(lambda: pipeline.render_on(models, request), device, settings.repeats)
+            models.prepare_models(loaded, dataclasses.replace(fast_paths, warmup=False))
+            res = timed(lambda: pipeline.render_on(loaded, request), device, settings.repeats)
             emit(
-                f"{p}_fastpath_{name}_{size}px_{steps}steps_s", res["median"], "s", notes=_paths_note(models)
+                f"{p}_fastpath_{name}_{size}px_{steps}steps_s", res["median"], "s", notes=_paths_note(loaded)
             )
             emit(f"{p}_fastpath_{name}_peak_memory_gib", res["peak"], "GiB")
-        pipeline.prepare_models(models, default)
-        _tiling(models, settings, emit, device)
+        models.prepare_models(loaded, default)
+        _tiling(loaded, settings, emit, device)
 
     # 4. LoRA training on the shared UNet (headshot.lora via benchmarks/lora_bench.py).
-    components = lora.LoraComponents.from_pipeline(models.pipe, base_model="random-sdxl-sized")
+    components = lora.LoraComponents.from_pipeline(loaded.pipe, base_model="random-sdxl-sized")
     lora_settings = lora.LoraSettings(
         steps=settings.lora_steps + settings.lora_warmup,
         resolution=size,
@@ -495,29 +495,29 @@ def run(settings: Settings, emit: Emit, device: torch.device | None = None) -> N
     # 5. Compilation last (it cannot be undone): AoTI (spaces' helpers), then torch.compile.
     if settings.aoti and device.type == "cuda":
         started = time.perf_counter()
-        pipeline.aoti_compile_models(models)
+        pipeline.aoti_compile(loaded)
         emit(f"{p}_aoti_compile_s", time.perf_counter() - started, "s")
-        res = timed(lambda: pipeline.render_on(models, request), device, settings.repeats)
-        calls = models.pipe.unet.forward.calls
+        res = timed(lambda: pipeline.render_on(loaded, request), device, settings.repeats)
+        calls = loaded.pipe.unet.forward.calls
         emit(f"{p}_instantid_aoti_{size}px_{steps}steps_s", res["median"], "s", notes=f"UNet calls {calls}")
-        pipeline.aoti_release(models)
+        aoti.release(loaded)
     if settings.compile and device.type == "cuda":
         compiled = dataclasses.replace(
-            models.fast_paths, compile=settings.compile_mode, compile_scope=settings.compile_scope
+            loaded.fast_paths, compile=settings.compile_mode, compile_scope=settings.compile_scope
         )
-        pipeline.prepare_models(models, compiled)
-        res = timed(lambda: pipeline.render_on(models, request), device, settings.repeats)
+        models.prepare_models(loaded, compiled)
+        res = timed(lambda: pipeline.render_on(loaded, request), device, settings.repeats)
         note = f"torch.compile mode={settings.compile_mode} scope={settings.compile_scope}"
         emit(f"{p}_compile_first_render_s", res["first"], "s", notes=note + ", compiles")
         emit(f"{p}_instantid_compiled_{size}px_{steps}steps_s", res["median"], "s", notes=note)
 
 
-def _tiling(models, settings: Settings, emit: Emit, device: torch.device) -> None:
+def _tiling(loaded, settings: Settings, emit: Emit, device: torch.device) -> None:
     """VAE decoding of a large image with and without tiling: time and peak memory."""
-    vae = models.pipe.vae
+    vae = loaded.pipe.vae
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     side = settings.tiling_size // factor
-    latents = torch.randn(1, vae.config.latent_channels, side, side, device=device, dtype=models.dtype)
+    latents = torch.randn(1, vae.config.latent_channels, side, side, device=device, dtype=loaded.dtype)
     p, size = settings.prefix, settings.tiling_size
     try:
         for tiled in (False, True):
@@ -525,7 +525,7 @@ def _tiling(models, settings: Settings, emit: Emit, device: torch.device) -> Non
             name = "tiled" if tiled else "untiled"
             try:
                 with torch.no_grad():
-                    res = timed(lambda: pipeline._decode(models.pipe, latents), device, settings.repeats)
+                    res = timed(lambda: recipe._decode(loaded.pipe, latents), device, settings.repeats)
             except torch.OutOfMemoryError:
                 emit(f"{p}_vae_decode_{size}px_{name}_out_of_memory", 1, "bool")
                 continue
@@ -535,9 +535,9 @@ def _tiling(models, settings: Settings, emit: Emit, device: torch.device) -> Non
         vae.disable_tiling()
 
 
-def _paths_note(models) -> str:
-    fast = models.fast_paths
+def _paths_note(loaded) -> str:
+    fast = loaded.fast_paths
     return (
-        f"{str(models.dtype).removeprefix('torch.')}, sdpa={fast.sdpa}, fp16_vae={fast.fp16_vae}, "
+        f"{str(loaded.dtype).removeprefix('torch.')}, sdpa={fast.sdpa}, fp16_vae={fast.fp16_vae}, "
         f"channels_last={fast.channels_last}, compile={fast.compile or 'off'}"
     )

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         raise SystemExit(f"no person in {args.faces_dir} has {args.inputs + 1}+ accepted photos")
     tallies = {method: Tally() for method in args.methods}
     real = Tally(timed=False)
-    pipeline.load_models()  # once, before anything is timed
+    pipeline.ready_models()  # once, before anything is timed
     for person in persons:
         print(f"{person.name}: {len(person.inputs)} inputs, {len(person.held_out)} held out", file=sys.stderr)
         for face in _faces(person.inputs, analyzer):  # the ceiling: real photos against the held-out ones

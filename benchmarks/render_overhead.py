@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from headshot import imaging, instantid, pipeline  # noqa: E402
+from headshot import imaging, instantid, pipeline, recipe  # noqa: E402
 
 EMBEDDING_SIZE = 128
 
@@ -46,13 +46,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    models = pipeline.load_models(embedding_size=EMBEDDING_SIZE)
+    models = pipeline.ready_models(embedding_size=EMBEDDING_SIZE)
     rng = np.random.default_rng(0)
     face = rng.standard_normal(EMBEDDING_SIZE).astype(np.float32)
     face /= np.linalg.norm(face)
     kps = np.array([[0.38, 0.42], [0.62, 0.42], [0.5, 0.55], [0.41, 0.68], [0.59, 0.68]]) * args.size
     control = imaging.draw_kps(args.size, args.size, kps)
-    request = pipeline.RenderRequest(
+    request = recipe.RenderRequest(
         prompt="a studio portrait photo of a person",
         negative_prompt="blurry",
         face_embedding=face,
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     pipe = models.pipe
     bare = type(pipe)(
-        **{**pipe.components, "scheduler": pipeline._scheduler(pipe.scheduler.config, fast=False)},
+        **{**pipe.components, "scheduler": recipe._scheduler(pipe.scheduler.config, fast=False)},
         add_watermarker=False,
     )
     bare.set_progress_bar_config(disable=True)

@@ -9,8 +9,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "headshot"
 ORDER = [
-    "config", "errors", "imaging", "faces", "validation", "styles", "identity", "instantid", "lora",
-    "tiny", "pipeline", "studio", "ui", "__main__",
+    "config", "errors", "imaging", "faces", "validation", "styles", "identity", "instantid", "tiny",
+    "models", "adapters", "lora", "recipe", "aoti", "pipeline", "studio", "ui", "__main__",
 ]
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from headshot import config, errors, imaging, pipeline, tiny
+from headshot import adapters, config, errors, imaging, models, pipeline, recipe, tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -28,7 +28,7 @@ def keypoints(shift: float = 0.0) -> Image.Image:
     return imaging.draw_kps(SIZE, SIZE, kps * SIZE)
 
 
-def make_request(**changes) -> pipeline.RenderRequest:
+def make_request(**changes) -> recipe.RenderRequest:
     base = pipeline.RenderRequest(
         prompt="a studio portrait photo of a person",
         negative_prompt="blurry",
@@ -57,18 +57,18 @@ def mean_diff(a: Image.Image, b: Image.Image) -> float:
 
 
 @pytest.fixture(scope="module")
-def models():
-    return pipeline.load_models(embedding_size=D)
+def loaded():
+    return pipeline.ready_models(embedding_size=D)
 
 
 @pytest.fixture(scope="module")
-def plain(models) -> list[Image.Image]:
+def plain(loaded) -> list[Image.Image]:
     """The reference render, done before any adapter was ever loaded."""
     return pipeline.render(make_request())
 
 
 @pytest.fixture(scope="module")
-def other(models) -> list[Image.Image]:
+def other(loaded) -> list[Image.Image]:
     return pipeline.render(make_request(face_embedding=unit(2), prompt="an outdoor headshot", seed=11))
 
 
@@ -77,7 +77,7 @@ def other(models) -> list[Image.Image]:
 # --------------------------------------------------------------------------------------
 
 
-def test_outputs_are_cpu_pil_images_of_the_right_size(models):
+def test_outputs_are_cpu_pil_images_of_the_right_size(loaded):
     images = pipeline.render(make_request(width=48, height=64, control_image=keypoints(), num_images=2))
     assert len(images) == 2
     for img in images:
@@ -86,10 +86,10 @@ def test_outputs_are_cpu_pil_images_of_the_right_size(models):
         assert arr.dtype == np.uint8 and arr.std() > 1.0  # an image, not a flat fill
 
 
-def test_models_are_loaded_once(models):
-    assert pipeline.load_models(embedding_size=D) is models
-    assert models.profile == "tiny" and models.device.type == "cpu" and models.dtype == torch.float32
-    assert models.pipe.unet.dtype == torch.float32 and models.embedding_size == D
+def test_models_are_loaded_once(loaded):
+    assert models.load_models(embedding_size=D) is loaded and loaded.started
+    assert loaded.profile == "tiny" and loaded.device.type == "cpu" and loaded.dtype == torch.float32
+    assert loaded.pipe.unet.dtype == torch.float32 and loaded.embedding_size == D
 
 
 def test_same_seed_gives_the_same_image(plain):
@@ -154,7 +154,7 @@ def test_concurrent_renders_equal_sequential_ones(plain, other):
     assert same(results["a"], plain) and same(results["b"], other)
 
 
-def test_zerogpu_splits_long_requests_into_calls_with_the_same_images(models, monkeypatch):
+def test_zerogpu_splits_long_requests_into_calls_with_the_same_images(loaded, monkeypatch):
     request = make_request(num_images=3, seed=20)
     whole = pipeline.render(request)
     monkeypatch.setattr(config, "on_zerogpu", lambda: True)
@@ -173,7 +173,7 @@ def test_zerogpu_splits_long_requests_into_calls_with_the_same_images(models, mo
     assert seen == sorted(seen) and seen[-1] == 1.0
 
 
-def test_progress_reaches_the_caller(models):
+def test_progress_reaches_the_caller(loaded):
     seen: list[tuple[float, str]] = []
     pipeline.render(make_request(num_images=2), progress=lambda frac, desc="": seen.append((frac, desc)))
     fractions = [f for f, _ in seen]
@@ -208,32 +208,32 @@ def test_without_guidance_runs(plain):
 # --------------------------------------------------------------------------------------
 
 
-def test_fast_mode_runs_and_leaves_nothing_behind(models, plain):
+def test_fast_mode_runs_and_leaves_nothing_behind(loaded, plain):
     fast = pipeline.render(make_request(fast=True, steps=30))
     assert len(fast) == 1 and mean_diff(fast[0], plain[0]) > 0.5
-    assert pipeline.FAST_ADAPTER in pipeline._adapter_names(models.pipe)  # cached for the next fast request
+    assert adapters.FAST_ADAPTER in adapters.adapter_names(loaded.pipe)  # cached for the next fast request
     assert same(pipeline.render(make_request()), plain)
     assert same(pipeline.render(make_request(fast=True, steps=30)), fast)
 
 
 def test_fast_mode_settings():
-    assert pipeline.effective_settings(make_request(fast=True, steps=30, guidance=5.0)) == (
+    assert recipe.effective_settings(make_request(fast=True, steps=30, guidance=5.0)) == (
         config.FAST_MAX_STEPS,
         config.FAST_GUIDANCE,
     )
-    assert pipeline.effective_settings(make_request(fast=True, steps=1, guidance=1.2)) == (
+    assert recipe.effective_settings(make_request(fast=True, steps=1, guidance=1.2)) == (
         config.FAST_MIN_STEPS,
         1.2,
     )
-    assert pipeline.effective_settings(make_request(steps=30, guidance=5.0)) == (30, 5.0)
+    assert recipe.effective_settings(make_request(steps=30, guidance=5.0)) == (30, 5.0)
 
 
-def test_identity_lora_changes_the_image_and_does_not_leak(models, plain):
-    lora = tiny.random_unet_lora(models.pipe.unet, rank=4, seed=3, std=0.2)
+def test_identity_lora_changes_the_image_and_does_not_leak(loaded, plain):
+    lora = tiny.random_unet_lora(loaded.pipe.unet, rank=4, seed=3, std=0.2)
     request = make_request(lora={"name": "identity", "state_dict": lora, "scale": 1.0})
     with_lora = pipeline.render(request)
     assert mean_diff(with_lora[0], plain[0]) > 0.05
-    assert not any(name.startswith("request_") for name in pipeline._adapter_names(models.pipe))
+    assert not any(name.startswith("request_") for name in adapters.adapter_names(loaded.pipe))
     assert same(pipeline.render(make_request()), plain)  # nothing leaks into the next request
     assert same(pipeline.render(request), with_lora)  # and the LoRA render is reproducible
     half = pipeline.render(dataclasses.replace(request, lora={**request.lora, "scale": 0.5}))
@@ -243,7 +243,7 @@ def test_identity_lora_changes_the_image_and_does_not_leak(models, plain):
     assert same(pipeline.render(make_request()), plain)
 
 
-def test_trained_identity_lora_renders_and_training_leaves_the_unet_as_it_was(models, plain, face_pack):
+def test_trained_identity_lora_renders_and_training_leaves_the_unet_as_it_was(loaded, plain, face_pack):
     """studio's LoRA path: train on the shared UNet (GPU lock), then render with the result."""
     selfies = [
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (96, 96, 3), np.uint8)) for i in range(3)
@@ -260,8 +260,8 @@ def test_trained_identity_lora_renders_and_training_leaves_the_unet_as_it_was(mo
     assert with_lora[0].size == (SIZE, SIZE)
 
 
-def test_a_bad_lora_is_refused_before_rendering(models):
-    lora = tiny.random_unet_lora(models.pipe.unet, rank=4, seed=3)
+def test_a_bad_lora_is_refused_before_rendering(loaded):
+    lora = tiny.random_unet_lora(loaded.pipe.unet, rank=4, seed=3)
     key = next(iter(lora))
     broken = {**lora, key: torch.full_like(lora[key], float("nan"))}
     with pytest.raises(errors.HeadshotError):
@@ -294,7 +294,7 @@ def test_a_bad_lora_is_refused_before_rendering(models):
 )
 def test_invalid_requests_are_refused(change):
     with pytest.raises(errors.InvalidRequest):
-        pipeline.check_request(make_request(**change))
+        recipe.check_request(make_request(**change))
 
 
 def test_duration_estimate_follows_the_work():
@@ -338,8 +338,8 @@ def test_device_summary_full_cpu_tells_the_cost(monkeypatch):
     )
     assert "minutes" in summary["note"] or "hours" in summary["note"]
     assert pipeline.base_model_id() == config.SDXL_BASE.repo_id
-    slow = pipeline.estimate_cpu_seconds(steps=30, cfg=True)
-    assert slow > pipeline.estimate_cpu_seconds(steps=6, cfg=False) > 0
+    slow = models.estimate_cpu_seconds(steps=30, cfg=True)
+    assert slow > models.estimate_cpu_seconds(steps=6, cfg=False) > 0
 
 
 def test_full_profile_offline_says_how_to_run_offline(monkeypatch):
@@ -350,10 +350,10 @@ def test_full_profile_offline_says_how_to_run_offline(monkeypatch):
     monkeypatch.setenv("HEADSHOT_PROFILE", "full")
     monkeypatch.setenv("HEADSHOT_DEVICE", "cpu")
     with pytest.raises(errors.ModelsUnavailable, match="HEADSHOT_PROFILE=tiny"):
-        pipeline.load_models()
+        models.load_models()
 
 
 def test_unknown_device_is_refused(monkeypatch):
     monkeypatch.setenv("HEADSHOT_DEVICE", "tpu")
     with pytest.raises(errors.InvalidRequest):
-        pipeline.select_device()
+        models.select_device()

@@ -1,0 +1,313 @@
+"""One render, as numbered steps: check the request, configure, encode, denoise, decode.
+
+:class:`RenderRequest` is everything one render needs (prompts, the face embedding and its keypoint
+image, sizes, scales, an optional identity LoRA); :func:`check_request` refuses anything out of range
+with a readable message; :func:`render_images` is the recipe on loaded :class:`models.Models`. The
+face conditioning of a request travels in its own objects (``instantid.FaceTokenControlNet``), and
+every per-request setting (adapters, face-adapter scale, scheduler, VAE tiling) is set at the top of a
+render and removed at the end, so renders never see each other's settings. No ``spaces``, model cache
+or lock here: the caller (``pipeline``) holds the GPU lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import adapters, config, errors
+from .models import AOTI_IP_SCALE, Models
+
+Progress = Callable[..., Any]  # progress(fraction, desc=...) like gr.Progress
+
+
+@dataclasses.dataclass
+class RenderRequest:
+    """One render: prompts, the face and its keypoint image, sizes and scales.
+
+    ``face_embedding`` is the identity's (normalised) face embedding; ``control_image`` the keypoint
+    image (``imaging.draw_kps``), resized to ``width`` x ``height`` if it differs. Image ``i`` uses the
+    seed ``seed + i``, so any image can be rendered again alone. ``fast`` uses the few-step LoRA with
+    ``config.FAST_MIN_STEPS``..``FAST_MAX_STEPS`` steps. ``lora`` is an identity LoRA
+    ``{"name", "state_dict", "scale", "config"}`` whose state dict is in diffusers' SDXL format
+    (``"unet.<module>.lora_A.weight"``...) with its alpha/rank scaling folded into the weights.
+    """
+
+    prompt: str
+    negative_prompt: str
+    face_embedding: np.ndarray
+    control_image: Image.Image
+    width: int
+    height: int
+    num_images: int = 1
+    seed: int = 0
+    steps: int = 30
+    guidance: float = 5.0
+    identity_strength: float = 0.8
+    identitynet_strength: float = 0.8
+    fast: bool = False
+    lora: dict | None = None
+
+
+
+def _finite_in(value: Any, low: float, high: float, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise errors.InvalidRequest(f"{what} must be a number, not {value!r}.") from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise errors.InvalidRequest(f"{what} must be between {low} and {high}, not {value}.")
+    return number
+
+
+def check_request(request: RenderRequest) -> None:
+    """Raise :class:`errors.InvalidRequest` with a readable message for anything out of range."""
+    if not isinstance(request.prompt, str) or not request.prompt.strip():
+        raise errors.InvalidRequest("The prompt is empty.")
+    if not isinstance(request.negative_prompt, str):
+        raise errors.InvalidRequest("The negative prompt must be text.")
+    for text, what in ((request.prompt, "prompt"), (request.negative_prompt, "negative prompt")):
+        if len(text) > config.MAX_RENDER_PROMPT_CHARS:
+            raise errors.InvalidRequest(
+                f"The {what} is longer than {config.MAX_RENDER_PROMPT_CHARS} characters."
+            )
+    emb = np.asarray(request.face_embedding)
+    if (
+        emb.ndim != 1
+        or emb.size == 0
+        or not np.issubdtype(emb.dtype, np.number)
+        or not np.isfinite(emb).all()
+    ):
+        raise errors.InvalidRequest("The face embedding must be a vector of finite numbers.")
+    if not np.any(emb):
+        raise errors.InvalidRequest("The face embedding is all zeros.")
+    if not isinstance(request.control_image, Image.Image):
+        raise errors.InvalidRequest("The control image must be a PIL image.")
+    for side, what in ((request.width, "Width"), (request.height, "Height")):
+        if not isinstance(side, (int, np.integer)) or not (
+            config.RENDER_MIN_SIDE <= side <= config.RENDER_MAX_SIDE
+        ):
+            raise errors.InvalidRequest(
+                f"{what} must be a whole number of pixels from {config.RENDER_MIN_SIDE} to "
+                f"{config.RENDER_MAX_SIDE}, not {side!r}."
+            )
+        if side % 8:
+            raise errors.InvalidRequest(f"{what} must be a multiple of 8, not {side}.")
+    if not isinstance(request.num_images, (int, np.integer)) or not (
+        1 <= request.num_images <= config.MAX_PACK_IMAGES
+    ):
+        raise errors.InvalidRequest(f"The number of images must be from 1 to {config.MAX_PACK_IMAGES}.")
+    if not isinstance(request.seed, (int, np.integer)) or not (
+        0 <= request.seed <= 2**63 - 1 - request.num_images
+    ):
+        raise errors.InvalidRequest(
+            f"The seed must be a whole number from 0 to {2**63 - 1 - request.num_images}."
+        )
+    if not isinstance(request.steps, (int, np.integer)) or not (1 <= request.steps <= config.MAX_STEPS):
+        raise errors.InvalidRequest(f"Steps must be a whole number from 1 to {config.MAX_STEPS}.")
+    _finite_in(request.guidance, 0.0, config.MAX_GUIDANCE, "Guidance")
+    _finite_in(request.identity_strength, 0.0, config.MAX_ADAPTER_SCALE, "Identity strength")
+    _finite_in(request.identitynet_strength, 0.0, config.MAX_ADAPTER_SCALE, "IdentityNet strength")
+    if request.lora is not None:
+        lora = request.lora
+        if (
+            not isinstance(lora, Mapping)
+            or not isinstance(lora.get("state_dict"), Mapping)
+            or not lora["state_dict"]
+        ):
+            raise errors.InvalidRequest("The identity LoRA must be a dict with a non-empty 'state_dict'.")
+        if not all(torch.is_tensor(v) for v in lora["state_dict"].values()):
+            raise errors.InvalidRequest("The identity LoRA's state dict must hold tensors.")
+        _finite_in(lora.get("scale", 1.0), 0.0, config.MAX_ADAPTER_SCALE, "LoRA strength")
+
+
+def effective_settings(request: RenderRequest) -> tuple[int, float]:
+    """(steps, guidance) the render uses: the request's, or the fast mode's few-step range."""
+    if not request.fast:
+        return int(request.steps), float(request.guidance)
+    steps = min(max(int(request.steps), config.FAST_MIN_STEPS), config.FAST_MAX_STEPS)
+    guidance = float(request.guidance)
+    if not (1.0 <= guidance <= config.FAST_MAX_GUIDANCE):
+        guidance = config.FAST_GUIDANCE
+    return steps, guidance
+
+
+def check_for_models(models: Models, request: RenderRequest) -> None:
+    size = int(np.asarray(request.face_embedding).size)
+    if size != models.embedding_size:
+        raise errors.InvalidRequest(
+            f"This identity's face embedding has {size} values but the face adapter takes "
+            f"{models.embedding_size}: it was made with other face models."
+        )
+    if request.lora is not None:
+        from . import lora
+
+        lora.validate_lora_state_dict(request.lora["state_dict"], models.pipe)
+
+
+@contextlib.contextmanager
+def compiled_modes(models: Models, request: RenderRequest | None):
+    """This request's use of compiled code: the AoTI gate, and eager mode for identity LoRAs.
+
+    ``request=None`` (LoRA training) runs everything eagerly.
+    """
+    lora = request is None or request.lora is not None
+    eager = models.fast_paths.compile and lora
+    models.aoti_gate = bool(
+        models.aoti
+        and request is not None
+        and not request.fast
+        and request.lora is None
+        and math.isclose(float(request.identity_strength), AOTI_IP_SCALE, abs_tol=1e-6)
+    )
+    try:
+        with torch.compiler.set_stance("force_eager") if eager else contextlib.nullcontext():
+            yield
+    finally:
+        models.aoti_gate = False
+
+
+def warm_up_request(models: Models, size: tuple[int, int], steps: int = 2) -> RenderRequest:
+    face = np.zeros(models.embedding_size, dtype=np.float32)
+    face[0] = 1.0
+    width, height = size
+    return RenderRequest(
+        prompt="a studio headshot photo of a person",
+        negative_prompt="blurry",
+        face_embedding=face,
+        control_image=Image.new("RGB", (width, height)),
+        width=width,
+        height=height,
+        steps=steps,
+        guidance=5.0,
+    )
+
+
+def render_images(models: Models, request: RenderRequest, progress: Progress | None) -> list[Image.Image]:
+    """The recipe: ``request.num_images`` PIL images in CPU memory, image ``i`` from ``seed + i``.
+
+    The caller has checked the request and holds the GPU lock.
+    """
+    from . import instantid  # diffusers: imported on first use, so the app starts serving at once
+
+    pipe, device, dtype = models.pipe, models.device, models.dtype
+
+    # 1. Check inputs (done by render) and resolve the settings this render uses.
+    steps, guidance = effective_settings(request)
+    do_cfg = guidance > 1.0
+    count = int(request.num_images)
+
+    # 2. Configure every per-request setting: adapters, face-adapter scale, VAE tiling.
+    loaded: list[str] = []
+    try:
+        adapters.configure(models, request, loaded)
+        pipe.set_ip_adapter_scale(float(request.identity_strength))
+        tiling = models.fast_paths.vae_tiling
+        if tiling == "on" or (
+            tiling == "auto" and max(request.width, request.height) > config.VAE_TILING_ABOVE
+        ):
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
+
+        # 3. Encode the prompt (once for all images).
+        prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+            prompt=request.prompt,
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=do_cfg,
+            negative_prompt=request.negative_prompt or None,
+        )
+
+        # 4. Encode the face: adapter input for the UNet, face tokens for the IdentityNet.
+        image_embeds = instantid.face_image_embeds(
+            request.face_embedding, do_classifier_free_guidance=do_cfg, device=device, dtype=dtype
+        )
+        identitynet = instantid.identitynet_for_request(models.identitynet, pipe.unet, image_embeds)
+
+        # 5. Prepare the control image (the keypoints at the output size).
+        control = request.control_image.convert("RGB")
+        if control.size != (request.width, request.height):
+            control = control.resize((request.width, request.height), Image.BILINEAR)
+
+        images = []
+        for index in range(count):
+            # 6. Denoise: a fresh scheduler and a generator seeded for this image alone.
+            run = _request_pipeline(pipe, identitynet, _scheduler(pipe.scheduler.config, request.fast))
+            result = run(
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_embeds,
+                pooled_prompt_embeds=pooled,
+                negative_pooled_prompt_embeds=negative_pooled,
+                image=[control],
+                width=request.width,
+                height=request.height,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                controlnet_conditioning_scale=[float(request.identitynet_strength)],
+                ip_adapter_image_embeds=[image_embeds],
+                generator=torch.Generator("cpu").manual_seed(int(request.seed) + index),
+                output_type="latent",
+                callback_on_step_end=_step_callback(progress, index, count),
+            )
+            # 7. Decode to a PIL image in CPU memory.
+            images.append(_decode(pipe, result.images))
+        return images
+    finally:
+        adapters.release(models, loaded)
+
+
+def _scheduler(scheduler_config: Mapping[str, Any], fast: bool):
+    """DPM++ 2M Karras normally; the LCM scheduler for the few-step LoRA."""
+    from diffusers import DPMSolverMultistepScheduler, LCMScheduler
+
+    if fast:
+        return LCMScheduler.from_config(scheduler_config)
+    return DPMSolverMultistepScheduler.from_config(
+        scheduler_config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
+    )
+
+
+def _request_pipeline(pipe, identitynet, scheduler):
+    """A pipeline object for one image: the shared modules, this request's IdentityNet and scheduler."""
+    components = {**pipe.components, "controlnet": identitynet, "scheduler": scheduler}
+    run = type(pipe)(
+        **components,
+        force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt,
+        add_watermarker=False,
+    )
+    run.set_progress_bar_config(disable=True)
+    return run
+
+
+def _step_callback(progress: Progress | None, index: int, count: int):
+    def on_step_end(run, step: int, timestep, tensors: dict) -> dict:
+        if progress is not None:
+            total = max(1, run.num_timesteps)
+            progress((index + (step + 1) / total) / count, desc=f"Image {index + 1} of {count}")
+        return {}
+
+    return on_step_end
+
+
+def _decode(pipe, latents: torch.Tensor) -> Image.Image:
+    vae = pipe.vae
+    latents = latents.to(vae.dtype)
+    mean = getattr(vae.config, "latents_mean", None)
+    std = getattr(vae.config, "latents_std", None)
+    if mean is not None and std is not None:
+        mean_t = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+        std_t = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+        latents = latents * std_t / vae.config.scaling_factor + mean_t
+    else:
+        latents = latents / vae.config.scaling_factor
+    decoded = vae.decode(latents, return_dict=False)[0]
+    return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+
+

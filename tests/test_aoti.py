@@ -1,0 +1,77 @@
+"""Ahead-of-time compilation (``aoti.py``) on the CPU: capture, export with dynamic sizes, route calls.
+
+``spaces.aoti_capture`` / ``aoti_compile`` need a CUDA build of torch, so a capture of our own and the
+exported programs themselves stand in for them (``aoti.build_programs`` takes both as arguments).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from unittest.mock import patch
+
+import numpy as np
+import pytest
+import torch
+
+from headshot import aoti, models, pipeline
+from tests.test_models import own_models, pixels, request  # noqa: F401 (a fixture)
+
+
+@contextlib.contextmanager
+def _capture(module, call_method="forward"):
+    """What ``spaces.aoti_capture`` does (its module needs a CUDA build of torch to import)."""
+
+    class Captured(Exception):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            self.call = (args, kwargs)
+
+    class Call:
+        args: tuple = ()
+        kwargs: dict = {}
+
+    call = Call()
+
+    def raise_(*args, **kwargs):
+        raise Captured(*args, **kwargs)
+
+    with patch.object(module, call_method, new=raise_):
+        try:
+            yield call
+        except Captured as exc:
+            call.args, call.kwargs = exc.call
+
+
+@pytest.mark.slow
+def test_aoti_routing_with_exported_programs(own_models):  # noqa: F811 (the fixture)
+    """The AoTI path on the CPU: capture, export with dynamic sizes, route calls; exported programs
+    stand in for the Inductor-compiled ones (``spaces.aoti_compile`` needs CUDA)."""
+    torch.set_num_threads(1)
+    eager = {
+        size: pixels(pipeline.render_on(own_models, request(width=size, height=64))) for size in (64, 48)
+    }
+    weak_net = request(identitynet_strength=0.3)
+    eager_weak_net = pixels(pipeline.render_on(own_models, weak_net))
+    try:
+        with torch.no_grad():
+            programs = aoti.build_programs(own_models, _capture, lambda exported: exported.module())
+        aoti.install(own_models, programs)
+        unet_calls = own_models.pipe.unet.forward.calls
+        net_calls = own_models.identitynet.forward.calls
+        for size in (64, 48):  # the captured size and another one (dynamic height/width)
+            images = pixels(pipeline.render_on(own_models, request(width=size, height=64)))
+            assert np.abs(images - eager[size]).max() <= 2.0
+        assert unet_calls["aoti"] > 0 and unet_calls["eager"] == 0
+        assert net_calls["aoti"] > 0 and net_calls["eager"] == 0
+        # The IdentityNet program is built at scale 1: another strength scales its residuals.
+        assert np.abs(pixels(pipeline.render_on(own_models, weak_net)) - eager_weak_net).max() <= 2.0
+        # Another face-adapter scale is baked differently: the UNet runs eagerly, the IdentityNet does not.
+        before = dict(unet_calls)
+        pipeline.render_on(own_models, request(identity_strength=0.5, identitynet_strength=0.3))
+        assert unet_calls["aoti"] == before["aoti"] and unet_calls["eager"] > before["eager"]
+        assert not own_models.aoti_gate  # reset after every render
+    finally:
+        aoti.release(own_models)
+    assert "forward" not in own_models.pipe.unet.__dict__ and not own_models.aoti
+    assert math.isclose(models.AOTI_IP_SCALE, request().identity_strength)

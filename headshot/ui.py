@@ -30,11 +30,11 @@ studio or outdoor backdrops, good light. **1. Selfies** are checked one by one, 
 learns your face (InstantID in seconds, or a quick LoRA in minutes), **3. Generate** renders styles.
 """
 
-TIPS = """
+TIPS = f"""
 **Tips for good selfies.** Face the camera, eyes open, in soft daylight (face a window).
 Use different days, outfits and backgrounds, but only you in the picture. No sunglasses, hats or
 heavy filters. Hold the phone at eye level and tap to focus on your face. JPEG, PNG, WebP and
-iPhone HEIC photos are fine, up to 12 at a time.
+iPhone HEIC photos are fine, up to {config.MAX_SELFIES} at a time.
 """
 
 PRIVACY = f"""
@@ -120,7 +120,10 @@ def readiness_text(report: dict) -> str:
     total = len(report.get("selfies", []))
     accepted = report.get("accepted", 0)
     lines = [f"**{accepted} of {total} selfies accepted.**"]
-    lines.append(("✅" if report.get("ready") else "❌") + " InstantID (needs 1 or more)")
+    lines.append(
+        ("✅" if report.get("ready") else "❌")
+        + f" InstantID (needs {config.INSTANTID_MIN_ACCEPTED} or more)"
+    )
     lines.append(
         ("✅" if report.get("ready_lora") else "❌") + f" LoRA (needs {config.LORA_MIN_ACCEPTED} or more)"
     )
@@ -566,7 +569,10 @@ def build_demo() -> gr.Blocks:
                                 elem_id="lora_strength",
                             )
                             ai_mark = gr.Checkbox(label="Add a visible 'AI-generated' mark", value=False)
-                            linkedin = gr.Checkbox(label="Also make LinkedIn 400x400 crops", value=False)
+                            linkedin = gr.Checkbox(
+                                label=f"Also make LinkedIn {config.LINKEDIN_SIZE}x{config.LINKEDIN_SIZE} crops",
+                                value=False,
+                            )
                         generate_btn = gr.Button("Generate headshots", variant="primary", elem_id="generate")
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(

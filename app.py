@@ -1,8 +1,9 @@
 """Headshot Studio: `python app.py` runs the app (a Hugging Face Space runs this file too)."""
 
-from headshot.ui import build_demo, launch_kwargs
+from headshot.ui import build_demo, serve
 
+# Built only (no thread, no model load): Spaces and `gradio app.py` look for `demo` here.
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch(**launch_kwargs())
+    serve(demo)

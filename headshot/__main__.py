@@ -13,6 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from . import config
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif", ".bmp", ".tif", ".tiff"}
 
 
@@ -25,11 +27,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=Path("headshots"), help="output folder")
     parser.add_argument("--method", choices=("instantid", "lora"), default="instantid")
-    parser.add_argument("--images-per-style", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=-1, help="-1 picks a random seed (printed)")
+    parser.add_argument(
+        "--images-per-style", type=int, default=2, help=f"1-{config.MAX_IMAGES_PER_REQUEST} images per style"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=-1, help=f"0-{config.MAX_SEED}; -1 picks a random seed (printed)"
+    )
     parser.add_argument("--prompt", default="", help="extra prompt text for every style")
     parser.add_argument("--fast", action="store_true", help="few-step fast mode")
-    parser.add_argument("--best-of", type=int, default=1, help="render N candidates per image, keep the best")
+    parser.add_argument(
+        "--best-of",
+        type=int,
+        default=1,
+        help=f"render N (1-{config.MAX_BEST_OF}) candidates per image, keep the best",
+    )
     parser.add_argument(
         "--linkedin", action="store_true", help="also write 400x400 crops centred on the face"
     )

@@ -91,7 +91,7 @@ ANTELOPEV2 = HubModel(
 ANTELOPEV2_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/antelopev2.zip"
 
 # --------------------------------------------------------------------------------------
-# Limits (intake, validation, generation)
+# Intake and validation limits
 # --------------------------------------------------------------------------------------
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # a single selfie or identity file
@@ -117,11 +117,32 @@ MAX_YAW_DEG = 45.0  # extreme_pose error beyond these (head pose from the 5 keyp
 MAX_PITCH_DEG = 40.0
 MAX_ROLL_DEG = 35.0
 
-# Generation
-MAX_PROMPT_CHARS = 400
-MAX_IMAGES_PER_REQUEST = 8
-MAX_PACK_IMAGES = 24
+# --------------------------------------------------------------------------------------
+# User-facing limits: the one value of each. The UI's slider/number bounds, studio's checks, the style
+# file checks and the render check (check_request) all read these, so the API agrees with the UI.
+# Ranges are inclusive. A requested 0 is a value like any other; None means "the style's/default".
+# --------------------------------------------------------------------------------------
+
+MAX_PROMPT_CHARS = 400  # the user's prompt, and the user's negative prompt, each
+MIN_IMAGES = 1
+MAX_IMAGES_PER_REQUEST = 8  # kept images of one style per request (and images per style in a pack)
+MAX_BEST_OF = 4  # candidates rendered per kept image (the best likeness is kept)
+MAX_PACK_IMAGES = 24  # renders in one request: images x candidates, all styles together
+MIN_STEPS = 1
 MAX_STEPS = 60
+MIN_GUIDANCE = 0.0  # guidance <= 1 runs without classifier-free guidance
+MAX_GUIDANCE = 20.0
+MIN_ADAPTER_SCALE = 0.0  # 0 turns the adapter off
+MAX_ADAPTER_SCALE = 1.5  # identity, IdentityNet and LoRA strength: higher burns the image in practice
+MAX_SEED = 2**32 - 1  # seeds 0..MAX_SEED (image i uses seed + i); exact in JSON and JavaScript
+# Quick LoRA training settings a user may choose (create_identity); lora.LoraSettings.check agrees.
+MIN_LORA_STEPS = 1
+MAX_LORA_STEPS = 5000
+MIN_LORA_RANK = 1
+MAX_LORA_RANK = 128
+MAX_LORA_LEARNING_RATE = 1e-2  # the learning rate must be above 0 and at most this
+
+# Output sizes
 OUTPUT_SIZES = {  # aspect name -> (width, height) in the full profile
     "square": (1024, 1024),
     "4:5": (896, 1120),
@@ -157,8 +178,6 @@ MAX_IDENTITY_BYTES = 2 * MAX_UPLOAD_BYTES
 MAX_RENDER_PROMPT_CHARS = 2000  # the composed prompt (style + subject + extra text)
 RENDER_MIN_SIDE = 32
 RENDER_MAX_SIDE = 2048  # output width/height, multiples of 8
-MAX_GUIDANCE = 20.0
-MAX_ADAPTER_SCALE = 2.0  # identity strength, IdentityNet strength, LoRA scale
 VAE_TILING_ABOVE = 1024  # decode in tiles when a side is larger than this
 # Fast mode (few-step LoRA + LCMScheduler)
 FAST_MIN_STEPS = 4

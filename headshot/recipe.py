@@ -100,20 +100,23 @@ def check_request(request: RenderRequest) -> None:
         if side % 8:
             raise errors.InvalidRequest(f"{what} must be a multiple of 8, not {side}.")
     if not isinstance(request.num_images, (int, np.integer)) or not (
-        1 <= request.num_images <= config.MAX_PACK_IMAGES
-    ):
-        raise errors.InvalidRequest(f"The number of images must be from 1 to {config.MAX_PACK_IMAGES}.")
-    if not isinstance(request.seed, (int, np.integer)) or not (
-        0 <= request.seed <= 2**63 - 1 - request.num_images
+        config.MIN_IMAGES <= request.num_images <= config.MAX_PACK_IMAGES
     ):
         raise errors.InvalidRequest(
-            f"The seed must be a whole number from 0 to {2**63 - 1 - request.num_images}."
+            f"The number of images must be from {config.MIN_IMAGES} to {config.MAX_PACK_IMAGES}."
         )
-    if not isinstance(request.steps, (int, np.integer)) or not (1 <= request.steps <= config.MAX_STEPS):
-        raise errors.InvalidRequest(f"Steps must be a whole number from 1 to {config.MAX_STEPS}.")
-    _finite_in(request.guidance, 0.0, config.MAX_GUIDANCE, "Guidance")
-    _finite_in(request.identity_strength, 0.0, config.MAX_ADAPTER_SCALE, "Identity strength")
-    _finite_in(request.identitynet_strength, 0.0, config.MAX_ADAPTER_SCALE, "IdentityNet strength")
+    if not isinstance(request.seed, (int, np.integer)) or not (0 <= request.seed <= config.MAX_SEED):
+        raise errors.InvalidRequest(f"The seed must be a whole number from 0 to {config.MAX_SEED}.")
+    if not isinstance(request.steps, (int, np.integer)) or not (
+        config.MIN_STEPS <= request.steps <= config.MAX_STEPS
+    ):
+        raise errors.InvalidRequest(
+            f"Steps must be a whole number from {config.MIN_STEPS} to {config.MAX_STEPS}."
+        )
+    scales = (config.MIN_ADAPTER_SCALE, config.MAX_ADAPTER_SCALE)
+    _finite_in(request.guidance, config.MIN_GUIDANCE, config.MAX_GUIDANCE, "Guidance")
+    _finite_in(request.identity_strength, *scales, "Identity strength")
+    _finite_in(request.identitynet_strength, *scales, "IdentityNet strength")
     if request.lora is not None:
         lora = request.lora
         if (
@@ -124,7 +127,7 @@ def check_request(request: RenderRequest) -> None:
             raise errors.InvalidRequest("The identity LoRA must be a dict with a non-empty 'state_dict'.")
         if not all(torch.is_tensor(v) for v in lora["state_dict"].values()):
             raise errors.InvalidRequest("The identity LoRA's state dict must hold tensors.")
-        _finite_in(lora.get("scale", 1.0), 0.0, config.MAX_ADAPTER_SCALE, "LoRA strength")
+        _finite_in(lora.get("scale", 1.0), *scales, "LoRA strength")
 
 
 def effective_settings(request: RenderRequest) -> tuple[int, float]:

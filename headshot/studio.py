@@ -8,6 +8,7 @@ analysis, prompt building and PNG writing happen here, before and after it.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import shutil
@@ -147,12 +148,19 @@ def create_identity(
     progress: Progress | None = None,
     analyzer: FaceAnalyzer | None = None,
 ) -> IdentityResult:
-    """Validate the selfies, then build an InstantID identity or train a quick LoRA on top of it."""
+    """Validate the selfies, then build an InstantID identity or train a quick LoRA on top of it.
+
+    ``lora_steps``, ``lora_rank`` and ``lora_learning_rate``: None keeps the default; any other value is
+    checked against the ``config.*_LORA_*`` limits before anything runs.
+    """
     from . import pipeline
 
     method = (method or "instantid").strip().lower()
     if method not in ("instantid", "lora"):
         raise InvalidRequest(f"Unknown identity method {method!r}: choose 'instantid' or 'lora'.")
+    seed = _check_range(seed, 0, config.MAX_SEED, "The seed", whole=True)
+    if method == "lora":
+        check_lora_settings(lora_steps, lora_rank, lora_learning_rate)
     analyzer = analyzer or get_analyzer()
     started = time.perf_counter()
     _report(progress, 0.02, "Checking your selfies")
@@ -194,6 +202,23 @@ def create_identity(
     return IdentityResult(identity=identity, path=path, summary=summary, report=result.report)
 
 
+def check_lora_settings(
+    steps: int | None = None, rank: int | None = None, learning_rate: float | None = None
+) -> None:
+    """Refuse quick-LoRA settings outside the ``config`` limits (None: the default, always fine)."""
+    if steps is not None:
+        _check_range(steps, config.MIN_LORA_STEPS, config.MAX_LORA_STEPS, "LoRA steps", whole=True)
+    if rank is not None:
+        _check_range(rank, config.MIN_LORA_RANK, config.MAX_LORA_RANK, "LoRA rank", whole=True)
+    if learning_rate is not None:
+        _check_range(learning_rate, 0.0, config.MAX_LORA_LEARNING_RATE, "LoRA learning rate")
+        if not learning_rate > 0:
+            raise InvalidRequest(
+                f"LoRA learning rate must be above 0 and at most {config.MAX_LORA_LEARNING_RATE}, "
+                f"not {learning_rate}."
+            )
+
+
 def open_identity(path: str | Path | bytes, analyzer: FaceAnalyzer | None = None) -> Identity:
     """Load an identity file, refusing one made for other face models or another base model."""
     from . import pipeline
@@ -214,19 +239,22 @@ def open_identity(path: str | Path | bytes, analyzer: FaceAnalyzer | None = None
 
 @dataclass
 class GenerateOptions:
-    """Everything a user can set for one render; ``None`` means "the style's value"."""
+    """Everything a user can set for one render; ``None`` means "the style's value".
+
+    Any other value is used as given (0 included) once checked against the ``config`` limits.
+    """
 
     prompt: str = ""
     negative_prompt: str = ""
     num_images: int = 1
-    seed: int | None = None  # None or negative: random, and shown in the result
+    seed: int | None = None  # None: random (shown in the result); else 0..config.MAX_SEED
     steps: int | None = None
     guidance: float | None = None
     identity_strength: float | None = None
     identitynet_strength: float | None = None
     aspect: str | None = None
     fast: bool = False
-    lora_strength: float = 1.0
+    lora_strength: float = 1.0  # 0 turns the identity LoRA off
     best_of: int = 1  # render this many candidates per kept image and keep the best
     ai_mark: bool = False
     linkedin: bool = False  # also export a 400x400 crop centred on the face
@@ -263,12 +291,14 @@ class GenerateResult:
 
 
 def random_seed() -> int:
-    return random.SystemRandom().randrange(0, 2**31 - 1)
+    return random.SystemRandom().randint(0, config.MAX_SEED)
 
 
 def _resolve_seed(options: GenerateOptions) -> int:
-    """The user's seed, or a fresh random one (returned in the result so it can be reused)."""
-    return options.seed if options.seed is not None and options.seed >= 0 else random_seed()
+    """The user's seed, or a fresh random one for None (returned in the result so it can be reused)."""
+    if options.seed is None:
+        return random_seed()
+    return int(_check_range(options.seed, 0, config.MAX_SEED, "The seed", whole=True))
 
 
 def subject_for(identity: Identity) -> str:
@@ -309,12 +339,23 @@ def rank(headshots: list[Headshot]) -> list[Headshot]:
     return sorted(headshots, key=lambda h: (h.likeness is None, -(h.likeness or 0.0), h.seed))
 
 
-def _clamp(value, low, high, name):
-    if value is None:
-        return None
-    if not (low <= value <= high):
+def _check_range(value, low, high, name: str, *, whole: bool = False):
+    """``value`` if it is a number from ``low`` to ``high`` (a whole one if ``whole``), else InvalidRequest."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"{name} must be a number, not {value!r}.") from None
+    if isinstance(value, bool) or not math.isfinite(number) or (whole and not number.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise InvalidRequest(f"{name} must be {kind} from {low} to {high}, not {value!r}.")
+    if not (low <= number <= high):
         raise InvalidRequest(f"{name} must be between {low} and {high}, not {value}.")
-    return value
+    return int(number) if whole else number
+
+
+def _or_style(value, style_value, low, high, name: str, *, whole: bool = False):
+    """The requested value (0 included), checked; the style's value where none was requested (None)."""
+    return style_value if value is None else _check_range(value, low, high, name, whole=whole)
 
 
 def build_request(identity: Identity, style: Style, options: GenerateOptions, seed: int, count: int):
@@ -322,19 +363,26 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
     from . import pipeline
 
     extra = check_prompt(options.prompt or "")
-    aspect = options.aspect or style.aspect
+    aspect = style.aspect if options.aspect is None else options.aspect
     sizes = config.output_sizes()
     if aspect not in sizes:
         raise InvalidRequest(f"Unknown size {aspect!r}: choose one of {', '.join(sizes)}.")
     width, height = sizes[aspect]
-    steps = int(_clamp(options.steps, 1, config.MAX_STEPS, "Steps") or style.steps)
+    scales = (config.MIN_ADAPTER_SCALE, config.MAX_ADAPTER_SCALE)
+    steps = _or_style(options.steps, style.steps, config.MIN_STEPS, config.MAX_STEPS, "Steps", whole=True)
+    guidance = _or_style(
+        options.guidance, style.guidance, config.MIN_GUIDANCE, config.MAX_GUIDANCE, "Guidance"
+    )
+    identity_strength = _or_style(
+        options.identity_strength, style.identity_strength, *scales, "Identity strength"
+    )
+    identitynet_strength = _or_style(
+        options.identitynet_strength, style.identitynet_strength, *scales, "IdentityNet strength"
+    )
+    lora_strength = _check_range(options.lora_strength, *scales, "LoRA strength")
     lora = None
     if identity.lora:
-        lora = {
-            "name": "identity",
-            "state_dict": identity.lora,
-            "scale": float(_clamp(options.lora_strength, 0.0, 2.0, "LoRA strength")),
-        }
+        lora = {"name": "identity", "state_dict": identity.lora, "scale": float(lora_strength)}
     return pipeline.RenderRequest(
         prompt=style.build_prompt(subject_for(identity), extra),
         negative_prompt=negative_prompt(style, options.negative_prompt or ""),
@@ -344,18 +392,10 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
         height=height,
         num_images=count,
         seed=seed,
-        steps=steps,
-        guidance=float(_clamp(options.guidance, 0.0, 20.0, "Guidance") or style.guidance),
-        identity_strength=float(
-            style.identity_strength
-            if options.identity_strength is None
-            else _clamp(options.identity_strength, 0.0, 1.5, "Identity strength")
-        ),
-        identitynet_strength=float(
-            style.identitynet_strength
-            if options.identitynet_strength is None
-            else _clamp(options.identitynet_strength, 0.0, 1.5, "IdentityNet strength")
-        ),
+        steps=int(steps),
+        guidance=float(guidance),
+        identity_strength=float(identity_strength),
+        identitynet_strength=float(identitynet_strength),
         fast=bool(options.fast),
         lora=lora,
     )
@@ -396,7 +436,9 @@ def _render_style(identity, style, options, seed, count, analyzer, progress) -> 
     from . import pipeline
 
     keep = count
-    candidates = keep * int(_clamp(options.best_of or 1, 1, 4, "Candidates per image"))
+    candidates = keep * _check_range(
+        options.best_of, 1, config.MAX_BEST_OF, "Candidates per image", whole=True
+    )
     if candidates > config.MAX_PACK_IMAGES:
         raise InvalidRequest(
             f"{keep} images x {candidates // keep} candidates is {candidates} renders; "
@@ -431,7 +473,9 @@ def generate(
     options = options or GenerateOptions()
     analyzer = analyzer or get_analyzer()
     style = get_style(style_id)
-    count = int(_clamp(options.num_images, 1, config.MAX_IMAGES_PER_REQUEST, "Number of images"))
+    count = _check_range(
+        options.num_images, config.MIN_IMAGES, config.MAX_IMAGES_PER_REQUEST, "Number of images", whole=True
+    )
     seed = _resolve_seed(options)
     started = time.perf_counter()
     shots = _render_style(identity, style, options, seed, count, analyzer, progress)
@@ -457,7 +501,9 @@ def generate_pack(
     if not ids:
         raise InvalidRequest("Choose at least one style for the pack.")
     styles = [get_style(s) for s in ids]
-    per_style = int(_clamp(images_per_style, 1, config.MAX_IMAGES_PER_REQUEST, "Images per style"))
+    per_style = _check_range(
+        images_per_style, config.MIN_IMAGES, config.MAX_IMAGES_PER_REQUEST, "Images per style", whole=True
+    )
     if per_style * len(styles) > config.MAX_PACK_IMAGES:
         raise InvalidRequest(
             f"A pack holds at most {config.MAX_PACK_IMAGES} images: "
@@ -484,8 +530,6 @@ def generate_pack(
 
 
 def _info(shots: list[Headshot], seed: int, started: float, style_ids: list[str]) -> dict:
-    from . import pipeline
-
     return {
         "seed": seed,
         "styles": style_ids,
@@ -494,13 +538,32 @@ def _info(shots: list[Headshot], seed: int, started: float, style_ids: list[str]
         "seeds": [s.seed for s in shots],
         "likeness": [None if s.likeness is None else round(s.likeness, 4) for s in shots],
         "seconds": round(time.perf_counter() - started, 2),
-        "device": pipeline.device_summary(),
+        "device": device_summary(),
         "ai_generated": True,
     }
 
 
 def list_styles() -> list[dict]:
     return [{"id": s.id, "name": s.name, "description": s.description} for s in load_styles().values()]
+
+
+# --------------------------------------------------------------------------------------
+# The machine (for the UI: studio is the only caller of pipeline)
+# --------------------------------------------------------------------------------------
+
+
+def device_summary() -> dict:
+    """Where renders run and what that means for the user (cheap: loads no model)."""
+    from . import pipeline
+
+    return pipeline.device_summary()
+
+
+def start_preload() -> threading.Thread | None:
+    """Load and warm up the models at startup where that pays (a CUDA GPU, ZeroGPU); see ``pipeline``."""
+    from . import pipeline
+
+    return pipeline.start_preload()
 
 
 # --------------------------------------------------------------------------------------

@@ -26,10 +26,10 @@ STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
 SUBJECT_SLOT = "{subject}"
 ASPECTS = tuple(config.OUTPUT_SIZES)  # "square", "4:5", "3:4"
 
-# Ranges a style may use. Adapter and ControlNet scales above 1.5 burn the image in practice.
-STEPS_RANGE = (1, config.MAX_STEPS)
-GUIDANCE_RANGE = (1.0, 15.0)
-SCALE_RANGE = (0.0, 1.5)
+# Ranges a style may use: the same limits as a user's request (config), so any style value can be asked for.
+STEPS_RANGE = (config.MIN_STEPS, config.MAX_STEPS)
+GUIDANCE_RANGE = (config.MIN_GUIDANCE, config.MAX_GUIDANCE)
+SCALE_RANGE = (config.MIN_ADAPTER_SCALE, config.MAX_ADAPTER_SCALE)
 MAX_NAME_CHARS = 60
 MAX_DESCRIPTION_CHARS = 300
 MAX_TEMPLATE_CHARS = 1000

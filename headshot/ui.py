@@ -2,6 +2,10 @@
 
 Handlers here are a few lines each: they turn component values into calls to ``studio`` and turn
 ``HeadshotError`` into ``gr.Error`` with the same message. The only module that imports gradio.
+``build_demo()`` only builds the Blocks; ``serve()`` starts the preload and the sweeper and launches.
+Slider and number bounds are the ``config`` limits. The API's "the style's value" sentinels
+(``-1``, and ``0`` for steps and the LoRA settings) become ``None`` here, at the boundary: the core
+reads every other value, 0 included, as given.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ studio or outdoor backdrops, good light. **1. Selfies** are checked one by one, 
 learns your face (InstantID in seconds, or a quick LoRA in minutes), **3. Generate** renders styles.
 """
 
-TIPS = """
+TIPS = f"""
 **Tips for good selfies.** Face the camera, eyes open, in soft daylight (face a window).
 Use different days, outfits and backgrounds, but only you in the picture. No sunglasses, hats or
 heavy filters. Hold the phone at eye level and tap to focus on your face. JPEG, PNG, WebP and
-iPhone HEIC photos are fine, up to 12 at a time.
+iPhone HEIC photos are fine, up to {config.MAX_SELFIES} at a time.
 """
 
 PRIVACY = f"""
@@ -116,7 +120,10 @@ def readiness_text(report: dict) -> str:
     total = len(report.get("selfies", []))
     accepted = report.get("accepted", 0)
     lines = [f"**{accepted} of {total} selfies accepted.**"]
-    lines.append(("✅" if report.get("ready") else "❌") + " InstantID (needs 1 or more)")
+    lines.append(
+        ("✅" if report.get("ready") else "❌")
+        + f" InstantID (needs {config.INSTANTID_MIN_ACCEPTED} or more)"
+    )
     lines.append(
         ("✅" if report.get("ready_lora") else "❌") + f" LoRA (needs {config.LORA_MIN_ACCEPTED} or more)"
     )
@@ -127,6 +134,18 @@ def readiness_text(report: dict) -> str:
         reasons = "; ".join(i["message"] for i in s["issues"] if i["severity"] == "error")
         lines.append(f"- **{s['file']}**: {reasons}")
     return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if len(lines) > 3 else "")
+
+
+# The Gradio API's sentinels for "the style's value" / "the default" (turned into None by _unset).
+STYLE_VALUE = -1  # guidance, identity strength, IdentityNet strength
+STYLE_STEPS = 0  # steps (0 is never a valid step count)
+DEFAULT_LORA_SETTING = 0  # LoRA steps, rank, learning rate (0 is never a valid one)
+RANDOM_SEED = -1  # the seed of /generate and /generate_pack: any negative seed is random
+
+
+def _unset(value, sentinel):
+    """None (the style's or the default value) for the API's sentinel, else the value as given."""
+    return None if value is None or value == sentinel else value
 
 
 @_user_errors
@@ -149,10 +168,10 @@ def create_identity(
     result = studio.create_identity(
         _paths(selfies),
         method,
-        lora_steps=int(lora_steps) or None,
-        lora_rank=int(lora_rank) or None,
-        lora_learning_rate=float(lora_learning_rate) or None,
-        seed=int(seed or 0),
+        lora_steps=_unset(lora_steps, DEFAULT_LORA_SETTING),
+        lora_rank=_unset(lora_rank, DEFAULT_LORA_SETTING),
+        lora_learning_rate=_unset(lora_learning_rate, DEFAULT_LORA_SETTING),
+        seed=0 if seed is None else seed,
         progress=_progress(progress),
     )
     return str(result.path), result.summary, _remember(session_folders, result.path.parent)
@@ -176,25 +195,40 @@ def show_identity(identity: str | None):
     return reference_with_keypoints(loaded), text
 
 
-def _options(**kwargs) -> studio.GenerateOptions:
-    def opt(value, sentinel):
-        return None if value is None or value <= sentinel else value
-
+def _options(
+    *,
+    prompt,
+    negative_prompt,
+    seed,
+    fast,
+    best_of,
+    lora_strength,
+    ai_mark,
+    linkedin,
+    num_images=1,
+    steps=STYLE_STEPS,
+    guidance=STYLE_VALUE,
+    identity_strength=STYLE_VALUE,
+    identitynet_strength=STYLE_VALUE,
+    aspect="style",
+) -> studio.GenerateOptions:
+    """The core's options from the API's values: sentinels become None, every other value (0 included)
+    goes to ``studio`` as given, which checks it against the ``config`` limits."""
     return studio.GenerateOptions(
-        prompt=kwargs["prompt"] or "",
-        negative_prompt=kwargs["negative_prompt"] or "",
-        num_images=int(kwargs.get("num_images", 1) or 1),
-        seed=None if kwargs["seed"] is None or kwargs["seed"] < 0 else int(kwargs["seed"]),
-        steps=None if not kwargs["steps"] else int(kwargs["steps"]),
-        guidance=opt(kwargs["guidance"], -1),
-        identity_strength=opt(kwargs["identity_strength"], -1),
-        identitynet_strength=opt(kwargs["identitynet_strength"], -1),
-        aspect=None if kwargs["aspect"] in (None, "", "style") else kwargs["aspect"],
-        fast=bool(kwargs["fast"]),
-        best_of=int(kwargs["best_of"] or 1),
-        lora_strength=float(1.0 if kwargs["lora_strength"] is None else kwargs["lora_strength"]),
-        ai_mark=bool(kwargs["ai_mark"]),
-        linkedin=bool(kwargs["linkedin"]),
+        prompt=prompt or "",
+        negative_prompt=negative_prompt or "",
+        num_images=num_images,
+        seed=None if seed is None or seed < 0 else seed,
+        steps=_unset(steps, STYLE_STEPS),
+        guidance=_unset(guidance, STYLE_VALUE),
+        identity_strength=_unset(identity_strength, STYLE_VALUE),
+        identitynet_strength=_unset(identitynet_strength, STYLE_VALUE),
+        aspect=None if aspect in (None, "", "style") else aspect,
+        fast=bool(fast),
+        best_of=best_of,
+        lora_strength=1.0 if lora_strength is None else lora_strength,
+        ai_mark=bool(ai_mark),
+        linkedin=bool(linkedin),
     )
 
 
@@ -247,7 +281,22 @@ def generate(
     image, style, likeness per image; likeness is null where no face is found).
     """
     loaded = _identity_required(identity)
-    options = _options(**locals())
+    options = _options(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        num_images=num_images,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        identity_strength=identity_strength,
+        identitynet_strength=identitynet_strength,
+        aspect=aspect,
+        fast=fast,
+        best_of=best_of,
+        lora_strength=lora_strength,
+        ai_mark=ai_mark,
+        linkedin=linkedin,
+    )
     result = studio.generate(loaded, style, options, progress=_progress(progress))
     return _gallery(result), result.info, _remember(session_folders, result.workdir)
 
@@ -275,11 +324,6 @@ def generate_pack(
         prompt=prompt,
         negative_prompt=negative_prompt,
         seed=seed,
-        steps=0,
-        guidance=-1,
-        identity_strength=-1,
-        identitynet_strength=-1,
-        aspect="style",
         fast=fast,
         best_of=best_of,
         lora_strength=lora_strength,
@@ -287,7 +331,7 @@ def generate_pack(
         linkedin=linkedin,
     )
     result = studio.generate_pack(
-        loaded, styles or [], int(images_per_style), options, progress=_progress(progress)
+        loaded, styles or [], images_per_style, options, progress=_progress(progress)
     )
     return str(result.zip_path), _gallery(result), result.info, _remember(session_folders, result.workdir)
 
@@ -352,20 +396,13 @@ def _example_selfies() -> list[list[list[str]]]:
 
 def device_note() -> str:
     """What the person is told about the machine (no GPU, the tiny profile, ...)."""
-    from . import pipeline
-
-    note = pipeline.device_summary().get("note")
+    note = studio.device_summary().get("note")
     return f"> {note}" if note else ""
 
 
 def build_demo() -> gr.Blocks:
-    if config.on_zerogpu() or Path("/proc/driver/nvidia/version").exists():
-        # On a GPU (and on ZeroGPU, where the models must be loaded in the main process at startup)
-        # load and warm up the models now, so no user waits for it. Elsewhere torch is not even
-        # imported until the first render, which keeps start-up short.
-        from . import pipeline
-
-        pipeline.start_preload()
+    """The Blocks app, its events and its queue settings. Starts nothing: no thread, no model load
+    (``serve`` does that), so importing ``app`` or building the demo in a test has no side effects."""
     styles = _style_choices()
     default_style = "corporate-grey" if any(v == "corporate-grey" for _, v in styles) else styles[0][1]
 
@@ -404,10 +441,38 @@ def build_demo() -> gr.Blocks:
                             label="Method",
                         )
                         with gr.Accordion("LoRA settings", open=False):
-                            lora_steps = gr.Number(0, label="Steps (0 = default)", precision=0)
-                            lora_rank = gr.Number(0, label="Rank (0 = default)", precision=0)
-                            lora_lr = gr.Number(0, label="Learning rate (0 = default)")
-                            identity_seed = gr.Number(0, label="Seed", precision=0)
+                            lora_steps = gr.Number(
+                                DEFAULT_LORA_SETTING,
+                                label="Steps (0 = default)",
+                                precision=0,
+                                minimum=DEFAULT_LORA_SETTING,
+                                maximum=config.MAX_LORA_STEPS,
+                                elem_id="lora_steps",
+                            )
+                            lora_rank = gr.Number(
+                                DEFAULT_LORA_SETTING,
+                                label="Rank (0 = default)",
+                                precision=0,
+                                minimum=DEFAULT_LORA_SETTING,
+                                maximum=config.MAX_LORA_RANK,
+                                elem_id="lora_rank",
+                            )
+                            lora_lr = gr.Number(
+                                DEFAULT_LORA_SETTING,
+                                label="Learning rate (0 = default)",
+                                minimum=DEFAULT_LORA_SETTING,
+                                maximum=config.MAX_LORA_LEARNING_RATE,
+                                step=1e-5,
+                                elem_id="lora_lr",
+                            )
+                            identity_seed = gr.Number(
+                                0,
+                                label="Seed",
+                                precision=0,
+                                minimum=0,
+                                maximum=config.MAX_SEED,
+                                elem_id="identity_seed",
+                            )
                         create_btn = gr.Button("Create identity", variant="primary", elem_id="create")
                         identity_file = gr.File(
                             label="Identity file (download it to reuse later, or upload one)",
@@ -436,25 +501,78 @@ def build_demo() -> gr.Blocks:
                         )
                         with gr.Row():
                             num_images = gr.Slider(
-                                1, config.MAX_IMAGES_PER_REQUEST, value=2, step=1, label="Images"
+                                config.MIN_IMAGES,
+                                config.MAX_IMAGES_PER_REQUEST,
+                                value=2,
+                                step=1,
+                                label="Images",
+                                elem_id="num_images",
                             )
-                            seed = gr.Number(-1, label="Seed (-1 = random)", precision=0)
+                            seed = gr.Number(
+                                RANDOM_SEED,
+                                label="Seed (-1 = random)",
+                                precision=0,
+                                minimum=RANDOM_SEED,
+                                maximum=config.MAX_SEED,
+                                elem_id="seed",
+                            )
                         with gr.Row():
                             fast = gr.Checkbox(label="Fast mode (few steps)", value=False)
                             best_of = gr.Slider(
-                                1, 4, value=1, step=1, label="Candidates per image (keep best)"
+                                1,
+                                config.MAX_BEST_OF,
+                                value=1,
+                                step=1,
+                                label="Candidates per image (keep best)",
+                                elem_id="best_of",
                             )
                         with gr.Accordion("Advanced", open=False):
-                            steps = gr.Number(0, label="Steps (0 = the style's)", precision=0)
-                            guidance = gr.Number(-1, label="Guidance (-1 = the style's)")
-                            identity_strength = gr.Number(-1, label="Identity strength (-1 = the style's)")
+                            steps = gr.Number(
+                                STYLE_STEPS,
+                                label="Steps (0 = the style's)",
+                                precision=0,
+                                minimum=STYLE_STEPS,
+                                maximum=config.MAX_STEPS,
+                                elem_id="steps",
+                            )
+                            guidance = gr.Number(
+                                STYLE_VALUE,
+                                label="Guidance (-1 = the style's)",
+                                minimum=STYLE_VALUE,
+                                maximum=config.MAX_GUIDANCE,
+                                step=0.5,
+                                elem_id="guidance",
+                            )
+                            identity_strength = gr.Number(
+                                STYLE_VALUE,
+                                label="Identity strength (-1 = the style's)",
+                                minimum=STYLE_VALUE,
+                                maximum=config.MAX_ADAPTER_SCALE,
+                                step=0.05,
+                                elem_id="identity_strength",
+                            )
                             identitynet_strength = gr.Number(
-                                -1, label="IdentityNet strength (-1 = the style's)"
+                                STYLE_VALUE,
+                                label="IdentityNet strength (-1 = the style's)",
+                                minimum=STYLE_VALUE,
+                                maximum=config.MAX_ADAPTER_SCALE,
+                                step=0.05,
+                                elem_id="identitynet_strength",
                             )
                             aspect = gr.Radio(["style", *config.OUTPUT_SIZES], value="style", label="Size")
-                            lora_strength = gr.Slider(0, 1.5, value=1.0, step=0.05, label="LoRA strength")
+                            lora_strength = gr.Slider(
+                                config.MIN_ADAPTER_SCALE,
+                                config.MAX_ADAPTER_SCALE,
+                                value=1.0,
+                                step=0.05,
+                                label="LoRA strength",
+                                elem_id="lora_strength",
+                            )
                             ai_mark = gr.Checkbox(label="Add a visible 'AI-generated' mark", value=False)
-                            linkedin = gr.Checkbox(label="Also make LinkedIn 400x400 crops", value=False)
+                            linkedin = gr.Checkbox(
+                                label=f"Also make LinkedIn {config.LINKEDIN_SIZE}x{config.LINKEDIN_SIZE} crops",
+                                value=False,
+                            )
                         generate_btn = gr.Button("Generate headshots", variant="primary", elem_id="generate")
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(
@@ -468,7 +586,14 @@ def build_demo() -> gr.Blocks:
                     pack_styles = gr.CheckboxGroup(
                         styles, value=[default_style], label="Styles", elem_id="pack_styles"
                     )
-                    per_style = gr.Slider(1, 4, value=2, step=1, label="Images per style")
+                    per_style = gr.Slider(
+                        config.MIN_IMAGES,
+                        config.MAX_IMAGES_PER_REQUEST,
+                        value=2,
+                        step=1,
+                        label="Images per style",
+                        elem_id="per_style",
+                    )
                     pack_btn = gr.Button("Generate pack", elem_id="pack")
                     pack_zip = gr.File(label="Pack (ZIP of PNGs)", elem_id="pack_zip")
             with gr.Tab("Privacy", id="privacy"):
@@ -573,10 +698,10 @@ def build_demo() -> gr.Blocks:
             api_visibility="private",
         )
         demo.load(device_note, None, device_md, api_visibility="private")
-    studio.start_sweeper()  # request folders go after config.DELETE_CACHE[1] s even with no new requests
     # A bounded queue (a full queue answers "busy" at once instead of piling up work), and no REST route
     # around it: Gradio leaves /gradio_api/run/<name> open off Spaces, which would skip the queue, its
-    # size bound and the GPU concurrency limit.
+    # size bound and the GPU concurrency limit. Settings only (no thread): they belong to the built demo,
+    # whoever launches it (serve, `gradio app.py`, a test).
     demo.queue(
         max_size=queue_max_size(),
         default_concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
@@ -609,3 +734,18 @@ def launch_kwargs() -> dict:
         "mcp_server": True,
         "show_error": True,
     }
+
+
+def serve(demo: gr.Blocks | None = None, **launch_overrides) -> None:
+    """Run the app (``python app.py``): preload the models where it pays, start the sweeper, launch.
+
+    On a GPU (and on ZeroGPU, where the models must be loaded in the main process at startup) the models
+    load and warm up now, so no user waits for it; elsewhere torch is not even imported until the first
+    render. The sweeper removes request folders after ``config.DELETE_CACHE[1]`` s even when no request
+    comes. Blocks until the server stops.
+    """
+    if config.on_zerogpu() or Path("/proc/driver/nvidia/version").exists():
+        studio.start_preload()
+    studio.start_sweeper()
+    demo = build_demo() if demo is None else demo
+    demo.launch(**{**launch_kwargs(), **launch_overrides})

@@ -123,6 +123,49 @@ def test_requests_are_checked_before_the_gpu(identity, analyzer, monkeypatch):
         studio.generate_pack(identity, [s["id"] for s in studio.list_styles()], 4, analyzer=analyzer)
 
 
+def test_a_requested_zero_is_honoured_and_none_is_the_styles_value(identity):
+    """0 is a value (never "use the style's"): honoured where it is in range, refused where it is not."""
+    from headshot import config
+    from headshot.styles import get_style
+
+    style = get_style("corporate-grey")
+    zero = studio.build_request(
+        identity,
+        style,
+        studio.GenerateOptions(guidance=0, identity_strength=0, identitynet_strength=0, lora_strength=0),
+        seed=0,
+        count=1,
+    )
+    assert (zero.guidance, zero.identity_strength, zero.identitynet_strength) == (0.0, 0.0, 0.0)
+    assert zero.seed == 0
+    pipeline.check_request(zero)
+
+    unset = studio.build_request(identity, style, studio.GenerateOptions(), seed=0, count=1)
+    assert (unset.steps, unset.guidance) == (style.steps, style.guidance)
+    assert (unset.identity_strength, unset.identitynet_strength) == (
+        style.identity_strength,
+        style.identitynet_strength,
+    )
+    assert (unset.width, unset.height) == config.output_sizes()[style.aspect]
+
+    for options in (
+        studio.GenerateOptions(steps=0),  # below config.MIN_STEPS: refused, not the style's steps
+        studio.GenerateOptions(aspect=""),  # an unknown size, not the style's
+    ):
+        with pytest.raises(InvalidRequest):
+            studio.build_request(identity, style, options, seed=0, count=1)
+    assert studio._resolve_seed(studio.GenerateOptions(seed=0)) == 0  # seed 0 is a seed, not "random"
+
+
+def test_zero_counts_are_refused_not_defaulted(identity, analyzer, monkeypatch):
+    monkeypatch.setattr(pipeline, "render", lambda *a, **k: pytest.fail("render must not run"))
+    for options in (studio.GenerateOptions(num_images=0), studio.GenerateOptions(best_of=0)):
+        with pytest.raises(InvalidRequest):
+            studio.generate(identity, "corporate-grey", options, analyzer=analyzer)
+    with pytest.raises(InvalidRequest):
+        studio.generate_pack(identity, ["corporate-grey"], 0, analyzer=analyzer)
+
+
 def test_delete_my_data_removes_request_folders(identity, analyzer):
     result = studio.generate(identity, "corporate-grey", studio.GenerateOptions(seed=1), analyzer=analyzer)
     assert result.headshots[0].path.exists()

@@ -160,10 +160,12 @@ BAD_FILES = [
     ({"steps": True}, "steps", "must be int"),
     ({"steps": 0}, "steps", "between"),
     ({"steps": config.MAX_STEPS + 1}, "steps", "between"),
-    ({"guidance": 40.0}, "guidance", "between"),
+    ({"guidance": config.MAX_GUIDANCE + 0.01}, "guidance", "between"),
+    ({"guidance": -0.01}, "guidance", "between"),
     ({"guidance": "high"}, "guidance", "must be int or float"),
     ({"identity_strength": -0.1}, "identity_strength", "between"),
-    ({"identitynet_strength": 2.0}, "identitynet_strength", "between"),
+    ({"identitynet_strength": config.MAX_ADAPTER_SCALE + 0.01}, "identitynet_strength", "between"),
+    ({"identity_strength": config.MAX_ADAPTER_SCALE + 0.01}, "identity_strength", "between"),
     ({"identitynet_strength": float("nan")}, "identitynet_strength", "between"),
     ({"prompt": "headshot, grey backdrop"}, "prompt", "exactly once (found 0)"),
     ({"prompt": "{subject} and {subject}"}, "prompt", "exactly once (found 2)"),
@@ -189,6 +191,17 @@ def test_bad_style_file_names_file_and_field(tmp_path, changes, field, problem):
     assert "demo.toml" in message
     assert f"'{field}'" in message
     assert problem in message
+
+
+def test_style_files_use_the_same_limits(tmp_path):
+    """A style may use any value a user may ask for (the config limits), and nothing beyond."""
+    top = {"steps": config.MAX_STEPS, "guidance": config.MAX_GUIDANCE}
+    top |= {"identity_strength": config.MAX_ADAPTER_SCALE, "identitynet_strength": config.MAX_ADAPTER_SCALE}
+    styles.read_style_file(write_style(tmp_path, "demo", **top))
+    for field, value in top.items():
+        above = value + 1 if field == "steps" else value + 0.01
+        with pytest.raises(errors.StyleFileError, match=f"'{field}'.*between"):
+            styles.read_style_file(write_style(tmp_path, "demo", **{**top, field: above}))
 
 
 def test_bad_file_fails_the_whole_folder(tmp_path):

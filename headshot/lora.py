@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from . import adapters, config, identity
+from . import adapters, config, identity, imaging
 from .errors import InvalidRequest, NotEnoughSelfies
 
 UNET_TARGET_MODULES: tuple[str, ...] = identity.LORA_TARGET_MODULES
@@ -374,8 +374,6 @@ def prepare_training_images(
             if bbox is None:
                 crops.append(_centre_crop(image, resolution, zoom))
             else:
-                from . import imaging
-
                 crop = imaging.crop_around_face(
                     image, bbox, (resolution, resolution), min(0.95, face_fraction * zoom)
                 )
@@ -388,11 +386,6 @@ def _fingerprint(crops: Sequence[Image.Image], resolution: int, base_model: str)
     for crop in crops:
         digest.update(crop.tobytes())
     return digest.hexdigest()
-
-
-def _to_pixels(crops: Sequence[Image.Image]) -> torch.Tensor:
-    array = np.stack([np.asarray(c, dtype=np.float32) for c in crops]) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
 @contextlib.contextmanager
@@ -423,12 +416,15 @@ def encode_latent_stats(
         variants.append(crop)
         if flip:
             variants.append(ImageOps.mirror(crop))
+    from diffusers.image_processor import VaeImageProcessor
+
     scale = float(vae.config.scaling_factor)
     shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
     means, stds = [], []
+    processor = VaeImageProcessor(do_resize=False)  # PIL to NCHW in [-1, 1]
     with _vae_for_encoding(vae) as dtype:
         for start in range(0, len(variants), batch):
-            pixels = _to_pixels(variants[start : start + batch]).to(device=device, dtype=dtype)
+            pixels = processor.preprocess(variants[start : start + batch]).to(device=device, dtype=dtype)
             dist = vae.encode(pixels).latent_dist
             means.append((dist.mean.float() - shift) * scale)
             stds.append(dist.std.float() * scale)
@@ -485,11 +481,9 @@ def auto_gradient_checkpointing(device: torch.device, resolution: int, batch_siz
     return free / 2**30 < need
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "no":
-        return contextlib.nullcontext()
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=precision != "no")
 
 
 def _export(unet: Any, settings: LoraSettings) -> dict[str, torch.Tensor]:
@@ -617,8 +611,8 @@ def train_lora(
         )
         if resume is not None:
             _load_optimizer_state(optimizer, params, resume.optimizer)
-        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-        if scaler is not None and resume is not None and resume.scaler:
+        scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
+        if scaler.is_enabled() and resume is not None and resume.scaler:
             scaler.load_state_dict(resume.scaler)
 
         # 3. The loop: stop at the step count or the time budget.
@@ -634,9 +628,16 @@ def train_lora(
                     break
             tick = time.monotonic()
             loss = _train_step(
-                comps, settings, generator, latent_mean, latent_std, time_ids, text, precision, scaler,
-                optimizer, [p for _, p in params], dev,
-            )  # fmt: skip
+                comps,
+                generator,
+                (latent_mean, latent_std),
+                time_ids,
+                text,
+                precision,
+                scaler,
+                optimizer,
+                settings,
+            )
             step += 1
             ran += 1
             history.append(loss)
@@ -654,7 +655,7 @@ def train_lora(
             rng=generator.get_state().clone(),
             loss_history=history,
             seconds=(resume.seconds if resume is not None else 0.0) + (time.monotonic() - train_started),
-            scaler=scaler.state_dict() if scaler is not None else None,
+            scaler=scaler.state_dict() if scaler.is_enabled() else None,
         )
         exported = _export(unet, settings)
 
@@ -698,21 +699,21 @@ def train_lora(
 
 def _train_step(
     comps: LoraComponents,
-    settings: LoraSettings,
     generator: torch.Generator,
-    latent_mean: torch.Tensor,
-    latent_std: torch.Tensor,
+    latent_stats: tuple[torch.Tensor, torch.Tensor],
     time_ids: torch.Tensor,
     text: tuple[torch.Tensor, torch.Tensor],
     precision: str,
-    scaler: Any,
+    scaler: torch.amp.GradScaler,
     optimizer: torch.optim.Optimizer,
-    params: list[torch.nn.Parameter],
-    device: torch.device,
+    settings: LoraSettings,
 ) -> float:
     """One optimisation step; every random draw comes from ``generator`` (CPU), in a fixed order."""
     batch = settings.batch_size
     scheduler = comps.noise_scheduler
+    latent_mean, latent_std = latent_stats
+    device = latent_mean.device
+    params = optimizer.param_groups[0]["params"]
     index = torch.randint(0, latent_mean.shape[0], (batch,), generator=generator)
     shape = (batch, *latent_mean.shape[1:])
     sample_noise = torch.randn(shape, generator=generator).to(device)
@@ -745,16 +746,11 @@ def _train_step(
             return_dict=False,
         )[0]
     loss = F.mse_loss(prediction.float(), target.float(), reduction="mean")
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        optimizer.step()
+    scaler.scale(loss).backward()  # a disabled scaler (all but fp16) passes everything through
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return float(loss.detach().item())
 
@@ -775,21 +771,15 @@ def _load_optimizer_state(
     params: list[tuple[str, torch.nn.Parameter]],
     saved: Mapping[str, torch.Tensor],
 ) -> None:
-    state_dict = optimizer.state_dict()
-    restored: dict[int, dict[str, torch.Tensor]] = {}
+    state = {}
     for index, (key, _) in enumerate(params):
-        entry = {
-            name[len(key) + 1 :]: tensor.clone()
-            for name, tensor in saved.items()
-            if name.startswith(key + ".")
-        }
-        entry = {name: tensor for name, tensor in entry.items() if "." not in name}
+        names = {k[len(key) + 1 :] for k in saved if k.startswith(key + ".")}
+        entry = {name: saved[f"{key}.{name}"].clone() for name in names if "." not in name}
         if entry:
-            restored[index] = entry
-    if saved and len(restored) != len(params):
+            state[index] = entry
+    if saved and len(state) != len(params):
         raise InvalidRequest("The saved LoRA training state does not match this model's adapter layers.")
-    state_dict["state"] = restored
-    optimizer.load_state_dict(state_dict)
+    optimizer.load_state_dict({**optimizer.state_dict(), "state": state})
 
 
 def validate_lora_state_dict(state_dict: Mapping[str, Any], model: Any) -> dict[str, int]:

@@ -36,7 +36,7 @@ def load_components(tiny_repo, dtype=None, device="cpu") -> lora.LoraComponents:
     """A pipeline's modules (UNet and text encoders in ``dtype``, the VAE in float32) on ``device``."""
     from diffusers import StableDiffusionXLPipeline
 
-    pipeline = StableDiffusionXLPipeline.from_pretrained(tiny_repo, torch_dtype=dtype).to(device)
+    pipeline = StableDiffusionXLPipeline.from_pretrained(tiny_repo, dtype=dtype or torch.float32).to(device)
     pipeline.vae.to(torch.float32)
     return lora.LoraComponents.from_pipeline(pipeline)
 

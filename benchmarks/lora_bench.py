@@ -185,10 +185,12 @@ def main() -> None:
         resolutions = args.resolutions or [768, 1024]
         steps = args.steps or 15
     else:
+        from diffusers import StableDiffusionXLPipeline
+
         from headshot.tiny import ensure_tiny_models
 
         repo = ensure_tiny_models(128)["sdxl"]
-        components = lora.LoraComponents.from_pretrained(repo, device="cpu")
+        components = lora.LoraComponents.from_pipeline(StableDiffusionXLPipeline.from_pretrained(repo))
         label = "cpu_tiny"
         resolutions = args.resolutions or [lora.default_resolution(components.unet, components.vae)]
         steps = args.steps or 10

@@ -7,7 +7,8 @@ weights trained by :mod:`headshot.lora`.
 
 The identity file is safetensors only: it is parsed as data and never unpickled. Tensors:
 ``face_embedding`` (float32, D), ``face_keypoints`` (float32, 5x2, 0..1 within the crop),
-``reference_crop`` (uint8, HxWx3) and the LoRA tensors under ``lora.``. Metadata (all strings): ``format``,
+``reference_crop`` (uint8, HxWx3) and the LoRA tensors under ``lora.`` (checked by
+:func:`check_lora_state_dict`, the one LoRA check, also run before a render). Metadata (all strings): ``format``,
 ``format_version``, ``method``, ``face_pack``, ``embedding_size``, ``base_model``, ``selfie_count``,
 ``created`` and, with a LoRA, ``lora_config`` (JSON). :func:`load_identity` checks all of it and refuses
 anything else with an :class:`errors.IdentityFileError` whose message starts "This identity file ...".
@@ -22,7 +23,7 @@ import os
 import re
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -329,55 +330,112 @@ def _check_metadata(metadata: dict[str, str], *, face_pack: str, base_model: str
     }
 
 
-_LORA_PAIRS = (  # (down/A suffix, up/B suffix): peft, diffusers and kohya names
-    (re.compile(r"^(?P<base>.+)\.lora_A(?P<adapter>\.[^.]+)?\.weight$"), "lora_B"),
-    (re.compile(r"^(?P<base>.+)\.lora\.down\.weight$"), "lora.up"),
-    (re.compile(r"^(?P<base>.+)\.lora_down\.weight$"), "lora_up"),
-)
-_LORA_UP = re.compile(r"\.(lora_B(\.[^.]+)?|lora\.up|lora_up)\.weight$")
+# The one accepted LoRA format, checked when an identity file is read and again before a render
+# (adapters.check_lora_for_unet, with the UNet's layer shapes): what lora.train_lora exports, diffusers'
+# layout "unet.<module path>.lora_A.weight" / ".lora_B.weight" on the attention projections, alpha folded in.
+LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
+MAX_LORA_RANK = 128
+_LORA_KEY = re.compile(r"^unet\.(?P<path>[A-Za-z0-9_.]+)\.(?P<kind>lora_A|lora_B)\.weight$")
+_LORA_FORMAT = "the diffusers layout 'unet.<module>.lora_A.weight' / '.lora_B.weight' that this app trains"
 
 
-def _check_lora(lora: dict[str, torch.Tensor], lora_config: dict[str, Any] | None) -> None:
-    """LoRA tensors: floating dtypes, finite values, every down (A) matrix with a matching up (B) one."""
+def _refuse_lora(problem: str) -> errors.IdentityFileError:
+    return errors.IdentityFileError(
+        f"This identity file's LoRA {problem}. Create it again here from your selfies."
+    )
+
+
+def _foreign_lora_name(name: str) -> str | None:
+    """Why a tensor name is not in the accepted format, naming the format it looks like; None if it is."""
+    if name.startswith(("lora_unet_", "lora_te")) or ".lora_down." in name or ".lora_up." in name:
+        return f"has a tensor in another format (kohya name {name!r})"
+    if name.endswith(".alpha") or name == "alpha":
+        return f"has a separate alpha tensor {name!r} (this app folds alpha into the weights)"
+    if name.startswith(("text_encoder", "te_", "te1", "te2")):
+        return f"has text-encoder weights ({name!r}); this app trains and uses UNet LoRAs only"
+    if ".lora.down." in name or ".lora.up." in name:
+        return f"has a tensor in another format (old diffusers name {name!r})"
+    match = _LORA_KEY.match(name)
+    if match is None:
+        return f"has an unexpected tensor {name!r}"
+    path = match["path"]
+    if not (path.rsplit(".", 1)[-1] in LORA_TARGET_MODULES or path.endswith(".to_out.0")):
+        targets = ", ".join(LORA_TARGET_MODULES)
+        return f"has a tensor {name!r} that is not on an attention projection ({targets})"
+    return None
+
+
+def check_lora_state_dict(
+    state_dict: Mapping[str, Any],
+    shapes: Mapping[str, tuple[int, int]] | None = None,
+    *,
+    rank: int | None = None,
+    max_rank: int = MAX_LORA_RANK,
+) -> dict[str, int]:
+    """The one LoRA tensor check: when an identity file is read and (with ``shapes``) before a render.
+
+    Accepted: :data:`_LORA_FORMAT`, float16/bfloat16/float32 matrices in complete A/B pairs of one rank
+    (1..``max_rank``; ``rank`` when the file's config names one), finite values. Kohya names, separate
+    ``alpha`` tensors, text-encoder weights and anything else are refused. ``shapes`` maps a UNet module
+    path to its ``(in_features, out_features)`` (``adapters.lora_target_shapes``): each pair must name
+    such a layer and fit it. Raises :class:`errors.IdentityFileError`; returns ``{"rank", "layers"}``.
+    """
     import torch
 
-    if not lora:
-        raise _refuse("says it holds a LoRA, but has no LoRA weights.")
-    for name, tensor in lora.items():
-        if str(tensor.dtype).replace("torch.", "") not in LORA_DTYPES:
-            raise _refuse(
-                f"has a LoRA tensor {name!r} of type {tensor.dtype}; expected float16/32 or bfloat16."
+    if not isinstance(state_dict, Mapping) or not state_dict:
+        raise _refuse_lora("has no weights (the identity file says it holds a LoRA, but has no LoRA weights)")
+    pairs: dict[str, dict[str, Any]] = {}
+    for name, tensor in state_dict.items():
+        if not isinstance(name, str):
+            raise _refuse_lora("has a tensor name that is not text")
+        why = _foreign_lora_name(name)
+        if why is not None:
+            raise _refuse_lora(f"{why}; it must be in {_LORA_FORMAT}")
+        if not torch.is_tensor(tensor) or str(tensor.dtype).removeprefix("torch.") not in LORA_DTYPES:
+            kind = getattr(tensor, "dtype", type(tensor).__name__)
+            raise _refuse_lora(f"has a tensor {name!r} of type {kind}; expected float16/32 or bfloat16")
+        if tensor.ndim != 2:
+            raise _refuse_lora(f"has a tensor {name!r} of shape {tuple(tensor.shape)}, not a matrix")
+        match = _LORA_KEY.match(name)
+        pairs.setdefault(match["path"], {})[match["kind"]] = (name, tensor)
+    ranks = set()
+    for path, pair in pairs.items():
+        if len(pair) != 2:
+            ((kind, (name, _)),) = pair.items()
+            partner = name.replace(f".{kind}.", ".lora_B." if kind == "lora_A" else ".lora_A.")
+            raise _refuse_lora(f"has a tensor {name!r} without its partner {partner!r}")
+        (a_name, down), (b_name, up) = pair["lora_A"], pair["lora_B"]
+        if down.shape[0] != up.shape[1]:
+            raise _refuse_lora(
+                f"has matrices of different ranks that do not fit together: {a_name!r} "
+                f"{tuple(down.shape)} and {b_name!r} {tuple(up.shape)}"
             )
-        if not bool(torch.isfinite(tensor).all()):
-            raise _refuse(f"has a damaged LoRA tensor {name!r} (NaN or infinite values).")
-    ups_seen: set[str] = set()
-    for name, down in lora.items():
-        for pattern, up_name in _LORA_PAIRS:
-            match = pattern.match(name)
-            if not match:
-                continue
-            adapter = match.groupdict().get("adapter") or ""
-            partner = f"{match['base']}.{up_name}{adapter}.weight"
-            up = lora.get(partner)
-            if up is None:
-                raise _refuse(f"has a LoRA tensor {name!r} without its partner {partner!r}.")
-            if down.ndim < 2 or up.ndim < 2 or down.shape[0] != up.shape[1]:
-                raise _refuse(
-                    f"has LoRA tensors that do not fit together: {name!r} {tuple(down.shape)} and "
-                    f"{partner!r} {tuple(up.shape)}."
+        if not 1 <= down.shape[0] <= max_rank:
+            raise _refuse_lora(f"has rank {down.shape[0]} at {path!r}, outside 1-{max_rank}")
+        if rank is not None and down.shape[0] != rank:
+            raise _refuse_lora(f"has a tensor {a_name!r} of rank {down.shape[0]}, not the configured {rank}")
+        if shapes is not None:
+            shape = shapes.get(path)
+            if shape is None:
+                raise _refuse_lora(
+                    f"has weights for a layer {path!r} that the base model does not have "
+                    "(it was trained on another model)"
                 )
-            settings = lora_config or {}
-            rank = next((settings[k] for k in ("r", "rank") if type(settings.get(k)) is int), None)
-            if rank is not None and not settings.get("rank_pattern") and down.shape[0] != rank:
-                raise _refuse(
-                    f"has a LoRA tensor {name!r} of rank {down.shape[0]}, not the configured {rank}."
+            if down.shape[1] != shape[0] or up.shape[0] != shape[1]:
+                raise _refuse_lora(
+                    f"does not fit the base model at {path!r} (LoRA {tuple(up.shape)} x {tuple(down.shape)}, "
+                    f"layer {shape[1]} x {shape[0]})"
                 )
-            ups_seen.add(partner)
-    orphans = [name for name in lora if _LORA_UP.search(name) and name not in ups_seen]
-    if orphans:
-        raise _refuse(f"has a LoRA tensor {orphans[0]!r} without its partner.")
-    if not ups_seen:
-        raise _refuse("holds no LoRA weight pairs (lora_A/lora_B) that this app can use.")
+        for name, tensor in ((a_name, down), (b_name, up)):
+            if not bool(torch.isfinite(tensor).all()):
+                raise _refuse_lora(f"has a damaged tensor {name!r} (NaN or infinite values)")
+        ranks.add(int(down.shape[0]))
+    return {"rank": max(ranks), "layers": len(pairs)}
+
+
+def _configured_rank(lora_config: dict[str, Any] | None) -> int | None:
+    settings = lora_config or {}
+    return next((settings[k] for k in ("r", "rank") if type(settings.get(k)) is int), None)
 
 
 def _check_content(
@@ -441,7 +499,7 @@ def _check_content(
 
     lora = {n[len(LORA_PREFIX) :]: t for n, t in tensors.items() if n.startswith(LORA_PREFIX)}
     if meta["method"] == "lora":
-        _check_lora(lora, meta["lora_config"])
+        check_lora_state_dict(lora, rank=_configured_rank(meta["lora_config"]))
     elif lora:
         raise _refuse("is an InstantID identity but holds LoRA weights.")
     return meta

@@ -149,9 +149,7 @@ def check_for_models(models: Models, request: RenderRequest) -> None:
             f"{models.embedding_size}: it was made with other face models."
         )
     if request.lora is not None:
-        from . import lora
-
-        lora.validate_lora_state_dict(request.lora["state_dict"], models.pipe)
+        adapters.check_lora_for_unet(request.lora["state_dict"], models.pipe.unet)
 
 
 @contextlib.contextmanager

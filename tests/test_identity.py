@@ -140,7 +140,7 @@ def refused(data, match: str | None = None, **kw) -> str:
     with pytest.raises(errors.IdentityFileError) as info:
         load(data, **kw)
     message = str(info.value)
-    assert message.startswith("This identity file "), message
+    assert message.startswith(("This identity file ", "This identity file's LoRA ")), message
     assert info.value.code == "invalid_identity"
     if match is not None:
         assert match in message, message
@@ -547,21 +547,84 @@ def test_malformed_lora_refused(lora_identity):
     ints = {**good, a_name: torch.zeros(4, 32, dtype=torch.int32)}
     refused(_lora_file(lora_identity, ints), "int32")
 
+    vector = {**good, a_name: torch.zeros(32)}
+    refused(_lora_file(lora_identity, vector), "not a matrix")
+
+    too_big = identity.MAX_LORA_RANK + 1
+    big = {**good, a_name: torch.zeros(too_big, 32), b_name: torch.zeros(32, too_big)}
+    refused(_lora_file(lora_identity, big, {"r": None}), f"rank {too_big}")
+
     refused(_lora_file(lora_identity, {}), "no LoRA weights")
-    refused(_lora_file(lora_identity, {"x.alpha": torch.ones(())}), "no LoRA weight pairs")
     refused(_lora_file(lora_identity, good, {"r": 8}), "not the configured 8")
     refused(_lora_file(lora_identity, good, {"r": None, "rank": 16}), "not the configured 16")
-    # a rank pattern allows ranks per layer
-    assert load(_lora_file(lora_identity, good, {"r": 8, "rank_pattern": {"to_q": 4}})).lora
+    not_attention = {
+        "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight": torch.zeros(4, 32),
+        "unet.down_blocks.0.attentions.0.proj_in.lora_B.weight": torch.zeros(32, 4),
+    }
+    refused(_lora_file(lora_identity, not_attention), "not on an attention projection")
 
 
-def test_diffusers_and_kohya_lora_names_accepted(lora_identity):
-    down, up = torch.randn(4, 16).half(), torch.randn(16, 4).half()
-    for a, b in (("m.lora.down.weight", "m.lora.up.weight"), ("m.lora_down.weight", "m.lora_up.weight")):
-        back = load(_lora_file(lora_identity, {a: down, b: up, "m.alpha": torch.tensor(4.0)}))
-        assert torch.equal(back.lora[a], down) and torch.equal(back.lora[b], up)
-    adapter = {"m.lora_A.default.weight": down, "m.lora_B.default.weight": up}
-    assert set(load(_lora_file(lora_identity, adapter)).lora) == set(adapter)
+KOHYA_DOWN = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight"
+FOREIGN_LORAS = [  # one accepted format (diffusers, as lora.train_lora exports it); everything else is refused
+    pytest.param(
+        {KOHYA_DOWN: torch.zeros(4, 32), KOHYA_DOWN.replace("down", "up"): torch.zeros(32, 4)},
+        "in another format (kohya name 'lora_unet_down_blocks_1",
+        id="kohya",
+    ),
+    pytest.param(
+        {
+            "unet.m.to_q.lora_down.weight": torch.zeros(4, 32),
+            "unet.m.to_q.lora_up.weight": torch.zeros(32, 4),
+        },
+        "kohya name",
+        id="kohya-suffixes",
+    ),
+    pytest.param(
+        {"unet.m.to_q.alpha": torch.tensor(4.0)}, "separate alpha tensor 'unet.m.to_q.alpha'", id="alpha"
+    ),
+    pytest.param(
+        {
+            "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(4, 32),
+            "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight": torch.zeros(32, 4),
+        },
+        "text-encoder weights",
+        id="text-encoder",
+    ),
+    pytest.param(
+        {
+            "unet.m.to_q.lora.down.weight": torch.zeros(4, 32),
+            "unet.m.to_q.lora.up.weight": torch.zeros(32, 4),
+        },
+        "old diffusers name",
+        id="old-diffusers",
+    ),
+    pytest.param(
+        {
+            "unet.m.to_q.lora_A.default.weight": torch.zeros(4, 32),
+            "unet.m.to_q.lora_B.default.weight": torch.zeros(32, 4),
+        },
+        "unexpected tensor 'unet.m.to_q.lora_",
+        id="peft-adapter-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "match"), FOREIGN_LORAS)
+def test_foreign_lora_formats_refused_at_load(lora_identity, extra, match):
+    """Refused when the file is read (the upload), with the reason, never later at Generate."""
+    message = refused(_lora_file(lora_identity, {**lora_tensors(), **extra}), match)
+    assert message.startswith("This identity file's LoRA ") and "diffusers layout" in message
+
+
+def test_lora_check_is_the_one_used_before_a_render():
+    good = lora_tensors()
+    assert identity.check_lora_state_dict(good) == {"rank": 4, "layers": 3}
+    paths = {k.removeprefix("unet.").rsplit(".lora_", 1)[0] for k in good}
+    assert identity.check_lora_state_dict(good, {p: (32, 32) for p in paths})["layers"] == 3
+    with pytest.raises(errors.IdentityFileError, match="does not fit the base model"):
+        identity.check_lora_state_dict(good, {p: (64, 64) for p in paths})
+    with pytest.raises(errors.IdentityFileError, match="that the base model does not have"):
+        identity.check_lora_state_dict(good, {})
 
 
 def test_save_refuses_inconsistent_identity(fake_identity):

@@ -1,7 +1,8 @@
 """The benchmark suite (benchmarks/run.py, likeness.py, gpu_bench.py) and the pipeline's fast-path switches.
 
-Cheap pieces run in-process with reduced repeats; the ones that start the app (or build the reduced
-full-size models) are marked slow. Every figure is one JSON line ``{"name", "value", "unit", ...}``.
+Cheap pieces run in the fast tier; whole benchmark runs (in-process with reduced repeats, starting the
+app, or building the reduced full-size models) are marked slow. Every figure is one JSON line
+``{"name", "value", "unit", ...}``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def by_name(items: list[dict]) -> dict[str, dict]:
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a whole benchmark run: face analysis on photos and bare vs our renders (~10 s)
 def test_validate_and_render_overhead_lines(shared_dir):
     out = io.StringIO()
     argv = ["--only", "validate", "render_overhead", "--data", str(shared_dir)]
@@ -135,6 +137,7 @@ def test_identity_is_scored_only_against_held_out_photos(faces_dir, analyzer):
     assert len(person.held_out_embeddings) == len(person.held_out)
 
 
+@pytest.mark.slow  # a whole benchmark run: identities made and rendered for each method (~11 s)
 def test_likeness_quick_lines(capsys, faces_dir, analyzer):
     returned = likeness.main(["--quick", "--faces-dir", str(faces_dir / "same_person")])
     results = by_name(records(capsys.readouterr().out))

@@ -1,8 +1,7 @@
 """The benchmark suite (benchmarks/run.py, likeness.py, gpu_bench.py) and the pipeline's fast-path switches.
 
-Cheap pieces run in the fast tier; whole benchmark runs (in-process with reduced repeats, starting the
-app, or building the reduced full-size models) are marked slow. Every figure is one JSON line
-``{"name", "value", "unit", ...}``.
+Cheap pieces run in-process with reduced repeats; the ones that start the app (or build the reduced
+full-size models) are marked slow. Every figure is one JSON line ``{"name", "value", "unit", ...}``.
 """
 
 from __future__ import annotations

@@ -252,8 +252,8 @@ def calls(load_app, faces_dir, tmp_path_factory) -> dict[str, Call]:
 
 # How many requests of each kind the load sends (REQUESTS in all), in a fixed shuffled order. Cheap
 # requests dominate: renders share the one GPU slot and face analysis one lock, so they set the pace.
-# (Hostile files that decode, such as a 1x1 PNG, are left to test_hardening: each costs a full face
-# detection, more than a real photo.)
+# (Hostile files that decode, such as a 1x1 PNG, are left to the core tests in test_validation.py:
+# each costs a full face detection, more than a real photo.)
 COUNTS = {
     "validate-bad": 144,
     "validate-photo": 30,

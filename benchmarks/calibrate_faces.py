@@ -72,7 +72,7 @@ def main() -> None:
             bgr = imaging.to_bgr(small)
             for side in (320, 640):
                 size = det_size_for(bgr.shape[1], bgr.shape[0], side)
-                bboxes, _ = analyzer._det.detect(bgr, input_size=size, det_thresh=0.05)  # noqa: SLF001
+                bboxes, _ = analyzer._det.detect(bgr, input_size=size, det_thresh=0.05)
                 low.append((path, side, float(bboxes[:, 4].max()) if len(bboxes) else 0.0))
     for path, side, best in low:
         print(f"  {path:60s} at {side} px: best candidate score={best:.3f}")
@@ -101,10 +101,10 @@ def main() -> None:
         for label, photo in (("upright", img), ("upside down", img.rotate(180))):
             small, _ = imaging.downscale(photo, config.ANALYSIS_MAX_SIDE)
             bgr = imaging.to_bgr(small)
-            dets = analyzer._detect_bgr(bgr, det_size_for(bgr.shape[1], bgr.shape[0], 320))  # noqa: SLF001
+            dets = analyzer._detect_bgr(bgr, det_size_for(bgr.shape[1], bgr.shape[0], 320))
             if dets:
                 largest = max(dets, key=lambda d: (d.bbox[2] - d.bbox[0]) * (d.bbox[3] - d.bbox[1]))
-                as_is, turned = analyzer._orientation_scores(bgr, largest)  # noqa: SLF001
+                as_is, turned = analyzer._orientation_scores(bgr, largest)
                 margins[label].append(turned - as_is)
     for label, values in margins.items():
         print(f"{label:12s} {pct(values)}  (upside down when > {ORIENTATION_MARGIN})")

@@ -28,10 +28,10 @@ os.environ.setdefault("HEADSHOT_PROFILE", "tiny")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from headshot import imaging, instantid, pipeline, recipe  # noqa: E402
+from headshot import imaging, instantid, pipeline, recipe
 
 EMBEDDING_SIZE = 128
 

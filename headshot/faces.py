@@ -614,7 +614,7 @@ class FaceAnalyzer:
         if not found or max(_short_side(d) for d in found) >= TIGHT_CROP_FRACTION * min(width, height):
             # Nothing found, or a face that fills the frame (its box and keypoints are more accurate when
             # the face is seen whole, inside a border).
-            pad = max(1, int(round(max(width, height) * RETRY_BORDER)))
+            pad = max(1, round(max(width, height) * RETRY_BORDER))
             padded = np.zeros((height + 2 * pad, width + 2 * pad, 3), dtype=np.uint8)
             padded[pad : pad + height, pad : pad + width] = bgr
             framed = [d for d in self._detect_bgr(padded, RETRY_DET_SIZE) if _short_side(d) >= min_size]

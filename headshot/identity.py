@@ -334,7 +334,6 @@ def _check_metadata(metadata: dict[str, str], *, face_pack: str, base_model: str
 # (adapters.check_lora_for_unet, with the UNet's layer shapes): what lora.train_lora exports, diffusers'
 # layout "unet.<module path>.lora_A.weight" / ".lora_B.weight" on the attention projections, alpha folded in.
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
-MAX_LORA_RANK = 128
 _LORA_KEY = re.compile(r"^unet\.(?P<path>[A-Za-z0-9_.]+)\.(?P<kind>lora_A|lora_B)\.weight$")
 _LORA_FORMAT = "the diffusers layout 'unet.<module>.lora_A.weight' / '.lora_B.weight' that this app trains"
 
@@ -370,7 +369,7 @@ def check_lora_state_dict(
     shapes: Mapping[str, tuple[int, int]] | None = None,
     *,
     rank: int | None = None,
-    max_rank: int = MAX_LORA_RANK,
+    max_rank: int = config.MAX_LORA_RANK,
 ) -> dict[str, int]:
     """The one LoRA tensor check: when an identity file is read and (with ``shapes``) before a render.
 
@@ -385,7 +384,7 @@ def check_lora_state_dict(
     if not isinstance(state_dict, Mapping) or not state_dict:
         raise _refuse_lora("has no weights (the identity file says it holds a LoRA, but has no LoRA weights)")
     pairs: dict[str, dict[str, Any]] = {}
-    for name, tensor in state_dict.items():
+    for name, tensor in sorted(state_dict.items(), key=lambda item: str(item[0])):  # the first in order
         if not isinstance(name, str):
             raise _refuse_lora("has a tensor name that is not text")
         why = _foreign_lora_name(name)

@@ -85,7 +85,7 @@ def heif_available() -> bool:
     with _HEIF_LOCK:
         if "ok" not in _HEIF_STATE:
             try:
-                import pillow_heif  # noqa: PLC0415 (optional dependency, imported on first use)
+                import pillow_heif
 
                 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
                 _HEIF_STATE["ok"] = True
@@ -422,7 +422,7 @@ def to_bgr(img: Image.Image) -> np.ndarray:
 def to_gray(img: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """``uint8`` HxW luminance of ``img`` (optionally of the region ``box`` = x0, y0, x1, y1, clamped)."""
     if box is not None:
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0, x1, y1 = (round(v) for v in box)
         x0, y0 = max(0, x0), max(0, y0)
         x1, y1 = min(img.width, x1), min(img.height, y1)
         if x1 <= x0 or y1 <= y0:

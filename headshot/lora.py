@@ -39,8 +39,6 @@ UNET_TARGET_MODULES: tuple[str, ...] = identity.LORA_TARGET_MODULES
 STATE_DICT_FORMAT = "diffusers-sdxl-lora"  # "unet.<module>.lora_A.weight" / ".lora_B.weight"
 STATE_FORMAT = "headshot-lora-state/1"
 TRAINING_ADAPTER = "headshot_lora_training"
-MAX_RANK = identity.MAX_LORA_RANK
-MAX_TRAIN_STEPS = 5000
 # Activation memory of one SDXL LoRA step at 1024 px, batch 1, bf16, without gradient checkpointing
 # (an estimate; calibrate with the peak memory that benchmarks/lora_bench.py --full-size prints).
 ACTIVATION_GIB_1024 = 24.0
@@ -122,14 +120,14 @@ class LoraSettings:
     def check(self) -> None:
         """Raise :class:`InvalidRequest` with a readable message for an out-of-range setting."""
         problems = []
-        if not (1 <= int(self.rank) <= MAX_RANK):
-            problems.append(f"rank must be between 1 and {MAX_RANK}")
+        if not (config.MIN_LORA_RANK <= int(self.rank) <= config.MAX_LORA_RANK):
+            problems.append(f"rank must be between {config.MIN_LORA_RANK} and {config.MAX_LORA_RANK}")
         if not (math.isfinite(self.alpha) and self.alpha > 0):
             problems.append("alpha must be a positive number")
-        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1e-2):
-            problems.append("learning rate must be above 0 and at most 0.01")
-        if not (1 <= int(self.steps) <= MAX_TRAIN_STEPS):
-            problems.append(f"steps must be between 1 and {MAX_TRAIN_STEPS}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= config.MAX_LORA_LEARNING_RATE):
+            problems.append(f"learning rate must be above 0 and at most {config.MAX_LORA_LEARNING_RATE}")
+        if not (config.MIN_LORA_STEPS <= int(self.steps) <= config.MAX_LORA_STEPS):
+            problems.append(f"steps must be between {config.MIN_LORA_STEPS} and {config.MAX_LORA_STEPS}")
         if not (1 <= int(self.batch_size) <= 16):
             problems.append("batch size must be between 1 and 16")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
@@ -347,7 +345,7 @@ def _centre_crop(image: Image.Image, resolution: int, zoom: float) -> Image.Imag
     width, height = image.size
     side = min(width, height) / zoom
     x0, y0 = (width - side) / 2.0, (height - side) / 2.0
-    box = tuple(int(round(v)) for v in (x0, y0, x0 + side, y0 + side))
+    box = tuple(round(v) for v in (x0, y0, x0 + side, y0 + side))
     return image.crop(box).resize((resolution, resolution), Image.Resampling.LANCZOS)
 
 

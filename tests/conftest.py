@@ -1,5 +1,9 @@
 """Shared fixtures: the offline tiny profile, the small face pack and the real test photos.
 
+Test tiers (markers declared in pyproject.toml): plain ``pytest`` runs the fast tier; ``pytest -m slow``
+runs the tests that start ``python app.py`` or a browser (they use the module-scoped ``app`` fixture
+below, or tests/e2e.py directly); ``gpu`` tests need CUDA and full-size models.
+
 Test data is found through ``HEADSHOT_TEST_DATA`` (a folder holding ``models/faces-small`` and
 ``testdata/faces``) or ``../shared`` beside the project; tests that need it skip with a reason
 when it is absent. Nothing from there is ever copied into the project.
@@ -40,9 +44,18 @@ if "HEADSHOT_CACHE_DIR" not in os.environ:
     os.environ["HEADSHOT_CACHE_DIR"] = str(ROOT / ".cache" / "test")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs a CUDA device and full-size models (off by default)")
-    config.addinivalue_line("markers", "slow: end-to-end tests that start the app or a browser")
+APP_FIXTURES = {"app", "client", "load_app"}  # each starts python app.py (tests/e2e.py)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that starts the app must be marked slow, so that plain ``pytest`` never starts it."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if APP_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("these tests start python app.py but are not marked slow: " + ", ".join(unmarked))
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +86,23 @@ def analyzer(face_pack):
     from headshot.faces import get_analyzer
 
     return get_analyzer()
+
+
+@pytest.fixture(scope="module")
+def app(shared_dir):
+    """``(url, process)`` of one ``python app.py`` (tiny profile) shared by the tests of a module. Only slow
+    tests may use it (tests/e2e.py starts it; the fast tier never does)."""
+    from tests.e2e import running_app
+
+    with running_app() as (url, proc):
+        yield url, proc
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    """A ``gradio_client`` on the module's app (plain HTTP on loopback: no SSL contexts to build)."""
+    gradio_client = pytest.importorskip("gradio_client")
+    return gradio_client.Client(app[0], verbose=False, ssl_verify=False)
 
 
 @pytest.fixture(scope="module")

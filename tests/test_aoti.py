@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import types
 from unittest.mock import patch
 
 import numpy as np
@@ -27,11 +28,7 @@ def _capture(module, call_method="forward"):
             super().__init__()
             self.call = (args, kwargs)
 
-    class Call:
-        args: tuple = ()
-        kwargs: dict = {}
-
-    call = Call()
+    call = types.SimpleNamespace(args=(), kwargs={})
 
     def raise_(*args, **kwargs):
         raise Captured(*args, **kwargs)

@@ -1,4 +1,5 @@
-"""End to end: ``python app.py`` started as a user starts it, then driven through ``gradio_client``."""
+"""End to end: ``python app.py`` started as a user starts it (once for the module: the ``app`` fixture in
+conftest.py), then driven through ``gradio_client``."""
 
 from __future__ import annotations
 
@@ -9,21 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import running_app
-
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def app(shared_dir):
-    with running_app() as (url, proc):
-        yield url, proc
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return gradio_client.Client(app[0], verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +89,7 @@ def test_selfies_to_headshots_and_pack(client, obama):
 def test_bad_identity_file_is_refused_clearly(client, tmp_path):
     bad = tmp_path / "identity.safetensors"
     bad.write_bytes(b"\x80\x04\x95 pickle bytes, not an identity")
-    with pytest.raises(Exception, match="(?i)identity file"):
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"(?i)identity file"):
         client.predict(identity=gradio_client.handle_file(str(bad)), style="corporate-grey", api_name="/generate")
     assert client.predict(api_name="/list_styles")
 
@@ -113,8 +101,8 @@ def test_lora_identity_through_the_api(client, obama):
     plain, _ = client.predict(selfies=files(obama), method="instantid", api_name="/create_identity")
 
     def render(path, **extra):
-        gallery, info = client.predict(identity=gradio_client.handle_file(path), style="corporate-grey",
-                                       num_images=1, seed=9, api_name="/generate", **extra)
+        gallery, _ = client.predict(identity=gradio_client.handle_file(path), style="corporate-grey",
+                                    num_images=1, seed=9, api_name="/generate", **extra)
         return Path(gallery[0]["image"]).read_bytes()
 
     with_lora = render(identity)

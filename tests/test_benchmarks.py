@@ -46,6 +46,7 @@ def by_name(items: list[dict]) -> dict[str, dict]:
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a whole benchmark run: face analysis on photos and bare vs our renders (~10 s)
 def test_validate_and_render_overhead_lines(shared_dir):
     out = io.StringIO()
     argv = ["--only", "validate", "render_overhead", "--data", str(shared_dir)]
@@ -130,6 +131,7 @@ def test_identity_is_scored_only_against_held_out_photos(faces_dir, analyzer):
     assert len(person.held_out_embeddings) == len(person.held_out)
 
 
+@pytest.mark.slow  # a whole benchmark run: identities made and rendered for each method (~11 s)
 def test_likeness_quick_lines(capsys, faces_dir, analyzer):
     returned = likeness.main(["--quick", "--faces-dir", str(faces_dir / "same_person")])
     results = by_name(records(capsys.readouterr().out))

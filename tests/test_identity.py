@@ -550,7 +550,7 @@ def test_malformed_lora_refused(lora_identity):
     vector = {**good, a_name: torch.zeros(32)}
     refused(_lora_file(lora_identity, vector), "not a matrix")
 
-    too_big = identity.MAX_LORA_RANK + 1
+    too_big = config.MAX_LORA_RANK + 1
     big = {**good, a_name: torch.zeros(too_big, 32), b_name: torch.zeros(32, too_big)}
     refused(_lora_file(lora_identity, big, {"r": None}), f"rank {too_big}")
 
@@ -620,9 +620,9 @@ def test_lora_check_is_the_one_used_before_a_render():
     good = lora_tensors()
     assert identity.check_lora_state_dict(good) == {"rank": 4, "layers": 3}
     paths = {k.removeprefix("unet.").rsplit(".lora_", 1)[0] for k in good}
-    assert identity.check_lora_state_dict(good, {p: (32, 32) for p in paths})["layers"] == 3
+    assert identity.check_lora_state_dict(good, dict.fromkeys(paths, (32, 32)))["layers"] == 3
     with pytest.raises(errors.IdentityFileError, match="does not fit the base model"):
-        identity.check_lora_state_dict(good, {p: (64, 64) for p in paths})
+        identity.check_lora_state_dict(good, dict.fromkeys(paths, (64, 64)))
     with pytest.raises(errors.IdentityFileError, match="that the base model does not have"):
         identity.check_lora_state_dict(good, {})
 

@@ -185,11 +185,11 @@ def test_image_counts_candidates_and_packs(counted_renders):
     counted_renders.clear()
 
     refused = [
-        dict(num_images=top + 1),
-        dict(num_images=0),
-        dict(best_of=best + 1),
-        dict(best_of=0),  # 0 is a value (refused), never "the default"
-        dict(num_images=per_pack + 1, best_of=best),  # more renders than MAX_PACK_IMAGES
+        {"num_images": top + 1},
+        {"num_images": 0},
+        {"best_of": best + 1},
+        {"best_of": 0},  # 0 is a value (refused), never "the default"
+        {"num_images": per_pack + 1, "best_of": best},  # more renders than MAX_PACK_IMAGES
     ]
     for options in refused:
         with pytest.raises(InvalidRequest):
@@ -245,12 +245,12 @@ def test_lora_settings_limits():
     studio.check_lora_settings(config.MAX_LORA_STEPS, config.MAX_LORA_RANK, config.MAX_LORA_LEARNING_RATE)
     studio.check_lora_settings(None, None, None)  # the defaults
     for bad, word in (
-        (dict(steps=config.MAX_LORA_STEPS + 1), "steps"),
-        (dict(steps=0), "steps"),
-        (dict(rank=config.MAX_LORA_RANK + 1), "rank"),
-        (dict(rank=0), "rank"),
-        (dict(learning_rate=config.MAX_LORA_LEARNING_RATE * 1.01), "learning rate"),
-        (dict(learning_rate=0.0), "learning rate"),
+        ({"steps": config.MAX_LORA_STEPS + 1}, "steps"),
+        ({"steps": 0}, "steps"),
+        ({"rank": config.MAX_LORA_RANK + 1}, "rank"),
+        ({"rank": 0}, "rank"),
+        ({"learning_rate": config.MAX_LORA_LEARNING_RATE * 1.01}, "learning rate"),
+        ({"learning_rate": 0.0}, "learning rate"),
     ):
         with pytest.raises(InvalidRequest, match=word):
             studio.check_lora_settings(**bad)
@@ -332,7 +332,7 @@ def test_serve_starts_preload_sweeper_and_launches(monkeypatch):
 def test_api_sentinels_become_none_and_zero_stays_zero():
     from headshot import ui
 
-    common = dict(prompt="", negative_prompt="", fast=False, best_of=1, lora_strength=1.0, ai_mark=False)
+    common = {"prompt": "", "negative_prompt": "", "fast": False, "best_of": 1, "lora_strength": 1.0, "ai_mark": False}
     unset = ui._options(**common, linkedin=False, seed=-1)  # the API's defaults
     assert (unset.seed, unset.steps, unset.guidance, unset.aspect) == (None, None, None, None)
     assert (unset.identity_strength, unset.identitynet_strength) == (None, None)

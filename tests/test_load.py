@@ -252,8 +252,8 @@ def calls(load_app, faces_dir, tmp_path_factory) -> dict[str, Call]:
 
 # How many requests of each kind the load sends (REQUESTS in all), in a fixed shuffled order. Cheap
 # requests dominate: renders share the one GPU slot and face analysis one lock, so they set the pace.
-# (Hostile files that decode, such as a 1x1 PNG, are left to test_hardening: each costs a full face
-# detection, more than a real photo.)
+# (Hostile files that decode, such as a 1x1 PNG, are left to the core tests in test_validation.py:
+# each costs a full face detection, more than a real photo.)
 COUNTS = {
     "validate-bad": 144,
     "validate-photo": 30,
@@ -282,6 +282,7 @@ def test_the_answers_tell_requests_apart(alone):
     images = {name: alone[name].value["images"] for name in alone if name.startswith("generate")}
     assert len({tuple(v) for v in images.values()}) == len(images), images
     assert "sexual content" in alone["refused-prompt"].value
+    assert "respectful professional portraits" in alone["refused-prompt"].value  # says what to do instead
     report = alone["validate-bad"].value
     codes = [s["issues"][0]["code"] for s in report["selfies"]]
     assert codes == ["unreadable_image", "too_large", "unreadable_image"]
@@ -355,7 +356,7 @@ def test_load_answers_equal_the_answers_alone(load_run, alone):
         for name in COUNTS
         if any(o.call == name for o in outcomes)
     }
-    print(
+    print(  # noqa: T201 (the load's figures, shown by pytest -rP or -s)
         f"\nload: {len(outcomes)} answers in {load_run['elapsed']:.1f} s by {USERS} users, {dict(kinds)}, "
         f"{sum(o.busy for o in outcomes)} busy answers retried; mean latency {latency}; CPU seconds: "
         f"server {load_run['cpu'][0]:.1f}, clients {load_run['cpu'][1]:.1f}"
@@ -385,7 +386,7 @@ def test_memory_stays_flat_under_load(load_run):
     assert len(warm) >= 2, samples
     baseline, final, peak = warm[0], warm[-1], max(warm)
     mb = 1024 * 1024
-    print(
+    print(  # noqa: T201 (the memory figures, shown by pytest -rP or -s)
         f"\nRSS: {samples[0][1] / mb:.0f} MB before, {baseline / mb:.0f} MB after {WARM_UP} requests, "
         f"{final / mb:.0f} MB at the end, peak {peak / mb:.0f} MB"
     )
@@ -410,7 +411,7 @@ def test_a_burst_beyond_the_queue_gets_busy_answers_and_the_rest_is_served(load_
     for thread in threads:
         thread.join(120)
     kinds = Counter(a.kind for a in answers)
-    print(f"\nburst of {burst}: {dict(kinds)}")
+    print(f"\nburst of {burst}: {dict(kinds)}")  # noqa: T201 (shown by pytest -rP or -s)
     assert set(kinds) <= {"ok", "busy"}, answers
     assert kinds["busy"] >= 1 and kinds["ok"] >= 1, kinds
     for answer in answers:

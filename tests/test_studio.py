@@ -74,7 +74,7 @@ def test_best_of_renders_more_candidates_and_keeps_the_best(monkeypatch, identit
 
 
 def test_pack_zip_has_every_style_with_metadata(identity, analyzer, tmp_path):
-    options = studio.GenerateOptions(seed=3, linkedin=True, prompt="navy blazer")
+    options = studio.GenerateOptions(seed=3, steps=2, linkedin=True, prompt="navy blazer")
     result = studio.generate_pack(identity, ["corporate-grey", "classic-bw"], 2, options, analyzer=analyzer)
 
     with zipfile.ZipFile(result.zip_path) as archive:
@@ -97,9 +97,9 @@ def test_pack_zip_has_every_style_with_metadata(identity, analyzer, tmp_path):
 
 
 def test_same_seed_same_pack_and_ai_mark_is_visible(identity, analyzer):
-    plain = studio.generate(identity, "tech-casual", studio.GenerateOptions(seed=8), analyzer=analyzer)
-    again = studio.generate(identity, "tech-casual", studio.GenerateOptions(seed=8), analyzer=analyzer)
-    marked = studio.generate(identity, "tech-casual", studio.GenerateOptions(seed=8, ai_mark=True),
+    plain = studio.generate(identity, "tech-casual", studio.GenerateOptions(seed=8, steps=2), analyzer=analyzer)
+    again = studio.generate(identity, "tech-casual", studio.GenerateOptions(seed=8, steps=2), analyzer=analyzer)
+    marked = studio.generate(identity, "tech-casual", studio.GenerateOptions(seed=8, steps=2, ai_mark=True),
                              analyzer=analyzer)
     a, b, m = (_load(r.headshots[0].path) for r in (plain, again, marked))
     assert a.tobytes() == b.tobytes()
@@ -174,6 +174,7 @@ def test_delete_my_data_removes_request_folders(identity, analyzer):
     assert studio.delete_paths(["/etc/passwd", None]) == 0  # only our own request folders
 
 
+@pytest.mark.slow  # a `python -m headshot` process
 def test_cli_end_to_end(obama, tmp_path):
     selfies = tmp_path / "selfies"
     selfies.mkdir()
@@ -192,6 +193,7 @@ def test_cli_end_to_end(obama, tmp_path):
     assert "100%" in proc.stderr  # the progress bar ran to the end
 
 
+@pytest.mark.slow  # a `python -m headshot` process
 def test_cli_reports_a_bad_folder_clearly(tmp_path):
     (tmp_path / "note.jpg").write_text("not a photo")
     proc = subprocess.run(

@@ -207,7 +207,7 @@ def test_style_files_use_the_same_limits(tmp_path):
 def test_bad_file_fails_the_whole_folder(tmp_path):
     write_style(tmp_path, "good")
     write_style(tmp_path, "bad", aspect="wide")
-    with pytest.raises(errors.StyleFileError, match="bad.toml"):
+    with pytest.raises(errors.StyleFileError, match=r"bad\.toml"):
         styles.load_styles(tmp_path)
 
 
@@ -304,8 +304,8 @@ REFUSED = [
     "s.e.x appeal",
     "n-a-k-e-d",
     "nüde",
-    "ｎｕｄｅ",  # full-width letters
-    "nudе",  # Cyrillic 'е'
+    "\uff4e\uff55\uff44\uff45",  # full-width letters
+    "nud\u0435",  # Cyrillic ie
     "nu\u200bde",  # zero-width space
     "nuuuude",
     "nudes",
@@ -363,7 +363,7 @@ def test_check_prompt_allows_innocent_words(text):
 
 
 def test_check_prompt_category_in_message():
-    with pytest.raises(errors.PromptRejected, match="sexual content .'nude'."):
+    with pytest.raises(errors.PromptRejected, match=r"sexual content .'nude'."):
         styles.check_prompt("Nude")
     with pytest.raises(errors.PromptRejected, match="degrading content"):
         styles.check_prompt("humiliating")

@@ -1,26 +1,13 @@
 """Face analysis over insightface + onnxruntime: model-pack resolution, detection, pose, embeddings.
 
-* **Model pack.** The folder in ``HEADSHOT_FACE_MODELS`` (any layout: the ONNX files directly inside it or
-  in one nested folder), else antelopev2, downloaded once into ``config.cache_dir()`` (Hugging Face Hub
-  first, the insightface release URL second) and unpacked whatever the zip's nesting. Only the detection
-  and recognition models are loaded. Without network and without a local pack,
-  :class:`errors.FaceModelsUnavailable` says what to set.
-* **Detection.** Photos are analysed at most ``config.ANALYSIS_MAX_SIDE`` px on their long side; boxes and
-  keypoints always come back in the pixels of the image given. A quick pass at 320 px settles most
-  selfies; small faces get the full 640 px pass; a face that fills the whole frame (a tight crop, a
-  150x150 face chip) is found inside a black border (see ``QUICK_DET_SIDE``). Detection scores under the
-  pack's threshold (0.5) are not faces: animals, landscapes and textures stay under it. Largest first.
-* **Pose.** Yaw, pitch and roll in degrees from the 5 keypoints (see :func:`pose_from_kps`); an
-  upside-down face (which SCRFD labels as if upright) is recognised by scoring it turned by 180 degrees
-  and reads roll ~+-180.
-* **Embeddings.** L2-normalised recognizer outputs of the ArcFace-aligned 112x112 crop.
-* **Thresholds.** Cosine thresholds depend on the recognizer, so they live in :data:`PACK_THRESHOLDS`,
-  keyed by pack id (``"antelopev2"``, ``"faces-small"``).
-
-insightface keeps ONNX Runtime sessions that are safe to run concurrently, but the detector's per-size
-session pool and anchor cache are plain Python state; a lock serialises inference per analyzer (also the
-right thing on a 2-core CPU box).
+The pack is ``HEADSHOT_FACE_MODELS`` (any layout) or antelopev2, downloaded once (Hub, then the
+insightface release). Detection runs in tiers (320 px, 640 px, a padded pass for tight crops) and
+returns boxes and keypoints in the pixels of the image given, largest first; pose comes from the five
+keypoints (an upside-down face is caught by scoring it turned); embeddings are L2-normalised; cosine
+thresholds are per pack (:data:`PACK_THRESHOLDS`). A lock serialises inference per analyzer (the
+detector's session pool and anchor cache are plain Python state). Details: the README's design section.
 """
+
 
 from __future__ import annotations
 
@@ -41,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from headshot import config, errors, imaging
+from . import config, errors, imaging
 
 log = logging.getLogger(__name__)
 # insightface's face_align calls scikit-image's deprecated SimilarityTransform.estimate on every face: one

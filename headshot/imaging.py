@@ -40,7 +40,7 @@ from PIL import (
     UnidentifiedImageError,
 )
 
-from headshot import config, errors
+from . import config, errors
 
 log = logging.getLogger(__name__)
 

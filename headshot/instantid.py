@@ -1,21 +1,14 @@
 """InstantID conditioning on top of diffusers' public SDXL ControlNet API.
 
-InstantID (Wang et al., 2024, ``InstantX/InstantID``) conditions SDXL on one face in two ways:
-
-* the **face adapter** (``ip-adapter.bin``): a Resampler projects the face-recognition embedding
-  (antelopev2, 512-d) to 16 face tokens, which decoupled cross-attention layers (``to_k_ip`` /
-  ``to_v_ip``) add to the UNet's text cross-attention. diffusers loads this file as it is with
-  ``load_ip_adapter`` (an ``IPAdapterPlusImageProjection`` plus IP-Adapter attention processors);
-* the **IdentityNet** (``ControlNetModel/``): a ControlNet whose spatial condition is the image of the
-  five facial keypoints and whose cross-attention sees the **face tokens instead of the text**.
-
-diffusers' ``StableDiffusionXLControlNetPipeline`` feeds its ControlNet the text embeddings. The glue
-here is :class:`FaceTokenControlNet`, a thin per-request wrapper around the shared IdentityNet that
-replaces those with the face tokens of that request. It holds no global state: each render builds
-its own wrapper (and pipeline object around the shared weights), so concurrent renders never see each
-other's faces. Under classifier-free guidance the negative half uses the projection of a zero face
-embedding (as InstantID does), the positive half the person's.
+InstantID conditions SDXL on one face twice: the **face adapter** (``ip-adapter.bin``, loaded as it is
+by diffusers' ``load_ip_adapter``) projects the 512-d antelopev2 embedding to 16 face tokens for the
+UNet's decoupled cross-attention; the **IdentityNet** (``ControlNetModel/``) takes the five-keypoint
+image as its condition and the **face tokens instead of the text** in its cross-attention. diffusers'
+SDXL ControlNet pipeline feeds its ControlNet the text, so :class:`FaceTokenControlNet`, a per-request
+wrapper around the shared IdentityNet, gives it this request's face tokens (the negative half of CFG
+gets the projection of a zero embedding, as InstantID does). No global state.
 """
+
 
 from __future__ import annotations
 

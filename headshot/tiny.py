@@ -1,21 +1,14 @@
 """Tiny random-weight model repositories for the offline ``tiny`` profile and the tests.
 
 ``ensure_tiny_models(embedding_size)`` writes, once per build spec, folders laid out exactly like the
-real Hub repositories the ``full`` profile downloads:
-
-* ``sdxl/``: an SDXL pipeline in diffusers layout (``model_index.json``, ``unet``, ``vae``,
-  ``text_encoder``, ``text_encoder_2`` (with projection), ``tokenizer``, ``tokenizer_2``, ``scheduler``),
-  like a photoreal SDXL checkpoint repository;
-* ``instantid/``: like ``InstantX/InstantID``: ``ControlNetModel/`` (the IdentityNet, a ControlNet
-  built from the tiny UNet) and ``ip-adapter.bin`` in InstantID's layout
-  (``{"image_proj": Resampler keys, "ip_adapter": to_k_ip/to_v_ip keys}``), sized to the face pack's
-  embedding;
-* ``fast-lora/``: a small random LoRA for the tiny UNet standing in for the LCM-LoRA of the fast mode.
-
-``pipeline.py`` loads them through the same ``from_pretrained`` / ``load_ip_adapter`` /
-``load_lora_weights`` calls as the real models, so the tests exercise real loading and wiring.
-Every weight is random (seeded): the images are noise, but deterministic noise.
+Hub repositories the ``full`` profile downloads: ``sdxl/`` (an SDXL pipeline in diffusers layout),
+``instantid/`` (``ControlNetModel/``, the IdentityNet built from the tiny UNet, and ``ip-adapter.bin``
+in InstantID's layout, sized to the face pack's embedding) and ``fast-lora/`` (a small random LoRA
+standing in for the LCM-LoRA). ``models.py`` loads them through the same ``from_pretrained`` /
+``load_ip_adapter`` / ``load_lora_weights`` calls as the real models. Every weight is random
+(seeded): the images are noise, but deterministic noise.
 """
+
 
 from __future__ import annotations
 
@@ -32,7 +25,7 @@ from typing import Any
 
 import torch
 
-from headshot import config
+from . import config
 
 __all__ = ["TINY_FORMAT", "build_spec", "ensure_tiny_models", "random_unet_lora"]
 

@@ -1,41 +1,16 @@
 """Selfie checks: per-photo quality rules and cross-photo identity checks, producing the report.
 
-Report (JSON-serialisable; the schema of the design doc plus readiness and report-level errors)::
-
-    {"ready": true, "ready_lora": false, "readiness": {"instantid": true, "lora": false},
-     "accepted": 2, "errors": [],
-     "selfies": [{"file": "a.jpg", "accepted": false,
-                  "issues": [{"code": "blurry", "severity": "error", "message": "..."}],
-                  "face": {"bbox": [x0, y0, x1, y1], "score": 0.9, "yaw": 3.1, "pitch": -2.0,
-                           "sharpness": 0.4, "brightness": 0.5}}]}
-
-An ``error`` rejects the selfie, a ``warning`` keeps it. ``face`` is the largest face in original image
-pixels, or null. Files past ``config.MAX_SELFIES`` are not analysed; each gets an entry in the report's
-``errors`` list instead.
+The report is the design doc's schema plus ``ready_lora``, ``readiness`` and a report-level ``errors``
+list (files past ``config.MAX_SELFIES``, not analysed). An ``error`` rejects the selfie, a ``warning``
+keeps it; ``face`` is the largest face in original image pixels, or null.
 
 Per photo: ``unreadable_image`` / ``too_large`` (from imaging), ``low_resolution``, ``no_face``,
-``multiple_faces``, ``face_too_small``, ``blurry``, ``too_dark``, ``overexposed``, ``extreme_pose``.
-Sharpness and brightness are measured on the face box of the original photo. ``blurry`` also covers lost
-detail: heavy noise or JPEG blocking on the face gives a ``blurry`` warning (the photo is kept).
-``multiple_faces`` is an error for another face at least ``SECOND_FACE_RATIO`` the size of the largest,
-in the frame and in focus; one cut by the frame's edge or out of focus (a passer-by) is a warning, and
-small faces in the background are fine. ``too_dark`` needs a dark face AND no highlights, so dark skin in
-good light passes. Most limits have a warning band before the error (see config.py).
-
-Across photos, over every photo in which a face was found, also photos refused for low resolution or
-other people in the frame (they still say who is in them), but not faces whose embedding is unreliable
-(refused as too small, blurry, too dark, overexposed or in an extreme pose):
-
-* ``duplicate``: the same photo again, also resized or re-encoded: the image hashes are nearly equal AND
-  the faces' cosine is at least the pack's duplicate threshold. The later copy gets the error (unless only
-  the earlier copy is refused for another reason: then the earlier one gets it and the good one stays).
-* ``different_person``: faces are linked when their cosine reaches the pack's same-person threshold; the
-  majority is the largest linked group if it holds more than half of the faces (and at least two). A
-  face whose mean similarity to the majority's other faces is under the threshold is the odd one out
-  (error; a linked group can chain two people through one ambiguous face, the mean catches that).
-  Without a majority (two photos that disagree, two equal groups, mostly strangers) nobody can say which
-  photos are the odd ones, so every photo gets a warning that asks the person to check; none is refused.
+``multiple_faces``, ``face_too_small``, ``blurry``, ``too_dark``, ``overexposed``, ``extreme_pose``;
+across photos: ``duplicate`` (image hash AND embedding) and ``different_person`` (the odd one out of a
+majority, a warning when there is none). Each rule, its thresholds and why are in the README's design
+section ("Selfie checks") and next to the constants in ``config.py``.
 """
+
 
 from __future__ import annotations
 
@@ -49,8 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from headshot import config, errors, imaging
-from headshot.faces import Face, FaceAnalyzer, cosine, get_analyzer
+from . import config, errors, imaging
+from .faces import Face, FaceAnalyzer, cosine, get_analyzer
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -182,31 +182,44 @@ def _identity_adapter_name(lora: Mapping[str, Any]) -> str:
     return f"request_{name[:64]}"
 
 
-def configure(models: Models, request: Any, loaded: list[str]) -> None:
-    """Activate exactly this request's LoRAs; ``loaded`` collects the ones loaded for it (to remove)."""
+def load_fast(models: Models) -> None:
+    """Load the fast-mode LCM-LoRA once (at startup), switched off until a fast request switches it on."""
+    if models.fast_loaded:
+        return
+    try:
+        models.pipe.load_lora_weights(**models.fast_lora, adapter_name=FAST_ADAPTER)
+    except Exception as exc:
+        if models.profile == "full" and unavailable(exc):
+            raise errors.ModelsUnavailable(
+                f"The fast-mode LoRA ({config.FAST_LORA.repo_id}) could not be downloaded. Turn "
+                "fast mode off, connect to the internet, or set HEADSHOT_PROFILE=tiny to run offline."
+            ) from exc
+        raise
+    models.fast_loaded = True
+    models.pipe.disable_lora()
+
+
+def configure(models: Models, request: Any, loaded: dict[str, int]) -> None:
+    """Activate exactly this request's LoRAs.
+
+    ``loaded`` maps the adapters loaded for this batch of requests to the ``id`` of their state dict:
+    a person's LoRA shared by the requests of one batch (a pack) is loaded once, then re-activated.
+    """
     pipe = models.pipe
     active: list[str] = []
     weights: list[float] = []
     if request.fast:
-        if not models.fast_loaded:
-            try:
-                pipe.load_lora_weights(**models.fast_lora, adapter_name=FAST_ADAPTER)
-            except Exception as exc:
-                if models.profile == "full" and unavailable(exc):
-                    raise errors.ModelsUnavailable(
-                        f"The fast-mode LoRA ({config.FAST_LORA.repo_id}) could not be downloaded. Turn "
-                        "fast mode off, connect to the internet, or set HEADSHOT_PROFILE=tiny to run offline."
-                    ) from exc
-                raise
-            models.fast_loaded = True
+        load_fast(models)
         active.append(FAST_ADAPTER)
         weights.append(1.0)
     if request.lora is not None:
         name = _identity_adapter_name(request.lora)
-        if name in adapter_names(pipe):
-            pipe.delete_adapters(name)  # a leftover from a failed render
-        loaded.append(name)
-        pipe.load_lora_weights(dict(request.lora["state_dict"]), adapter_name=name)
+        state_dict = request.lora["state_dict"]
+        if loaded.get(name) != id(state_dict):
+            if name in adapter_names(pipe):
+                pipe.delete_adapters(name)  # another person's LoRA of this batch, or a failed render's
+            pipe.load_lora_weights(dict(state_dict), adapter_name=name)
+            loaded[name] = id(state_dict)
         active.append(name)
         weights.append(float(request.lora.get("scale", 1.0)))
     if active:
@@ -220,7 +233,7 @@ def adapter_names(pipe) -> set[str]:
     return {name for names in pipe.get_list_adapters().values() for name in names}
 
 
-def release(models: Models, loaded: Sequence[str]) -> None:
+def release(models: Models, loaded: Mapping[str, int]) -> None:
     """Delete the request's own adapters and switch the rest off, so nothing leaks into the next one."""
     pipe = models.pipe
     present = adapter_names(pipe)

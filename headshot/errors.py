@@ -65,3 +65,28 @@ class PromptRejected(HeadshotError):
 
 class InvalidRequest(HeadshotError):
     code = "invalid_request"
+
+
+class GpuQuotaExceeded(HeadshotError):
+    """ZeroGPU (or its emulation) refused a GPU call: the user's daily GPU time is used up."""
+
+    code = "gpu_quota"
+
+
+class GpuAborted(HeadshotError):
+    """A GPU call ran past the duration it asked for and was stopped, or its worker died."""
+
+    code = "gpu_aborted"
+
+
+class TrainingPaused(HeadshotError):
+    """LoRA training stopped between GPU calls (quota or abort); ``state`` continues it exactly."""
+
+    code = "training_paused"
+
+    def __init__(self, message: str, *, state=None, steps_done: int = 0, steps_total: int = 0):
+        super().__init__(message)
+        self.state, self.steps_done, self.steps_total = state, steps_done, steps_total
+
+    def __reduce__(self):  # pickles without the (large) training state
+        return (HeadshotError, (self.message,), {"code": self.code})

@@ -444,6 +444,29 @@ def prepare_models(models: Models, fast_paths: FastPaths | None = None) -> Model
     return models
 
 
+VAE_DECODE_GIB_1024 = 4.5  # extra memory of an untiled SDXL VAE decode at 1024x1024 in half precision
+
+
+def vae_tiling(models: Models, width: int, height: int) -> bool:
+    """Decode this size in tiles? ``HEADSHOT_VAE_TILING`` on/off, else only where memory needs it.
+
+    On CUDA: when the untiled decode (about ``VAE_DECODE_GIB_1024`` GiB at 1024x1024 in half precision,
+    scaling with the pixel count) would not fit in 80% of the free GPU memory. On the CPU: never.
+    On mps (memory shared with the system): above ``config.VAE_TILING_ABOVE`` px.
+    """
+    mode = models.fast_paths.vae_tiling
+    if mode != "auto":
+        return mode == "on"
+    if models.device.type == "cuda":
+        need = VAE_DECODE_GIB_1024 * 2**30 * width * height / 1024**2
+        need *= 2 if models.pipe.vae.dtype == torch.float32 else 1
+        free, _ = torch.cuda.mem_get_info(models.device)
+        return need > 0.8 * free
+    if models.device.type == "mps":
+        return max(width, height) > config.VAE_TILING_ABOVE
+    return False
+
+
 def _set_attention(model: torch.nn.Module, sdpa: bool) -> None:
     """PyTorch's scaled-dot-product attention (``sdpa``) or diffusers' classic processors."""
     from diffusers.models.attention_processor import (

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import spaces  # ZeroGPU: imported before torch (it must come before CUDA is ini
 import torch
 from PIL import Image
 
-from . import adapters, aoti, config, errors, models, recipe
+from . import adapters, aoti, config, errors, models, recipe, zerogpu
 from .models import (
     IDENTITYNET_TFLOP_1024,
     SDXL_UNET_TFLOP_1024,
@@ -39,6 +40,7 @@ from .recipe import (
     check_for_models,
     check_request,
     compiled_modes,
+    render_batch,
     render_images,
     warm_up_request,
 )
@@ -62,6 +64,19 @@ LORA_LOAD_SECONDS = 5  # loading a LoRA into the UNet (peft injection), for the 
 AOTI_COMPILE_SECONDS = 1500  # GPU time asked of ZeroGPU for compiling at startup
 
 _GPU_LOCK = threading.Lock()  # one GPU: renders and training run one at a time
+
+
+def _gpu(duration: int | Callable[..., int]) -> Callable[[Callable[..., Iterator]], Callable[..., Iterator]]:
+    """``@spaces.GPU`` (a no-op off ZeroGPU), or the emulated ZeroGPU under ``HEADSHOT_ZEROGPU_EMULATE=1``.
+
+    Every GPU function is a generator of events (``("progress", fraction, desc)``, then
+    ``("result", value)``): only data crosses the ZeroGPU boundary, never a callback.
+    """
+    if zerogpu.enabled():
+        return zerogpu.gpu(duration)
+    return spaces.GPU(duration=duration)
+
+
 _START_LOCK = threading.Lock()
 
 
@@ -137,7 +152,7 @@ def warm_up(loaded: Models, sizes: Sequence[tuple[int, int]] | None = None) -> f
     for size in sizes:
         request = warm_up_request(loaded, size)
         if config.on_zerogpu() and models.cache_key(loaded) is not None:
-            _render_on_gpu(request)
+            _drain(_render_on_gpu([request]), None)
         else:
             render_on(loaded, request)
     if loaded.device.type == "cuda":
@@ -147,10 +162,13 @@ def warm_up(loaded: Models, sizes: Sequence[tuple[int, int]] | None = None) -> f
     return loaded.warm_up_seconds
 
 
-@spaces.GPU(duration=AOTI_COMPILE_SECONDS)
-def _aoti_build_on_gpu(key: tuple) -> dict[str, aoti.AotiProgram]:
+@_gpu(AOTI_COMPILE_SECONDS)
+def _aoti_build_on_gpu(key: tuple) -> Iterator[tuple]:
     with _GPU_LOCK:
-        return aoti.build_programs(models.cached_models(key), spaces.aoti_capture, spaces.aoti_compile)
+        yield (
+            "result",
+            aoti.build_programs(models.cached_models(key), spaces.aoti_capture, spaces.aoti_compile),
+        )
 
 
 def aoti_compile(loaded: Models) -> dict[str, aoti.AotiProgram]:
@@ -163,7 +181,7 @@ def aoti_compile(loaded: Models) -> dict[str, aoti.AotiProgram]:
     key = models.cache_key(loaded)
     started = time.perf_counter()
     if config.on_zerogpu() and key is not None:
-        programs = _aoti_build_on_gpu(key)
+        programs = _drain(_aoti_build_on_gpu(key), None)
     else:
         with _GPU_LOCK:
             programs = aoti.build_programs(loaded, spaces.aoti_capture, spaces.aoti_compile)
@@ -176,21 +194,36 @@ def aoti_compile(loaded: Models) -> dict[str, aoti.AotiProgram]:
 
 
 def render(request: RenderRequest, progress: Progress | None = None) -> list[Image.Image]:
-    """Render ``request.num_images`` images; PIL images in CPU memory, image ``i`` from ``seed + i``.
+    """Render ``request.num_images`` images; PIL images in CPU memory, image ``i`` from ``seed + i``."""
+    return render_all([request], progress)[0]
 
-    Safe to call from several threads: renders run one at a time on the GPU. On ZeroGPU a request
-    whose estimate exceeds ``config.ZEROGPU_MAX_DURATION`` runs as several GPU calls of fewer images
-    (the same images: each depends only on its own seed).
+
+def render_all(
+    requests: Sequence[RenderRequest], progress: Progress | None = None
+) -> list[list[Image.Image]]:
+    """Render several requests (a pack), in as few GPU calls as ZeroGPU's duration limit allows.
+
+    Safe to call from several threads: renders run one at a time on the GPU. A person's LoRA shared by
+    the requests is loaded once per GPU call. On ZeroGPU a long batch runs as several calls of fewer
+    images (the same images: each depends only on its own seed).
     """
-    check_request(request)
-    loaded = ready_models(embedding_size=int(np.asarray(request.face_embedding).size))
-    check_for_models(loaded, request)
-    chunks = _gpu_chunks(request) if config.on_zerogpu() else [(0, request.num_images)]
-    images: list[Image.Image] = []
-    for start, count in chunks:
-        part = dataclasses.replace(request, seed=request.seed + start, num_images=count)
-        images += _render_on_gpu(part, _sub_progress(progress, start, count, request.num_images))
-    return images
+    for request in requests:
+        check_request(request)
+    loaded = ready_models(embedding_size=int(np.asarray(requests[0].face_embedding).size))
+    for request in requests:
+        check_for_models(loaded, request)
+    calls = _gpu_calls(requests) if config.on_zerogpu() else [[(i, r) for i, r in enumerate(requests)]]
+    results: list[list[Image.Image]] = [[] for _ in requests]
+    total = sum(r.num_images for r in requests)
+    done = 0
+    for call in calls:
+        count = sum(part.num_images for _, part in call)
+        parts = [part for _, part in call]
+        images = _drain(_render_on_gpu(parts), _sub_progress(progress, done, count, total))
+        for (index, _), part_images in zip(call, images, strict=True):
+            results[index].extend(part_images)
+        done += count
+    return results
 
 
 def render_on(loaded: Models, request: RenderRequest, progress: Progress | None = None) -> list[Image.Image]:
@@ -202,20 +235,29 @@ def render_on(loaded: Models, request: RenderRequest, progress: Progress | None 
     check_request(request)
     check_for_models(loaded, request)
     models.prepare_models(loaded)
-    with _GPU_LOCK, torch.no_grad(), compiled_modes(loaded, request):
+    with _GPU_LOCK, torch.no_grad():
         return render_images(loaded, request, progress)
 
 
-def _gpu_chunks(request: RenderRequest) -> list[tuple[int, int]]:
-    """(first image, image count) per GPU call, each call within ZeroGPU's duration limit."""
-    per_call = request.num_images
-    while per_call > 1 and _estimate_seconds(dataclasses.replace(request, num_images=per_call)) > (
-        config.ZEROGPU_MAX_DURATION
-    ):
-        per_call -= 1
-    return [
-        (start, min(per_call, request.num_images - start)) for start in range(0, request.num_images, per_call)
-    ]
+def _gpu_calls(requests: Sequence[RenderRequest]) -> list[list[tuple[int, RenderRequest]]]:
+    """The requests split into GPU calls (parts of fewer images where needed), each within ZeroGPU's limit."""
+    parts: list[tuple[int, RenderRequest]] = []
+    for index, request in enumerate(requests):
+        per_call = request.num_images
+        while per_call > 1 and _estimate_seconds([dataclasses.replace(request, num_images=per_call)]) > (
+            config.ZEROGPU_MAX_DURATION
+        ):
+            per_call -= 1
+        for start in range(0, request.num_images, per_call):
+            count = min(per_call, request.num_images - start)
+            parts.append((index, dataclasses.replace(request, seed=request.seed + start, num_images=count)))
+    calls: list[list[tuple[int, RenderRequest]]] = []
+    for part in parts:
+        if calls and _estimate_seconds([p for _, p in calls[-1]] + [part[1]]) <= config.ZEROGPU_MAX_DURATION:
+            calls[-1].append(part)
+        else:
+            calls.append([part])
+    return calls
 
 
 def _sub_progress(progress: Progress | None, start: int, count: int, total: int) -> Progress | None:
@@ -228,56 +270,102 @@ def _sub_progress(progress: Progress | None, start: int, count: int, total: int)
     return scaled
 
 
-def estimate_duration(request: RenderRequest, progress: Progress | None = None) -> int:
-    """Seconds of GPU time to ask ZeroGPU for: a fixed cost plus the denoising compute (capped)."""
-    return int(min(config.ZEROGPU_MAX_DURATION, math.ceil(_estimate_seconds(request))))
+def estimate_duration(requests: Sequence[RenderRequest]) -> int:
+    """Seconds of GPU time to ask ZeroGPU for one call: a fixed cost plus the denoising compute (capped)."""
+    return int(min(config.ZEROGPU_MAX_DURATION, math.ceil(_estimate_seconds(requests))))
 
 
-def _estimate_seconds(request: RenderRequest) -> float:
-    steps, guidance = recipe.effective_settings(request)
-    megapixel_ratio = request.width * request.height / 1024**2
-    tflop_per_step = (
-        (SDXL_UNET_TFLOP_1024 + IDENTITYNET_TFLOP_1024) * megapixel_ratio * (2 if guidance > 1 else 1)
-    )
-    seconds = config.ZEROGPU_BASE_SECONDS + 1.25 * request.num_images * steps * tflop_per_step / (
-        config.ZEROGPU_EFFECTIVE_TFLOPS
-    )
-    if request.lora is not None:
-        seconds += LORA_LOAD_SECONDS
-    if request.fast:
-        seconds += LORA_LOAD_SECONDS
-    return seconds
+def _estimate_seconds(requests: Sequence[RenderRequest]) -> float:
+    seconds = float(config.ZEROGPU_BASE_SECONDS)
+    loras = set()
+    for request in requests:
+        steps, guidance = recipe.effective_settings(request)
+        megapixel_ratio = request.width * request.height / 1024**2
+        tflop_per_step = (
+            (SDXL_UNET_TFLOP_1024 + IDENTITYNET_TFLOP_1024) * megapixel_ratio * (2 if guidance > 1 else 1)
+        )
+        seconds += 1.25 * request.num_images * steps * tflop_per_step / config.ZEROGPU_EFFECTIVE_TFLOPS
+        if request.lora is not None:
+            loras.add(id(request.lora["state_dict"]))
+    return seconds + LORA_LOAD_SECONDS * len(loras)
 
 
-@spaces.GPU(duration=estimate_duration)
-def _render_on_gpu(request: RenderRequest, progress: Progress | None = None) -> list[Image.Image]:
+@_gpu(estimate_duration)
+def _render_on_gpu(requests: list[RenderRequest]) -> Iterator[tuple]:
+    """The GPU call: progress events, then ``("result", images per request)``. Arguments pickle."""
     # On ZeroGPU a worker process: the models loaded in the main process are found by their key.
-    loaded = load_models(embedding_size=int(np.asarray(request.face_embedding).size))
-    with _GPU_LOCK, torch.no_grad(), compiled_modes(loaded, request):
-        return render_images(loaded, request, progress)
+    loaded = load_models(embedding_size=int(np.asarray(requests[0].face_embedding).size))
+
+    def work(progress: Progress) -> list[list[Image.Image]]:
+        with _GPU_LOCK, torch.no_grad():
+            return render_batch(loaded, requests, progress)
+
+    yield from _streamed(work)
+
+
+def _streamed(work: Callable[[Progress], Any]) -> Iterator[tuple]:
+    """Run ``work(progress)`` in a thread and yield its progress as ``("progress", fraction, desc)``
+    events, then ``("result", value)``: the progress crosses the ZeroGPU boundary as data."""
+    events: queue.SimpleQueue = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            events.put(("result", work(lambda fraction, desc="": events.put(("progress", fraction, desc)))))
+        except BaseException as exc:  # raised again in the GPU function, so the caller sees it
+            events.put(("error", exc))
+
+    threading.Thread(target=run, name="headshot-gpu-work", daemon=True).start()
+    while True:
+        event = events.get()
+        if event[0] == "error":
+            raise event[1]
+        yield event
+        if event[0] == "result":
+            return
+
+
+def _drain(events: Iterator[tuple], progress: Progress | None) -> Any:
+    """Consume a GPU call's events in the main process: progress to ``progress``, then the result.
+
+    ZeroGPU's refusals (quota) and aborts (past the duration) become :mod:`errors` a person understands.
+    """
+    try:
+        for event in events:
+            if event[0] == "progress":
+                if progress is not None:
+                    progress(event[1], desc=event[2])
+            else:
+                return event[1]
+    except errors.HeadshotError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        if "quota" in text.lower():
+            raise errors.GpuQuotaExceeded(
+                f"Your free GPU time for today is used ({text.strip()}). Try again later, or log in to "
+                "Hugging Face for more."
+            ) from exc
+        if "GPU task aborted" in text or "ZeroGPU worker error" in text:
+            raise errors.GpuAborted(f"The GPU step was stopped ({text.strip()}). Try again.") from exc
+        raise
+    raise errors.GpuAborted("The GPU step ended without a result. Try again.")
 
 
 # Identity LoRA training
 
 
-def train_identity_lora(
-    images: Sequence[Image.Image],
-    bboxes: Sequence[Any] | None = None,
-    *,
+def lora_settings(
     steps: int | None = None,
     rank: int | None = None,
     learning_rate: float | None = None,
     seed: int = 0,
-    progress: Progress | None = None,
 ):
-    """Train a quick identity LoRA on the selfies with ``lora.train_lora`` on the shared UNet.
-
-    Returns ``lora.LoraResult``. On ZeroGPU training runs in time-bounded GPU calls that resume from
-    one another; elsewhere in one call.
-    """
+    """The quick-LoRA recipe of this profile and platform, with the user's changes."""
     from . import lora
 
     settings = lora.LoraSettings.for_profile(seed=int(seed))
+    if config.on_zerogpu() and config.profile() == "full":
+        settings.steps = config.ZEROGPU_LORA_STEPS  # sized to fit one ZeroGPU call (see config)
     if steps is not None:
         settings.steps = int(steps)
     if rank is not None:
@@ -285,36 +373,91 @@ def train_identity_lora(
         settings.alpha = float(rank)
     if learning_rate is not None:
         settings.learning_rate = float(learning_rate)
-    if config.on_zerogpu():
-        settings.time_budget_s = float(config.ZEROGPU_MAX_DURATION - 2 * config.ZEROGPU_BASE_SECONDS)
     settings.check()
+    return settings
+
+
+def train_identity_lora(
+    images: Sequence[Image.Image],
+    bboxes: Sequence[Any] | None,
+    settings,
+    *,
+    resume=None,
+    progress: Progress | None = None,
+):
+    """Train a person's LoRA with ``lora.train_lora`` on the shared UNet; returns ``lora.LoraResult``.
+
+    On ZeroGPU training runs in GPU calls of at most :func:`lora_steps_per_call` steps, each asking
+    for a duration computed from its steps; each call resumes from the state the last one returned,
+    which stays here, in the main process. When ZeroGPU refuses a call (quota) or stops it (past its
+    duration), :class:`errors.TrainingPaused` carries the last state, so nothing done is lost:
+    calling again with ``resume=`` that state continues to the same weights.
+    """
     ready_models()
-    result = None
-    while result is None or not result.done:
-        result = _train_on_gpu(
-            list(images), bboxes, settings, None if result is None else result.state, progress
-        )
-    return result
+    total = int(settings.steps)
+    per_call = lora_steps_per_call() if config.on_zerogpu() else total
+    state = resume
+    while True:
+        done = 0 if state is None else int(state.step)
+        chunk = dataclasses.replace(settings, steps=min(total, done + per_call))
+        if config.on_zerogpu():
+            chunk.time_budget_s = float(
+                _train_duration(images, bboxes, chunk, state, total) - config.ZEROGPU_BASE_SECONDS
+            )
+        try:
+            result = _drain(
+                _train_on_gpu(list(images), bboxes, chunk, state, total),
+                progress,
+            )
+        except (errors.GpuQuotaExceeded, errors.GpuAborted) as exc:
+            raise errors.TrainingPaused(
+                f"{exc.message} Your LoRA training is saved at step {done} of {total}: press Continue "
+                "(or call /continue_identity) later to go on from there.",
+                state=state,
+                steps_done=done,
+                steps_total=total,
+            ) from exc
+        state = result.state
+        if result.steps_run >= total:
+            return result
 
 
-def _train_duration(images, bboxes, settings, resume=None, progress=None) -> int:
-    budget = settings.time_budget_s or config.ZEROGPU_MAX_DURATION
-    return int(min(config.ZEROGPU_MAX_DURATION, budget + 2 * config.ZEROGPU_BASE_SECONDS))
+def lora_steps_per_call() -> int:
+    """LoRA steps one ZeroGPU call may ask for (``HEADSHOT_LORA_STEPS_PER_CALL`` overrides)."""
+    fixed = config.env_int("HEADSHOT_LORA_STEPS_PER_CALL", 0)
+    if fixed > 0:
+        return fixed
+    room = config.ZEROGPU_MAX_DURATION - config.ZEROGPU_BASE_SECONDS - config.ZEROGPU_LORA_PREP_SECONDS
+    return max(1, int(room / (config.ZEROGPU_LORA_SECONDS_PER_STEP * config.ZEROGPU_LORA_MARGIN)))
 
 
-@spaces.GPU(duration=_train_duration)
-def _train_on_gpu(images, bboxes, settings, resume=None, progress: Progress | None = None):
+def _train_duration(images, bboxes, settings, resume, total) -> int:
+    """GPU seconds for one training call: from the steps it has left, not a flat maximum."""
+    steps = int(settings.steps) - (0 if resume is None else int(resume.step))
+    seconds = (
+        config.ZEROGPU_BASE_SECONDS
+        + config.ZEROGPU_LORA_PREP_SECONDS
+        + steps * config.ZEROGPU_LORA_SECONDS_PER_STEP * config.ZEROGPU_LORA_MARGIN
+    )
+    return int(min(config.ZEROGPU_MAX_DURATION, math.ceil(seconds)))
+
+
+@_gpu(_train_duration)
+def _train_on_gpu(images, bboxes, settings, resume, total) -> Iterator[tuple]:
+    """The GPU call: training progress events, then ``("result", lora.LoraResult)``. Arguments pickle."""
     from . import lora
 
     loaded = load_models()
 
-    def report(step: int, total: int, loss: float) -> None:
-        if progress is not None:
-            progress(step / max(1, total), desc=f"Training the LoRA: step {step} of {total}, loss {loss:.4f}")
+    def work(progress: Progress):
+        def report(step: int, _chunk_total: int, loss: float) -> None:
+            progress(step / max(1, total), f"Training the LoRA: step {step} of {total}, loss {loss:.4f}")
 
-    with _GPU_LOCK, compiled_modes(loaded, None):
-        if adapters.adapter_names(loaded.pipe):
-            loaded.pipe.disable_lora()
-        return lora.train_lora(loaded.pipe, images, settings, bboxes=bboxes, resume=resume, progress=report)
+        with _GPU_LOCK, compiled_modes(loaded, None):
+            if adapters.adapter_names(loaded.pipe):
+                loaded.pipe.disable_lora()
+            return lora.train_lora(
+                loaded.pipe, images, settings, bboxes=bboxes, resume=resume, progress=report
+            )
 
-
+    yield from _streamed(work)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from . import adapters, config, errors
-from .models import AOTI_IP_SCALE, Models
+from .models import AOTI_IP_SCALE, Models, vae_tiling
 
 Progress = Callable[..., Any]  # progress(fraction, desc=...) like gr.Progress
 
@@ -53,7 +53,6 @@ class RenderRequest:
     identitynet_strength: float = 0.8
     fast: bool = False
     lora: dict | None = None
-
 
 
 def _finite_in(value: Any, low: float, high: float, what: str) -> float:
@@ -191,75 +190,87 @@ def warm_up_request(models: Models, size: tuple[int, int], steps: int = 2) -> Re
 
 
 def render_images(models: Models, request: RenderRequest, progress: Progress | None) -> list[Image.Image]:
-    """The recipe: ``request.num_images`` PIL images in CPU memory, image ``i`` from ``seed + i``.
+    """The recipe for one request: ``request.num_images`` PIL images, image ``i`` from ``seed + i``."""
+    return render_batch(models, [request], progress)[0]
 
-    The caller has checked the request and holds the GPU lock.
+
+def render_batch(
+    models: Models, requests: Sequence[RenderRequest], progress: Progress | None
+) -> list[list[Image.Image]]:
+    """The recipe for several requests (a pack), the images of each in CPU memory.
+
+    Adapters shared by the requests (a person's LoRA) are loaded once for all of them. The caller has
+    checked the requests and holds the GPU lock.
     """
     from . import instantid  # diffusers: imported on first use, so the app starts serving at once
 
     pipe, device, dtype = models.pipe, models.device, models.dtype
-
-    # 1. Check inputs (done by render) and resolve the settings this render uses.
-    steps, guidance = effective_settings(request)
-    do_cfg = guidance > 1.0
-    count = int(request.num_images)
-
-    # 2. Configure every per-request setting: adapters, face-adapter scale, VAE tiling.
-    loaded: list[str] = []
+    total = sum(int(r.num_images) for r in requests)
+    done = 0
+    results: list[list[Image.Image]] = []
+    loaded: dict[str, int] = {}
     try:
-        adapters.configure(models, request, loaded)
-        pipe.set_ip_adapter_scale(float(request.identity_strength))
-        tiling = models.fast_paths.vae_tiling
-        if tiling == "on" or (
-            tiling == "auto" and max(request.width, request.height) > config.VAE_TILING_ABOVE
-        ):
-            pipe.vae.enable_tiling()
-        else:
-            pipe.vae.disable_tiling()
+        for request in requests:
+            with compiled_modes(models, request):
+                # 1. Check inputs (done by the caller) and resolve the settings this render uses.
+                steps, guidance = effective_settings(request)
+                do_cfg = guidance > 1.0
 
-        # 3. Encode the prompt (once for all images).
-        prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
-            prompt=request.prompt,
-            device=device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=do_cfg,
-            negative_prompt=request.negative_prompt or None,
-        )
+                # 2. Configure every per-request setting: adapters, face-adapter scale, VAE tiling.
+                adapters.configure(models, request, loaded)
+                pipe.set_ip_adapter_scale(float(request.identity_strength))
+                if vae_tiling(models, request.width, request.height):
+                    pipe.vae.enable_tiling()
+                else:
+                    pipe.vae.disable_tiling()
 
-        # 4. Encode the face: adapter input for the UNet, face tokens for the IdentityNet.
-        image_embeds = instantid.face_image_embeds(
-            request.face_embedding, do_classifier_free_guidance=do_cfg, device=device, dtype=dtype
-        )
-        identitynet = instantid.identitynet_for_request(models.identitynet, pipe.unet, image_embeds)
+                # 3. Encode the prompt (once for all images of the request).
+                prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+                    prompt=request.prompt,
+                    device=device,
+                    num_images_per_prompt=1,
+                    do_classifier_free_guidance=do_cfg,
+                    negative_prompt=request.negative_prompt or None,
+                )
 
-        # 5. Prepare the control image (the keypoints at the output size).
-        control = request.control_image.convert("RGB")
-        if control.size != (request.width, request.height):
-            control = control.resize((request.width, request.height), Image.BILINEAR)
+                # 4. Encode the face: adapter input for the UNet, face tokens for the IdentityNet.
+                image_embeds = instantid.face_image_embeds(
+                    request.face_embedding, do_classifier_free_guidance=do_cfg, device=device, dtype=dtype
+                )
+                identitynet = instantid.identitynet_for_request(models.identitynet, pipe.unet, image_embeds)
 
-        images = []
-        for index in range(count):
-            # 6. Denoise: a fresh scheduler and a generator seeded for this image alone.
-            run = _request_pipeline(pipe, identitynet, _scheduler(pipe.scheduler.config, request.fast))
-            result = run(
-                prompt_embeds=prompt_embeds,
-                negative_prompt_embeds=negative_embeds,
-                pooled_prompt_embeds=pooled,
-                negative_pooled_prompt_embeds=negative_pooled,
-                image=[control],
-                width=request.width,
-                height=request.height,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                controlnet_conditioning_scale=[float(request.identitynet_strength)],
-                ip_adapter_image_embeds=[image_embeds],
-                generator=torch.Generator("cpu").manual_seed(int(request.seed) + index),
-                output_type="latent",
-                callback_on_step_end=_step_callback(progress, index, count),
-            )
-            # 7. Decode to a PIL image in CPU memory.
-            images.append(_decode(pipe, result.images))
-        return images
+                # 5. Prepare the control image (the keypoints at the output size).
+                control = request.control_image.convert("RGB")
+                if control.size != (request.width, request.height):
+                    control = control.resize((request.width, request.height), Image.BILINEAR)
+
+                images = []
+                for index in range(int(request.num_images)):
+                    # 6. Denoise: a fresh scheduler and a generator seeded for this image alone.
+                    run = _request_pipeline(
+                        pipe, identitynet, _scheduler(pipe.scheduler.config, request.fast)
+                    )
+                    result = run(
+                        prompt_embeds=prompt_embeds,
+                        negative_prompt_embeds=negative_embeds,
+                        pooled_prompt_embeds=pooled,
+                        negative_pooled_prompt_embeds=negative_pooled,
+                        image=[control],
+                        width=request.width,
+                        height=request.height,
+                        num_inference_steps=steps,
+                        guidance_scale=guidance,
+                        controlnet_conditioning_scale=[float(request.identitynet_strength)],
+                        ip_adapter_image_embeds=[image_embeds],
+                        generator=torch.Generator("cpu").manual_seed(int(request.seed) + index),
+                        output_type="latent",
+                        callback_on_step_end=_step_callback(progress, done, total),
+                    )
+                    # 7. Decode to a PIL image in CPU memory.
+                    images.append(_decode(pipe, result.images))
+                    done += 1
+            results.append(images)
+        return results
     finally:
         adapters.release(models, loaded)
 
@@ -310,5 +321,3 @@ def _decode(pipe, latents: torch.Tensor) -> Image.Image:
         latents = latents / vae.config.scaling_factor
     decoded = vae.decode(latents, return_dict=False)[0]
     return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
-
-

@@ -20,12 +20,13 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from . import __version__, config, imaging
-from .errors import InvalidRequest, NotEnoughSelfies
+from .errors import InvalidRequest, NotEnoughSelfies, TrainingPaused
 from .faces import FaceAnalyzer, cosine, get_analyzer
 from .identity import Identity, build_identity, identity_summary, load_identity, save_identity
 from .styles import Style, check_prompt, get_style, load_styles, negative_prompt
@@ -65,6 +66,7 @@ def sweep_workdirs(max_age_s: float | None = None) -> int:
                 removed += 1
         except FileNotFoundError:
             continue
+    forget_paused(None, max_age_s=max_age)  # paused LoRA trainings of sessions gone quiet
     return removed
 
 
@@ -145,10 +147,14 @@ def create_identity(
     lora_rank: int | None = None,
     lora_learning_rate: float | None = None,
     seed: int = 0,
+    session: str | None = None,
     progress: Progress | None = None,
     analyzer: FaceAnalyzer | None = None,
 ) -> IdentityResult:
     """Validate the selfies, then build an InstantID identity or train a quick LoRA on top of it.
+
+    When ZeroGPU stops LoRA training between calls, :class:`errors.TrainingPaused` is raised and the
+    training is kept for ``session``: :func:`continue_identity` goes on from there.
 
     ``lora_steps``, ``lora_rank`` and ``lora_learning_rate``: None keeps the default; any other value is
     checked against the ``config.*_LORA_*`` limits before anything runs.
@@ -176,30 +182,106 @@ def create_identity(
     identity = build_identity(
         result.accepted, face_pack=analyzer.pack_id, base_model=pipeline.base_model_id()
     )
-    summary: dict = {}
     if method == "lora":
+        settings = pipeline.lora_settings(lora_steps, lora_rank, lora_learning_rate, seed)
+        images = [s.image for s in result.accepted]
+        bboxes = [s.face.bbox for s in result.accepted]
+        paused = PausedTraining(identity, images, bboxes, settings, result.report, started)
+        return _train(paused, session, progress)
+    return _finish_identity(identity, {}, result.report, started, progress)
+
+
+@dataclass
+class PausedTraining:
+    """A LoRA identity whose training ZeroGPU stopped between calls: everything needed to go on."""
+
+    identity: Identity
+    images: list
+    bboxes: list
+    settings: Any  # lora.LoraSettings
+    report: dict
+    started: float
+    state: Any = None  # lora.LoraState of the last finished GPU call (None: nothing trained yet)
+
+
+# Paused trainings by session (the main process holds them, never a GPU worker); dropped on Delete my
+# data, when the training finishes, and by the sweeper after config.DELETE_CACHE's age.
+_PAUSED: dict[str, tuple[float, PausedTraining]] = {}
+_PAUSED_LOCK = threading.Lock()
+
+
+def _train(paused: PausedTraining, session: str | None, progress: Progress | None) -> IdentityResult:
+    from . import pipeline
+
+    try:
         lora = pipeline.train_identity_lora(
-            [s.image for s in result.accepted],
-            [s.face.bbox for s in result.accepted],
-            steps=lora_steps,
-            rank=lora_rank,
-            learning_rate=lora_learning_rate,
-            seed=seed,
+            paused.images,
+            paused.bboxes,
+            paused.settings,
+            resume=paused.state,
             progress=_scaled(progress, 0.1, 0.95),
         )
-        identity.method = "lora"
-        identity.lora = lora.state_dict
-        identity.lora_config = lora.config
-        summary.update(
-            steps_run=lora.steps_run,
-            final_loss=round(float(lora.final_loss), 6),
-            train_seconds=round(float(lora.config.get("train_seconds", lora.seconds)), 2),
+    except TrainingPaused as exc:
+        paused.state = exc.state
+        if session:
+            with _PAUSED_LOCK:
+                _PAUSED[session] = (time.monotonic(), paused)
+        raise
+    forget_paused(session)
+    identity = paused.identity
+    identity.method = "lora"
+    identity.lora = lora.state_dict
+    identity.lora_config = lora.config
+    summary = {
+        "steps_run": lora.steps_run,
+        "final_loss": round(float(lora.final_loss), 6),
+        "train_seconds": round(float(lora.config.get("train_seconds", lora.seconds)), 2),
+    }
+    return _finish_identity(identity, summary, paused.report, paused.started, progress)
+
+
+def continue_identity(session: str | None, *, progress: Progress | None = None) -> IdentityResult:
+    """Go on with this session's paused LoRA training from the step it reached."""
+    with _PAUSED_LOCK:
+        entry = _PAUSED.get(session or "")
+    if entry is None:
+        raise InvalidRequest(
+            "There is no paused LoRA training in this session to continue. Create the identity again."
         )
+    return _train(entry[1], session, progress)
+
+
+def paused_training(session: str | None) -> dict | None:
+    """Where this session's paused training stands (``{"steps_done", "steps_total"}``), or None."""
+    with _PAUSED_LOCK:
+        entry = _PAUSED.get(session or "")
+    if entry is None:
+        return None
+    paused = entry[1]
+    return {"steps_done": 0 if paused.state is None else int(paused.state.step), "steps_total": paused.settings.steps}
+
+
+def forget_paused(session: str | None, max_age_s: float | None = None) -> int:
+    """Drop this session's paused training (or, with ``max_age_s``, every one older than that)."""
+    with _PAUSED_LOCK:
+        if max_age_s is not None:
+            now = time.monotonic()
+            old = [key for key, (when, _) in _PAUSED.items() if now - when > max_age_s]
+        else:
+            old = [session] if session in _PAUSED else []
+        for key in old:
+            del _PAUSED[key]
+    return len(old)
+
+
+def _finish_identity(
+    identity: Identity, extra: dict, report: dict, started: float, progress: Progress | None
+) -> IdentityResult:
     workdir = new_workdir("identity")
     path = save_identity(identity, workdir / f"identity-{identity.method}.safetensors")
-    summary = {**identity_summary(identity), **summary, "seconds": round(time.perf_counter() - started, 2)}
+    summary = {**identity_summary(identity), **extra, "seconds": round(time.perf_counter() - started, 2)}
     _report(progress, 1.0, "Identity ready")
-    return IdentityResult(identity=identity, path=path, summary=summary, report=result.report)
+    return IdentityResult(identity=identity, path=path, summary=summary, report=report)
 
 
 def check_lora_settings(
@@ -432,7 +514,8 @@ def _write_outputs(headshots: list[Headshot], workdir: Path, options: GenerateOp
             imaging.save_png(crop, shot.linkedin_path, meta)
 
 
-def _render_style(identity, style, options, seed, count, analyzer, progress) -> list[Headshot]:
+def _render_styles(identity, styles, options, seed, count, analyzer, progress) -> list[Headshot]:
+    """Render ``count`` kept images per style (best of ``options.best_of`` candidates each)."""
     from . import pipeline
 
     keep = count
@@ -444,21 +527,23 @@ def _render_style(identity, style, options, seed, count, analyzer, progress) -> 
             f"{keep} images x {candidates // keep} candidates is {candidates} renders; "
             f"at most {config.MAX_PACK_IMAGES} per request. Ask for fewer images or candidates."
         )
-    request = build_request(identity, style, options, seed, candidates)
-    images = pipeline.render(request, progress=progress)
-    scores = score_likeness(images, identity, analyzer)
-    shots = [
-        Headshot(
-            image=image,
-            style=style.id,
-            seed=seed + i,
-            likeness=score,
-            verdict=verdict_for(score, analyzer),
-            prompt=request.prompt,
-        )
-        for i, (image, score) in enumerate(zip(images, scores, strict=True))
-    ]
-    return rank(shots)[:keep]
+    requests = [build_request(identity, style, options, seed, candidates) for style in styles]
+    shots: list[Headshot] = []
+    for style, request, images in zip(styles, requests, pipeline.render_all(requests, progress), strict=True):
+        scores = score_likeness(images, identity, analyzer)
+        style_shots = [
+            Headshot(
+                image=image,
+                style=style.id,
+                seed=seed + i,
+                likeness=score,
+                verdict=verdict_for(score, analyzer),
+                prompt=request.prompt,
+            )
+            for i, (image, score) in enumerate(zip(images, scores, strict=True))
+        ]
+        shots.extend(rank(style_shots)[:keep])
+    return shots
 
 
 def generate(
@@ -478,7 +563,7 @@ def generate(
     )
     seed = _resolve_seed(options)
     started = time.perf_counter()
-    shots = _render_style(identity, style, options, seed, count, analyzer, progress)
+    shots = _render_styles(identity, [style], options, seed, count, analyzer, progress)
     workdir = new_workdir("headshots")
     _write_outputs(shots, workdir, options, analyzer)
     info = _info(shots, seed, started, style_ids=[style.id])
@@ -511,11 +596,9 @@ def generate_pack(
         )
     seed = _resolve_seed(options)
     started = time.perf_counter()
-    shots: list[Headshot] = []
-    for index, style in enumerate(styles):
-        step = _scaled(progress, index / len(styles), (index + 1) / len(styles), f"{style.name}: ")
-        # The same seeds for every style, so a pack is reproducible from one number.
-        shots.extend(_render_style(identity, style, options, seed, per_style, analyzer, step))
+    # The same seeds for every style, so a pack is reproducible from one number; one batch, so a
+    # person's LoRA is loaded once for the whole pack.
+    shots = _render_styles(identity, styles, options, seed, per_style, analyzer, progress)
     workdir = new_workdir("pack")
     _write_outputs(shots, workdir, options, analyzer)
     info = _info(shots, seed, started, style_ids=ids)

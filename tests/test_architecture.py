@@ -27,7 +27,7 @@ PKG = ROOT / "headshot"
 # skipped; a module file missing from this list fails test_every_module_is_in_the_map.
 ORDER = [
     "config", "errors", "imaging", "faces", "validation", "styles", "identity", "instantid", "tiny",
-    "models", "adapters", "lora", "recipe", "aoti", "pipeline", "studio", "ui", "__main__",
+    "models", "adapters", "lora", "recipe", "aoti", "zerogpu", "pipeline", "studio", "ui", "__main__",
 ]  # fmt: skip
 ONLY_IN = {"gradio": {"ui"}, "gradio_client": {"ui"}, "spaces": {"pipeline"}}
 TENSOR_LIBRARIES = {

@@ -162,11 +162,11 @@ def counted_renders(monkeypatch):
 
     asked: list[int] = []
 
-    def render(request, progress=None):
-        asked.append(request.num_images)
-        return [Image.new("RGB", (request.width, request.height))] * request.num_images
+    def render_all(requests, progress=None):
+        asked.extend(r.num_images for r in requests)
+        return [[Image.new("RGB", (r.width, r.height))] * r.num_images for r in requests]
 
-    monkeypatch.setattr(pipeline, "render", render)
+    monkeypatch.setattr(pipeline, "render_all", render_all)
     monkeypatch.setattr(studio, "device_summary", lambda: {})
     return asked
 

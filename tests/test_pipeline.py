@@ -160,17 +160,47 @@ def test_zerogpu_splits_long_requests_into_calls_with_the_same_images(loaded, mo
     monkeypatch.setattr(config, "on_zerogpu", lambda: True)
     monkeypatch.setattr(config, "ZEROGPU_MAX_DURATION", config.ZEROGPU_BASE_SECONDS + 1)
     full_size = dataclasses.replace(request, width=1024, height=1024)
-    assert pipeline._gpu_chunks(full_size) == [(0, 1), (1, 1), (2, 1)]
+    plan = pipeline._gpu_calls([full_size])
+    assert [[(i, p.seed, p.num_images) for i, p in call] for call in plan] == [
+        [(0, 20, 1)],
+        [(0, 21, 1)],
+        [(0, 22, 1)],
+    ]
     calls = []
     real = pipeline._render_on_gpu
     monkeypatch.setattr(
-        pipeline, "_render_on_gpu", lambda r, p=None: calls.append(r.num_images) or real(r, p)
+        pipeline, "_render_on_gpu", lambda parts: calls.append([p.num_images for p in parts]) or real(parts)
     )
-    monkeypatch.setattr(pipeline, "_gpu_chunks", lambda r: [(0, 2), (2, 1)])
+    monkeypatch.setattr(
+        pipeline,
+        "_gpu_calls",
+        lambda requests: [
+            [(0, dataclasses.replace(request, num_images=2))],
+            [(0, dataclasses.replace(request, seed=22, num_images=1))],
+        ],
+    )
     seen: list[float] = []
     split = pipeline.render(request, progress=lambda frac, desc="": seen.append(frac))
-    assert calls == [2, 1] and same(split, whole)
+    assert calls == [[2], [1]] and same(split, whole)
     assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_a_pack_is_one_batch_with_the_images_of_each_request(loaded, plain, other):
+    """render_all: the same images as each request alone, the LoRA-free and LoRA requests mixed."""
+    lora = tiny.random_unet_lora(loaded.pipe.unet, rank=4, seed=3, std=0.2)
+    person = {"name": "identity", "state_dict": lora, "scale": 1.0}
+    with_lora = make_request(lora=person)
+    alone = pipeline.render(with_lora)
+    batch = pipeline.render_all(
+        [
+            make_request(),
+            with_lora,
+            make_request(face_embedding=unit(2), prompt="an outdoor headshot", seed=11),
+            with_lora,
+        ]
+    )
+    assert same(batch[0], plain) and same(batch[1], alone) and same(batch[2], other) and same(batch[3], alone)
+    assert not any(name.startswith("request_") for name in adapters.adapter_names(loaded.pipe))
 
 
 def test_progress_reaches_the_caller(loaded):
@@ -249,8 +279,9 @@ def test_trained_identity_lora_renders_and_training_leaves_the_unet_as_it_was(lo
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (96, 96, 3), np.uint8)) for i in range(3)
     ]
     seen: list[float] = []
+    settings = pipeline.lora_settings(steps=2, rank=4, seed=0)
     result = pipeline.train_identity_lora(
-        selfies, None, steps=2, rank=4, seed=0, progress=lambda frac, desc="": seen.append(frac)
+        selfies, None, settings, progress=lambda frac, desc="": seen.append(frac)
     )
     assert result.done and result.steps_run == 2 and seen[-1] == 1.0
     assert same(pipeline.render(make_request()), plain)
@@ -299,7 +330,10 @@ def test_invalid_requests_are_refused(change):
 
 def test_duration_estimate_follows_the_work():
     full = make_request(width=1024, height=1024, steps=30, num_images=1, control_image=keypoints())
-    est = pipeline.estimate_duration
+
+    def est(request):
+        return pipeline.estimate_duration([request])
+
     assert est(dataclasses.replace(full, num_images=2)) > est(full)
     assert est(dataclasses.replace(full, steps=40)) > est(full)
     assert est(dataclasses.replace(full, width=512, height=512)) < est(full)

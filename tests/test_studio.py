@@ -45,7 +45,7 @@ def test_outputs_are_ranked_by_likeness_and_marked_not_hidden(monkeypatch, ident
     intruder = _load(faces_dir / "same_person" / "biden" / "biden.jpg")
     person = _load(obama[3])
     noise = Image.effect_noise((256, 256), 64).convert("RGB")
-    monkeypatch.setattr(pipeline, "render", lambda request, progress=None: [noise, intruder, person])
+    monkeypatch.setattr(pipeline, "render_all", lambda requests, progress=None: [[noise, intruder, person]])
 
     result = studio.generate(identity, "corporate-grey", studio.GenerateOptions(num_images=3, seed=10),
                              analyzer=analyzer)
@@ -62,11 +62,11 @@ def test_best_of_renders_more_candidates_and_keeps_the_best(monkeypatch, identit
     person = _load(obama[3])
     asked = []
 
-    def fake_render(request, progress=None):
-        asked.append(request.num_images)
-        return [intruder, person, intruder, intruder][: request.num_images]
+    def fake_render(requests, progress=None):
+        asked.extend(r.num_images for r in requests)
+        return [[intruder, person, intruder, intruder][: r.num_images] for r in requests]
 
-    monkeypatch.setattr(pipeline, "render", fake_render)
+    monkeypatch.setattr(pipeline, "render_all", fake_render)
     result = studio.generate(identity, "corporate-grey", studio.GenerateOptions(num_images=1, best_of=4, seed=0),
                              analyzer=analyzer)
     assert asked == [4]
@@ -107,7 +107,7 @@ def test_same_seed_same_pack_and_ai_mark_is_visible(identity, analyzer):
 
 
 def test_requests_are_checked_before_the_gpu(identity, analyzer, monkeypatch):
-    monkeypatch.setattr(pipeline, "render", lambda *a, **k: pytest.fail("render must not run"))
+    monkeypatch.setattr(pipeline, "render_all", lambda *a, **k: pytest.fail("render must not run"))
     with pytest.raises(PromptRejected):
         studio.generate(identity, "corporate-grey", studio.GenerateOptions(prompt="nude photo"), analyzer=analyzer)
     with pytest.raises(InvalidRequest):
@@ -158,7 +158,7 @@ def test_a_requested_zero_is_honoured_and_none_is_the_styles_value(identity):
 
 
 def test_zero_counts_are_refused_not_defaulted(identity, analyzer, monkeypatch):
-    monkeypatch.setattr(pipeline, "render", lambda *a, **k: pytest.fail("render must not run"))
+    monkeypatch.setattr(pipeline, "render_all", lambda *a, **k: pytest.fail("render must not run"))
     for options in (studio.GenerateOptions(num_images=0), studio.GenerateOptions(best_of=0)):
         with pytest.raises(InvalidRequest):
             studio.generate(identity, "corporate-grey", options, analyzer=analyzer)

@@ -225,4 +225,8 @@ def test_gpu_check_quick_on_cuda(tmp_path):
     results = check_gpu_check_output(out.getvalue(), table, "gpu_check_smoke", gpu=True)
     assert torch.cuda.get_device_name(0) in table.splitlines()[0]
     assert results["gpu_check_smoke_ours_compiled_128px_s"]["value"] > 0
-    assert "float16 autocast" in table or "fp16 autocast + gradient scaler" in table
+    from headshot import lora, models
+
+    app_dtype = models.select_dtype(torch.device("cuda"), models.FastPaths.from_env().dtype)
+    precision = lora.resolve_precision(None, app_dtype)  # fp16 (+ scaler) for the default float16
+    assert "| ours, LoRA training, 128 px | s/step |" in table and f"{precision} autocast" in table

@@ -3,8 +3,8 @@
 Face-centred crops of the selfies (a few zooms, mirrored) go through the VAE once (latent mean and std
 cached); one instance caption (``"a photo of ohwx person"``) is encoded once. The LoRA sits on the UNet's
 attention projections (``UNET_TARGET_MODULES``), attached to the pipeline's own UNet by
-:func:`adapters.training_adapter` and removed afterwards; fp32 LoRA weights under bf16/fp16 autocast on
-CUDA, noise-prediction MSE, AdamW. Library helpers used: peft ``LoraConfig`` (through diffusers'
+:func:`adapters.training_adapter` and removed afterwards; fp32 LoRA weights under autocast to the UNet's
+own dtype (fp16 with a gradient scaler, bf16, or none for fp32), noise-prediction MSE, AdamW. Library helpers used: peft ``LoraConfig`` (through diffusers'
 ``unet.add_adapter``), ``get_peft_model_state_dict`` (export), ``set_peft_model_state_dict`` (resume);
 diffusers ``DDPMScheduler`` (``add_noise``, ``get_velocity``), ``training_utils.cast_training_params``,
 ``enable_gradient_checkpointing``; torch ``autocast`` and ``GradScaler`` (accelerate would own device
@@ -69,9 +69,10 @@ class LoraSettings:
     ``resolution=None`` trains at the UNet's native size (``sample_size`` times the VAE factor:
     1024 px for SDXL, the tiny size on the tiny profile). ``time_budget_s`` bounds the wall time of
     one call (preparation included); ``None`` means no bound. ``mixed_precision`` is ``"bf16"``,
-    ``"fp16"`` or ``"no"``; ``None`` picks bf16 on CUDA (fp16 where bf16 is unsupported) and fp32
-    elsewhere. ``gradient_checkpointing=None`` turns it on for CUDA when the GPU's free memory cannot
-    hold the activations without it (see :func:`auto_gradient_checkpointing`), never on CPU.
+    ``"fp16"`` or ``"no"``; ``None`` follows the UNet's own dtype (see :func:`resolve_precision`), and
+    a half-precision UNet accepts only its own. ``gradient_checkpointing=None`` turns it on for CUDA
+    when the GPU's free memory cannot hold the activations without it (see
+    :func:`auto_gradient_checkpointing`), never on CPU.
     """
 
     rank: int = 16
@@ -459,14 +460,36 @@ def encode_caption(
 # --------------------------------------------------------------------------------------
 
 
-def _resolve_precision(settings: LoraSettings, device: torch.device) -> str:
-    if settings.mixed_precision is not None:
-        if device.type != "cuda" and settings.mixed_precision == "fp16":
-            raise InvalidRequest("fp16 mixed precision needs a CUDA GPU.")
-        return settings.mixed_precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
+_PRECISION_OF_DTYPE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "no"}
+
+
+def resolve_precision(requested: str | None, unet_dtype: torch.dtype) -> str:
+    """The autocast precision of training on a UNet whose weights are ``unet_dtype``.
+
+    Training autocasts to the UNet's own dtype: a float16 UNet under float16 autocast with a gradient
+    scaler (:func:`uses_grad_scaler`), a bfloat16 UNet under bfloat16 autocast, a float32 UNet without
+    autocast; the LoRA weights are float32 in every case. Only a float32 UNet may be asked for another
+    precision (``"bf16"`` or ``"fp16"`` autocast over float32 weights); a half-precision UNet under the
+    other half type's autocast fails inside torch (``Unexpected floating ScalarType``), so that request
+    is refused with :class:`InvalidRequest`.
+    """
+    own = _PRECISION_OF_DTYPE.get(unet_dtype)
+    if own is None:
+        raise InvalidRequest(f"LoRA training does not support a {unet_dtype} UNet.")
+    if requested is None or requested == own:
+        return own
+    if own != "no":
+        name = str(unet_dtype).removeprefix("torch.")
+        raise InvalidRequest(
+            f"The UNet is {name}: LoRA training on it runs in {own}, not {requested!r} "
+            "(leave mixed precision unset to follow the model)."
+        )
+    return requested
+
+
+def uses_grad_scaler(precision: str) -> bool:
+    """fp16 needs loss scaling (its small exponent range loses small gradients); bf16 and fp32 do not."""
+    return precision == "fp16"
 
 
 def auto_gradient_checkpointing(device: torch.device, resolution: int, batch_size: int = 1) -> bool:
@@ -480,6 +503,7 @@ def auto_gradient_checkpointing(device: torch.device, resolution: int, batch_siz
 
 
 def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    """Autocast to ``precision`` (``"no"``: disabled, everything runs in the weights' float32)."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=precision != "no")
 
@@ -559,6 +583,7 @@ def train_lora(
     dev = comps.unet.device
     resolution = int(settings.resolution or default_resolution(comps.unet, comps.vae))
     _check_resolution(resolution, comps)
+    precision = resolve_precision(settings.mixed_precision, comps.unet.dtype)  # refuse before any work
 
     # 1. Data: crops, their fingerprint, cached latent statistics; the caption's embeddings, once.
     crops = prepare_training_images(
@@ -573,7 +598,6 @@ def train_lora(
     embeds, pooled = encode_caption(comps, settings.caption, dev)
     text = (embeds.float(), pooled.float())
 
-    precision = _resolve_precision(settings, dev)
     checkpointing = settings.gradient_checkpointing
     if checkpointing is None:
         checkpointing = auto_gradient_checkpointing(dev, resolution, settings.batch_size)
@@ -609,7 +633,8 @@ def train_lora(
         )
         if resume is not None:
             _load_optimizer_state(optimizer, params, resume.optimizer)
-        scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
+        # The scaler's state (scale, growth tracker) travels in LoraState: an fp16 resume is exact.
+        scaler = torch.amp.GradScaler(dev.type, enabled=uses_grad_scaler(precision))
         if scaler.is_enabled() and resume is not None and resume.scaler:
             scaler.load_state_dict(resume.scaler)
 

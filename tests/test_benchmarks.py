@@ -1,4 +1,4 @@
-"""The benchmark suite (benchmarks/run.py, likeness.py, gpu_bench.py).
+"""The benchmark suite (benchmarks/run.py, likeness.py, gpu_bench.py, gpu_check.py).
 
 Cheap pieces run in-process with reduced repeats; the ones that start the app (or build the reduced
 full-size models) are marked slow. Every figure is one JSON line ``{"name", "value", "unit", ...}``.
@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import likeness
+from benchmarks import gpu_check, likeness
 from benchmarks import run as bench
 
 D = 128  # the faces-small pack's embedding size
@@ -155,3 +155,78 @@ def test_likeness_arguments():
         likeness.parse_args(["--seeds", "3", "1"])
     args = likeness.parse_args(["--quick"])
     assert (args.identities, len(args.styles), args.seeds, args.best_of) == (1, 1, [1], 2)
+
+
+# --------------------------------------------------------------------------------------
+# benchmarks/gpu_check.py
+# --------------------------------------------------------------------------------------
+
+GPU_CHECK_KEYS = ("ours", "baseline", "ours_fast", "baseline_fast", "ours_lora", "baseline_lora")
+
+
+def test_gpu_check_refuses_without_cuda(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == gpu_check.NO_CUDA_EXIT == 2
+    captured = capsys.readouterr()
+    assert "needs a CUDA GPU" in captured.err and "--cpu-smoke" in captured.err
+    assert captured.out == ""  # no figures
+
+
+def test_gpu_check_settings_and_table():
+    default = gpu_check.settings_from(gpu_check.parse_args([]))
+    assert (default.size, default.steps, default.compile, default.reduced) == (1024, 30, True, False)
+    assert default.compile_mode == "max-autotune-no-cudagraphs"  # what HEADSHOT_COMPILE=1 means
+    assert default.compile_reserve_s + default.fast_compile_reserve_s < default.budget_s <= 480
+    smoke = gpu_check.settings_from(gpu_check.parse_args(["--cpu-smoke", "--no-compile", "--repeats", "3"]))
+    assert smoke.reduced and smoke.size == 128 and not smoke.compile and smoke.repeats == 3
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        gpu_check.parse_args(["--repeats", "0"])
+    rows = [gpu_check.Row("ours", "s/image", 4.25, 11.5, 3.1, 11.9, "x1.05"), gpu_check.Row("other", "s")]
+    text = gpu_check.markdown(rows, "**title**")
+    lines = text.splitlines()
+    assert lines[0] == "**title**" and lines[2].startswith("| measure |")
+    assert lines[4] == "| ours | s/image | 4.25 | 11.50 | 3.10 | 11.90 | x1.05 |"
+    assert lines[5] == "| other | s | - | - | - | - |  |"
+
+
+def check_gpu_check_output(text: str, table: str, prefix: str, gpu: bool) -> dict[str, dict]:
+    results = by_name(records(text))
+    for key in GPU_CHECK_KEYS:
+        assert results[f"{prefix}_{key}_128px_s"]["value"] > 0, key
+        assert (f"{prefix}_{key}_peak_memory_gib" in results) is gpu, key
+    assert results[f"{prefix}_total_s"]["value"] > 0
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(lines) == 1 + len(GPU_CHECK_KEYS) + 1  # header, a row per measure, the whole check
+    assert "tiny sizes: numbers meaningless" in table.splitlines()[0]
+    return results
+
+
+def test_gpu_check_cpu_smoke_runs_its_code_path(tmp_path):
+    """The whole check with reduced modules on the CPU (about 10 s): every figure, one table."""
+    out = io.StringIO()
+    table_file = tmp_path / "table.md"
+    assert gpu_check.main(["--cpu-smoke", "--table", str(table_file)], stream=out) == 0
+    table = table_file.read_text()
+    results = check_gpu_check_output(out.getvalue(), table, "gpu_check_smoke", gpu=False)
+    assert "compile_first_render_s" in " ".join(results)  # the compiled phase's code ran (eagerly)
+    assert "torch.compile does not run on cpu" in table
+    assert "CPU" in table.splitlines()[0]
+
+
+@pytest.mark.gpu
+def test_gpu_check_quick_on_cuda(tmp_path):
+    """``--quick``: the check's code on the GPU with reduced modules, compiled with mode "default"."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    out = io.StringIO()
+    table_file = tmp_path / "table.md"
+    assert gpu_check.main(["--quick", "--table", str(table_file)], stream=out) == 0
+    table = table_file.read_text()
+    results = check_gpu_check_output(out.getvalue(), table, "gpu_check_smoke", gpu=True)
+    assert torch.cuda.get_device_name(0) in table.splitlines()[0]
+    assert results["gpu_check_smoke_ours_compiled_128px_s"]["value"] > 0
+    from headshot import lora, models
+
+    app_dtype = models.select_dtype(torch.device("cuda"), models.FastPaths.from_env().dtype)
+    precision = lora.resolve_precision(None, app_dtype)  # fp16 (+ scaler) for the default float16
+    assert "| ours, LoRA training, 128 px | s/step |" in table and f"{precision} autocast" in table

@@ -5,6 +5,7 @@ Training runs are a few steps at the tiny size (64 px); each test states the pro
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -268,34 +269,93 @@ def test_training_next_to_a_disabled_adapter_on_fewer_layers(components, selfies
         unet.unload_lora()
 
 
-def test_mixed_precision_path_with_a_half_precision_unet(tiny_repo, selfies):
-    """What CUDA does (bf16 base weights, fp32 LoRA parameters under bf16 autocast), run on the CPU."""
-    comps = load_components(tiny_repo, torch.bfloat16)
+# Every UNet dtype the app can load (HEADSHOT_DTYPE: fp16, bf16, fp32), the precision training picks for
+# it and whether a gradient scaler runs. The CPU runs all three: torch 2.13's CPU autocast has float16.
+DTYPE_PAIRS = [
+    (torch.float16, "fp16", True),
+    (torch.bfloat16, "bf16", False),
+    (torch.float32, "no", False),
+]
+
+
+def test_precision_follows_the_unets_dtype():
+    """The choice on any device (CUDA included: it does not depend on the device), without running."""
+    for dtype, precision, scaled in DTYPE_PAIRS:
+        assert lora.resolve_precision(None, dtype) == precision
+        assert lora.resolve_precision(precision, dtype) == precision
+        assert lora.uses_grad_scaler(precision) is scaled
+    for requested in ("bf16", "fp16", "no"):  # a float32 UNet may autocast to either half type
+        assert lora.resolve_precision(requested, torch.float32) == requested
+    # A half UNet under the other half type's autocast crashes inside torch: refused with a reason.
+    for dtype, requested in ((torch.float16, "bf16"), (torch.bfloat16, "fp16"), (torch.float16, "no")):
+        with pytest.raises(InvalidRequest, match="leave mixed precision unset"):
+            lora.resolve_precision(requested, dtype)
+
+
+@pytest.mark.parametrize(("dtype", "precision", "scaled"), DTYPE_PAIRS, ids=["fp16", "bf16", "fp32"])
+def test_training_in_each_unet_dtype(tiny_repo, selfies, dtype, precision, scaled):
+    """The UNet (and text encoders) in ``dtype``, LoRA weights in float32: finite losses, the adapter
+    learns, the export passes the identity file's check and fits the UNet, the UNet is left as it was."""
+    comps = load_components(tiny_repo, dtype)
     before = unet_snapshot(comps.unet)
-    result = lora.train_lora(comps, selfies, small(steps=3, mixed_precision="bf16"))
-    assert result.config["mixed_precision"] == "bf16"
-    assert np.isfinite(result.loss_history).all()
+    result = lora.train_lora(comps, selfies, small(steps=3))
+    assert result.config["mixed_precision"] == precision
+    assert np.isfinite(result.loss_history).all() and len(result.loss_history) == 3
     assert any(v.abs().sum() > 0 for k, v in result.state_dict.items() if ".lora_B." in k)  # it learned
     assert all(v.dtype == torch.float32 for v in result.state.adapter.values())
+    assert all(torch.isfinite(v).all() for v in result.state.adapter.values())
+    assert identity.check_lora_state_dict(result.state_dict, rank=4)["rank"] == 4
+    adapters.check_lora_for_unet(result.state_dict, comps.unet)
+    assert (result.state.scaler is not None) is scaled
+    if scaled:  # the scaler ran: a finite scale, and no step was skipped for an overflow here
+        assert math.isfinite(result.state.scaler["scale"]) and result.state.scaler["scale"] > 0
     assert_same_unet(before, unet_snapshot(comps.unet))
-    assert comps.unet.dtype == torch.bfloat16
+    assert comps.unet.dtype == dtype
+
+
+def test_fp16_resume_is_exact_with_the_scaler_state(tiny_repo, selfies):
+    """fp16 with its gradient scaler: 2 steps + 2 resumed steps (through bytes) equal 4 steps, bit for bit."""
+    comps = load_components(tiny_repo, torch.float16)
+    whole = lora.train_lora(comps, selfies, small(steps=4))
+    first = lora.train_lora(comps, selfies, small(steps=2))
+    carried = lora.LoraState.from_bytes(first.state.to_bytes())
+    assert carried.scaler == first.state.scaler and carried.scaler is not None
+    rest = lora.train_lora(comps, selfies, small(steps=4), resume=carried)
+    assert rest.loss_history == whole.loss_history
+    assert same_state_dict(rest.state.adapter, whole.state.adapter)
+    assert same_state_dict(rest.state.optimizer, whole.state.optimizer)
+    assert rest.state.scaler == whole.state.scaler
+
+
+def test_a_half_unet_refuses_the_other_half_precision(tiny_repo, selfies):
+    """An fp16 UNet under bf16 autocast used to crash in torch; now it is a readable refusal."""
+    comps = load_components(tiny_repo, torch.float16)
+    with pytest.raises(InvalidRequest, match="float16"):
+        lora.train_lora(comps, selfies, small(steps=1, mixed_precision="bf16"))
 
 
 @pytest.mark.gpu
-def test_training_on_cuda(tiny_repo, selfies):
+@pytest.mark.parametrize(("dtype", "precision", "scaled"), DTYPE_PAIRS[:2], ids=["fp16", "bf16"])
+def test_training_on_cuda(tiny_repo, selfies, dtype, precision, scaled):
+    """The CUDA half-precision paths (fp16 + scaler, bf16): 2 steps, then an exact resume."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    comps = load_components(tiny_repo, device="cuda")
+    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    comps = load_components(tiny_repo, dtype, device="cuda")
     before = unet_snapshot(comps.unet)
-    result = lora.train_lora(comps, selfies, small(steps=4))
-    assert result.config["mixed_precision"] in ("bf16", "fp16") and np.isfinite(result.final_loss)
+    result = lora.train_lora(comps, selfies, small(steps=2))
+    assert result.config["mixed_precision"] == precision and np.isfinite(result.loss_history).all()
+    assert (result.state.scaler is not None) is scaled
+    assert any(v.abs().sum() > 0 for k, v in result.state_dict.items() if ".lora_B." in k)
     assert all(v.device.type == "cpu" for v in result.state_dict.values())
     adapters.check_lora_for_unet(result.state_dict, comps.unet)
     assert_same_unet(before, unet_snapshot(comps.unet))
-    again = lora.train_lora(
-        comps, selfies, small(steps=2), resume=lora.train_lora(comps, selfies, small(steps=1)).state
-    )
+    first = lora.train_lora(comps, selfies, small(steps=1))
+    carried = lora.LoraState.from_bytes(first.state.to_bytes())
+    again = lora.train_lora(comps, selfies, small(steps=2), resume=carried)
     assert again.done and again.steps_run == 2
+    assert again.loss_history[0] == result.loss_history[0]
 
 
 def test_training_with_the_pipelines_own_modules_keeps_its_adapters(pipe, selfies, tiny_repo):

@@ -127,8 +127,8 @@ def _tokenizer(folder: str) -> tuple[str, ...]:
 
 
 # Every Hub file the full profile loads on a GPU (float16, the fp16-fix VAE: the Space's configuration),
-# one entry per repository: the README's `models:` and `preload_from_hub` are this list
-# (tests/test_publish.py). What diffusers' from_pretrained reads for each:
+# one entry per repository (hub_files() below): the README's `models:` and `preload_from_hub` are this
+# list, and tests/test_publish.py fails when they differ. What diffusers' from_pretrained reads for each:
 # - SDXL_BASE: StableDiffusionXLControlNetPipeline with variant="fp16", controlnet= and vae= passed in,
 #   so model_index.json, the scheduler and tokenizer folders, and config + fp16 weights of text_encoder,
 #   text_encoder_2 and unet; no vae/ (passed in) and not the single-file RealVisXL_V4.0.safetensors.
@@ -152,25 +152,30 @@ SDXL_BASE_FILES = (
     "unet/config.json",
     "unet/diffusion_pytorch_model.fp16.safetensors",
 )
-HUB_FILES: tuple[HubFiles, ...] = (
-    HubFiles(SDXL_BASE.repo_id, SDXL_BASE.revision, SDXL_BASE_FILES),
-    HubFiles(
-        SDXL_VAE_FP16.repo_id,
-        SDXL_VAE_FP16.revision,
-        ("config.json", "diffusion_pytorch_model.safetensors"),
-    ),
-    HubFiles(
-        INSTANTID_CONTROLNET.repo_id,
-        INSTANTID_REVISION,
-        (
-            f"{INSTANTID_CONTROLNET.subfolder}/config.json",
-            f"{INSTANTID_CONTROLNET.subfolder}/diffusion_pytorch_model.safetensors",
-            str(INSTANTID_ADAPTER.filename),
+
+
+def hub_files() -> tuple[HubFiles, ...]:
+    """The list above, built from the pinned models when called (so a changed pin shows up at once)."""
+    return (
+        HubFiles(SDXL_BASE.repo_id, SDXL_BASE.revision, SDXL_BASE_FILES),
+        HubFiles(
+            SDXL_VAE_FP16.repo_id,
+            SDXL_VAE_FP16.revision,
+            ("config.json", "diffusion_pytorch_model.safetensors"),
         ),
-    ),
-    HubFiles(FAST_LORA.repo_id, FAST_LORA.revision, (str(FAST_LORA.filename),)),
-    HubFiles(ANTELOPEV2.repo_id, ANTELOPEV2.revision, (str(ANTELOPEV2.filename),)),
-)
+        HubFiles(
+            INSTANTID_CONTROLNET.repo_id,
+            INSTANTID_CONTROLNET.revision,
+            (
+                f"{INSTANTID_CONTROLNET.subfolder}/config.json",
+                f"{INSTANTID_CONTROLNET.subfolder}/diffusion_pytorch_model.safetensors",
+                str(INSTANTID_ADAPTER.filename),
+            ),
+        ),
+        HubFiles(FAST_LORA.repo_id, FAST_LORA.revision, (str(FAST_LORA.filename),)),
+        HubFiles(ANTELOPEV2.repo_id, ANTELOPEV2.revision, (str(ANTELOPEV2.filename),)),
+    )
+
 
 # --------------------------------------------------------------------------------------
 # Intake and validation limits

@@ -129,6 +129,73 @@ def test_every_pinned_hub_model_is_in_the_one_list():
     assert not any(f.startswith("vae/") for f in base)  # the fp16-fix VAE is passed in
 
 
+# RealVisXL_V4.0 at the pinned commit, as the Hub's file pages list it ("Upload 23 files" + two more).
+REALVISXL_V4_TREE = [
+    ".gitattributes",
+    "README.md",
+    "RealVisXL_V4.0.safetensors",
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    *(f"{te}/{f}" for te in ("text_encoder", "text_encoder_2")
+      for f in ("config.json", "model.fp16.safetensors", "model.safetensors")),
+    *(f"{tok}/{f}" for tok in ("tokenizer", "tokenizer_2")
+      for f in ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")),
+    *(f"{m}/{f}" for m in ("unet", "vae")
+      for f in ("config.json", "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.safetensors")),
+]
+
+
+def test_diffusers_fetches_exactly_the_listed_base_files(tmp_path, monkeypatch):
+    """diffusers' own download rules, run offline on the repository's file list with the arguments
+    models._assemble passes on a GPU (variant fp16, controlnet and vae given), pick config.SDXL_BASE_FILES."""
+    import fnmatch
+    import json
+    import types
+
+    import diffusers.pipelines.pipeline_utils as pipeline_utils
+    from diffusers import StableDiffusionXLControlNetPipeline
+
+    components = {
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "tokenizer_2": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    index = tmp_path / "model_index.json"
+    index.write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline", **components}))
+    siblings = [types.SimpleNamespace(rfilename=f) for f in REALVISXL_V4_TREE]
+    monkeypatch.setattr(pipeline_utils, "model_info", lambda *a, **k: types.SimpleNamespace(siblings=siblings))
+    monkeypatch.setattr(pipeline_utils, "hf_hub_download", lambda *a, **k: str(index))
+    fetched = []
+
+    class Fetched(Exception):
+        pass
+
+    def snapshot_download(repo_id, allow_patterns=None, ignore_patterns=None, **kwargs):
+        assert kwargs["revision"] == config.SDXL_BASE.revision
+        fetched.extend(
+            f
+            for f in REALVISXL_V4_TREE
+            if any(fnmatch.fnmatch(f, p) for p in allow_patterns)
+            and not any(fnmatch.fnmatch(f, p) for p in ignore_patterns)
+        )
+        raise Fetched
+
+    monkeypatch.setattr(pipeline_utils, "snapshot_download", snapshot_download)
+    with pytest.raises(Fetched):
+        StableDiffusionXLControlNetPipeline.download(
+            config.SDXL_BASE.repo_id,
+            revision=config.SDXL_BASE.revision,
+            variant="fp16",
+            controlnet=object(),
+            vae=object(),
+        )
+    assert sorted(fetched) == sorted(config.SDXL_BASE_FILES)
+
+
 def test_sdk_version_is_the_pinned_gradio():
     assert front_matter()["sdk"] == "gradio"
     assert str(front_matter()["sdk_version"]) == pins()["gradio"]

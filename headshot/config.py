@@ -89,11 +89,98 @@ FAST_LORA = HubModel(
     filename="pytorch_lora_weights.safetensors",
 )
 # antelopev2, the pack InstantID was trained on (512-d ArcFace embeddings): a Hub mirror of the zip
-# (it unpacks to antelopev2/*.onnx), and insightface's own release as a fallback URL.
+# (it unpacks to antelopev2/*.onnx), and insightface's own release as a fallback URL. The mirror is
+# pinned to 64aad583..., the commit that uploaded the zip: its Git LFS pointer gives the digest below.
 ANTELOPEV2 = HubModel(
-    "MonsterMMORPG/tools", revision="2cc250d767e22019bef3ae1aefaa1ad8a73ef64c", filename="antelopev2.zip"
+    "MonsterMMORPG/tools", revision="64aad58336dfc994217062c4e9a99a6f45e72645", filename="antelopev2.zip"
 )
 ANTELOPEV2_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/antelopev2.zip"
+
+# SHA-256 of the face pack's downloaded files, checked before anything of a download is used
+# (faces.ensure_antelopev2): the zip from either source, then each ONNX file taken from it (also the
+# unpacked copies in the cache, at every start). A mismatch deletes the files and refuses with the file's
+# name and the expected digest. None means "not confirmed": that file is loaded unverified, with a log line.
+# Sources (public pages and code, found offline for this change): the zip's digest and size
+# (360,662,982 bytes) are the Git LFS pointer of MonsterMMORPG/tools at 64aad583 ("Upload
+# antelopev2.zip"); public code that downloads the insightface v0.7 release URL pins the same digest. The
+# two ONNX digests are the Git LFS pointers of these files in several Hub copies of antelopev2
+# (scrfd_10g_bnkps.onnx 16,923,827 bytes, glintr100.onnx 261 MB), one of them next to the same zip.
+# A folder in HEADSHOT_FACE_MODELS is the user's own pack and is not checked.
+ANTELOPEV2_SHA256: dict[str, str | None] = {
+    "antelopev2.zip": "8e182f14fc6e80b3bfa375b33eb6cff7ee05d8ef7633e738d1c89021dcf0c5c5",
+    "scrfd_10g_bnkps.onnx": "5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
+    "glintr100.onnx": "4ab1d6435d639628a6f3e5008dd4f929edf4c4124b1a7169e1048f9fef534cdf",
+}
+
+
+@dataclass(frozen=True)
+class HubFiles:
+    """The files the full profile loads from one Hub repository at one revision."""
+
+    repo_id: str
+    revision: str
+    files: tuple[str, ...]
+
+    def preload_entry(self) -> str:
+        """This repository's line in the README's ``preload_from_hub`` (``repo files revision``)."""
+        return f"{self.repo_id} {','.join(self.files)} {self.revision}"
+
+
+def _tokenizer(folder: str) -> tuple[str, ...]:
+    names = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
+    return tuple(f"{folder}/{name}" for name in names)
+
+
+# Every Hub file the full profile loads on a GPU (float16, the fp16-fix VAE: the Space's configuration),
+# one entry per repository (hub_files() below): the README's `models:` and `preload_from_hub` are this
+# list, and tests/test_publish.py fails when they differ. What diffusers' from_pretrained reads for each:
+# - SDXL_BASE: StableDiffusionXLControlNetPipeline with variant="fp16", controlnet= and vae= passed in,
+#   so model_index.json, the scheduler and tokenizer folders, and config + fp16 weights of text_encoder,
+#   text_encoder_2 and unet; no vae/ (passed in) and not the single-file RealVisXL_V4.0.safetensors.
+#   The repository at this commit holds model.fp16.safetensors / diffusion_pytorch_model.fp16.safetensors
+#   beside the float32 files. On a CPU (float32) or with HEADSHOT_FP16_VAE=0, the float32 files and vae/
+#   are downloaded on first use instead; they are not preloaded.
+# - SDXL_VAE_FP16: AutoencoderKL: config.json + diffusion_pytorch_model.safetensors.
+# - INSTANTID_*: ControlNetModel from ControlNetModel/ (config + safetensors weights), and the face
+#   adapter file through load_ip_adapter.
+# - FAST_LORA: load_lora_weights(weight_name=...): that one file.
+# - ANTELOPEV2: the zip (faces.py looks in the default Hub cache, where the Space's build puts it, first).
+SDXL_BASE_FILES = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+    "text_encoder/model.fp16.safetensors",
+    "text_encoder_2/config.json",
+    "text_encoder_2/model.fp16.safetensors",
+    *_tokenizer("tokenizer"),
+    *_tokenizer("tokenizer_2"),
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+)
+
+
+def hub_files() -> tuple[HubFiles, ...]:
+    """The list above, built from the pinned models when called (so a changed pin shows up at once)."""
+    return (
+        HubFiles(SDXL_BASE.repo_id, SDXL_BASE.revision, SDXL_BASE_FILES),
+        HubFiles(
+            SDXL_VAE_FP16.repo_id,
+            SDXL_VAE_FP16.revision,
+            ("config.json", "diffusion_pytorch_model.safetensors"),
+        ),
+        HubFiles(
+            INSTANTID_CONTROLNET.repo_id,
+            INSTANTID_CONTROLNET.revision,
+            (
+                f"{INSTANTID_CONTROLNET.subfolder}/config.json",
+                f"{INSTANTID_CONTROLNET.subfolder}/diffusion_pytorch_model.safetensors",
+                str(INSTANTID_ADAPTER.filename),
+            ),
+        ),
+        HubFiles(FAST_LORA.repo_id, FAST_LORA.revision, (str(FAST_LORA.filename),)),
+        HubFiles(ANTELOPEV2.repo_id, ANTELOPEV2.revision, (str(ANTELOPEV2.filename),)),
+    )
+
 
 # --------------------------------------------------------------------------------------
 # Intake and validation limits

@@ -11,6 +11,7 @@ detector's session pool and anchor cache are plain Python state). Details: the R
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -290,10 +291,45 @@ def pack_id_for(onnx_dir: Path) -> str:
     return onnx_dir.name
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_download(path: Path, name: str) -> None:
+    """Check ``path`` against the SHA-256 in ``config.ANTELOPEV2_SHA256[name]``.
+
+    Raises :class:`errors.FaceModelsUnavailable` naming the file and the expected digest on a mismatch
+    (the caller deletes what it downloaded). A name without a confirmed digest is logged and passes.
+    """
+    expected = config.ANTELOPEV2_SHA256.get(name)
+    if not expected:
+        log.warning("face model file %s has no known SHA-256 digest; loading it unverified", name)
+        return
+    actual = _sha256(path)
+    if actual != expected.lower():
+        raise errors.FaceModelsUnavailable(
+            f"The downloaded face model file {name} is not the expected file: its SHA-256 is {actual}, "
+            f"expected {expected}. It has been deleted and nothing of that download is used; start "
+            f"again to download it once more. {_OFFLINE_HINT}"
+        )
+
+
+def _delete_download(path: Path) -> None:
+    """Remove a downloaded file; for a Hub cache entry, the blob the snapshot link points at too."""
+    target = path.resolve()
+    path.unlink(missing_ok=True)
+    target.unlink(missing_ok=True)
+
+
 def _safe_extract_onnx(zip_path: Path, target: Path, wanted: Sequence[str]) -> Path:
     """Unpack the ``.onnx`` members of ``zip_path`` flat into ``target`` (atomically: a temp folder renamed
     into place). Only ``wanted`` names when all are present, else every ``.onnx`` member. Member paths are
-    never joined to the target, so a hostile zip cannot write outside it."""
+    never joined to the target, so a hostile zip cannot write outside it. Each file is checked against its
+    digest before the folder is renamed into place; on a mismatch nothing is kept."""
     with zipfile.ZipFile(zip_path) as zf:
         members = [
             m
@@ -311,8 +347,10 @@ def _safe_extract_onnx(zip_path: Path, target: Path, wanted: Sequence[str]) -> P
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             for member in members:
-                with zf.open(member) as src, open(tmp / Path(member.filename).name, "wb") as dst:
+                name = Path(member.filename).name
+                with zf.open(member) as src, open(tmp / name, "wb") as dst:
                     shutil.copyfileobj(src, dst, length=1 << 20)
+                _verify_download(tmp / name, name)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -323,20 +361,20 @@ def _safe_extract_onnx(zip_path: Path, target: Path, wanted: Sequence[str]) -> P
 
 
 def _download_zip(dest_dir: Path) -> Path:
-    """antelopev2.zip from the Hub (pinned revision), else from the insightface release URL."""
+    """antelopev2.zip from the Hub (pinned revision), else from the insightface release URL.
+
+    The default Hub cache is looked at first: a Space's build puts the file there (``preload_from_hub``)."""
     failures: list[str] = []
+    model = config.ANTELOPEV2
     try:
         from huggingface_hub import hf_hub_download
 
-        model = config.ANTELOPEV2
-        return Path(
-            hf_hub_download(
-                repo_id=model.repo_id,
-                filename=model.filename or "antelopev2.zip",
-                revision=model.revision,
-                cache_dir=str(dest_dir / "hub"),
-            )
-        )
+        filename = model.filename or "antelopev2.zip"
+        hub = {"repo_id": model.repo_id, "filename": filename, "revision": model.revision}
+        try:
+            return Path(hf_hub_download(**hub, local_files_only=True))
+        except Exception:  # not preloaded: download into our own cache
+            return Path(hf_hub_download(**hub, cache_dir=str(dest_dir / "hub")))
     except Exception as exc:  # offline, blocked, repo gone: try the release URL
         failures.append(f"Hugging Face Hub: {type(exc).__name__}")
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
@@ -365,17 +403,39 @@ def _download_zip(dest_dir: Path) -> Path:
 _DOWNLOAD_LOCK = threading.Lock()
 
 
+def _cached_pack_ok(target: Path) -> bool:
+    """True when the unpacked pack in the cache is there and each file still matches its digest; a
+    folder that does not match is deleted (and downloaded again)."""
+    if not (target.is_dir() and any(target.glob("*.onnx"))):
+        return False
+    try:
+        for onnx in sorted(target.glob("*.onnx")):
+            _verify_download(onnx, onnx.name)
+    except errors.FaceModelsUnavailable as exc:
+        log.warning("the cached face models failed their check and are downloaded again: %s", exc.message)
+        shutil.rmtree(target, ignore_errors=True)
+        return False
+    return True
+
+
 def ensure_antelopev2() -> Path:
-    """The folder with antelopev2's detector and recognizer, downloading and unpacking it on first use."""
+    """The folder with antelopev2's detector and recognizer, downloading and unpacking it on first use.
+
+    The zip and the ONNX files taken from it are checked against ``config.ANTELOPEV2_SHA256`` before
+    they are used; a download that fails the check is deleted and refused."""
     target = config.cache_dir() / "face_packs" / "antelopev2"
     with _DOWNLOAD_LOCK:
-        if target.is_dir() and any(target.glob("*.onnx")):
+        if _cached_pack_ok(target):
             return target
         zip_path = _download_zip(config.cache_dir() / "downloads")
         try:
+            _verify_download(zip_path, config.ANTELOPEV2.filename or "antelopev2.zip")
             return _safe_extract_onnx(zip_path, target, ANTELOPEV2_FILES)
+        except errors.FaceModelsUnavailable:
+            _delete_download(zip_path)
+            raise
         except zipfile.BadZipFile:
-            zip_path.unlink(missing_ok=True)
+            _delete_download(zip_path)
             raise errors.FaceModelsUnavailable(
                 f"The downloaded face model archive was damaged and has been removed; start again. {_OFFLINE_HINT}"
             ) from None

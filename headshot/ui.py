@@ -11,6 +11,7 @@ reads every other value, 0 included, as given.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -43,6 +44,19 @@ are deleted from the server within {sum(config.DELETE_CACHE) // 60} minutes, not
 beyond your request, and **Delete my data** removes everything of this session now. The identity file is
 yours to download and upload again later; we do not store it. Every image is labelled as AI-generated
 in its metadata (IPTC `trainedAlgorithmicMedia`). Calling the API asserts the same consent.
+"""
+
+# The README's licence table: on a Space its page (SPACE_ID is set there), else the README next to app.py.
+_README_LICENCES = (
+    f"https://huggingface.co/spaces/{os.environ['SPACE_ID']}/blob/main/README.md#licences"
+    if os.environ.get("SPACE_ID")
+    else "README.md#licences"
+)
+LICENCES = f"""
+**Licences.** The app's code is Apache-2.0, but some of the models it runs are not free for business use:
+InstantID's checkpoints are released for research only and insightface's antelopev2 face models for
+non-commercial research only. Before using this app or its images commercially, read the
+[licence table]({_README_LICENCES}) and the terms of each model.
 """
 
 API_CONSENT = "Calling this endpoint asserts that the photos are of you, or that the person agreed."
@@ -598,6 +612,7 @@ def build_demo() -> gr.Blocks:
                     pack_zip = gr.File(label="Pack (ZIP of PNGs)", elem_id="pack_zip")
             with gr.Tab("Privacy", id="privacy"):
                 gr.Markdown(PRIVACY)
+                gr.Markdown(LICENCES, elem_id="licences")
         delete_btn = gr.Button("Delete my data", variant="stop", size="sm", elem_id="delete")
         removed = gr.Number(visible=False)
         # This session's request folders on the server (per session, never shared; not part of the API).

@@ -105,6 +105,7 @@ def test_antelopev2_zip_is_unpacked_once_whatever_its_nesting(face_pack, tmp_pat
     monkeypatch.setenv("HEADSHOT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("HEADSHOT_FACE_MODELS", raising=False)
     monkeypatch.setattr(faces, "_download_zip", fake_download)
+    monkeypatch.setattr(faces.config, "ANTELOPEV2_SHA256", {})  # a stand-in zip (digests: test_publish.py)
     pack_id, folder = faces.resolve_pack()
     assert pack_id == "antelopev2"
     assert folder == tmp_path / "cache" / "face_packs" / "antelopev2"

@@ -1,17 +1,18 @@
-"""The GPU entry points: the startup sequence, ``render``, LoRA training, ZeroGPU durations and chunks.
+"""The GPU entry points: the startup sequence, rendering, LoRA training, ZeroGPU durations and calls.
 
-The only importer of ``spaces``. Startup (:func:`ready_models`): load the models (``models``), compile
-them ahead of time when ``HEADSHOT_AOTI`` is on (``aoti``), then warm them up with short renders.
-:func:`render` checks a request, then runs the recipe (``recipe``) under ``@spaces.GPU`` with a
-duration estimated from the request, in as many GPU calls as ZeroGPU's duration limit needs;
-:func:`train_identity_lora` trains a person's LoRA (``lora``) in time-bounded GPU calls that resume
-from one another. One lock serialises the GPU work (renders and training share the UNet). Off
-ZeroGPU ``spaces.GPU`` returns the function unchanged.
+The only importer of ``spaces``. Startup (:func:`ready_models`): load the models (``models``), load the
+fast LoRA (``adapters``), compile ahead of time when ``HEADSHOT_AOTI`` is on (``aoti``), warm up.
+:func:`render_all` checks requests and runs the recipe (``recipe``) in GPU calls sized to ZeroGPU's
+duration limit; :func:`train_identity_lora` trains a person's LoRA (``lora``) in resumable calls
+whose state stays here. GPU functions are generators of data events (progress, then the result), so
+nothing but data crosses ZeroGPU's process boundary; ``HEADSHOT_ZEROGPU_EMULATE=1`` runs them under
+``zerogpu``'s emulation. One lock serialises the GPU work (renders and training share the UNet).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import queue
@@ -64,32 +65,43 @@ LORA_LOAD_SECONDS = 5  # loading a LoRA into the UNet (peft injection), for the 
 AOTI_COMPILE_SECONDS = 1500  # GPU time asked of ZeroGPU for compiling at startup
 
 _GPU_LOCK = threading.Lock()  # one GPU: renders and training run one at a time
+_START_LOCK = threading.Lock()
 
 
 def _gpu(duration: int | Callable[..., int]) -> Callable[[Callable[..., Iterator]], Callable[..., Iterator]]:
     """``@spaces.GPU`` (a no-op off ZeroGPU), or the emulated ZeroGPU under ``HEADSHOT_ZEROGPU_EMULATE=1``.
 
     Every GPU function is a generator of events (``("progress", fraction, desc)``, then
-    ``("result", value)``): only data crosses the ZeroGPU boundary, never a callback.
+    ``("result", value)``): only data crosses the ZeroGPU boundary, never a callback. The emulation is
+    chosen per call, so a test can switch it on.
     """
-    if zerogpu.enabled():
-        return zerogpu.gpu(duration)
-    return spaces.GPU(duration=duration)
 
+    def decorate(task: Callable[..., Iterator]) -> Callable[..., Iterator]:
+        real, emulated = spaces.GPU(duration=duration)(task), zerogpu.gpu(duration)(task)
 
-_START_LOCK = threading.Lock()
+        @functools.wraps(task)
+        def call(*args: Any, **kwargs: Any) -> Iterator:
+            return (emulated if zerogpu.enabled() else real)(*args, **kwargs)
+
+        return call
+
+    return decorate
 
 
 # Startup: load -> compile -> warm up (once per loaded models)
 
 
 def ready_models(embedding_size: int | None = None) -> Models:
-    """The loaded models, after the startup sequence (AoTI compile and warm-up, where switched on)."""
+    """The loaded models after the startup sequence: the fast LoRA, AoTI compile and warm-up (where on)."""
     loaded = load_models(embedding_size)
     if not loaded.started:
         with _START_LOCK:
             if not loaded.started:
                 try:
+                    try:  # once, switched off: a fast request switches it on, no GPU call reloads it
+                        adapters.load_fast(loaded)
+                    except errors.ModelsUnavailable as exc:  # fast mode says so when asked for
+                        log.warning("fast mode unavailable: %s", exc.message)
                     if loaded.fast_paths.aoti:
                         try:
                             aoti_compile(loaded)
@@ -265,7 +277,7 @@ def _sub_progress(progress: Progress | None, start: int, count: int, total: int)
         return progress
 
     def scaled(fraction: float, desc: str = "") -> None:
-        progress((start + fraction * count) / total, desc=desc)
+        progress((start + fraction * count) / total, desc)
 
     return scaled
 
@@ -333,7 +345,7 @@ def _drain(events: Iterator[tuple], progress: Progress | None) -> Any:
         for event in events:
             if event[0] == "progress":
                 if progress is not None:
-                    progress(event[1], desc=event[2])
+                    progress(event[1], event[2])
             else:
                 return event[1]
     except errors.HeadshotError:

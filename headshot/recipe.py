@@ -24,7 +24,7 @@ from PIL import Image
 from . import adapters, config, errors
 from .models import AOTI_IP_SCALE, Models, vae_tiling
 
-Progress = Callable[..., Any]  # progress(fraction, desc=...) like gr.Progress
+Progress = Callable[..., Any]  # progress(fraction, desc), positionally, like gr.Progress
 
 
 @dataclasses.dataclass
@@ -302,7 +302,7 @@ def _step_callback(progress: Progress | None, index: int, count: int):
     def on_step_end(run, step: int, timestep, tensors: dict) -> dict:
         if progress is not None:
             total = max(1, run.num_timesteps)
-            progress((index + (step + 1) / total) / count, desc=f"Image {index + 1} of {count}")
+            progress((index + (step + 1) / total) / count, f"Image {index + 1} of {count}")
         return {}
 
     return on_step_end

@@ -70,7 +70,8 @@ def _user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except HeadshotError as err:
-            raise gr.Error(err.message, title="Could not do that") from err
+            title = "Training paused" if err.code == "training_paused" else "Could not do that"
+            raise gr.Error(err.message, title=title) from err
 
     return wrapper
 
@@ -171,13 +172,15 @@ def create_identity(
     lora_learning_rate: float = 0,
     seed: float = 0,
     session_folders: list[str] | None = None,
+    request: gr.Request | None = None,
     progress=gr.Progress(),
 ) -> tuple[str, dict, list[str]]:
     """Build a reusable identity file from the accepted selfies.
 
     method: "instantid" (seconds, one face embedding) or "lora" (a quick fine-tune, minutes).
     lora_steps / lora_rank / lora_learning_rate: 0 keeps the defaults. Returns the identity file
-    (.safetensors) and a summary (JSON).
+    (.safetensors) and a summary (JSON). When the GPU time runs out during LoRA training, the error
+    says so and the training is kept: /continue_identity goes on from the step it reached.
     """
     result = studio.create_identity(
         _paths(selfies),
@@ -186,9 +189,37 @@ def create_identity(
         lora_rank=_unset(lora_rank, DEFAULT_LORA_SETTING),
         lora_learning_rate=_unset(lora_learning_rate, DEFAULT_LORA_SETTING),
         seed=0 if seed is None else seed,
+        session=_session(request),
         progress=_progress(progress),
     )
     return str(result.path), result.summary, _remember(session_folders, result.path.parent)
+
+
+@_user_errors
+def continue_identity(
+    session_folders: list[str] | None = None,
+    request: gr.Request | None = None,
+    progress=gr.Progress(),
+) -> tuple[str, dict, list[str]]:
+    """Continue this session's LoRA training from the step it reached when the GPU time ran out.
+
+    Returns the identity file and summary, as /create_identity does.
+    """
+    result = studio.continue_identity(_session(request), progress=_progress(progress))
+    return str(result.path), result.summary, _remember(session_folders, result.path.parent)
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) or None
+
+
+def continue_button(request: gr.Request | None = None):
+    """Show Continue while this session has a paused LoRA training."""
+    paused = studio.paused_training(_session(request))
+    if paused is None:
+        return gr.update(visible=False)
+    label = f"Continue LoRA training (saved at step {paused['steps_done']} of {paused['steps_total']})"
+    return gr.update(visible=True, value=label)
 
 
 @_user_errors
@@ -488,6 +519,9 @@ def build_demo() -> gr.Blocks:
                                 elem_id="identity_seed",
                             )
                         create_btn = gr.Button("Create identity", variant="primary", elem_id="create")
+                        continue_btn = gr.Button(
+                            "Continue LoRA training", visible=False, variant="primary", elem_id="continue"
+                        )
                         identity_file = gr.File(
                             label="Identity file (download it to reuse later, or upload one)",
                             elem_id="identity_file",
@@ -629,7 +663,7 @@ def build_demo() -> gr.Blocks:
         ).then(selfie_cards, [selfies, report], [cards, readiness], api_visibility="private")
 
         # Step 2
-        create_btn.click(require_consent, consent, None, api_visibility="private").success(
+        create_event = create_btn.click(require_consent, consent, None, api_visibility="private").success(
             create_identity,
             [selfies, method, lora_steps, lora_rank, lora_lr, identity_seed, session_folders],
             [identity_file, identity_summary, session_folders],
@@ -637,7 +671,25 @@ def build_demo() -> gr.Blocks:
             api_description=create_identity.__doc__ + "\n" + API_CONSENT,
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
             concurrency_id="gpu",
-        ).success(show_identity, identity_file, [reference, identity_text], api_visibility="private")
+        )
+        create_event.success(
+            show_identity, identity_file, [reference, identity_text], api_visibility="private"
+        )
+        # After success or failure: when ZeroGPU refused or stopped a LoRA training call, the
+        # training is kept for this session and Continue goes on from there.
+        create_event.then(continue_button, None, continue_btn, api_visibility="private")
+        continue_event = continue_btn.click(
+            continue_identity,
+            [session_folders],
+            [identity_file, identity_summary, session_folders],
+            api_name="continue_identity",
+            concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
+            concurrency_id="gpu",
+        )
+        continue_event.success(
+            show_identity, identity_file, [reference, identity_text], api_visibility="private"
+        )
+        continue_event.then(continue_button, None, continue_btn, api_visibility="private")
         identity_file.upload(
             show_identity, identity_file, [reference, identity_text], api_visibility="private"
         )

@@ -94,3 +94,30 @@ def test_switches_change_the_kernels_not_the_image(own_models):
     assert np.array_equal(pixels(pipeline.render_on(own_models, request())), reference)
 
 
+def test_vae_tiles_only_where_memory_needs_it(monkeypatch):
+    class Vae:
+        dtype = torch.float16
+
+    def fake(device: str, mode: str = "auto") -> models.Models:
+        pipe = type("Pipe", (), {"vae": Vae()})()
+        return models.Models(
+            pipe,
+            None,
+            torch.device(device),
+            torch.float16,
+            "full",
+            512,
+            "x",
+            {},
+            fast_paths=models.FastPaths(vae_tiling=mode),
+        )
+
+    assert not models.vae_tiling(fake("cpu"), 2048, 2048)  # system memory: never on the CPU
+    assert models.vae_tiling(fake("cpu", "on"), 64, 64) and not models.vae_tiling(
+        fake("cuda", "off"), 4096, 4096
+    )
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 * gib, 48 * gib))
+    assert not models.vae_tiling(fake("cuda"), 1024, 1280)  # 5.6 GiB fits a 48 GB card
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4 * gib, 48 * gib))
+    assert models.vae_tiling(fake("cuda"), 1024, 1024)  # 4.5 GiB does not fit in 80% of 4 GiB

@@ -88,6 +88,8 @@ def test_outputs_are_cpu_pil_images_of_the_right_size(loaded):
 
 def test_models_are_loaded_once(loaded):
     assert models.load_models(embedding_size=D) is loaded and loaded.started
+    # The fast LoRA is loaded once, at startup, and off until a fast request switches it on.
+    assert loaded.fast_loaded and adapters.FAST_ADAPTER in adapters.adapter_names(loaded.pipe)
     assert loaded.profile == "tiny" and loaded.device.type == "cpu" and loaded.dtype == torch.float32
     assert loaded.pipe.unet.dtype == torch.float32 and loaded.embedding_size == D
 

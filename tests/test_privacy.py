@@ -204,6 +204,25 @@ def _urls(value) -> list[str]:
     return []
 
 
+def _queue_call(url: str, session_hash: str, api_name: str, data: list) -> dict:
+    """Run an event as the browser does: join the queue in this session, read the stream to the end."""
+    import json
+
+    import httpx
+
+    config = httpx.get(url + "config", timeout=30).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+    body = {"data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None, "trigger_id": None}
+    httpx.post(url + "gradio_api/queue/join", json=body, timeout=30).raise_for_status()
+    with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=120) as s:
+        for line in s.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("the event did not complete")
+
+
 def _upload_http(url: str, paths: list[str]) -> list[str]:
     import httpx
 
@@ -234,10 +253,11 @@ def test_two_sessions_same_bytes_delete_is_per_session(app):
     uploaded = _upload_http(url, photos)
     given: list[str] = [f"{url}gradio_api/file={p}" for p in uploaded]
     selfies_a = [{"path": p, "meta": {"_type": "gradio.FileData"}} for p in uploaded]
-    report = a.predict(selfies=selfies_a, api_name="/validate_selfies")
-    assert report["accepted"] == 2
+    # (gradio_client would upload a path it can read again; a browser sends the uploaded path as it is)
+    message = _queue_call(url, a.session_hash, "validate_selfies", [selfies_a, "", None])
+    assert message["success"] and message["output"]["data"][0]["accepted"] == 2, message
     b_identity, _ = b.predict(selfies=[handle_file(p) for p in photos], api_name="/create_identity")
-    a_identity, _ = a.predict(selfies=selfies_a, api_name="/create_identity")
+    a_identity, _ = a.predict(selfies=[handle_file(p) for p in photos], api_name="/create_identity")
     given += _urls(a_identity)
     for seed in (1, 2):
         gallery, _ = a.predict(identity=a_identity, num_images=1, seed=seed, steps=1, api_name="/generate")
@@ -254,7 +274,7 @@ def test_two_sessions_same_bytes_delete_is_per_session(app):
     assert again["deleted_files"] == 0 and "Nothing to delete" in again["message"]
 
     # B is unharmed: it generates from its identity, then deletes without error.
-    gallery, info = b.predict(identity=b_identity, num_images=1, seed=5, steps=1, api_name="/generate")
+    gallery, _ = b.predict(identity=b_identity, num_images=1, seed=5, steps=1, api_name="/generate")
     assert len(gallery) == 1 and _get(_urls(gallery)[0]) == 200
     assert b.predict(api_name="/delete_my_data")["deleted_files"] >= 2
     assert _get(_urls(b_identity)[0]) == 404

@@ -547,6 +547,9 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
     """The render request for one style: prompts, sizes, scales and the control image, before the GPU."""
     from . import pipeline
 
+    for text, name in ((options.prompt, "prompt"), (options.negative_prompt, "negative prompt")):
+        if any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in text or ""):
+            raise InvalidRequest(f"The {name} contains control characters: please use plain text.")
     extra = check_prompt(options.prompt or "")
     aspect = style.aspect if options.aspect is None else options.aspect
     sizes = config.output_sizes()

@@ -41,8 +41,9 @@ iPhone HEIC photos are fine, up to {config.MAX_SELFIES} at a time.
 PRIVACY = f"""
 **Your photos stay yours.** Nothing is processed before you tick the consent box. Uploads and results
 are deleted from the server within {sum(config.DELETE_CACHE) // 60} minutes, nothing is kept
-beyond your request, and **Delete my data** removes everything of this session now. The identity file is
-yours to download and upload again later; we do not store it. Every image is labelled as AI-generated
+beyond that, and **Delete my data** removes everything of this session now (every link to it then
+answers "not found"). Your files are kept in a folder of this session's own, never shared with another
+visitor. The identity file is yours to download and upload again later. Every image is labelled as AI-generated
 in its metadata (IPTC `trainedAlgorithmicMedia`). Calling the API asserts the same consent.
 """
 

@@ -301,3 +301,23 @@ def test_generate_returns_linkedin_crops(client):
     plain, info = client.predict(identity=handle_file(identity), num_images=1, seed=7, steps=1,
                                  api_name="/generate")  # fmt: skip
     assert len(plain) == 1 and info["images"][0]["linkedin"] is None
+
+
+def test_the_ui_handlers_keep_every_file_in_the_session(root, analyzer):
+    """The browser's path, handler by handler: thumbnails, the identity and its reference picture all
+    land in the session's folder, and Delete (then Delete again) answers plainly."""
+    from headshot import ui
+
+    state: dict = {}
+    photo = _upload(root, "astronaut.jpg", (EXAMPLES / "astronaut.jpg").read_bytes())
+    report = ui.validate_selfies([str(photo)], "", state)
+    session = state["files"]
+    cards, _ = ui.selfie_cards([str(photo)], report, state)
+    identity, _ = ui.create_identity([str(photo)], "instantid", session=state)
+    reference, text = ui.show_identity(identity, state)
+    made = [Path(cards[0][0]), Path(identity), Path(reference)]
+    assert all(session.owns(p) and p.exists() for p in made) and "Identity ready" in text
+    answer = ui.delete_my_data("", state)
+    assert answer["deleted_files"] >= 4 and not any(p.exists() for p in [*made, photo])
+    assert "Nothing to delete" in ui.delete_my_data("", state)["message"]
+    assert ui._after_delete(answer)[0] is None

@@ -15,6 +15,7 @@ import functools
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from . import config, studio
 from .errors import HeadshotError
@@ -1020,20 +1021,21 @@ UPLOAD_HEADROOM_BYTES = 16 * 1024 * 1024
 GRADIO_MAX_FILE_SIZE = max(config.MAX_UPLOAD_BYTES, config.MAX_IDENTITY_BYTES) + UPLOAD_HEADROOM_BYTES
 
 
+_MIDDLEWARE = [Middleware(PrivateFiles)]  # private upload paths, 404 for deleted files (see PrivateFiles)
+
+
 def launch_kwargs() -> dict:
-    """What ``python app.py`` passes to ``launch``: the upload size limit, the MCP server, error messages.
+    """What ``python app.py`` passes to ``launch``: the upload size limit, the MCP server, error messages,
+    and the ``PrivateFiles`` middleware.
 
-    No ``allowed_paths``: Gradio serves copies of the files a handler returns from its own cache (under
-    unguessable content-hash names, deleted by ``delete_cache``); allowing ``studio.work_root()`` would
-    also serve the originals to anyone who knows or guesses a request folder's name.
+    No ``allowed_paths``: the app's files live in session folders inside Gradio's cache (names with 128
+    random bits), which Gradio serves where they are; nothing outside the cache is served.
     """
-    from starlette.middleware import Middleware
-
     return {
         "max_file_size": GRADIO_MAX_FILE_SIZE,
         "mcp_server": True,
         "show_error": True,
-        "app_kwargs": {"middleware": [Middleware(PrivateFiles)]},
+        "app_kwargs": {"middleware": _MIDDLEWARE},
     }
 
 

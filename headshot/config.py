@@ -258,6 +258,13 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def delete_cache() -> tuple[int, int]:
+    """(every, max age) in seconds for sweeping stored files: ``DELETE_CACHE``, or
+    ``HEADSHOT_SWEEP_EVERY_S`` / ``HEADSHOT_MAX_FILE_AGE_S`` (short ones for tests)."""
+    every = max(1, env_int("HEADSHOT_SWEEP_EVERY_S", DELETE_CACHE[0]))
+    return every, max(1, env_int("HEADSHOT_MAX_FILE_AGE_S", DELETE_CACHE[1]))
+
+
 # Identity files (identity.py): an InstantID identity is ~1 MB, a LoRA identity holds the adapter too
 # (rank 16 in float16 is ~47 MB). Keep Gradio's max_file_size at least this large.
 MAX_IDENTITY_BYTES = 2 * MAX_UPLOAD_BYTES

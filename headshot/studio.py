@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -40,8 +41,18 @@ Progress = Callable[[float, str], None]
 # --------------------------------------------------------------------------------------
 
 
+_WORK_ROOT: list[Path] = []  # set by the UI to a folder inside the web server's file cache
+
+
+def set_work_root(path: str | Path) -> Path:
+    """Keep every working file under ``path`` (the UI puts it inside Gradio's cache, so that the files
+    are served where they are, never as shared copies)."""
+    _WORK_ROOT[:] = [Path(path)]
+    return work_root()
+
+
 def work_root() -> Path:
-    root = Path(tempfile.gettempdir()) / "headshot-studio"
+    root = _WORK_ROOT[0] if _WORK_ROOT else Path(tempfile.gettempdir()) / "headshot-studio"
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -56,10 +67,14 @@ def new_workdir(kind: str) -> Path:
 
 def sweep_workdirs(max_age_s: float | None = None) -> int:
     """Delete request folders older than ``max_age_s`` (default: Gradio's delete_cache age)."""
-    max_age = config.DELETE_CACHE[1] if max_age_s is None else max_age_s
+    max_age = config.delete_cache()[1] if max_age_s is None else max_age_s
     now = time.time()
     removed = 0
-    for path in work_root().iterdir():
+    root = work_root()
+    containers = [root / SESSIONS, root / UPLOADS]  # a session's folder, an upload's folder: each by age
+    entries = [p for p in root.iterdir() if p not in containers]
+    entries += [p for c in containers if c.is_dir() for p in c.iterdir()]
+    for path in entries:
         try:
             if now - path.stat().st_mtime > max_age:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
@@ -78,9 +93,10 @@ def start_sweeper(every_s: float | None = None, max_age_s: float | None = None) 
     """Sweep old request folders every ``every_s`` seconds in a daemon thread (one per process).
 
     :func:`new_workdir` sweeps too, but only when a request comes; this keeps the promise that files are
-    gone after ``max_age_s`` (default: Gradio's delete_cache age) on a server that has gone quiet.
+    gone after ``max_age_s`` (default: ``config.delete_cache()``) on a server that has gone quiet, also
+    for sessions that never press Delete.
     """
-    every = float(config.DELETE_CACHE[0] if every_s is None else every_s)
+    every = float(config.delete_cache()[0] if every_s is None else every_s)
     with _SWEEPER_LOCK:
         if _SWEEPER and _SWEEPER[0].is_alive():
             return _SWEEPER[0]
@@ -117,6 +133,172 @@ def delete_paths(paths: Sequence[str | Path | None]) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# Sessions: each person's files in one folder of their own, deleted together
+# --------------------------------------------------------------------------------------
+
+SESSIONS = "sessions"  # work_root()/sessions/<session id>/<request folder>/...
+UPLOADS = "uploads"  # work_root()/uploads/<token>/<file name>: one upload (the UI makes them private)
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+def new_token() -> str:
+    """An unguessable folder name (128 random bits)."""
+    return uuid.uuid4().hex
+
+
+def uploads_root() -> Path:
+    return work_root() / UPLOADS
+
+
+def _owner(path: Path) -> tuple[str, Path] | None:
+    """``(kind, folder)`` when ``path`` lies in a session's folder or an upload's folder, else None."""
+    try:
+        parts = path.resolve().relative_to(work_root().resolve()).parts
+    except (ValueError, OSError):
+        return None
+    if len(parts) >= 2 and parts[0] in (SESSIONS, UPLOADS) and _TOKEN.fullmatch(parts[1]):
+        return parts[0], work_root() / parts[0] / parts[1]
+    return None
+
+
+@dataclass
+class Session:
+    """Every file one session (a browser tab, an API client) was given or handed in, across all its runs.
+
+    Uploads are copied into the session's own folder before use and every output is written there, so
+    :meth:`delete` removes all of it, and nothing that another session uses. Plain data: it lives in the
+    UI's per-session state.
+    """
+
+    id: str = field(default_factory=new_token)
+    files: list[str] = field(default_factory=list)  # every path handed in or out, in order
+    copies: dict[str, str] = field(default_factory=dict)  # a received file -> this session's copy
+
+    @property
+    def folder(self) -> Path:
+        return work_root() / SESSIONS / self.id
+
+    def new_dir(self, kind: str) -> Path:
+        """A fresh folder for one request of this session (old folders of all sessions are swept first)."""
+        sweep_workdirs()
+        path = self.folder / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True)
+        return path
+
+    def record(self, *paths: str | Path | None) -> None:
+        for value in paths:
+            if value and str(value) not in self.files:
+                self.files.append(str(value))
+
+    def owns(self, path: str | Path) -> bool:
+        found = _owner(Path(path))
+        return found is not None and found[0] == SESSIONS and found[1].name == self.id
+
+    def check_not_foreign(self, path: str | Path) -> None:
+        """Refuse a file that lies in another session's folder (a server path passed as a parameter)."""
+        found = _owner(Path(path))
+        if found is not None and found[0] == SESSIONS and found[1].name != self.id:
+            raise InvalidRequest(
+                f"{Path(path).name!r} belongs to another session: upload your own file instead."
+            )
+
+    def adopt(self, files: Sequence) -> list[Path]:
+        """This session's own copies of the received files (made once; file names kept), in order.
+
+        A file of this session is used as it is; one in another session's folder is refused; a received
+        file that no longer exists is passed on as it is (the checks report it as not found)."""
+        owned: list[Path] = []
+        target: Path | None = None
+        for value in files or []:
+            if not value:
+                continue
+            source = str(value)
+            copy = self.copies.get(source)
+            if copy and Path(copy).exists():
+                owned.append(Path(copy))
+                continue
+            self.check_not_foreign(source)
+            if self.owns(source) or not Path(source).is_file():
+                owned.append(Path(source))
+                continue
+            target = target or self.new_dir("selfies")
+            dest = target / f"{len(owned):02d}" / Path(source).name
+            dest.parent.mkdir()
+            try:
+                os.link(source, dest)  # a second name for the same bytes: deleting one keeps the other
+            except OSError:
+                shutil.copyfile(source, dest)
+            self.copies[source] = str(dest)
+            self.record(source, dest)
+            owned.append(dest)
+        return owned
+
+    def save_bytes(self, data: bytes, name: str) -> Path:
+        """Keep bytes a caller sent as text (a data URL) as a file of this session's."""
+        path = self.new_dir("received") / Path(name).name
+        path.write_bytes(data)
+        self.record(path)
+        return path
+
+    def delete(self) -> dict:
+        """Remove every file of this session: its folder (all runs) and the uploads it handed in.
+
+        Files outside the app's own folders (the public example photos, Gradio's own copies) are never
+        touched. Safe to call again: a second call finds nothing."""
+        removed = missing = 0
+        for value in self.files:
+            found = _owner(Path(value))
+            if found is None or found[0] != UPLOADS:
+                continue
+            if found[1].exists():
+                removed += sum(1 for p in found[1].rglob("*") if p.is_file())
+                shutil.rmtree(found[1], ignore_errors=True)
+            else:
+                missing += 1
+        if self.folder.exists():
+            removed += sum(1 for p in self.folder.rglob("*") if p.is_file())
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.files, self.copies = [], {}
+        forget_paused(self)  # a paused LoRA training (selfie crops, weights) goes too
+        return {"deleted_files": removed, "already_gone": missing}
+
+    def forget_inputs(self) -> None:
+        """Delete the received uploads and this session's copies of them (for a one-call session)."""
+        inputs = [*self.copies, *self.copies.values()]
+        for value in inputs:
+            found = _owner(Path(value))
+            if found is not None and found[0] == UPLOADS:
+                shutil.rmtree(found[1], ignore_errors=True)
+            elif found is not None:
+                Path(value).unlink(missing_ok=True)
+        self.files = [f for f in self.files if f not in inputs]
+        self.copies = {}
+
+
+def delete_by_reference(paths: Sequence[str | Path | None]) -> dict:
+    """Delete the whole session (or upload) folder that holds each of these files.
+
+    A file's server path is unguessable (128 random bits in its folder name), so knowing it is what
+    proves the caller was given it: this is how a caller without a lasting session (an MCP agent)
+    deletes what it made. Paths outside the app's own folders are counted and left alone."""
+    removed = unknown = 0
+    folders: set[Path] = set()
+    for value in paths:
+        if not value:
+            continue
+        found = _owner(Path(str(value)))
+        if found is None:
+            unknown += 1
+        else:
+            folders.add(found[1])
+    for folder in folders:
+        if folder.exists():
+            removed += sum(1 for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+    return {"deleted_files": removed, "not_ours": unknown}
+
+
+# --------------------------------------------------------------------------------------
 # Step 1: selfies
 # --------------------------------------------------------------------------------------
 
@@ -147,14 +329,14 @@ def create_identity(
     lora_rank: int | None = None,
     lora_learning_rate: float | None = None,
     seed: int = 0,
-    session: str | None = None,
     progress: Progress | None = None,
     analyzer: FaceAnalyzer | None = None,
+    session: Session | None = None,
 ) -> IdentityResult:
     """Validate the selfies, then build an InstantID identity or train a quick LoRA on top of it.
 
     When ZeroGPU stops LoRA training between calls, :class:`errors.TrainingPaused` is raised and the
-    training is kept for ``session``: :func:`continue_identity` goes on from there.
+    training is kept for ``session`` (its id): :func:`continue_identity` goes on from there.
 
     ``lora_steps``, ``lora_rank`` and ``lora_learning_rate``: None keeps the default; any other value is
     checked against the ``config.*_LORA_*`` limits before anything runs.
@@ -188,7 +370,7 @@ def create_identity(
         bboxes = [s.face.bbox for s in result.accepted]
         paused = PausedTraining(identity, images, bboxes, settings, result.report, started)
         return _train(paused, session, progress)
-    return _finish_identity(identity, {}, result.report, started, progress)
+    return _finish_identity(identity, {}, result.report, started, progress, session)
 
 
 @dataclass
@@ -210,7 +392,7 @@ _PAUSED: dict[str, tuple[float, PausedTraining]] = {}
 _PAUSED_LOCK = threading.Lock()
 
 
-def _train(paused: PausedTraining, session: str | None, progress: Progress | None) -> IdentityResult:
+def _train(paused: PausedTraining, session: Session | None, progress: Progress | None) -> IdentityResult:
     from . import pipeline
 
     try:
@@ -223,9 +405,9 @@ def _train(paused: PausedTraining, session: str | None, progress: Progress | Non
         )
     except TrainingPaused as exc:
         paused.state = exc.state
-        if session:
+        if session is not None:
             with _PAUSED_LOCK:
-                _PAUSED[session] = (time.monotonic(), paused)
+                _PAUSED[session.id] = (time.monotonic(), paused)
         raise
     forget_paused(session)
     identity = paused.identity
@@ -237,13 +419,13 @@ def _train(paused: PausedTraining, session: str | None, progress: Progress | Non
         "final_loss": round(float(lora.final_loss), 6),
         "train_seconds": round(float(lora.config.get("train_seconds", lora.seconds)), 2),
     }
-    return _finish_identity(identity, summary, paused.report, paused.started, progress)
+    return _finish_identity(identity, summary, paused.report, paused.started, progress, session)
 
 
-def continue_identity(session: str | None, *, progress: Progress | None = None) -> IdentityResult:
+def continue_identity(session: Session | None, *, progress: Progress | None = None) -> IdentityResult:
     """Go on with this session's paused LoRA training from the step it reached."""
     with _PAUSED_LOCK:
-        entry = _PAUSED.get(session or "")
+        entry = _PAUSED.get(session.id if session else "")
     if entry is None:
         raise InvalidRequest(
             "There is no paused LoRA training in this session to continue. Create the identity again."
@@ -251,34 +433,41 @@ def continue_identity(session: str | None, *, progress: Progress | None = None) 
     return _train(entry[1], session, progress)
 
 
-def paused_training(session: str | None) -> dict | None:
+def paused_training(session: Session | None) -> dict | None:
     """Where this session's paused training stands (``{"steps_done", "steps_total"}``), or None."""
     with _PAUSED_LOCK:
-        entry = _PAUSED.get(session or "")
+        entry = _PAUSED.get(session.id if session else "")
     if entry is None:
         return None
     paused = entry[1]
     return {"steps_done": 0 if paused.state is None else int(paused.state.step), "steps_total": paused.settings.steps}
 
 
-def forget_paused(session: str | None, max_age_s: float | None = None) -> int:
+def forget_paused(session: Session | None, max_age_s: float | None = None) -> int:
     """Drop this session's paused training (or, with ``max_age_s``, every one older than that)."""
     with _PAUSED_LOCK:
         if max_age_s is not None:
             now = time.monotonic()
             old = [key for key, (when, _) in _PAUSED.items() if now - when > max_age_s]
         else:
-            old = [session] if session in _PAUSED else []
+            old = [session.id] if session is not None and session.id in _PAUSED else []
         for key in old:
             del _PAUSED[key]
     return len(old)
 
 
 def _finish_identity(
-    identity: Identity, extra: dict, report: dict, started: float, progress: Progress | None
+    identity: Identity,
+    extra: dict,
+    report: dict,
+    started: float,
+    progress: Progress | None,
+    session: Session | None,
 ) -> IdentityResult:
-    workdir = new_workdir("identity")
+    workdir = session.new_dir("identity") if session else new_workdir("identity")
     path = save_identity(identity, workdir / f"identity-{identity.method}.safetensors")
+    if session:
+        session.record(path)
     summary = {**identity_summary(identity), **extra, "seconds": round(time.perf_counter() - started, 2)}
     _report(progress, 1.0, "Identity ready")
     return IdentityResult(identity=identity, path=path, summary=summary, report=report)
@@ -360,6 +549,7 @@ class Headshot:
             "likeness": None if self.likeness is None else round(self.likeness, 4),
             "verdict": self.verdict,
             "file": self.path.name if self.path else None,
+            "linkedin": self.linkedin_path.name if self.linkedin_path else None,
         }
 
 
@@ -444,6 +634,9 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
     """The render request for one style: prompts, sizes, scales and the control image, before the GPU."""
     from . import pipeline
 
+    for text, name in ((options.prompt, "prompt"), (options.negative_prompt, "negative prompt")):
+        if any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in text or ""):
+            raise InvalidRequest(f"The {name} contains control characters: please use plain text.")
     extra = check_prompt(options.prompt or "")
     aspect = style.aspect if options.aspect is None else options.aspect
     sizes = config.output_sizes()
@@ -553,6 +746,7 @@ def generate(
     *,
     progress: Progress | None = None,
     analyzer: FaceAnalyzer | None = None,
+    session: Session | None = None,
 ) -> GenerateResult:
     """Render ``num_images`` headshots of one style, scored for likeness and ordered best first."""
     options = options or GenerateOptions()
@@ -564,8 +758,10 @@ def generate(
     seed = _resolve_seed(options)
     started = time.perf_counter()
     shots = _render_styles(identity, [style], options, seed, count, analyzer, progress)
-    workdir = new_workdir("headshots")
+    workdir = session.new_dir("headshots") if session else new_workdir("headshots")
     _write_outputs(shots, workdir, options, analyzer)
+    if session:
+        session.record(*[p for h in shots for p in (h.path, h.linkedin_path)])
     info = _info(shots, seed, started, style_ids=[style.id])
     return GenerateResult(headshots=shots, info=info, workdir=workdir)
 
@@ -578,6 +774,7 @@ def generate_pack(
     *,
     progress: Progress | None = None,
     analyzer: FaceAnalyzer | None = None,
+    session: Session | None = None,
 ) -> GenerateResult:
     """Several styles in one run, with a ZIP of PNGs named by style and seed."""
     options = options or GenerateOptions()
@@ -599,7 +796,7 @@ def generate_pack(
     # The same seeds for every style, so a pack is reproducible from one number; one batch, so a
     # person's LoRA is loaded once for the whole pack.
     shots = _render_styles(identity, styles, options, seed, per_style, analyzer, progress)
-    workdir = new_workdir("pack")
+    workdir = session.new_dir("pack") if session else new_workdir("pack")
     _write_outputs(shots, workdir, options, analyzer)
     info = _info(shots, seed, started, style_ids=ids)
     zip_path = workdir / f"headshots-{seed}.zip"
@@ -609,6 +806,8 @@ def generate_pack(
             if shot.linkedin_path:
                 archive.write(shot.linkedin_path, arcname=shot.linkedin_path.name)
         archive.writestr("info.json", json.dumps(info, indent=2))
+    if session:
+        session.record(zip_path, *[p for h in shots for p in (h.path, h.linkedin_path)])
     return GenerateResult(headshots=rank(shots), info=info, workdir=workdir, zip_path=zip_path)
 
 

@@ -10,11 +10,13 @@ reads every other value, 0 included, as given.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from . import config, studio
 from .errors import HeadshotError
@@ -41,8 +43,9 @@ iPhone HEIC photos are fine, up to {config.MAX_SELFIES} at a time.
 PRIVACY = f"""
 **Your photos stay yours.** Nothing is processed before you tick the consent box. Uploads and results
 are deleted from the server within {sum(config.DELETE_CACHE) // 60} minutes, nothing is kept
-beyond your request, and **Delete my data** removes everything of this session now. The identity file is
-yours to download and upload again later; we do not store it. Every image is labelled as AI-generated
+beyond that, and **Delete my data** removes everything of this session now (every link to it then
+answers "not found"). Your files are kept in a folder of this session's own, never shared with another
+visitor. The identity file is yours to download and upload again later. Every image is labelled as AI-generated
 in its metadata (IPTC `trainedAlgorithmicMedia`). Calling the API asserts the same consent.
 """
 
@@ -98,27 +101,114 @@ def require_consent(consent: bool) -> None:
         raise gr.Error(CONSENT_MISSING, title="Consent needed")
 
 
+# --------------------------------------------------------------------------------------
+# Sessions: whose files these are (see studio.Session)
+# --------------------------------------------------------------------------------------
+
+
+def _via_mcp(request: gr.Request | None) -> bool:
+    """Gradio's MCP server relays every agent's calls through one shared client session, so an MCP call
+    gets a session of its own for that call (never the shared state); its client says who it is."""
+    headers = getattr(request, "headers", None)
+    return bool(headers) and headers.get("x-gradio-user") == "mcp"
+
+
+def _session(state, request: gr.Request | None) -> studio.Session:
+    """The session to work in: this tab's or API client's own (kept in its gr.State dict, made on first
+    use and changed in place), or for an MCP call a session for this call only."""
+    if _via_mcp(request) or not isinstance(state, dict):
+        return studio.Session()
+    return state.setdefault("files", studio.Session())
+
+
+def _done(session: studio.Session, state, *, handed_out: bool) -> None:
+    """After a call: a one-call (MCP) session drops the selfies it was sent, and everything when it
+    handed nothing out; a lasting session keeps its files for the next call and for Delete."""
+    if not isinstance(state, dict) or session is not state.get("files"):
+        session.forget_inputs()
+        if not handed_out:
+            session.delete()
+
+
+LINKS_HELP = (
+    "data: URLs (base64), or links to files uploaded to this app (`/gradio_api/file=...`, or the server "
+    "paths that POST /gradio_api/upload returns), separated by spaces"
+)
+
+
+def _linked_files(links: str | None, session: studio.Session, kind: str) -> list[Path]:
+    """The files that API and MCP callers send as text: data URLs are written into the session's folder;
+    links to this app's own files are used where they are. Anything else is refused."""
+    import base64
+    import binascii
+    from urllib.parse import unquote, urlsplit
+
+    files: list[Path] = []
+    for index, link in enumerate((links or "").split()):
+        if link.startswith("data:"):
+            head, _, data = link.partition(",")
+            if len(data) > (config.MAX_IDENTITY_BYTES * 4) // 3 + 4:
+                raise gr.Error(f"Link {index + 1} is too large: send at most {config.MAX_IDENTITY_BYTES >> 20} MB.")
+            try:
+                raw = base64.b64decode(data, validate=True) if head.endswith(";base64") else unquote(data).encode()
+            except (binascii.Error, ValueError):
+                raise gr.Error(f"Link {index + 1} is not valid base64 data.") from None
+            suffix = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "heic": ".heic", "avif": ".avif"}.get(
+                head.partition("/")[2].partition(";")[0], ".bin"
+            )
+            files.append(session.save_bytes(raw, f"{kind}-{index + 1}{suffix}"))
+            continue
+        value = unquote(urlsplit(link).path.split("/file=", 1)[1]) if "/file=" in link else link
+        path = Path(value)
+        served = studio.work_root().resolve().parent
+        try:
+            inside = path.is_absolute() and path.resolve().is_relative_to(served)
+        except OSError:
+            inside = False
+        if not inside:
+            raise gr.Error(
+                f"Link {index + 1} is neither a data: URL nor a file uploaded to this app: send {LINKS_HELP}."
+            )
+        files.append(path)
+    return files
+
+
 @_user_errors
-def validate_selfies(selfies: list[str] | None) -> dict:
+def validate_selfies(
+    selfies: list[str] | None = None, selfie_links: str = "", session=None, request: gr.Request = None
+) -> dict:
     """Check 1-12 selfies and report, per photo, whether it is usable and why not.
 
-    Returns the validation report: `ready` (enough for InstantID), `ready_lora`, `accepted`, and per
-    selfie its issues (code, severity, message) and face measurements.
+    selfies: image files. selfie_links (MCP agents, plain HTTP): the selfies as data: URLs (base64), or
+    links to files uploaded to this app, separated by spaces. Returns the validation report: `ready`
+    (enough for InstantID), `ready_lora`, `accepted`, and per selfie its issues (code, severity,
+    message) and face measurements.
     """
-    return studio.validate(_paths(selfies)).report
+    own = _session(session, request)
+    files = [*_paths(selfies), *_linked_files(selfie_links, own, "selfie")]
+    report = studio.validate(own.adopt(files)).report
+    _done(own, session, handed_out=False)
+    return report
 
 
-def selfie_cards(selfies: list[str] | None, report: dict):
-    """Thumbnails with a pass/fail caption per photo, and the overall readiness."""
+def selfie_cards(selfies: list[str] | None, report: dict, session=None):
+    """Thumbnails with a pass/fail caption per photo, and the overall readiness (written as files in
+    the session's folder, so Delete removes them with the rest)."""
     from . import imaging
 
+    own = _session(session, None)
     cards = []
+    folder = None
     # The report lists the checked selfies in upload order (files past the limit are not in it).
-    for path, entry in zip(_paths(selfies), report.get("selfies", []), strict=False):
+    for path, entry in zip(own.adopt(_paths(selfies)), report.get("selfies", []), strict=False):
         try:
-            thumb = imaging.load_image(path)
-            thumb.thumbnail((256, 256))
-        except HeadshotError:
+            image = imaging.load_image(path)
+            image.thumbnail((256, 256))
+            folder = folder or own.new_dir("thumbnails")
+            thumb = folder / f"{len(cards):02d}-{Path(path).stem}.png"
+            image.save(thumb)
+            own.record(thumb)
+        except (HeadshotError, OSError):
             thumb = None
         errors = [i["message"] for i in entry["issues"] if i["severity"] == "error"]
         warnings = [i["message"] for i in entry["issues"] if i["severity"] == "warning"]
@@ -127,7 +217,7 @@ def selfie_cards(selfies: list[str] | None, report: dict):
         else:
             caption = "❌ " + Path(path).name + (f" — {errors[0]}" if errors else "")
         if thumb is not None:
-            cards.append((thumb, caption))
+            cards.append((str(thumb), caption))
     return cards, readiness_text(report)
 
 
@@ -165,57 +255,55 @@ def _unset(value, sentinel):
 
 @_user_errors
 def create_identity(
-    selfies: list[str] | None,
+    selfies: list[str] | None = None,
     method: str = "instantid",
     lora_steps: float = 0,
     lora_rank: float = 0,
     lora_learning_rate: float = 0,
     seed: float = 0,
-    session_folders: list[str] | None = None,
-    request: gr.Request | None = None,
+    selfie_links: str = "",
+    session=None,
+    request: gr.Request = None,
     progress=gr.Progress(),
-) -> tuple[str, dict, list[str]]:
+) -> tuple[str, dict]:
     """Build a reusable identity file from the accepted selfies.
 
     method: "instantid" (seconds, one face embedding) or "lora" (a quick fine-tune, minutes).
-    lora_steps / lora_rank / lora_learning_rate: 0 keeps the defaults. Returns the identity file
+    lora_steps / lora_rank / lora_learning_rate: 0 keeps the defaults. selfie_links: as for
+    validate_selfies (data: URLs or links to files uploaded to this app). Returns the identity file
     (.safetensors) and a summary (JSON). When the GPU time runs out during LoRA training, the error
     says so and the training is kept: /continue_identity goes on from the step it reached.
     """
+    own = _session(session, request)
     result = studio.create_identity(
-        _paths(selfies),
+        own.adopt([*_paths(selfies), *_linked_files(selfie_links, own, "selfie")]),
         method,
         lora_steps=_unset(lora_steps, DEFAULT_LORA_SETTING),
         lora_rank=_unset(lora_rank, DEFAULT_LORA_SETTING),
         lora_learning_rate=_unset(lora_learning_rate, DEFAULT_LORA_SETTING),
         seed=0 if seed is None else seed,
-        session=_session(request),
         progress=_progress(progress),
+        session=own,
     )
-    return str(result.path), result.summary, _remember(session_folders, result.path.parent)
+    _done(own, session, handed_out=True)
+    return str(result.path), result.summary
 
 
 @_user_errors
-def continue_identity(
-    session_folders: list[str] | None = None,
-    request: gr.Request | None = None,
-    progress=gr.Progress(),
-) -> tuple[str, dict, list[str]]:
+def continue_identity(session=None, request: gr.Request = None, progress=gr.Progress()) -> tuple[str, dict]:
     """Continue this session's LoRA training from the step it reached when the GPU time ran out.
 
     Returns the identity file and summary, as /create_identity does.
     """
-    result = studio.continue_identity(_session(request), progress=_progress(progress))
-    return str(result.path), result.summary, _remember(session_folders, result.path.parent)
+    own = _session(session, request)
+    result = studio.continue_identity(own, progress=_progress(progress))
+    _done(own, session, handed_out=True)
+    return str(result.path), result.summary
 
 
-def _session(request: gr.Request | None) -> str | None:
-    return getattr(request, "session_hash", None) or None
-
-
-def continue_button(request: gr.Request | None = None):
+def continue_button(session=None, request: gr.Request = None):
     """Show Continue while this session has a paused LoRA training."""
-    paused = studio.paused_training(_session(request))
+    paused = studio.paused_training(_session(session, request))
     if paused is None:
         return gr.update(visible=False)
     label = f"Continue LoRA training (saved at step {paused['steps_done']} of {paused['steps_total']})"
@@ -223,13 +311,16 @@ def continue_button(request: gr.Request | None = None):
 
 
 @_user_errors
-def show_identity(identity: str | None):
-    """The reference face with its keypoints and a short summary, for the Identity step."""
+def show_identity(identity: str | None, session=None):
+    """The reference face with its keypoints and a short summary, for the Identity step (the picture is
+    a file in the session's folder)."""
     from .identity import identity_summary, reference_with_keypoints
 
+    own = _session(session, None)
     if not identity:
         return None, ""
-    loaded = studio.open_identity(identity)
+    (path,) = own.adopt([identity])
+    loaded = studio.open_identity(path)
     summary = identity_summary(loaded)
     text = (
         f"**Identity ready** ({summary['method']}, {summary['selfie_count']} selfies, "
@@ -237,7 +328,10 @@ def show_identity(identity: str | None):
         + (", with LoRA" if summary.get("has_lora") else "")
         + "). Go on to **Generate**."
     )
-    return reference_with_keypoints(loaded), text
+    picture = own.new_dir("reference") / "reference.png"
+    reference_with_keypoints(loaded).save(picture)
+    own.record(picture)
+    return str(picture), text
 
 
 def _options(
@@ -278,7 +372,9 @@ def _options(
 
 
 def _gallery(result: studio.GenerateResult) -> list[tuple[str, str]]:
+    """Each headshot, best first, followed by its LinkedIn crop when one was asked for."""
     items = []
+    size = f"{config.LINKEDIN_SIZE}x{config.LINKEDIN_SIZE}"
     for shot in result.headshots:
         if shot.likeness is None:
             badge = "⚠️ no face found"
@@ -287,20 +383,25 @@ def _gallery(result: studio.GenerateResult) -> list[tuple[str, str]]:
         else:
             badge = f"⚠️ low likeness {shot.likeness:.2f}"
         items.append((str(shot.path), f"{badge} · {shot.style} · seed {shot.seed}"))
+        if shot.linkedin_path:
+            items.append((str(shot.linkedin_path), f"LinkedIn {size} · {shot.style} · seed {shot.seed}"))
     return items
 
 
-def _identity_required(identity):
-    if not identity:
+def _identity_required(identity, session: studio.Session, link: str = ""):
+    linked = _linked_files(link, session, "identity")
+    if not identity and not linked:
         raise gr.Error(
             "Create an identity in step 2, or upload your identity file, first.", title="No identity"
         )
-    return studio.open_identity(identity)
+    # A link is as good as the file it names (an unguessable path the app returned); a file parameter
+    # is this caller's own upload or output, never another session's.
+    return studio.open_identity(linked[0] if linked else session.adopt([identity])[0])
 
 
 @_user_errors
 def generate(
-    identity: str | None,
+    identity: str | None = None,
     style: str = "corporate-grey",
     prompt: str = "",
     negative_prompt: str = "",
@@ -316,16 +417,21 @@ def generate(
     lora_strength: float = 1.0,
     ai_mark: bool = False,
     linkedin: bool = False,
-    session_folders: list[str] | None = None,
+    identity_link: str = "",
+    session=None,
+    request: gr.Request = None,
     progress=gr.Progress(),
-) -> tuple[list, dict, list[str]]:
+) -> tuple[list, dict]:
     """Render headshots of one style for an identity file, best likeness first.
 
     seed -1 is random (the seed used is returned); steps 0 and guidance / strengths -1 use the style's
-    values; aspect "style", "square", "4:5" or "3:4". Returns the gallery and info (JSON: seed per
-    image, style, likeness per image; likeness is null where no face is found).
+    values; aspect "style", "square", "4:5" or "3:4"; linkedin adds a 400x400 crop after each
+    headshot. Returns the gallery and info (JSON: seed per image, style, likeness per image, the
+    LinkedIn crop's file name; likeness is null where no face is found). identity_link (MCP agents):
+    the identity as a data: URL, or the link create_identity returned, instead of the file.
     """
-    loaded = _identity_required(identity)
+    own = _session(session, request)
+    loaded = _identity_required(identity, own, identity_link)
     options = _options(
         prompt=prompt,
         negative_prompt=negative_prompt,
@@ -342,13 +448,14 @@ def generate(
         ai_mark=ai_mark,
         linkedin=linkedin,
     )
-    result = studio.generate(loaded, style, options, progress=_progress(progress))
-    return _gallery(result), result.info, _remember(session_folders, result.workdir)
+    result = studio.generate(loaded, style, options, progress=_progress(progress), session=own)
+    _done(own, session, handed_out=True)
+    return _gallery(result), result.info
 
 
 @_user_errors
 def generate_pack(
-    identity: str | None,
+    identity: str | None = None,
     styles: list[str] | None = None,
     images_per_style: float = 2,
     prompt: str = "",
@@ -359,12 +466,15 @@ def generate_pack(
     lora_strength: float = 1.0,
     ai_mark: bool = False,
     linkedin: bool = True,
-    session_folders: list[str] | None = None,
+    identity_link: str = "",
+    session=None,
+    request: gr.Request = None,
     progress=gr.Progress(),
-) -> tuple[str, list, dict, list[str]]:
+) -> tuple[str, list, dict]:
     """A headshot pack: several styles in one run. Returns a ZIP of PNGs (named by style and seed),
-    the gallery, and info (JSON)."""
-    loaded = _identity_required(identity)
+    the gallery, and info (JSON). identity_link: as for generate."""
+    own = _session(session, request)
+    loaded = _identity_required(identity, own, identity_link)
     options = _options(
         prompt=prompt,
         negative_prompt=negative_prompt,
@@ -376,9 +486,10 @@ def generate_pack(
         linkedin=linkedin,
     )
     result = studio.generate_pack(
-        loaded, styles or [], images_per_style, options, progress=_progress(progress)
+        loaded, styles or [], images_per_style, options, progress=_progress(progress), session=own
     )
-    return str(result.zip_path), _gallery(result), result.info, _remember(session_folders, result.workdir)
+    _done(own, session, handed_out=True)
+    return str(result.zip_path), _gallery(result), result.info
 
 
 def list_styles() -> list[dict]:
@@ -386,36 +497,199 @@ def list_styles() -> list[dict]:
     return studio.list_styles()
 
 
-def _remember(session_folders: list[str] | None, folder: Path) -> list[str]:
-    """This session's request folders on the server, plus ``folder`` (kept in a per-session gr.State, so
-    that "Delete my data" can remove our own copies too, not only the copies Gradio serves)."""
-    alive = [f for f in session_folders or [] if Path(f).exists()]  # swept folders drop out of the list
-    return [*alive, str(folder)]
+def _referenced_paths(files) -> list[str]:
+    """Server paths from what a caller was given: ``/gradio_api/file=`` URLs, file dicts or paths."""
+    from urllib.parse import unquote, urlsplit
+
+    if not files:
+        return []
+    out = []
+    for item in files if isinstance(files, list) else [files]:
+        value = item.get("path") or item.get("url") if isinstance(item, dict) else item
+        if not isinstance(value, str) or not value.strip():
+            continue
+        value = value.strip()
+        if "/file=" in value:
+            value = unquote(urlsplit(value).path.split("/file=", 1)[1])
+        out.append(value)
+    return out
 
 
-def _gallery_paths(value) -> list[str]:
-    """The file paths of a gallery's value (a list of (path, caption) pairs, or of paths)."""
-    items = value or []
-    return _paths([item[0] if isinstance(item, (list, tuple)) else item for item in items])
+NOTHING_TO_DELETE = "Nothing to delete: this session has no files on the server (none made yet, or already deleted)."
 
 
-def delete_my_data(selfies, identity, gallery, pack_zip, cards, reference, session_folders):
-    """Remove this session's uploads, thumbnails, identity file and results from the server now: the
-    copies Gradio serves and this app's own request folders."""
-    files = [
-        *_paths(selfies),
-        *_paths(identity),
-        *_gallery_paths(gallery),
-        *_paths(pack_zip),
-        *_gallery_paths(cards),
-        *_paths(reference),
-    ]
-    folders = studio.delete_paths([*files, *(session_folders or [])])
-    for path in files:
-        Path(path).unlink(missing_ok=True)
-    gr.Info(f"Deleted your data from this server ({len(files)} files, {folders} folders).")
-    # selfies, identity file, gallery, pack, cards, reference, session folders, then the texts
-    return [None, None, None, None, None, None, [], "", "", None, {}, len(files) + folders]
+def delete_my_data(files: str = "", session=None, request: gr.Request = None):
+    """Delete this session's data from the server now: the selfies it sent, their thumbnails, identity
+    files and headshots of every run. Every link to them answers 404 afterwards.
+
+    files: optional links (or server paths) the app returned, separated by spaces, for callers without
+    a lasting session (an MCP agent): each deletes the whole call's folder that holds it. Returns
+    {deleted_files, message}.
+    """
+    own = _session(session, request)
+    lasting = isinstance(session, dict) and own is session.get("files")
+    result = own.delete() if lasting else {"deleted_files": 0}
+    by_reference = studio.delete_by_reference(_referenced_paths((files or "").split()))
+    count = result["deleted_files"] + by_reference["deleted_files"]
+    if count:
+        message = f"Deleted your data from this server: {count} file{'s' if count != 1 else ''}."
+    else:
+        message = NOTHING_TO_DELETE
+    if by_reference["not_ours"]:
+        message += f" {by_reference['not_ours']} link(s) were not files of this app and were left alone."
+    return {"deleted_files": count, "message": message}
+
+
+def _after_delete(result: dict):
+    """The UI after Delete: say what happened and empty every field that showed the session's files."""
+    gr.Info(result.get("message", NOTHING_TO_DELETE))
+    # selfies, identity file, gallery, pack, cards, reference, identity text, readiness, report, info
+    return [None, None, None, None, None, None, "", "", None, {}]
+
+
+# --------------------------------------------------------------------------------------
+# Files on the HTTP layer: private uploads, 404 for deleted files, an MCP schema without $ref
+# --------------------------------------------------------------------------------------
+
+_RECENT_UPLOADS: dict[str, str] = {}  # Gradio's content-addressed upload path -> our last private copy
+_RECENT_LIMIT = 256
+_EXAMPLE_FILES: list[tuple[int, str]] = []  # (size, sha256) of the public example photos
+
+
+def _is_example_file(path: Path) -> bool:
+    """The bytes of one of the public example photos: Gradio's cached copy of those serves the Examples of
+    every visitor and is never deleted."""
+    import hashlib
+
+    if not _EXAMPLE_FILES:
+        _EXAMPLE_FILES.extend(
+            (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in EXAMPLES_DIR.glob("*")
+            if p.is_file() and p.suffix.lower() in (".jpg", ".png", ".webp")
+        )
+    try:
+        size = path.stat().st_size
+        if not any(size == known for known, _ in _EXAMPLE_FILES):
+            return False
+        return hashlib.sha256(path.read_bytes()).hexdigest() in {digest for _, digest in _EXAMPLE_FILES}
+    except OSError:
+        return False
+
+
+def private_upload(path: str) -> str:
+    """A path of its own for one upload: Gradio names uploads by their content, so identical uploads from
+    two sessions would share one path that either could delete. The bytes get a second name in a
+    folder of their own (an unguessable token), and Gradio's shared name is removed (unless it is the
+    copy behind the public examples)."""
+    import os
+    import shutil
+
+    source = Path(path)
+    dest = studio.uploads_root() / studio.new_token() / source.name
+    dest.parent.mkdir(parents=True)
+    try:
+        os.link(source, dest)
+    except FileNotFoundError:  # an identical upload that finished just before took Gradio's name away
+        earlier = _RECENT_UPLOADS.get(path)
+        if not earlier or not Path(earlier).is_file():
+            shutil.rmtree(dest.parent, ignore_errors=True)
+            return path
+        shutil.copyfile(earlier, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+    _RECENT_UPLOADS[path] = str(dest)
+    while len(_RECENT_UPLOADS) > _RECENT_LIMIT:
+        _RECENT_UPLOADS.pop(next(iter(_RECENT_UPLOADS)))
+    if not _is_example_file(dest):
+        source.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: the same content under another name
+            source.parent.rmdir()
+    return str(dest)
+
+
+def _is_gone(target: str) -> bool:
+    """A file path under the app's served folders that does not exist (deleted or swept)."""
+    try:
+        path = Path(target)
+        if not path.is_absolute():
+            return False
+        cache = studio.work_root().resolve().parent
+        return path.resolve().is_relative_to(cache) and not path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+class PrivateFiles:
+    """ASGI middleware around Gradio's routes: every upload gets a path of its own (``private_upload``),
+    and a file link under the app's cache whose file is gone answers 404 (Gradio says 403 for both
+    "not allowed" and "not there"; deleted data should read as not found)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = scope.get("path", "")
+            if scope["method"] == "POST" and path.rstrip("/").endswith("/gradio_api/upload"):
+                return await self._upload(scope, receive, send)
+            gone = "/gradio_api/file=" in path and _is_gone(path.split("/gradio_api/file=", 1)[1])
+            if scope["method"] in ("GET", "HEAD") and gone:
+                return await _answer(send, 404, b"Not found: this file was deleted or has expired.")
+        return await self.app(scope, receive, send)
+
+    async def _upload(self, scope, receive, send):
+        import json
+
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def keep(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, keep)
+        body = b"".join(chunks)
+        if start.get("status") == 200:
+            try:
+                paths = json.loads(body)
+            except ValueError:
+                paths = None
+            if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+                body = json.dumps([private_upload(p) for p in paths]).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _answer(send, status: int, text: bytes) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
+
+
+def _fix_list_schema(component) -> None:
+    """A list-of-files input's API schema without ``$ref``: Gradio's MCP server moves the list's ``$defs``
+    below the parameter, where ``#/$defs/FileData`` no longer resolves (clients fail with
+    PointerToNowhere). gradio_client reads the same schema, inlined, as before."""
+    schema = _inline_refs(component.api_info())
+    component.api_info = lambda: schema
+
+
+def _inline_refs(schema, defs: dict | None = None):
+    """The JSON schema with every local ``$ref`` replaced by its definition and no ``$defs`` left."""
+    if isinstance(schema, dict):
+        defs = {**(defs or {}), **schema.get("$defs", {})}
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/") and ref.split("/")[-1] in defs:
+            extra = {k: v for k, v in schema.items() if k != "$ref"}
+            return _inline_refs({**defs[ref.split("/")[-1]], **extra}, defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
 
 
 # --------------------------------------------------------------------------------------
@@ -451,7 +725,10 @@ def build_demo() -> gr.Blocks:
     styles = _style_choices()
     default_style = "corporate-grey" if any(v == "corporate-grey" for _, v in styles) else styles[0][1]
 
-    with gr.Blocks(title="Headshot Studio", delete_cache=config.DELETE_CACHE) as demo:
+    with gr.Blocks(title="Headshot Studio", delete_cache=config.delete_cache()) as demo:
+        # Every file the app keeps lives in a session's folder inside Gradio's cache, so that Gradio
+        # serves it where it is (no shared content-addressed copies) and Delete removes what was served.
+        studio.set_work_root(Path(demo.GRADIO_CACHE) / "headshot-studio")
         gr.Markdown(INTRO)
         device_md = gr.Markdown(elem_id="device")
         with gr.Tabs():
@@ -463,6 +740,7 @@ def build_demo() -> gr.Blocks:
                             file_count="multiple",
                             elem_id="selfies",
                         )
+                        _fix_list_schema(selfies)
                         consent = gr.Checkbox(label=CONSENT_LABEL, value=False, elem_id="consent")
                         check_btn = gr.Button("Check my selfies", variant="primary", elem_id="check")
                         examples = _example_selfies()
@@ -648,50 +926,70 @@ def build_demo() -> gr.Blocks:
                 gr.Markdown(PRIVACY)
                 gr.Markdown(LICENCES, elem_id="licences")
         delete_btn = gr.Button("Delete my data", variant="stop", size="sm", elem_id="delete")
-        removed = gr.Number(visible=False)
-        # This session's request folders on the server (per session, never shared; not part of the API).
-        session_folders = gr.State([])
+        # /delete_my_data's optional links (for callers without a lasting session) and its answer.
+        delete_links = gr.Textbox("", visible=False)
+        deleted = gr.JSON(None, visible=False)
+        # Selfies and identities as text (data: URLs or links to this app's files) for API and MCP callers.
+        selfie_links = gr.Textbox("", visible=False)
+        identity_link = gr.Textbox("", visible=False)
+        # This session's files on the server: {"files": studio.Session}, one per Gradio session (a tab, an
+        # API client; Gradio deep-copies the empty dict for each), made on first use and changed in place
+        # by the handlers (no State outputs: Gradio's MCP server cannot relay those). Never shared, not
+        # part of the API. The sweeper removes the files of sessions that never press Delete.
+        session = gr.State({})
 
         # Step 1: consent first, then the API endpoint, then the thumbnails (UI only).
         check_btn.click(require_consent, consent, None, api_visibility="private").success(
             validate_selfies,
-            selfies,
+            [selfies, selfie_links, session],
             report,
             api_name="validate_selfies",
             api_description=validate_selfies.__doc__ + "\n" + API_CONSENT,
             concurrency_limit=4,
-        ).then(selfie_cards, [selfies, report], [cards, readiness], api_visibility="private")
+        ).then(
+            selfie_cards, [selfies, report, session], [cards, readiness], api_visibility="private"
+        )
 
         # Step 2
         create_event = create_btn.click(require_consent, consent, None, api_visibility="private").success(
             create_identity,
-            [selfies, method, lora_steps, lora_rank, lora_lr, identity_seed, session_folders],
-            [identity_file, identity_summary, session_folders],
+            [selfies, method, lora_steps, lora_rank, lora_lr, identity_seed, selfie_links, session],
+            [identity_file, identity_summary],
             api_name="create_identity",
             api_description=create_identity.__doc__ + "\n" + API_CONSENT,
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
             concurrency_id="gpu",
         )
         create_event.success(
-            show_identity, identity_file, [reference, identity_text], api_visibility="private"
+            show_identity,
+            [identity_file, session],
+            [reference, identity_text],
+            api_visibility="private",
         )
         # After success or failure: when ZeroGPU refused or stopped a LoRA training call, the
         # training is kept for this session and Continue goes on from there.
-        create_event.then(continue_button, None, continue_btn, api_visibility="private")
+        create_event.then(continue_button, session, continue_btn, api_visibility="private")
         continue_event = continue_btn.click(
             continue_identity,
-            [session_folders],
-            [identity_file, identity_summary, session_folders],
+            [session],
+            [identity_file, identity_summary],
             api_name="continue_identity",
+            api_description=continue_identity.__doc__,
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
             concurrency_id="gpu",
         )
         continue_event.success(
-            show_identity, identity_file, [reference, identity_text], api_visibility="private"
+            show_identity,
+            [identity_file, session],
+            [reference, identity_text],
+            api_visibility="private",
         )
-        continue_event.then(continue_button, None, continue_btn, api_visibility="private")
+        continue_event.then(continue_button, session, continue_btn, api_visibility="private")
         identity_file.upload(
-            show_identity, identity_file, [reference, identity_text], api_visibility="private"
+            show_identity,
+            [identity_file, session],
+            [reference, identity_text],
+            api_visibility="private",
         )
 
         # Step 3
@@ -715,9 +1013,10 @@ def build_demo() -> gr.Blocks:
                 lora_strength,
                 ai_mark,
                 linkedin,
-                session_folders,
+                identity_link,
+                session,
             ],
-            [gallery, info, session_folders],
+            [gallery, info],
             api_name="generate",
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
             concurrency_id="gpu",
@@ -736,32 +1035,26 @@ def build_demo() -> gr.Blocks:
                 lora_strength,
                 ai_mark,
                 linkedin,
-                session_folders,
+                identity_link,
+                session,
             ],
-            [pack_zip, gallery, info, session_folders],
+            [pack_zip, gallery, info],
             api_name="generate_pack",
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
             concurrency_id="gpu",
         )
         gr.api(list_styles, api_name="list_styles")
 
+        # The API endpoint answers {deleted_files, message}; the UI then empties its fields.
         delete_btn.click(
             delete_my_data,
-            [selfies, identity_file, gallery, pack_zip, cards, reference, session_folders],
-            [
-                selfies,
-                identity_file,
-                gallery,
-                pack_zip,
-                cards,
-                reference,
-                session_folders,
-                identity_text,
-                readiness,
-                report,
-                info,
-                removed,
-            ],
+            [delete_links, session],
+            deleted,
+            api_name="delete_my_data",
+        ).then(
+            _after_delete,
+            deleted,
+            [selfies, identity_file, gallery, pack_zip, cards, reference, identity_text, readiness, report, info],
             api_visibility="private",
         )
         demo.load(device_note, None, device_md, api_visibility="private")
@@ -789,17 +1082,21 @@ UPLOAD_HEADROOM_BYTES = 16 * 1024 * 1024
 GRADIO_MAX_FILE_SIZE = max(config.MAX_UPLOAD_BYTES, config.MAX_IDENTITY_BYTES) + UPLOAD_HEADROOM_BYTES
 
 
-def launch_kwargs() -> dict:
-    """What ``python app.py`` passes to ``launch``: the upload size limit, the MCP server, error messages.
+_MIDDLEWARE = [Middleware(PrivateFiles)]  # private upload paths, 404 for deleted files (see PrivateFiles)
 
-    No ``allowed_paths``: Gradio serves copies of the files a handler returns from its own cache (under
-    unguessable content-hash names, deleted by ``delete_cache``); allowing ``studio.work_root()`` would
-    also serve the originals to anyone who knows or guesses a request folder's name.
+
+def launch_kwargs() -> dict:
+    """What ``python app.py`` passes to ``launch``: the upload size limit, the MCP server, error messages,
+    and the ``PrivateFiles`` middleware.
+
+    No ``allowed_paths``: the app's files live in session folders inside Gradio's cache (names with 128
+    random bits), which Gradio serves where they are; nothing outside the cache is served.
     """
     return {
         "max_file_size": GRADIO_MAX_FILE_SIZE,
         "mcp_server": True,
         "show_error": True,
+        "app_kwargs": {"middleware": _MIDDLEWARE},
     }
 
 

@@ -7,15 +7,15 @@ test_styles.py; a corrupt upload failing alone through the API is in tests/test_
 
 * files over our per-file limits (yet under Gradio's) pass Gradio's upload and get our message, and an
   empty upload is an empty report;
-* there is no REST route around the queue, and only Gradio's own copies are served, never the app's
-  request folders or other files;
-* "Delete my data" removes the session's files, both Gradio's copies and the app's own folders, and the
-  served headshots carried their disclosure metadata until then.
+* there is no REST route around the queue, and only files in Gradio's cache are served (the app's session
+  folders live there; nothing of the project or the system);
+* "Delete my data" removes the session's files, every served link then answers 404, and the served
+  headshots carried their disclosure metadata until then. The two-session case, the sweeper and the
+  abuse matrix are in tests/test_privacy.py and tests/test_abuse.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -92,83 +92,47 @@ def test_no_selfies_is_an_empty_report(client):
 # --------------------------------------------------------------------------------------
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _digests(folder: Path) -> set[str]:
-    return {_digest(p) for p in folder.rglob("*") if p.is_file()}
-
-
-def _call_private(url: str, session_hash: str, api_name: str, data: list) -> dict:
-    """Run a UI-only event (one the Gradio clients may not call) as the browser does: join the queue in
-    this session and read the stream until the event completes."""
+def test_delete_my_data_removes_the_sessions_files_everywhere(app, obama):
+    """Outputs are served where the app wrote them (in the session's folder, no content-addressed copies
+    elsewhere), carry their disclosure metadata, and answer 404 once the session deleted them."""
     import httpx
 
-    config_ = httpx.get(url + "config", timeout=30).json()
-    fn_id = next(d["id"] for d in config_["dependencies"] if d.get("api_name") == api_name)
-    body = {
-        "data": data,
-        "fn_index": fn_id,
-        "session_hash": session_hash,
-        "event_data": None,
-        "trigger_id": None,
-    }
-    httpx.post(url + "gradio_api/queue/join", json=body, timeout=30).raise_for_status()
-    with httpx.stream(
-        "GET", url + "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=60
-    ) as s:
-        for line in s.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    return message
-    raise AssertionError("the event did not complete")
-
-
-def test_delete_my_data_removes_the_sessions_files_everywhere(app, obama):
-    from headshot import studio
     from headshot.imaging import read_png_metadata
 
     url = app[0]
     client = gradio_client.Client(url, verbose=False, download_files=False)
-    before = set(studio.work_root().iterdir())
     identity, _ = client.predict(selfies=upload(obama[:1]), method="instantid", api_name="/create_identity")
     gallery, _ = client.predict(
         identity=identity, style="corporate-grey", num_images=1, seed=3, steps=1,
         prompt="navy blazer, warm smile", api_name="/generate",
     )  # fmt: skip
     served = [Path(identity["path"]), Path(gallery[0]["image"]["path"])]
-    assert all(p.is_file() for p in served)  # Gradio's copies (same machine, loopback)
-    # The served PNG (not only the one the app wrote) carries the prompt and the AI disclosure.
+    folders = {p.parts[p.parts.index("sessions") + 1] for p in served}
+    assert len(folders) == 1, served  # one session, one folder, every run in it
+    # The served PNG (the very file the app wrote) carries the prompt and the AI disclosure.
     meta = json.dumps(read_png_metadata(served[1].read_bytes()))
     assert "navy blazer, warm smile" in meta and "trainedAlgorithmicMedia" in meta
-    ours = {_digest(p) for p in served}
-    folders = [f for f in set(studio.work_root().iterdir()) - before if _digests(f) & ours]
-    assert len(folders) == 2, folders  # the identity's and the headshots' request folders
+    links = [identity["url"], gallery[0]["image"]["url"]]
+    assert [httpx.get(link, timeout=30).status_code for link in links] == [200, 200]
 
-    message = _call_private(
-        url, client.session_hash, "delete_my_data", [None, identity, gallery, None, None, None, None]
-    )
-    assert message["success"], message
-    assert not any(p.exists() for p in served), "Gradio's copies are still there"
-    assert not any(f.exists() for f in folders), "the app's own request folders are still there"
+    answer = client.predict(api_name="/delete_my_data")
+    assert answer["deleted_files"] >= 2, answer
+    assert not any(p.exists() for p in served)
+    assert [httpx.get(link, timeout=30).status_code for link in links] == [404, 404]
     still_serving(gradio_client.Client(url, verbose=False), app)
 
 
-def test_request_folders_and_other_files_are_not_served(app, client, obama):
-    """Only Gradio's cached copies are served: not the app's own request folders, not other temp files."""
+def test_only_files_in_gradios_cache_are_served(app, client, obama):
+    """Files of the project, the test data and the system are refused; so are folders and traversal."""
     import httpx
 
-    from headshot import studio
-
-    before = set(studio.work_root().iterdir())
-    client.predict(selfies=upload(obama[:1]), method="instantid", api_name="/create_identity")
-    originals = [p for f in set(studio.work_root().iterdir()) - before for p in f.iterdir()]
-    assert originals
-    for path in [*originals, obama[0]]:
+    client = gradio_client.Client(app[0], verbose=False, download_files=False)
+    identity, _ = client.predict(selfies=upload(obama[:1]), method="instantid", api_name="/create_identity")
+    folder = Path(identity["path"]).parent
+    for path in [obama[0], "/etc/passwd", Path(__file__), folder, f"{folder}/../../../../../etc/passwd"]:
         response = httpx.get(app[0] + "gradio_api/file=" + str(path), timeout=30)
-        assert response.status_code == 403, (path, response.status_code)
+        assert response.status_code in (403, 404), (path, response.status_code)
+    assert httpx.get(identity["url"], timeout=30).status_code == 200
 
 
 def test_no_rest_route_around_the_queue(app):

@@ -176,17 +176,19 @@ def test_a_refused_chunk_loses_nothing_and_continues_to_the_same_weights(
 
     per_call = pipeline._train_duration(None, None, pipeline.lora_settings(steps=3), None, 7)
     monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(per_call * 1.5))  # room for one call only
+    mine, someone_else = studio.Session(), studio.Session()
     with pytest.raises(errors.TrainingPaused, match="saved at step 3 of 7") as paused:
-        studio.create_identity(obama[:3], "lora", lora_steps=7, seed=5, analyzer=analyzer, session="s1")
+        studio.create_identity(obama[:3], "lora", lora_steps=7, seed=5, analyzer=analyzer, session=mine)
     assert "GPU time" in paused.value.message
-    assert studio.paused_training("s1") == {"steps_done": 3, "steps_total": 7}
-    assert studio.paused_training("someone-else") is None
+    assert studio.paused_training(mine) == {"steps_done": 3, "steps_total": 7}
+    assert studio.paused_training(someone_else) is None
     with pytest.raises(errors.InvalidRequest, match="no paused"):
-        studio.continue_identity("someone-else")
+        studio.continue_identity(someone_else)
 
     monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(10_000))  # the next day
-    finished = studio.continue_identity("s1")
-    assert finished.summary["steps_run"] == 7 and studio.paused_training("s1") is None
+    finished = studio.continue_identity(mine)
+    assert finished.summary["steps_run"] == 7 and studio.paused_training(mine) is None
+    assert mine.owns(finished.path)  # the identity file is the session's, deleted with it
     assert finished.identity.lora.keys() == whole.keys()
     assert all(torch.equal(finished.identity.lora[k], whole[k]) for k in whole)
 
@@ -203,6 +205,9 @@ def test_an_aborted_chunk_pauses_too(obama, analyzer, emulated, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(pipeline, "_train_on_gpu", abort_second)
+    session = studio.Session()
     with pytest.raises(errors.TrainingPaused, match="saved at step 3 of 7"):
-        studio.create_identity(obama[:3], "lora", lora_steps=7, analyzer=analyzer, session="s2")
-    assert studio.forget_paused("s2") == 1 and studio.paused_training("s2") is None
+        studio.create_identity(obama[:3], "lora", lora_steps=7, analyzer=analyzer, session=session)
+    assert studio.paused_training(session) is not None
+    session.delete()  # Delete my data drops the paused training (selfie crops, weights) too
+    assert studio.paused_training(session) is None

@@ -1,0 +1,323 @@
+"""Privacy: every file the app keeps belongs to one session, and Delete removes all of it and nothing else.
+
+Fast tier: the studio-level ownership, copy, delete and sweep logic (no app process), and the upload
+rewrite of the HTTP layer (``ui.private_upload``) on a folder laid out as Gradio lays out its cache.
+Slow tier (``-m slow``, the module's ``python app.py``): two ``gradio_client`` sessions that upload the same
+bytes, every URL of the deleting session answering 404 afterwards, the other session unharmed, a third
+session's example check, and LinkedIn crops in single-style ``/generate``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from headshot import studio
+from headshot.errors import InvalidRequest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A private work root for the test (restored afterwards)."""
+    before = list(studio._WORK_ROOT)
+    yield studio.set_work_root(tmp_path / "cache" / "headshot-studio")
+    studio._WORK_ROOT[:] = before
+
+
+def _upload(root: Path, name: str, data: bytes) -> Path:
+    """A file as the upload rewrite leaves it: its own folder under ``uploads/<token>/``."""
+    path = root / studio.UPLOADS / studio.new_token() / name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Fast: studio.Session
+# --------------------------------------------------------------------------------------
+
+
+def test_a_session_copies_its_uploads_and_delete_removes_every_run(root):
+    upload = _upload(root, "me.jpg", b"selfie bytes")
+    session = studio.Session()
+    (copy,) = session.adopt([upload])
+    assert copy != upload and copy.name == "me.jpg" and copy.read_bytes() == b"selfie bytes"
+    assert session.owns(copy) and session.adopt([upload]) == [copy]  # copied once
+    runs = [session.new_dir("headshots") for _ in range(2)]
+    for run in runs:
+        (run / "a.png").write_bytes(b"png")
+    assert session.delete() == {"deleted_files": 4, "already_gone": 0}
+    assert not upload.exists() and not upload.parent.exists() and not session.folder.exists()
+    # twice, or with nothing made: a plain answer
+    assert session.delete() == {"deleted_files": 0, "already_gone": 0}
+    assert studio.Session().delete() == {"deleted_files": 0, "already_gone": 0}
+
+
+def test_delete_leaves_other_sessions_and_files_outside_the_app_alone(root, tmp_path):
+    example = tmp_path / "astronaut.jpg"
+    example.write_bytes((EXAMPLES / "astronaut.jpg").read_bytes())
+    same = (EXAMPLES / "astronaut.jpg").read_bytes()
+    a, b = studio.Session(), studio.Session()
+    a_files = a.adopt([example, _upload(root, "astronaut.jpg", same)])
+    b_files = b.adopt([example, _upload(root, "astronaut.jpg", same)])
+    assert not set(a_files) & set(b_files)
+    a.delete()
+    assert example.exists(), "a file outside the app's folders (the public example) was deleted"
+    assert all(p.exists() for p in b_files) and not any(p.exists() for p in a_files)
+    assert b.delete()["deleted_files"] == 3  # its two copies and its own upload
+
+
+def test_a_file_of_another_session_is_refused(root):
+    a, b = studio.Session(), studio.Session()
+    theirs = a.new_dir("identity") / "identity-instantid.safetensors"
+    theirs.write_bytes(b"x")
+    with pytest.raises(InvalidRequest, match="another session"):
+        b.adopt([theirs])
+    assert b.adopt([str(theirs).replace(a.id, b.id)]) == [Path(str(theirs).replace(a.id, b.id))]  # not found
+
+
+def test_delete_by_reference_removes_only_the_named_folders(root):
+    a, b = studio.Session(), studio.Session()
+    mine = a.new_dir("headshots") / "x.png"
+    mine.write_bytes(b"png")
+    keep = b.new_dir("headshots") / "y.png"
+    keep.write_bytes(b"png")
+    link = f"http://127.0.0.1:7860/gradio_api/file={mine}"
+    from headshot import ui
+
+    result = studio.delete_by_reference([*ui._referenced_paths([link]), "/etc/passwd", str(root / "..")])
+    assert result == {"deleted_files": 1, "not_ours": 2}
+    assert not mine.exists() and keep.exists() and Path("/etc/passwd").exists()
+
+
+def test_the_sweeper_removes_sessions_and_uploads_past_their_age(root):
+    old = studio.Session()
+    (old.new_dir("headshots") / "a.png").write_bytes(b"png")
+    upload = _upload(root, "me.jpg", b"selfie")
+    for path in (old.folder, upload.parent):
+        os.utime(path, (time.time() - 100, time.time() - 100))
+    fresh = studio.Session()
+    (fresh.new_dir("headshots") / "b.png").write_bytes(b"png")
+    assert studio.sweep_workdirs(max_age_s=50) == 2
+    assert not old.folder.exists() and not upload.exists() and fresh.folder.exists()
+
+
+def test_config_reads_short_sweep_times_from_the_environment(monkeypatch):
+    from headshot import config
+
+    monkeypatch.setenv("HEADSHOT_SWEEP_EVERY_S", "1")
+    monkeypatch.setenv("HEADSHOT_MAX_FILE_AGE_S", "5")
+    assert config.delete_cache() == (1, 5)
+    monkeypatch.delenv("HEADSHOT_SWEEP_EVERY_S")
+    monkeypatch.delenv("HEADSHOT_MAX_FILE_AGE_S")
+    assert config.delete_cache() == config.DELETE_CACHE
+
+
+# --------------------------------------------------------------------------------------
+# Fast: the HTTP layer's helpers
+# --------------------------------------------------------------------------------------
+
+
+def test_identical_uploads_get_paths_of_their_own(root):
+    from headshot import ui
+
+    cache = root.parent
+    gradio_path = cache / "0123abcd" / "me.jpg"  # Gradio names an upload by its content
+    gradio_path.parent.mkdir()
+    gradio_path.write_bytes(b"same bytes")
+    first = Path(ui.private_upload(str(gradio_path)))
+    assert not gradio_path.exists(), "Gradio's shared, content-named copy stays behind"
+    gradio_path.parent.mkdir(exist_ok=True)
+    gradio_path.write_bytes(b"same bytes")  # the second session's identical upload
+    second = Path(ui.private_upload(str(gradio_path)))
+    assert first != second and first.read_bytes() == second.read_bytes() == b"same bytes"
+    assert first.name == second.name == "me.jpg"
+    session = studio.Session()
+    session.adopt([first])
+    session.delete()
+    assert not first.exists() and second.exists()
+
+
+def test_the_example_photos_cached_copy_is_never_removed(root):
+    from headshot import ui
+
+    cached = root.parent / "feedbeef" / "astronaut.jpg"
+    cached.parent.mkdir()
+    cached.write_bytes((EXAMPLES / "astronaut.jpg").read_bytes())
+    private = Path(ui.private_upload(str(cached)))
+    assert cached.exists() and private.exists() and private != cached
+
+
+def test_the_list_of_files_schema_has_no_refs():
+    import json
+
+    from headshot import ui
+
+    demo = ui.build_demo()
+    info = demo.get_api_info()["named_endpoints"]["/validate_selfies"]["parameters"][0]["type"]
+    assert "$ref" not in json.dumps(info) and "$defs" not in json.dumps(info)
+    assert info["type"] == "array" and "path" in info["items"]["properties"]
+
+
+def test_links_are_data_urls_or_files_of_this_app(root):
+    import base64
+
+    import gradio as gr
+
+    from headshot import ui
+
+    session = studio.Session()
+    data = "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8 bytes").decode()
+    (saved,) = ui._linked_files(data, session, "selfie")
+    assert saved.read_bytes() == b"\xff\xd8 bytes" and session.owns(saved)
+    upload = _upload(root, "me.jpg", b"x")
+    assert ui._linked_files(f"http://h/gradio_api/file={upload}", session, "selfie") == [upload]
+    for bad in ("/etc/passwd", "https://example.com/me.jpg", f"{root}/../../../etc/passwd", "data:;base64,@@"):
+        with pytest.raises(gr.Error):
+            ui._linked_files(bad, session, "selfie")
+
+
+# --------------------------------------------------------------------------------------
+# Slow: through the running app
+# --------------------------------------------------------------------------------------
+
+slow = pytest.mark.slow
+
+
+def _get(url: str) -> int:
+    import httpx
+
+    return httpx.get(url, timeout=30).status_code
+
+
+def _urls(value) -> list[str]:
+    """Every file URL in an API answer (file dicts, galleries, nested lists)."""
+    if isinstance(value, dict):
+        return [value["url"]] if value.get("url") else [u for v in value.values() for u in _urls(v)]
+    if isinstance(value, (list, tuple)):
+        return [u for v in value for u in _urls(v)]
+    return []
+
+
+def _queue_call(url: str, session_hash: str, api_name: str, data: list) -> dict:
+    """Run an event as the browser does: join the queue in this session, read the stream to the end."""
+    import json
+
+    import httpx
+
+    config = httpx.get(url + "config", timeout=30).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+    body = {"data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None, "trigger_id": None}
+    httpx.post(url + "gradio_api/queue/join", json=body, timeout=30).raise_for_status()
+    with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=120) as s:
+        for line in s.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("the event did not complete")
+
+
+def _upload_http(url: str, paths: list[str]) -> list[str]:
+    import httpx
+
+    files = [("files", (Path(p).name, Path(p).read_bytes())) for p in paths]
+    response = httpx.post(url + "gradio_api/upload", files=files, timeout=60)
+    response.raise_for_status()
+    return response.json()
+
+
+@slow
+def test_identical_uploads_get_private_paths(app):
+    photo = str(EXAMPLES / "astronaut.jpg")
+    first, second = _upload_http(app[0], [photo]) + _upload_http(app[0], [photo])
+    assert first != second and Path(first).name == Path(second).name == "astronaut.jpg"
+    assert "/headshot-studio/uploads/" in first
+
+
+@slow
+def test_two_sessions_same_bytes_delete_is_per_session(app):
+    gradio_client = pytest.importorskip("gradio_client")
+    from gradio_client import handle_file
+
+    url = app[0]
+    photos = [str(EXAMPLES / "astronaut.jpg"), str(EXAMPLES / "astronaut-mirrored.jpg")]
+    a = gradio_client.Client(url, verbose=False, download_files=False)
+    b = gradio_client.Client(url, verbose=False, download_files=False)
+    # A uploads as a browser does (POST /gradio_api/upload), so the test knows those URLs too.
+    uploaded = _upload_http(url, photos)
+    given: list[str] = [f"{url}gradio_api/file={p}" for p in uploaded]
+    selfies_a = [{"path": p, "meta": {"_type": "gradio.FileData"}} for p in uploaded]
+    # (gradio_client would upload a path it can read again; a browser sends the uploaded path as it is)
+    message = _queue_call(url, a.session_hash, "validate_selfies", [selfies_a, "", None])
+    assert message["success"] and message["output"]["data"][0]["accepted"] == 2, message
+    b_identity, _ = b.predict(selfies=[handle_file(p) for p in photos], api_name="/create_identity")
+    a_identity, _ = a.predict(selfies=[handle_file(p) for p in photos], api_name="/create_identity")
+    given += _urls(a_identity)
+    for seed in (1, 2):
+        gallery, _ = a.predict(identity=a_identity, num_images=1, seed=seed, steps=1, api_name="/generate")
+        given += _urls(gallery)
+    zip_file, pack, _ = a.predict(identity=a_identity, styles=["corporate-grey"], images_per_style=1,
+                                  seed=3, api_name="/generate_pack")  # fmt: skip
+    given += _urls(zip_file) + _urls(pack)
+    assert len(given) >= 6 and all(_get(u) == 200 for u in given)
+
+    answer = a.predict(api_name="/delete_my_data")
+    assert answer["deleted_files"] >= len(given) and "Deleted" in answer["message"]
+    assert {u: _get(u) for u in given} == dict.fromkeys(given, 404)
+    again = a.predict(api_name="/delete_my_data")
+    assert again["deleted_files"] == 0 and "Nothing to delete" in again["message"]
+
+    # B is unharmed: it generates from its identity, then deletes without error.
+    gallery, _ = b.predict(identity=b_identity, num_images=1, seed=5, steps=1, api_name="/generate")
+    assert len(gallery) == 1 and _get(_urls(gallery)[0]) == 200
+    assert b.predict(api_name="/delete_my_data")["deleted_files"] >= 2
+    assert _get(_urls(b_identity)[0]) == 404
+    # A third session's check of the example photos still passes.
+    c = gradio_client.Client(url, verbose=False)
+    report = c.predict(selfies=[handle_file(p) for p in photos], api_name="/validate_selfies")
+    assert report["accepted"] == 2, report
+
+
+@slow
+def test_generate_returns_linkedin_crops(client):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    photos = [str(EXAMPLES / "astronaut.jpg")]
+    identity, _ = client.predict(selfies=[handle_file(p) for p in photos], api_name="/create_identity")
+    gallery, info = client.predict(identity=handle_file(identity), num_images=2, seed=7, steps=1,
+                                   linkedin=True, api_name="/generate")  # fmt: skip
+    assert len(gallery) == 4  # each headshot, then its crop
+    crops = [g for g in gallery if "LinkedIn" in (g.get("caption") or "")]
+    assert len(crops) == 2
+    assert all(Image.open(c["image"]).size == (400, 400) for c in crops)
+    assert [i["linkedin"] for i in info["images"]] == [f"corporate-grey_{s}_linkedin.png" for s in info["seeds"]]
+    plain, info = client.predict(identity=handle_file(identity), num_images=1, seed=7, steps=1,
+                                 api_name="/generate")  # fmt: skip
+    assert len(plain) == 1 and info["images"][0]["linkedin"] is None
+
+
+def test_the_ui_handlers_keep_every_file_in_the_session(root, analyzer):
+    """The browser's path, handler by handler: thumbnails, the identity and its reference picture all
+    land in the session's folder, and Delete (then Delete again) answers plainly."""
+    from headshot import ui
+
+    state: dict = {}
+    photo = _upload(root, "astronaut.jpg", (EXAMPLES / "astronaut.jpg").read_bytes())
+    report = ui.validate_selfies([str(photo)], "", state)
+    session = state["files"]
+    cards, _ = ui.selfie_cards([str(photo)], report, state)
+    identity, _ = ui.create_identity([str(photo)], "instantid", session=state)
+    reference, text = ui.show_identity(identity, state)
+    made = [Path(cards[0][0]), Path(identity), Path(reference)]
+    assert all(session.owns(p) and p.exists() for p in made) and "Identity ready" in text
+    answer = ui.delete_my_data("", state)
+    assert answer["deleted_files"] >= 4 and not any(p.exists() for p in [*made, photo])
+    assert "Nothing to delete" in ui.delete_my_data("", state)["message"]
+    assert ui._after_delete(answer)[0] is None

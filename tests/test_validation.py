@@ -120,16 +120,21 @@ def test_codes_on_real_photos(analyzer, faces_dir, rel, expected, has_face):
         assert (entry["face"] is not None) == has_face
 
 
-def test_small_background_faces_are_fine_and_a_cut_off_one_only_warns(analyzer, photo):
+def test_background_faces_only_warn(analyzer, photo):
+    # Issue 16 changed this: background faces used to pass silently (img54) or give a multiple_faces
+    # warning (img62); now both give a background_faces warning, and multiple_faces is only an error.
     report = validate_selfies(
         [photo("same_person/deepface_p04/img54.jpg"), photo("same_person/deepface_p05/img62.jpg")],
         analyzer=analyzer,
     ).report
     entries = by_file(report)
     assert "multiple_faces" not in codes(entries["img54.jpg"])  # three small faces far behind
+    assert "background_faces" in codes(entries["img54.jpg"], "warning")
     assert entries["img54.jpg"]["accepted"]
-    assert "multiple_faces" in codes(entries["img62.jpg"], "warning")  # blurred, cut by the frame
-    assert "multiple_faces" not in codes(entries["img62.jpg"], "error")
+    assert "background_faces" in codes(entries["img62.jpg"], "warning")  # blurred, cut by the frame
+    assert "multiple_faces" not in codes(entries["img62.jpg"])
+    (issue,) = [i for i in entries["img54.jpg"]["issues"] if i["code"] == "background_faces"]
+    assert "largest sharp face" in issue["message"]
 
 
 def test_a_turned_photo_is_an_extreme_pose(analyzer, photo):

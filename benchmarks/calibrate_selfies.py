@@ -176,7 +176,9 @@ def main() -> None:
         return parts
 
     for row in rows:
-        if row["path"].startswith(("group/", "same_person/deepface_p04/img54", "same_person/deepface_p05/img62")):
+        if row["path"].startswith(
+            ("group/", "same_person/deepface_p04/img54", "same_person/deepface_p05/img62")
+        ):
             parts = second_faces(imaging.load_image(faces_dir / row["path"]))
             print(f"  {row['path']:48s} " + " ".join(parts))
     portrait = imaging.load_image(faces_dir / "same_person" / "obama" / "obama.jpg")

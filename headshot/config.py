@@ -246,5 +246,8 @@ SECOND_FACE_MIN_VISIBLE = 0.7  # and seen whole: at least this share of its box 
 CROWDING_FACE_RATIO = 0.40
 # Reduced decode (imaging.load_reduced): a JPEG is decoded at 1/2, 1/4 or 1/8 in the decoder as long as its
 # long side stays at least this; the detector's full pass runs at 640 px, faces are analysed at most at
-# ANALYSIS_MAX_SIDE. The whole picture is decoded only for an identity's crops.
-DECODE_MIN_LONG_SIDE = 1024
+# ANALYSIS_MAX_SIDE. The whole picture is decoded only for an identity's crops, and for the face measures
+# when the reduced copy cannot settle them (validation._Selfie.quality_of): a face under 160 px there, or
+# a sharpness under BLUR_WARNING + this margin (the scaled decode reads blurred faces up to 0.04 sharper).
+DECODE_MIN_LONG_SIDE = 640
+QUALITY_RECHECK_MARGIN = 0.10

@@ -261,6 +261,7 @@ def _pose_grid() -> np.ndarray:
 
 _POSE_GRID = _pose_grid()
 _POSE_GRID_NORM = np.sum(np.abs(_POSE_GRID) ** 2, axis=1)
+_POSE_RE, _POSE_IM = np.ascontiguousarray(_POSE_GRID.real), np.ascontiguousarray(_POSE_GRID.imag)
 
 
 def kps_shape_error(kps: np.ndarray) -> float:
@@ -272,16 +273,18 @@ def kps_shape_error(kps: np.ndarray) -> float:
     ``FACE_MAX_SHAPE_ERROR`` in config.py); points that no head pose explains (an animal's muzzle, where
     the "mouth corners" sit beside the nose, or eyes far apart above a long snout) score higher."""
     pts = np.asarray(kps, dtype=np.float64).reshape(5, 2)
-    z = pts[:, 0] + 1j * pts[:, 1]
-    z = z - z.mean()
-    if not np.all(np.isfinite(z)) or float(np.sum(np.abs(z) ** 2)) < 1e-9:
+    x, y = pts[:, 0] - pts[:, 0].mean(), pts[:, 1] - pts[:, 1].mean()
+    energy = float(x @ x + y @ y)
+    if not math.isfinite(energy) or energy < 1e-9:
         return float("inf")
-    # Best similarity (complex scale a) per pose: a = <P, z> / <P, P>; residual z - a P.
-    a = (np.conj(_POSE_GRID) @ z) / _POSE_GRID_NORM
-    resid = np.sum(np.abs(z[None, :] - a[:, None] * _POSE_GRID) ** 2, axis=1) / 5.0
-    # In model units (divide by |a|), relative to the model's eye distance.
-    err = np.sqrt(resid) / np.maximum(np.abs(a), 1e-9) / (2.0 * _HALF_EYES)
-    return float(err.min())
+    # Per pose, the least-squares similarity a = <P, z> / |P|^2 (z = x + iy) leaves
+    # |z - aP|^2 = |z|^2 - |<P, z>|^2 / |P|^2; in model units (divided by |a|^2), per point, relative to
+    # the model's eye distance. Real arithmetic: <P, z> = (Re.x + Im.y) + i (Re.y - Im.x).
+    dots = (_POSE_RE @ x + _POSE_IM @ y) ** 2 + (_POSE_RE @ y - _POSE_IM @ x) ** 2
+    with np.errstate(divide="ignore"):
+        model_units = (energy * _POSE_GRID_NORM**2 / dots - _POSE_GRID_NORM) / 5.0
+    err = math.sqrt(max(float(np.min(model_units)), 0.0)) / (2.0 * _HALF_EYES)
+    return float(err)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -101,17 +101,21 @@ class _Selfie:
         return self.decoded.full_size
 
     def quality_of(self, face: Face) -> dict[str, float]:
-        """:func:`face_quality` of a face of this photo: on the decoded pixels when the face spans at least
-        twice ``imaging.SHARPNESS_SIDE`` there (face_quality would shrink the whole picture's face at least
-        that far itself, and a JPEG decoded at 1/2 or 1/4 reads as the same face shrunk by a box filter:
-        sharpness within 0.01 on the shared photos), else on the whole picture (decoded for it). A smaller
-        face decoded reduced reads sharper when blurred (JPEG's block edges survive the scaled decode:
-        +0.02-0.04 at Gaussian radius 8), too close to BLUR_ERROR."""
+        """:func:`face_quality` of a face of this photo, on the decoded pixels where they settle it, else
+        on the whole picture (decoded for it). A JPEG decoded at 1/2 or 1/4 reads like the face shrunk by
+        a box filter: on the shared photos, sharp faces within 0.01 of the whole picture's sharpness, but
+        blurred ones up to 0.04 sharper (JPEG's block edges survive the scaled decode), and faces under
+        ``imaging.SHARPNESS_SIDE`` px lower. So the whole picture decides for a face under that size and
+        for any sharpness under ``BLUR_WARNING + QUALITY_RECHECK_MARGIN`` (a blur verdict near its line)."""
         assert self.decoded is not None
         scale = self.decoded.scale
-        if scale < 1.0 and face.size * scale < 2 * imaging.SHARPNESS_SIDE:
+        if scale < 1.0 and face.size * scale >= imaging.SHARPNESS_SIDE:
+            quality = face_quality(self.decoded.image, face, scale=scale)
+            if quality["sharpness"] >= config.BLUR_WARNING + config.QUALITY_RECHECK_MARGIN:
+                return quality
+        if scale < 1.0:
             return face_quality(self.decoded.full(), face)
-        return face_quality(self.decoded.image, face, scale=scale)
+        return face_quality(self.decoded.image, face)
 
     def add(self, code: str, severity: str, message: str) -> None:
         assert code in ISSUE_CODES, code
@@ -269,7 +273,10 @@ def _competes(selfie: _Selfie, face: Face, other: Face, crop: tuple[int, int, in
     cx, cy = _centre(other)
     if ratio >= config.CROWDING_FACE_RATIO and crop[0] <= cx <= crop[2] and crop[1] <= cy <= crop[3]:
         return True
-    if ratio < config.SECOND_FACE_RATIO or _visible_share(other, selfie.size) < config.SECOND_FACE_MIN_VISIBLE:
+    if (
+        ratio < config.SECOND_FACE_RATIO
+        or _visible_share(other, selfie.size) < config.SECOND_FACE_MIN_VISIBLE
+    ):
         return False
     main_sharp = selfie.quality["sharpness"] if selfie.quality else 0.0
     return selfie.quality_of(other)["sharpness"] >= config.SECOND_FACE_MIN_REL_SHARPNESS * main_sharp

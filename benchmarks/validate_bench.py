@@ -1,8 +1,10 @@
 """Median validation time per selfie with the small face pack (the README's number; target < 100 ms).
 
-Each timed call is ``validate_selfies([one photo])``: decode (EXIF, colour), downscale, detection,
-orientation check, embedding, face measures and the report, i.e. everything a selfie costs except the
-cross-photo checks (a few microseconds per pair). The photos are the good single-person photos of
+Each timed call is ``validate_selfies([one photo])`` on the file: decode (a JPEG at the reduced size the
+checks need, EXIF, colour), downscale, detection, the plausibility gate (with the orientation check where
+the detector is not sure), embedding, face measures and the report, i.e. everything a selfie costs except
+the cross-photo checks (a few microseconds per pair). The whole picture, decoded later for an identity's
+crops, is not part of it. The photos are the good single-person photos of
 ``shared/testdata/faces`` (same_person/, at least 512 px on the short side: what users upload), each timed
 ``--repeats`` times after one warm-up pass (which creates the ONNX sessions). The median over all calls is
 printed last as JSON: ``{"name": "validate_ms_per_selfie", "value": ..., "unit": "ms"}``; with

@@ -198,7 +198,6 @@ ANALYSIS_MAX_SIDE = 1024  # images are downscaled to this before face analysis
 # Face quality (see validation.py for how each is measured)
 MIN_FACE_SHORT_SIDE_PX = 64  # face box short side in the original image (face_too_small error)
 MIN_FACE_FRACTION = 0.08  # face box short side / image short side
-SECOND_FACE_RATIO = 0.45  # a second face this big (relative box side) makes multiple_faces
 BLUR_ERROR = 0.15  # sharpness score (0..1) below this is blurry
 BLUR_WARNING = 0.25
 DARK_ERROR = 0.18  # mean face luminance (0..1)
@@ -313,8 +312,51 @@ CLIPPED_ERROR = 0.30  # share of face pixels at 250+ (burnt out): overexposed
 CLIPPED_WARNING = 0.12
 NOISE_WARNING_SIGMA = 12.0  # estimated noise (0..255) on the face: a "lost detail" warning
 BLOCKINESS_WARNING = 2.5  # JPEG 8x8 block-edge contrast ratio on the face: a "lost detail" warning
-SECOND_FACE_MIN_VISIBLE = 0.7  # a comparable second face cut by the frame below this share is a warning
-SECOND_FACE_MIN_REL_SHARPNESS = 0.25  # ... and so is one much softer than the main face (background)
 DUPLICATE_MAX_HASH_DISTANCE = 6  # dhash bits (of 64): resized/re-encoded copies differ by <= 4
 FACE_SMALL_WARNING_PX = 112  # face box short side under this: face_too_small warning (ArcFace sees 112 px)
 ROTATED_PHOTO_DEG = 60.0  # a "head tilt" beyond this is a photo on its side or upside down
+
+
+# --------------------------------------------------------------------------------------
+# Selfie checks: the plausibility gate, background faces, reduced decode (validation.py, faces.py).
+# Measured on the shared photos with benchmarks/calibrate_selfies.py (faces-small pack).
+# --------------------------------------------------------------------------------------
+
+# Plausibility gate (faces.FaceAnalyzer.is_human), before any per-face rule. The per-pack embedding-norm
+# floor is faces.PackThresholds.min_embedding_norm.
+# Detector score at or above which a face is taken as upright and human without the re-framed second look
+# (which costs two detector runs): upside-down copies of the good photos score at most 0.74 (median 0.64),
+# upright ones 0.76-0.90 (median 0.85); 0.80 keeps every upside-down face in the orientation check.
+FACE_SURE_SCORE = 0.80
+# Below FACE_SURE_SCORE, the face re-framed at 160 px (as it is or turned) must score at least this: the
+# largest face of every shared photo of people scores 0.72-0.91 (5th percentile 0.84), drawn face masks
+# 0.69+, drawn sunglasses 0.86+; every face-like detection on animals, a painting and textures (cat,
+# cheetahs, lion, eagle, The Scream, a star field, also at 3x their size and with the detector's threshold
+# lowered to 0.25) 0.36 at most. 0.52 sits between. A CG humanoid (gradio's groot.jpeg, 0.54-0.66) passes:
+# a face that human-like is beyond what these models can tell.
+FACE_MIN_FRAME_SCORE = 0.52
+# faces.kps_shape_error: every detection on the shared photos of people (1118, profiles, crowds, 10 px
+# faces, expressions) is at most 0.117 (99th percentile 0.097); five points laid out like a dog's or a cat's
+# face (eyes wide apart, "mouth corners" close beside a long nose) read 0.15-0.20. 0.14 sits between.
+FACE_MAX_SHAPE_ERROR = 0.14
+
+# Other faces (validation._check_other_faces). multiple_faces (error) only for a second person who competes
+# with the subject; every other face is a background_faces warning (the largest sharp face is used).
+# Measured with benchmarks/calibrate_selfies.py as (size ratio to the largest face, sharpness relative to
+# it): in all 23 group photos the second-largest face is 0.80-1.02 of the largest, relative sharpness
+# 0.45-3.9; portraits with people behind them: img54 0.22-0.27 (sharpness 0.05-0.16), img62 0.75-0.84
+# (0.03-0.32, cut by the frame), blurred composites 0.57-0.93 (0.03-0.07).
+SECOND_FACE_RATIO = 0.60  # comparable size: at least this share of the largest face's box side (0.46-0.80)
+SECOND_FACE_MIN_REL_SHARPNESS = 0.30  # in focus: at least this share of the largest face's sharpness
+SECOND_FACE_MIN_VISIBLE = 0.7  # and seen whole: at least this share of its box inside the frame
+# Crowding: a face whose centre falls inside the subject's headshot crop (imaging.headshot_crop_box) and
+# at least this share of its size competes whatever its focus (it would be in every crop). Group photos
+# with a neighbour that close: 0.66-0.94 of the largest face; no background face of a portrait came in.
+CROWDING_FACE_RATIO = 0.40
+# Reduced decode (imaging.load_reduced): a JPEG is decoded at 1/2, 1/4 or 1/8 in the decoder as long as its
+# long side stays at least this; the detector's full pass runs at 640 px, faces are analysed at most at
+# ANALYSIS_MAX_SIDE. The whole picture is decoded only for an identity's crops, and for the face measures
+# when the reduced copy cannot settle them (validation._Selfie.quality_of): a face under 160 px there, or
+# a sharpness under BLUR_WARNING + this margin (the scaled decode reads blurred faces up to 0.04 sharper).
+DECODE_MIN_LONG_SIDE = 640
+QUALITY_RECHECK_MARGIN = 0.10

@@ -4,8 +4,10 @@ The report is the design doc's schema plus ``ready_lora``, ``readiness`` and a r
 list (files past ``config.MAX_SELFIES``, not analysed). An ``error`` rejects the selfie, a ``warning``
 keeps it; ``face`` is the largest face in original image pixels, or null.
 
-Per photo: ``unreadable_image`` / ``too_large`` (from imaging), ``low_resolution``, ``no_face``,
-``multiple_faces``, ``face_too_small``, ``blurry``, ``too_dark``, ``overexposed``, ``extreme_pose``;
+Per photo: ``unreadable_image`` / ``too_large`` (from imaging), ``low_resolution``, ``no_face`` (also for
+what is not a human face: faces.FaceAnalyzer.is_human), ``multiple_faces`` (a second person who competes
+with the subject), ``background_faces`` (a warning), ``face_too_small``, ``blurry``, ``too_dark``,
+``overexposed``, ``extreme_pose``;
 across photos: ``duplicate`` (image hash AND embedding) and ``different_person`` (the odd one out of a
 majority, a warning when there is none). Each rule, its thresholds and why are in the README's design
 section ("Selfie checks") and next to the constants in ``config.py``.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ ISSUE_CODES = (
     "too_large",
     "no_face",
     "multiple_faces",
+    "background_faces",
     "low_resolution",
     "face_too_small",
     "blurry",
@@ -48,13 +51,25 @@ ISSUE_CODES = (
 )
 
 
-@dataclass
 class AcceptedSelfie:
-    """A selfie that passed: the decoded (upright RGB) photo and its largest face in its pixels."""
+    """A selfie that passed: the decoded (upright RGB) photo and its largest face in its pixels.
 
-    name: str
-    image: Image.Image
-    face: Face
+    ``image`` is the whole picture; the checks decode only what they need, so it may be decoded when it
+    is first used (``image`` given as a function of no arguments), once."""
+
+    def __init__(self, name: str, image: Image.Image | Callable[[], Image.Image], face: Face) -> None:
+        self.name = name
+        self._image = image
+        self.face = face
+
+    @property
+    def image(self) -> Image.Image:
+        if not isinstance(self._image, Image.Image):
+            self._image = self._image()
+        return self._image
+
+    def __repr__(self) -> str:
+        return f"AcceptedSelfie(name={self.name!r}, face={self.face.bbox.round(1).tolist()})"
 
 
 @dataclass
@@ -69,8 +84,8 @@ class _Selfie:
 
     index: int
     name: str
-    image: Image.Image | None = None
-    faces: list[Face] = field(default_factory=list)
+    decoded: imaging.ReducedImage | None = None  # the photo at the size the checks need
+    faces: list[Face] = field(default_factory=list)  # in the whole picture's pixels
     quality: dict[str, float] | None = None
     image_hash: int | None = None
     issues: list[dict[str, str]] = field(default_factory=list)
@@ -78,6 +93,29 @@ class _Selfie:
     @property
     def face(self) -> Face | None:
         return self.faces[0] if self.faces else None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The whole picture's (width, height)."""
+        assert self.decoded is not None
+        return self.decoded.full_size
+
+    def quality_of(self, face: Face) -> dict[str, float]:
+        """:func:`face_quality` of a face of this photo, on the decoded pixels where they settle it, else
+        on the whole picture (decoded for it). A JPEG decoded at 1/2 or 1/4 reads like the face shrunk by
+        a box filter: on the shared photos, sharp faces within 0.01 of the whole picture's sharpness, but
+        blurred ones up to 0.04 sharper (JPEG's block edges survive the scaled decode), and faces under
+        ``imaging.SHARPNESS_SIDE`` px lower. So the whole picture decides for a face under that size and
+        for any sharpness under ``BLUR_WARNING + QUALITY_RECHECK_MARGIN`` (a blur verdict near its line)."""
+        assert self.decoded is not None
+        scale = self.decoded.scale
+        if scale < 1.0 and face.size * scale >= imaging.SHARPNESS_SIDE:
+            quality = face_quality(self.decoded.image, face, scale=scale)
+            if quality["sharpness"] >= config.BLUR_WARNING + config.QUALITY_RECHECK_MARGIN:
+                return quality
+        if scale < 1.0:
+            return face_quality(self.decoded.full(), face)
+        return face_quality(self.decoded.image, face)
 
     def add(self, code: str, severity: str, message: str) -> None:
         assert code in ISSUE_CODES, code
@@ -89,7 +127,7 @@ class _Selfie:
     @property
     def accepted(self) -> bool:
         return (
-            self.image is not None
+            self.decoded is not None
             and self.face is not None
             and not any(i["severity"] == ERROR for i in self.issues)
         )
@@ -156,8 +194,9 @@ def _blockiness(gray: np.ndarray) -> float:
     return max(ratios) if ratios else 1.0
 
 
-def face_quality(img: Image.Image, face: Face) -> dict[str, float]:
-    """Measures of the face box of ``img`` (original pixels):
+def face_quality(img: Image.Image, face: Face, *, scale: float = 1.0) -> dict[str, float]:
+    """Measures of the face box of ``img`` (``face`` in pixels of the picture that ``img`` shows at
+    ``scale``: 1 for ``img`` itself, 0.5 for a copy decoded at half size):
 
     * ``sharpness`` 0..1 and ``brightness`` (mean luminance) 0..1 from imaging;
     * ``highlight``: 99th percentile of luminance 0..1 (a dark face in good light still has bright eyes,
@@ -168,7 +207,7 @@ def face_quality(img: Image.Image, face: Face) -> dict[str, float]:
 
     A big face is first reduced (box filter) to about twice imaging's sharpness scale, which changes none
     of the first four measures but keeps them cheap on 12-megapixel photos."""
-    x0, y0, x1, y1 = (float(v) for v in face.bbox)
+    x0, y0, x1, y1 = (float(v) * scale for v in face.bbox)
     box = (max(0, round(x0)), max(0, round(y0)), min(img.width, round(x1)), min(img.height, round(y1)))
     if box[2] - box[0] < 2 or box[3] - box[1] < 2:
         return {
@@ -222,20 +261,36 @@ def _face_dict(face: Face, quality: dict[str, float] | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def _check_other_faces(selfie: _Selfie, img: Image.Image, face: Face) -> None:
-    """multiple_faces: another face at least ``SECOND_FACE_RATIO`` of the largest one's size (small faces
-    in the background are fine). A comparable face that is cut by the frame or much softer than the main
-    one (a passer-by, out of focus) only gets a warning: the subject is still clear."""
-    comparable = [f for f in selfie.faces[1:] if f.size >= config.SECOND_FACE_RATIO * face.size]
-    if not comparable:
-        return
+def _centre(face: Face) -> tuple[float, float]:
+    return float(face.bbox[0] + face.bbox[2]) / 2, float(face.bbox[1] + face.bbox[3]) / 2
+
+
+def _competes(selfie: _Selfie, face: Face, other: Face, crop: tuple[int, int, int, int]) -> bool:
+    """Whether ``other`` is a second person who competes with the subject ``face`` (config.py's "Other
+    faces" block): close enough to crowd the subject's headshot crop, or of comparable size, seen whole and
+    in focus. Sharpness is measured only when size and framing leave the question open."""
+    ratio = other.size / max(face.size, 1e-6)
+    cx, cy = _centre(other)
+    if ratio >= config.CROWDING_FACE_RATIO and crop[0] <= cx <= crop[2] and crop[1] <= cy <= crop[3]:
+        return True
+    if (
+        ratio < config.SECOND_FACE_RATIO
+        or _visible_share(other, selfie.size) < config.SECOND_FACE_MIN_VISIBLE
+    ):
+        return False
     main_sharp = selfie.quality["sharpness"] if selfie.quality else 0.0
-    clear = any(  # lazily: the first clear face settles it (a team photo has dozens)
-        _visible_share(f, img.size) >= config.SECOND_FACE_MIN_VISIBLE
-        and face_quality(img, f)["sharpness"] >= config.SECOND_FACE_MIN_REL_SHARPNESS * main_sharp
-        for f in comparable
-    )
-    if clear:
+    return selfie.quality_of(other)["sharpness"] >= config.SECOND_FACE_MIN_REL_SHARPNESS * main_sharp
+
+
+def _check_other_faces(selfie: _Selfie, face: Face) -> None:
+    """multiple_faces (error): another person competes with the subject (see :func:`_competes`).
+    background_faces (warning): every other face is small, blurred, cut by the frame or away from the
+    subject; the photo is kept and the largest face, the subject's, is the one used."""
+    others = selfie.faces[1:]
+    if not others:
+        return
+    crop = imaging.headshot_crop_box(face.bbox, selfie.size)
+    if any(_competes(selfie, face, other, crop) for other in others):  # lazily: the first settles it
         selfie.add(
             "multiple_faces",
             ERROR,
@@ -244,9 +299,10 @@ def _check_other_faces(selfie: _Selfie, img: Image.Image, face: Face) -> None:
         )
     else:
         selfie.add(
-            "multiple_faces",
+            "background_faces",
             WARNING,
-            "Someone else is partly visible in this photo. It can be used, but photos of you alone work best.",
+            "Other people are in the background of this photo. It can be used: the largest sharp face, "
+            "yours, is the one that will be used.",
         )
 
 
@@ -354,19 +410,19 @@ def _check_pose(selfie: _Selfie, face: Face) -> None:
 
 
 def _check_faces(selfie: _Selfie) -> None:
-    """no_face, multiple_faces, face_too_small, blurry, too_dark, overexposed, extreme_pose."""
-    img, face = selfie.image, selfie.face
-    assert img is not None
+    """no_face, multiple_faces, background_faces, face_too_small, blurry, too_dark, overexposed,
+    extreme_pose. Only human faces get here (the analyzer's plausibility gate, faces.is_human)."""
+    face = selfie.face
     if face is None:
         selfie.add(
             "no_face",
             ERROR,
-            "No face was found in this photo: upload a photo where your face is clearly visible, facing the "
-            "camera, in good light, with nothing covering it.",
+            "No human face was found in this photo: upload a photo of yourself where your face is clearly "
+            "visible, facing the camera, in good light, with nothing covering it.",
         )
         return
-    _check_other_faces(selfie, img, face)
-    min_size = max(config.MIN_FACE_SHORT_SIDE_PX, config.MIN_FACE_FRACTION * min(img.size))
+    _check_other_faces(selfie, face)
+    min_size = max(config.MIN_FACE_SHORT_SIDE_PX, config.MIN_FACE_FRACTION * min(selfie.size))
     small_face = face.size < min_size
     if small_face:
         selfie.add(
@@ -389,7 +445,7 @@ def _check_faces(selfie: _Selfie) -> None:
 def _analyse(selfie: _Selfie, source: Any, analyzer: FaceAnalyzer) -> None:
     """Decode, detect and run the per-photo rules; every failure becomes an issue on this photo only."""
     try:
-        img = imaging.load_image(source, name=selfie.name)
+        decoded = imaging.load_reduced(source, name=selfie.name, min_long_side=config.DECODE_MIN_LONG_SIDE)
     except errors.ImageTooLarge as exc:
         selfie.add("too_large", ERROR, exc.message)
         return
@@ -404,9 +460,9 @@ def _analyse(selfie: _Selfie, source: Any, analyzer: FaceAnalyzer) -> None:
             f"{selfie.name} could not be read as a photo: upload a JPEG, PNG, WebP or HEIC photo.",
         )
         return
-    selfie.image = img
+    selfie.decoded = decoded
 
-    width, height = img.size
+    width, height = decoded.full_size
     if min(width, height) < config.MIN_SHORT_SIDE:
         selfie.add(
             "low_resolution",
@@ -417,15 +473,18 @@ def _analyse(selfie: _Selfie, source: Any, analyzer: FaceAnalyzer) -> None:
         if min(width, height) < config.MIN_FACE_SHORT_SIDE_PX:
             return  # too small to hold a usable face: no face analysis (it would cost more than a photo's)
 
+    img = decoded.image
     selfie.image_hash = imaging.dhash(img)
     try:
-        # Only the largest face needs an embedding: the others only count for multiple_faces.
-        selfie.faces = analyzer.detect(img, embed=1)
+        # The largest face needs an embedding; the second largest goes through the same plausibility
+        # gate (an animal beside you is no second person). The others only count for background_faces.
+        found = analyzer.detect(img, embed=2)
+        selfie.faces = [f.scaled(decoded.reduction) for f in found] if decoded.reduction > 1 else found
     except Exception:  # a photo the face models choke on must not break the other photos
         log.exception("face analysis failed for %r", selfie.name)
         selfie.faces = []
     if selfie.face is not None:
-        selfie.quality = face_quality(img, selfie.face)
+        selfie.quality = selfie.quality_of(selfie.face)
     _check_faces(selfie)
 
 
@@ -558,7 +617,11 @@ def validate_selfies(files: Sequence[Any], analyzer: FaceAnalyzer | None = None)
     _check_duplicates(selfies, analyzer)
     _check_identity(selfies, analyzer)
 
-    accepted = [AcceptedSelfie(s.name, s.image, s.face) for s in selfies if s.accepted]  # type: ignore[arg-type]
+    accepted = [
+        AcceptedSelfie(s.name, s.decoded.full, s.face)  # type: ignore[union-attr, arg-type]
+        for s in selfies
+        if s.accepted
+    ]
     count = len(accepted)
     ready_instantid = count >= config.INSTANTID_MIN_ACCEPTED
     ready_lora = count >= config.LORA_MIN_ACCEPTED

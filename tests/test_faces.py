@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import threading
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from headshot import errors, faces, imaging
+from headshot import config, errors, faces, imaging
 
 NO_FACE = [
     "no_face/dlib_eagle.jpg",
@@ -321,3 +322,59 @@ def test_get_analyzer_is_shared_between_threads(analyzer):
     for t in threads:
         t.join()
     assert all(a is analyzer for a in seen)
+
+
+# --------------------------------------------------------------------------------------
+# The plausibility gate (issue 16)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("yaw", "pitch", "roll"), [(0, 0, 0), (-60, 0, 10), (45, 25, -30), (20, -30, 90), (0, 10, 180)]
+)
+def test_human_head_poses_have_a_small_shape_error(yaw, pitch, roll):
+    assert faces.kps_shape_error(project(yaw, pitch, roll)) < 0.02
+    assert faces.kps_shape_error(project(yaw, pitch, roll)) < config.FACE_MAX_SHAPE_ERROR
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        # (in half-eye-distance units) eyes wide apart, a long muzzle, "mouth corners" beside the nose
+        [[-1, 0], [1, 0], [0, 1.3], [-0.35, 1.6], [0.35, 1.6]],
+        [[-1, 0], [1, 0], [0, 0.9], [-0.25, 1.15], [0.25, 1.15]],
+    ],
+)
+def test_animal_keypoint_layouts_fail_the_shape_check(layout):
+    assert faces.kps_shape_error(np.array(layout, float) * 40 + 200) > config.FACE_MAX_SHAPE_ERROR
+
+
+def test_is_human_uses_every_measure(analyzer):
+    base = faces.Face(np.array([0, 0, 100, 100], np.float32), 0.7, project(0, 0, 0), None)
+    ok = replace(base, frame_score=0.85, embedding_norm=15.0, shape_error=0.05)
+    assert analyzer.is_human(ok)
+    assert not analyzer.is_human(replace(ok, frame_score=0.3))  # no face when looked at again
+    assert not analyzer.is_human(replace(ok, shape_error=0.3))  # no human head pose fits
+    assert not analyzer.is_human(replace(ok, embedding_norm=2.0))  # the recogniser sees no face
+    assert analyzer.is_human(replace(ok, score=0.9, frame_score=0.0))  # sure: no second look needed
+
+
+def test_animal_near_misses_fail_the_gate(face_pack):
+    # With the detector's threshold lowered to 0.25, the face-like spots of a cheetah, a lion, an eagle
+    # and a painting are detected; the gate must refuse every one of them (their re-framed score stays
+    # under 0.4, a human face's over 0.7: benchmarks/calibrate_selfies.py).
+    gradio = pytest.importorskip("gradio")
+    base = Path(gradio.__file__).parent
+    low = faces.FaceAnalyzer(
+        face_pack, thresholds=faces.PackThresholds(same_person=0.4, duplicate=0.85, det_score=0.25)
+    )
+    photos = [base / "test_data" / "cheetah2.jpg", base / "media_assets" / "images" / "lion.jpg"]
+    photos = [p for p in photos if p.is_file()]
+    assert photos
+    for path in photos:
+        img = imaging.load_image(path)
+        img = img.resize((img.width * 3, img.height * 3))
+        assert low.detect(img) == [], path.name
+    # ... and they are there before the gate: with the gate open, the cheetah has a "face".
+    low.is_human = lambda face: True
+    assert low.detect(imaging.load_image(photos[0]).resize((2286, 2361)))

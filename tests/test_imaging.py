@@ -766,3 +766,47 @@ def test_ai_mark_fits_a_tiny_image_and_keeps_rgba():
     assert out.mode == "RGBA" and out.size == (64, 64)
     changed = (np.asarray(out)[..., :3] != 200).any(axis=2)
     assert changed.any() and not changed[:, :3].any()
+
+
+# --------------------------------------------------------------------------------------
+# Reduced decode for the selfie checks (issue 16)
+# --------------------------------------------------------------------------------------
+
+
+def test_a_big_jpeg_is_decoded_reduced_and_whole_on_demand(photo):
+    big = photo.resize((2600, 1800))
+    data = gen.encode(big, "JPEG", quality=90)
+    reduced = imaging.load_reduced(data, name="big.jpg", min_long_side=640)
+    assert reduced.reduction == 4 and reduced.image.size == (650, 450)
+    assert reduced.full_size == (2600, 1800) and reduced.scale == 0.25
+    whole = reduced.full()
+    assert whole.size == (2600, 1800) and whole is reduced.full()  # decoded once
+    assert np.array_equal(np.asarray(whole), np.asarray(imaging.load_image(data)))
+    assert imaging.hamming(imaging.dhash(reduced.image), imaging.dhash(whole)) <= 2
+    assert reduced.image.mode == "RGB" and not reduced.image.info
+
+
+def test_reduced_decode_keeps_the_exif_orientation(photo):
+    small = photo.resize((1400, 1900))
+    data = gen.with_orientation(small, 6, fmt="JPEG", quality=92)  # stored on its side, 1900x1400
+    reduced = imaging.load_reduced(data, name="turned.jpg", min_long_side=640)
+    assert reduced.reduction == 2
+    assert reduced.full_size == (1400, 1900) and reduced.image.size == (700, 950)
+    assert reduced.full().size == (1400, 1900)
+
+
+def test_small_photos_and_other_formats_are_decoded_whole(photo):
+    for data, name in (
+        (gen.encode(photo.resize((1000, 700)), "JPEG"), "small.jpg"),
+        (gen.encode(photo.resize((2600, 1800)), "PNG"), "big.png"),
+    ):
+        reduced = imaging.load_reduced(data, name=name, min_long_side=640)
+        assert reduced.reduction == 1 and reduced.image.size == reduced.full_size
+        assert reduced.full() is reduced.image
+
+
+def test_reduced_decode_keeps_the_limits():
+    with pytest.raises(errors.ImageTooLarge):
+        imaging.load_reduced(gen.encode(gen.asymmetric(400, 300), "JPEG"), min_long_side=64, max_pixels=1000)
+    with pytest.raises(errors.UnreadableImage):
+        imaging.load_reduced(b"\xff\xd8\xff\xe0 not a jpeg", name="x.jpg", min_long_side=64)

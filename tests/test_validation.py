@@ -7,8 +7,9 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from headshot import config, imaging
 from headshot.validation import ISSUE_CODES, validate_selfies
@@ -120,16 +121,21 @@ def test_codes_on_real_photos(analyzer, faces_dir, rel, expected, has_face):
         assert (entry["face"] is not None) == has_face
 
 
-def test_small_background_faces_are_fine_and_a_cut_off_one_only_warns(analyzer, photo):
+def test_background_faces_only_warn(analyzer, photo):
+    # Issue 16 changed this: background faces used to pass silently (img54) or give a multiple_faces
+    # warning (img62); now both give a background_faces warning, and multiple_faces is only an error.
     report = validate_selfies(
         [photo("same_person/deepface_p04/img54.jpg"), photo("same_person/deepface_p05/img62.jpg")],
         analyzer=analyzer,
     ).report
     entries = by_file(report)
     assert "multiple_faces" not in codes(entries["img54.jpg"])  # three small faces far behind
+    assert "background_faces" in codes(entries["img54.jpg"], "warning")
     assert entries["img54.jpg"]["accepted"]
-    assert "multiple_faces" in codes(entries["img62.jpg"], "warning")  # blurred, cut by the frame
-    assert "multiple_faces" not in codes(entries["img62.jpg"], "error")
+    assert "background_faces" in codes(entries["img62.jpg"], "warning")  # blurred, cut by the frame
+    assert "multiple_faces" not in codes(entries["img62.jpg"])
+    (issue,) = [i for i in entries["img54.jpg"]["issues"] if i["code"] == "background_faces"]
+    assert "largest sharp face" in issue["message"]
 
 
 def test_a_turned_photo_is_an_extreme_pose(analyzer, photo):
@@ -337,3 +343,152 @@ def test_accepted_selfies_carry_the_upright_photo_and_its_face(analyzer, photo):
     assert selfie.image.size == (4352, 2903) and selfie.image.mode == "RGB"
     assert selfie.face.size > 600 and selfie.face.embedding is not None
     assert result.report["selfies"][0]["face"]["bbox"] == [round(float(v), 1) for v in selfie.face.bbox]
+
+
+# --------------------------------------------------------------------------------------
+# Issue 16: what is not a human face, people in the background, harder photos
+# --------------------------------------------------------------------------------------
+
+
+def _package_animals() -> list[tuple[str, Image.Image]]:
+    """Animal photos from the installed packages' own data (never copied into the project)."""
+    found = []
+    skimage_data = pytest.importorskip("skimage.data")
+    found.append(("chelsea-cat.png", Image.fromarray(skimage_data.chelsea())))
+    import gradio
+
+    base = Path(gradio.__file__).parent
+    for rel in ("media_assets/images/cheetah.jpg", "media_assets/images/lion.jpg", "test_data/cheetah2.jpg"):
+        if (base / rel).is_file():
+            found.append((Path(rel).name, imaging.load_image(base / rel)))
+    return found
+
+
+def test_animals_are_no_human_face(analyzer):
+    animals = _package_animals()
+    assert len(animals) >= 2
+    files = []
+    for name, img in animals:  # at phone-photo size, so low_resolution does not stop the analysis
+        factor = max(1, -(-config.MIN_SHORT_SIDE // min(img.size)))
+        files.append((name, jpeg_bytes(img.resize((img.width * factor, img.height * factor)), 92)))
+    report = validate_selfies(files, analyzer=analyzer).report
+    for entry in report["selfies"]:
+        assert [i["code"] for i in entry["issues"]] == ["no_face"], entry
+        assert "No human face" in entry["issues"][0]["message"]
+        assert entry["face"] is None
+    assert report["accepted"] == 0
+
+
+def _portrait_with_others(photo, scale: float, blur: float, where: str) -> Image.Image:
+    """DERIVED: obama.jpg on a wider canvas with copies of biden2.jpg pasted into it (scaled, blurred),
+    far in a corner or right beside the subject."""
+    portrait = imaging.load_image(photo("same_person/obama/obama.jpg"))
+    other = imaging.load_image(photo("same_person/biden/biden2.jpg"))
+    canvas = Image.new("RGB", (portrait.width * 2, portrait.height), (90, 90, 90))
+    canvas.paste(portrait, (portrait.width // 2, 0))
+    piece = other.resize(
+        (round(other.width * scale * portrait.height / other.height), round(scale * portrait.height))
+    )
+    if blur:
+        piece = piece.filter(ImageFilter.GaussianBlur(blur))
+    spots = {
+        "corners": [(0, 0), (canvas.width - piece.width, 0), (0, canvas.height - piece.height)],
+        "beside": [(portrait.width * 3 // 2 - piece.width // 4, 0)],
+    }[where]
+    for spot in spots:
+        canvas.paste(piece, spot)
+    return canvas
+
+
+def test_a_sharp_portrait_with_blurred_people_behind_is_kept(analyzer, photo):
+    img = _portrait_with_others(photo, 0.3, 4, "corners")  # three small, blurred faces far away
+    report = validate_selfies([("street.jpg", jpeg_bytes(img))], analyzer=analyzer).report
+    (entry,) = report["selfies"]
+    assert entry["accepted"]
+    assert codes(entry) == {"background_faces"} and codes(entry, "warning") == {"background_faces"}
+    x0, _, x1, _ = entry["face"]["bbox"]
+    assert img.width / 4 < (x0 + x1) / 2 < img.width * 3 / 4  # the subject, not a background face
+
+
+def test_a_second_person_of_comparable_size_and_in_focus_is_an_error(analyzer, photo):
+    far = _portrait_with_others(photo, 0.5, 0, "corners")  # sharp, about the subject's size, apart
+    beside = _portrait_with_others(photo, 0.9, 0, "beside")  # right beside the subject
+    report = validate_selfies(
+        [("far.jpg", jpeg_bytes(far)), ("beside.jpg", jpeg_bytes(beside))], analyzer=analyzer
+    ).report
+    for entry in report["selfies"]:
+        assert "multiple_faces" in codes(entry, "error"), entry["file"]
+
+
+def test_a_mirror_reflection(analyzer, photo):
+    # DERIVED: the portrait beside its own mirrored copy, as a mirror shows it: as big and sharp (a
+    # second face that competes: error), or smaller and softer, further back (a warning).
+    portrait = imaging.load_image(photo("same_person/obama/obama.jpg"))
+    results = {}
+    for name, scale, blur in (("close.jpg", 0.8, 2), ("far.jpg", 0.5, 3)):
+        reflection = ImageOps.mirror(portrait).resize(
+            (round(portrait.width * scale), round(portrait.height * scale))
+        )
+        canvas = Image.new("RGB", (portrait.width * 2, portrait.height), (200, 200, 200))
+        canvas.paste(portrait, (0, 0))
+        canvas.paste(
+            reflection.filter(ImageFilter.GaussianBlur(blur)), (portrait.width + 50, portrait.height // 8)
+        )
+        results[name] = jpeg_bytes(canvas)
+    report = validate_selfies(list(results.items()), analyzer=analyzer).report
+    entries = by_file(report)
+    assert "multiple_faces" in codes(entries["close.jpg"], "error")
+    assert entries["far.jpg"]["accepted"] and "background_faces" in codes(entries["far.jpg"], "warning")
+
+
+def test_strong_backlight_is_too_dark(analyzer, photo):
+    # DERIVED: the face darkened to a quarter, everything around it blown out (a window behind).
+    portrait = imaging.load_image(photo("same_person/obama/obama.jpg"))
+    face = analyzer.embed_largest(portrait)
+    arr = np.asarray(portrait).astype(np.float32) * 0.25
+    x0, y0, x1, y1 = (int(v) for v in face.bbox)
+    around = np.ones(arr.shape[:2], bool)
+    around[y0:y1, x0:x1] = False
+    arr[around] = np.minimum(255, arr[around] * 4 + 140)
+    report = validate_selfies(
+        [("backlit.jpg", jpeg_bytes(Image.fromarray(arr.astype(np.uint8))))], analyzer=analyzer
+    )
+    assert "too_dark" in codes(report.report["selfies"][0], "error")
+
+
+def test_a_face_cut_by_the_frame(analyzer, photo):
+    # DERIVED crops of obama.jpg: through the forehead (the face is still there: kept), and through the
+    # middle of the face (half a face, which the detector still finds, in a photo too narrow: refused).
+    portrait = imaging.load_image(photo("same_person/obama/obama.jpg"))
+    face = analyzer.embed_largest(portrait)
+    x0, y0, x1, y1 = (int(v) for v in face.bbox)
+    top = portrait.crop((0, (y0 + y1) // 2 - 40, portrait.width, portrait.height))
+    half = portrait.crop((0, 0, (x0 + x1) // 2, portrait.height))
+    report = validate_selfies(
+        [("top.jpg", jpeg_bytes(top)), ("half.jpg", jpeg_bytes(half))], analyzer=analyzer
+    )
+    entries = by_file(report.report)
+    assert entries["top.jpg"]["accepted"]
+    assert not entries["half.jpg"]["accepted"] and codes(entries["half.jpg"], "error")
+
+
+@pytest.mark.parametrize("kind", ["sunglasses", "mask"])
+def test_sunglasses_and_masks_are_still_human_faces(analyzer, photo, kind):
+    # DERIVED (drawn on obama.jpg): the plausibility gate must not take a covered face for a non-human.
+    # There is no "covered face" code yet: the photo is kept (see the issue-16 report).
+    from benchmarks.calibrate_selfies import occlude
+
+    portrait = imaging.load_image(photo("same_person/obama/obama.jpg"))
+    covered = occlude(portrait, analyzer.embed_largest(portrait), kind)
+    report = validate_selfies([(f"{kind}.jpg", jpeg_bytes(covered))], analyzer=analyzer).report
+    (entry,) = report["selfies"]
+    assert entry["face"] is not None and "no_face" not in codes(entry)
+
+
+def test_the_whole_picture_is_decoded_only_when_used(analyzer, photo):
+    path = photo("same_person/deepface_p03/img49.jpg")  # 4352x2903 JPEG: checked at 1/4 size
+    result = validate_selfies([path], analyzer=analyzer)
+    (selfie,) = result.accepted
+    assert not isinstance(selfie._image, Image.Image)  # not decoded by the checks
+    assert selfie.image.size == (4352, 2903)
+    assert selfie.image is selfie.image  # decoded once

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from . import __version__, config, imaging
+from . import __version__, config, disclosure, imaging
 from .errors import InvalidRequest, NotEnoughSelfies, TrainingPaused
 from .faces import FaceAnalyzer, cosine, get_analyzer
 from .identity import Identity, build_identity, identity_summary, load_identity, save_identity
@@ -683,7 +683,7 @@ def _slug(text: str) -> str:
 def _write_outputs(headshots: list[Headshot], workdir: Path, options: GenerateOptions, analyzer) -> None:
     """Save each headshot as a PNG with its disclosure metadata (and the LinkedIn crop if asked)."""
     for shot in headshots:
-        image = imaging.add_ai_mark(shot.image) if options.ai_mark else shot.image
+        image = disclosure.add_ai_mark(shot.image) if options.ai_mark else shot.image
         meta = {
             "software": SOFTWARE,
             "style": shot.style,
@@ -693,7 +693,7 @@ def _write_outputs(headshots: list[Headshot], workdir: Path, options: GenerateOp
         }
         stem = f"{_slug(shot.style)}_{shot.seed}"
         shot.path = workdir / f"{stem}.png"
-        imaging.save_png(image, shot.path, meta)
+        disclosure.save_png(image, shot.path, meta)
         if options.linkedin:
             faces = analyzer.detect(shot.image)
             size = (config.LINKEDIN_SIZE, config.LINKEDIN_SIZE)
@@ -702,9 +702,9 @@ def _write_outputs(headshots: list[Headshot], workdir: Path, options: GenerateOp
             else:
                 crop = ImageOps.fit(shot.image, size, Image.LANCZOS)
             if options.ai_mark:
-                crop = imaging.add_ai_mark(crop)
+                crop = disclosure.add_ai_mark(crop)
             shot.linkedin_path = workdir / f"{stem}_linkedin.png"
-            imaging.save_png(crop, shot.linkedin_path, meta)
+            disclosure.save_png(crop, shot.linkedin_path, meta)
 
 
 def _render_styles(identity, styles, options, seed, count, analyzer, progress) -> list[Headshot]:

@@ -97,7 +97,7 @@ def test_delete_my_data_removes_the_sessions_files_everywhere(app, obama):
     elsewhere), carry their disclosure metadata, and answer 404 once the session deleted them."""
     import httpx
 
-    from headshot.imaging import read_png_metadata
+    from headshot.disclosure import read_png_metadata
 
     url = app[0]
     client = gradio_client.Client(url, verbose=False, download_files=False)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageFilter
 
-from headshot import errors, imaging
+from headshot import disclosure, errors, imaging
 
 ALEX = "same_person/alex_lacamoire/img1.jpg"
 
@@ -693,16 +693,16 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
 
 def test_png_metadata_round_trip():
     img = gen.asymmetric()
-    data = imaging.png_bytes(
+    data = disclosure.png_bytes(
         img, {"prompt": PROMPT, "style": "studio-grey", "seed": 1234, "title": "Headshot"}
     )
-    meta = imaging.read_png_metadata(data)
+    meta = disclosure.read_png_metadata(data)
     assert meta["Software"] == "Headshot Studio"
     assert meta["Description"] == PROMPT.replace("\x00", "").replace("\x07", "")
     assert meta["headshot:style"] == "studio-grey" and meta["headshot:seed"] == "1234"
     assert meta["Title"] == "Headshot"
-    assert meta["DigitalSourceType"] == imaging.DIGITAL_SOURCE_TYPE
-    assert meta["digital_source_type"] == imaging.DIGITAL_SOURCE_TYPE
+    assert meta["DigitalSourceType"] == disclosure.DIGITAL_SOURCE_TYPE
+    assert meta["digital_source_type"] == disclosure.DIGITAL_SOURCE_TYPE
 
     root = ET.fromstring(meta["xmp"].split("?>", 1)[1].rsplit("<?xpacket", 1)[0])
     ns = {
@@ -711,7 +711,7 @@ def test_png_metadata_round_trip():
         "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
     }
     desc = root.find(".//rdf:Description", ns)
-    assert desc.get(f"{{{ns['Iptc4xmpExt']}}}DigitalSourceType") == imaging.DIGITAL_SOURCE_TYPE
+    assert desc.get(f"{{{ns['Iptc4xmpExt']}}}DigitalSourceType") == disclosure.DIGITAL_SOURCE_TYPE
     assert root.find(".//dc:description//rdf:li", ns).text == meta["Description"]
     assert "&lt;b&gt;" in meta["xmp"] and "&amp;" in meta["xmp"]
 
@@ -723,21 +723,21 @@ def test_png_metadata_round_trip():
 
 
 def test_save_png_writes_a_file_with_metadata(tmp_path):
-    path = imaging.save_png(
+    path = disclosure.save_png(
         Image.new("RGBA", (8, 8), (1, 2, 3, 4)), tmp_path / "out.png", {"seed": 7, "extra": None}
     )
     assert path.exists() and list(tmp_path.iterdir()) == [path]
-    meta = imaging.read_png_metadata(path)
+    meta = disclosure.read_png_metadata(path)
     assert meta["headshot:seed"] == "7" and "headshot:extra" not in meta
-    assert meta["digital_source_type"] == imaging.DIGITAL_SOURCE_TYPE
+    assert meta["digital_source_type"] == disclosure.DIGITAL_SOURCE_TYPE
     assert Image.open(path).mode == "RGBA"
 
 
 def test_read_png_metadata_of_a_plain_png_and_of_other_files():
-    meta = imaging.read_png_metadata(gen.encode(gen.asymmetric(), "PNG"))
+    meta = disclosure.read_png_metadata(gen.encode(gen.asymmetric(), "PNG"))
     assert meta == {"xmp": None, "digital_source_type": None}
     with pytest.raises(errors.UnreadableImage, match="not a readable PNG"):
-        imaging.read_png_metadata(gen.encode(gen.asymmetric(), "JPEG"))
+        disclosure.read_png_metadata(gen.encode(gen.asymmetric(), "JPEG"))
 
 
 # --------------------------------------------------------------------------------------
@@ -748,7 +748,7 @@ def test_read_png_metadata_of_a_plain_png_and_of_other_files():
 @pytest.mark.parametrize("side", [400, 1024])
 def test_ai_mark_is_small_visible_and_in_the_corner(side):
     img = Image.new("RGB", (side, side), (128, 128, 128))
-    out = imaging.add_ai_mark(img)
+    out = disclosure.add_ai_mark(img)
     assert out.size == img.size and out.mode == "RGB"
     diff = np.abs(np.asarray(out, np.int16) - 128).max(axis=2) > 0
     ys, xs = np.nonzero(diff)
@@ -762,7 +762,7 @@ def test_ai_mark_is_small_visible_and_in_the_corner(side):
 
 
 def test_ai_mark_fits_a_tiny_image_and_keeps_rgba():
-    out = imaging.add_ai_mark(Image.new("RGBA", (64, 64), (200, 200, 200, 255)))
+    out = disclosure.add_ai_mark(Image.new("RGBA", (64, 64), (200, 200, 200, 255)))
     assert out.mode == "RGBA" and out.size == (64, 64)
     changed = (np.asarray(out)[..., :3] != 200).any(axis=2)
     assert changed.any() and not changed[:, :3].any()

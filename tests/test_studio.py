@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from headshot import imaging, pipeline, studio
+from headshot import disclosure, imaging, pipeline, studio
 from headshot.errors import InvalidRequest, NotEnoughSelfies, PromptRejected
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def test_pack_zip_has_every_style_with_metadata(identity, analyzer, tmp_path):
     info = json.loads((tmp_path / "info.json").read_text())
     assert info["styles"] == ["corporate-grey", "classic-bw"] and len(info["images"]) == 4
     for png in tmp_path.glob("*.png"):
-        meta = imaging.read_png_metadata(png)
+        meta = disclosure.read_png_metadata(png)
         assert meta["digital_source_type"].endswith("trainedAlgorithmicMedia"), png.name
         assert meta["headshot:seed"] in {"3", "4"}
         assert "navy blazer" in meta["Description"] and meta["Software"].startswith("Headshot Studio")

@@ -250,6 +250,7 @@ def _options(
     lora_strength,
     ai_mark,
     linkedin,
+    face_region_only=True,
     num_images=1,
     steps=STYLE_STEPS,
     guidance=STYLE_VALUE,
@@ -274,6 +275,7 @@ def _options(
         lora_strength=1.0 if lora_strength is None else lora_strength,
         ai_mark=bool(ai_mark),
         linkedin=bool(linkedin),
+        face_region_only=True if face_region_only is None else bool(face_region_only),
     )
 
 
@@ -316,13 +318,15 @@ def generate(
     lora_strength: float = 1.0,
     ai_mark: bool = False,
     linkedin: bool = False,
+    face_region_only: bool = True,
     session_folders: list[str] | None = None,
     progress=gr.Progress(),
 ) -> tuple[list, dict, list[str]]:
     """Render headshots of one style for an identity file, best likeness first.
 
     seed -1 is random (the seed used is returned); steps 0 and guidance / strengths -1 use the style's
-    values; aspect "style", "square", "4:5" or "3:4". Returns the gallery and info (JSON: seed per
+    values; aspect "style", "square", "4:5" or "3:4"; face_region_only (default true) keeps the identity
+    on the face so the prompt decides outfit and backdrop. Returns the gallery and info (JSON: seed per
     image, style, likeness per image; likeness is null where no face is found).
     """
     loaded = _identity_required(identity)
@@ -341,6 +345,7 @@ def generate(
         lora_strength=lora_strength,
         ai_mark=ai_mark,
         linkedin=linkedin,
+        face_region_only=face_region_only,
     )
     result = studio.generate(loaded, style, options, progress=_progress(progress))
     return _gallery(result), result.info, _remember(session_folders, result.workdir)
@@ -359,6 +364,7 @@ def generate_pack(
     lora_strength: float = 1.0,
     ai_mark: bool = False,
     linkedin: bool = True,
+    face_region_only: bool = True,
     session_folders: list[str] | None = None,
     progress=gr.Progress(),
 ) -> tuple[str, list, dict, list[str]]:
@@ -374,6 +380,7 @@ def generate_pack(
         lora_strength=lora_strength,
         ai_mark=ai_mark,
         linkedin=linkedin,
+        face_region_only=face_region_only,
     )
     result = studio.generate_pack(
         loaded, styles or [], images_per_style, options, progress=_progress(progress)
@@ -621,6 +628,11 @@ def build_demo() -> gr.Blocks:
                                 label=f"Also make LinkedIn {config.LINKEDIN_SIZE}x{config.LINKEDIN_SIZE} crops",
                                 value=False,
                             )
+                            face_region_only = gr.Checkbox(
+                                label="Identity on the face only (outfit and backdrop follow the prompt)",
+                                value=True,
+                                elem_id="face_region_only",
+                            )
                         generate_btn = gr.Button("Generate headshots", variant="primary", elem_id="generate")
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(
@@ -715,6 +727,7 @@ def build_demo() -> gr.Blocks:
                 lora_strength,
                 ai_mark,
                 linkedin,
+                face_region_only,
                 session_folders,
             ],
             [gallery, info, session_folders],
@@ -736,6 +749,7 @@ def build_demo() -> gr.Blocks:
                 lora_strength,
                 ai_mark,
                 linkedin,
+                face_region_only,
                 session_folders,
             ],
             [pack_zip, gallery, info, session_folders],

@@ -220,6 +220,7 @@ def _train(paused: PausedTraining, session: str | None, progress: Progress | Non
             paused.settings,
             resume=paused.state,
             progress=_scaled(progress, 0.1, 0.95),
+            face_embedding=paused.identity.embedding,
         )
     except TrainingPaused as exc:
         paused.state = exc.state

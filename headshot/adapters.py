@@ -161,7 +161,7 @@ def _ip_adapter_suspended(unet: Any) -> Iterator[Callable[[], bool]]:
     def restore() -> bool:
         unet.encoder_hid_proj = projection
         unet.config.encoder_hid_dim_type = "ip_image_proj"
-        unet.set_attn_processor(processors)
+        unet.set_attn_processor(dict(processors))  # diffusers empties the dict it is given
         return True
 
     try:

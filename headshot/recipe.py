@@ -252,7 +252,9 @@ def render_batch(
                 identitynet = instantid.identitynet_for_request(
                     models.identitynet, pipe.unet, image_embeds, mask
                 )
-                attention_kwargs = None if mask is None else {"ip_adapter_masks": instantid.ip_adapter_mask(mask)}
+                attention_kwargs = (
+                    None if mask is None else {"ip_adapter_masks": instantid.ip_adapter_mask(mask)}
+                )
 
                 # 5. Prepare the control image (the keypoints at the output size).
                 control = request.control_image.convert("RGB")

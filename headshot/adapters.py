@@ -3,7 +3,8 @@
 Training (:func:`training_adapter`) adds a named adapter to the pipeline's own UNet (no second copy on
 the GPU) and removes it on the way out, also when training fails, through diffusers' public peft API
 (``add_adapter``, then ``unload_lora`` or ``delete_adapters`` + ``set_adapter``); an InstantID face
-adapter is suspended meanwhile, and train/eval mode, gradient checkpointing and ``requires_grad`` come back.
+adapter is suspended meanwhile (or, with ``face_adapter_scale``, suspended only while the LoRA layers are
+added, then active at that scale so the LoRA trains alongside it), and train/eval mode, gradient checkpointing and ``requires_grad`` come back.
 A render (:func:`configure` / :func:`release`) activates exactly its own adapters (the fast-mode
 LCM-LoRA, a person's LoRA) with ``load_lora_weights`` / ``set_adapters`` and deletes or disables them
 after, so nothing leaks into the next render. :func:`check_lora_for_unet` is the before-render check:
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -56,16 +57,34 @@ def _tuner_layers(model: torch.nn.Module) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def training_adapter(
-    unet: Any, lora_config: Any, adapter_name: str, *, seed: int = 0
+    unet: Any,
+    lora_config: Any,
+    adapter_name: str,
+    *,
+    seed: int = 0,
+    face_adapter_scale: float | None = None,
 ) -> Iterator[list[tuple[str, torch.nn.Parameter]]]:
     """Attach a fresh LoRA adapter (a peft ``LoraConfig``) to ``unet`` for training, for the block.
 
     Yields ``(key, parameter)`` of the adapter in module order (keys as ``get_peft_model_state_dict``
     writes them, ``"<module>.lora_A.weight"``): fp32 (``cast_training_params``), the only parameters
-    that require gradients. On exit the UNet is as it was (see the module docstring).
+    that require gradients. ``face_adapter_scale=None`` trains the plain text-conditioned UNet (the
+    face adapter suspended); a number keeps InstantID's face adapter active at that scale (it must be
+    loaded; the caller passes ``image_embeds``), the LoRA layers added while it was suspended so none
+    lands on the face projection. On exit the UNet is as it was (see the module docstring).
     """
-    with _restored_modes(unet), _ip_adapter_suspended(unet), _attached(unet, lora_config, adapter_name, seed):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_restored_modes(unet))
+        restore_face_adapter = stack.enter_context(_ip_adapter_suspended(unet))
+        stack.enter_context(_attached(unet, lora_config, adapter_name, seed))
         from diffusers.training_utils import cast_training_params
+
+        if face_adapter_scale is not None:
+            if not restore_face_adapter():
+                raise errors.InvalidRequest(
+                    "Training with the face adapter needs InstantID's face adapter loaded."
+                )
+            stack.enter_context(_ip_adapter_scale(unet, float(face_adapter_scale)))
 
         unet.requires_grad_(False)
         marker = f".{adapter_name}."
@@ -118,14 +137,15 @@ def _attached(unet: Any, lora_config: Any, adapter_name: str, seed: int) -> Iter
 
 
 @contextlib.contextmanager
-def _ip_adapter_suspended(unet: Any) -> Iterator[None]:
+def _ip_adapter_suspended(unet: Any) -> Iterator[Callable[[], bool]]:
     """The plain text-conditioned UNet for the block, even with InstantID's face adapter loaded.
 
     As diffusers' ``unload_ip_adapter`` does, without losing the weights: the face projection leaves
-    and the IP-Adapter attention processors become plain ones; both are put back afterwards.
+    and the IP-Adapter attention processors become plain ones; both are put back afterwards. Yields
+    ``restore()``, which puts them back early (True; False when no face adapter is loaded).
     """
     if getattr(unet, "encoder_hid_proj", None) is None or unet.config.encoder_hid_dim_type != "ip_image_proj":
-        yield
+        yield lambda: False
         return
     from diffusers.models.attention_processor import (
         AttnProcessor2_0,
@@ -137,15 +157,40 @@ def _ip_adapter_suspended(unet: Any) -> Iterator[None]:
     ip_types = (IPAdapterAttnProcessor, IPAdapterAttnProcessor2_0)
     plain = {name: AttnProcessor2_0() if isinstance(p, ip_types) else p for name, p in processors.items()}
     projection = unet.encoder_hid_proj
+
+    def restore() -> bool:
+        unet.encoder_hid_proj = projection
+        unet.config.encoder_hid_dim_type = "ip_image_proj"
+        unet.set_attn_processor(dict(processors))  # diffusers empties the dict it is given
+        return True
+
     try:
         unet.set_attn_processor(plain)
         unet.encoder_hid_proj = None
         unet.config.encoder_hid_dim_type = None
+        yield restore
+    finally:
+        restore()
+
+
+@contextlib.contextmanager
+def _ip_adapter_scale(unet: Any, scale: float) -> Iterator[None]:
+    """The face adapter's attention at ``scale`` for the block (as ``pipe.set_ip_adapter_scale``), then back."""
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor, IPAdapterAttnProcessor2_0
+
+    processors = [
+        p
+        for p in unet.attn_processors.values()
+        if isinstance(p, (IPAdapterAttnProcessor, IPAdapterAttnProcessor2_0))
+    ]
+    before = [p.scale for p in processors]
+    try:
+        for p in processors:
+            p.scale = [scale] * len(p.scale)
         yield
     finally:
-        unet.encoder_hid_proj = projection
-        unet.config.encoder_hid_dim_type = "ip_image_proj"
-        unet.set_attn_processor(processors)
+        for p, value in zip(processors, before, strict=True):
+            p.scale = value
 
 
 @contextlib.contextmanager

@@ -748,3 +748,35 @@ def brightness(gray: np.ndarray | Image.Image) -> float:
     """
     arr = _unit_gray(gray)
     return float(arr.mean()) if arr.size else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# The face region (InstantID's "enhance non-face region")
+# --------------------------------------------------------------------------------------
+
+# The face box of a detector (SCRFD), measured on the project's test photos in units of the distance
+# between the eyes: 2.2 wide, 3.1 tall, its centre 0.22 above the midpoint of eyes and mouth.
+FACE_BOX_WIDTH_EYES = 2.2
+FACE_BOX_HEIGHT_EYES = 3.1
+FACE_BOX_RAISE_EYES = 0.22
+
+
+def face_region_mask(width: int, height: int, kps: np.ndarray, margin: float = 1.15) -> Image.Image:
+    """A ``width`` x ``height`` mask ("L", 255 on the face, 0 elsewhere) around 5 face keypoints.
+
+    The box is the face box a detector would draw for these keypoints (``FACE_BOX_*``), ``margin``
+    times larger, clipped to the canvas: what InstantID's demo masks ("enhance non-face region").
+    ``kps`` are pixel coordinates in insightface order (eyes, nose, mouth corners).
+    """
+    points = np.asarray(kps, dtype=np.float64).reshape(-1, 2)
+    if points.shape != (5, 2) or not np.all(np.isfinite(points)):
+        raise ValueError("kps must be 5 finite (x, y) points")
+    eyes, mouth = points[:2].mean(axis=0), points[3:].mean(axis=0)
+    unit = max(float(np.linalg.norm(points[1] - points[0])), float(np.linalg.norm(mouth - eyes)) / 1.1, 1.0)
+    cx, cy = (eyes + mouth) / 2.0 - (0.0, FACE_BOX_RAISE_EYES * unit)
+    half_w = FACE_BOX_WIDTH_EYES * unit * margin / 2.0
+    half_h = FACE_BOX_HEIGHT_EYES * unit * margin / 2.0
+    mask = Image.new("L", (width, height), 0)
+    box = (max(0, cx - half_w), max(0, cy - half_h), min(width, cx + half_w), min(height, cy + half_h))
+    ImageDraw.Draw(mask).rectangle(tuple(round(v) for v in box), fill=255)
+    return mask

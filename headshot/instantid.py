@@ -7,6 +7,12 @@ image as its condition and the **face tokens instead of the text** in its cross-
 SDXL ControlNet pipeline feeds its ControlNet the text, so :class:`FaceTokenControlNet`, a per-request
 wrapper around the shared IdentityNet, gives it this request's face tokens (the negative half of CFG
 gets the projection of a zero embedding, as InstantID does). No global state.
+
+**Face-region control** (InstantID's demo calls it "enhance non-face region", on there by default): with a
+face mask, :class:`FaceTokenControlNet` multiplies the IdentityNet's residuals by the mask (resized to each
+residual's size), and :func:`ip_adapter_mask` gives the UNet's face-adapter attention the same mask
+(diffusers' ``cross_attention_kwargs={"ip_adapter_masks": [...]}``), so the identity acts on the face and the
+prompt keeps the outfit and the backdrop.
 """
 
 
@@ -18,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import ControlNetModel
 from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
@@ -29,8 +36,10 @@ __all__ = [
     "face_image_embeds",
     "face_tokens",
     "identitynet_for_request",
+    "ip_adapter_mask",
     "load_face_adapter",
     "load_identitynet",
+    "mask_tensor",
 ]
 
 CONTROLNET_SUBFOLDER = "ControlNetModel"
@@ -133,11 +142,17 @@ class FaceTokenControlNet(MultiControlNetModel):
     text embeddings the pipeline hands to the ControlNet and gives the IdentityNet the face tokens,
     matched to the batch: both halves under classifier-free guidance, only the conditional half when
     the pipeline runs the ControlNet on the conditional batch alone (guess mode).
+
+    ``mask`` (``(1, 1, H, W)`` in output pixels, 1 on the face; see :func:`mask_tensor`) limits the
+    IdentityNet to the face region: every residual it returns is multiplied by the mask, area-resized to
+    that residual's size. ``None`` leaves the residuals as they are (the whole image).
     """
 
-    def __init__(self, identitynet: ControlNetModel, tokens: torch.Tensor):
+    def __init__(self, identitynet: ControlNetModel, tokens: torch.Tensor, mask: torch.Tensor | None = None):
         super().__init__([identitynet])
-        self.face_tokens = tokens  # a plain attribute: per request, never saved or moved
+        self.face_tokens = tokens  # plain attributes: per request, never saved or moved
+        self.region_mask = mask
+        self._resized: dict[tuple, torch.Tensor] = {}
 
     def tokens_for_batch(self, batch_size: int) -> torch.Tensor:
         tokens = self.face_tokens
@@ -151,13 +166,48 @@ class FaceTokenControlNet(MultiControlNetModel):
         tokens = self.tokens_for_batch(sample.shape[0]).to(
             device=sample.device, dtype=encoder_hidden_states.dtype
         )
-        return super().forward(sample, timestep, tokens, *args, **kwargs)
+        down, mid = super().forward(sample, timestep, tokens, *args, **kwargs)
+        if self.region_mask is None:
+            return down, mid
+        return [self._masked(res) for res in down], self._masked(mid)
+
+    def _masked(self, residual: torch.Tensor) -> torch.Tensor:
+        key = (tuple(residual.shape[-2:]), residual.device, residual.dtype)
+        mask = self._resized.get(key)
+        if mask is None:
+            mask = F.interpolate(self.region_mask.float(), size=key[0], mode="area")
+            mask = self._resized[key] = mask.to(device=residual.device, dtype=residual.dtype)
+        return residual * mask
 
 
 def identitynet_for_request(
-    identitynet: ControlNetModel, unet, image_embeds: torch.Tensor
+    identitynet: ControlNetModel, unet, image_embeds: torch.Tensor, mask: torch.Tensor | None = None
 ) -> FaceTokenControlNet:
-    """Project this request's face once and wrap the IdentityNet with the resulting tokens."""
+    """Project this request's face once and wrap the IdentityNet with the resulting tokens (and mask)."""
     with torch.no_grad():
         tokens = face_tokens(unet, image_embeds)
-    return FaceTokenControlNet(identitynet, tokens)
+    return FaceTokenControlNet(identitynet, tokens, mask)
+
+
+def mask_tensor(mask, width: int, height: int) -> torch.Tensor:
+    """A face mask image (PIL, white on the face) as a ``(1, 1, height, width)`` float tensor of 0 and 1.
+
+    Binarised at half grey, as diffusers' ``IPAdapterMaskProcessor`` does, so the face adapter and the
+    IdentityNet see the same region.
+    """
+    from PIL import Image
+
+    image = mask.convert("L")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.BILINEAR)
+    values = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
+    return (values >= 0.5).float().view(1, 1, height, width)
+
+
+def ip_adapter_mask(mask: torch.Tensor) -> list[torch.Tensor]:
+    """``cross_attention_kwargs["ip_adapter_masks"]`` for the one face adapter: ``[(1, 1, H, W)]``.
+
+    diffusers' IP-Adapter attention resizes it to each attention map and multiplies the adapter's output
+    by it (one mask per adapter, one channel per adapter image: InstantID has one of each).
+    """
+    return [mask]

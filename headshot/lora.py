@@ -48,7 +48,7 @@ TINY_PROFILE_SETTINGS: dict[str, Any] = {
     "steps": 8,
     "rank": 4,
     "alpha": 4.0,
-    "learning_rate": 1e-3,
+    "learning_rate": 1e-2,
     "zooms": (1.0,),
 }
 FINAL_LOSS_WINDOW = 20  # final_loss: mean loss over the last steps (one step's loss depends on its timestep)
@@ -73,6 +73,14 @@ class LoraSettings:
     a half-precision UNet accepts only its own. ``gradient_checkpointing=None`` turns it on for CUDA
     when the GPU's free memory cannot hold the activations without it (see
     :func:`auto_gradient_checkpointing`), never on CPU.
+
+    LoRA and InstantID together: ``face_adapter_scale`` > 0 trains with InstantID's face adapter active
+    at that scale (the person's face embedding conditions the UNet as it does at render time), so the
+    LoRA learns what the adapter misses rather than the whole face again; 0 trains the plain
+    text-conditioned UNet. ``render_identity_strength`` and ``render_identitynet_strength`` are the
+    InstantID strengths a render uses while this LoRA is on (written into the LoRA's config as
+    ``instantid_scales``; ``studio`` reads them): the LoRA carries identity too, so the InstantID-only
+    values of a style are not stacked on top of it at full strength.
     """
 
     rank: int = 16
@@ -94,6 +102,9 @@ class LoraSettings:
     mixed_precision: str | None = None
     gradient_checkpointing: bool | None = None
     save_dtype: str = "float16"
+    face_adapter_scale: float = 0.0
+    render_identity_strength: float = 0.5
+    render_identitynet_strength: float = 0.6
 
     @classmethod
     def for_profile(cls, profile: str | None = None, **overrides: Any) -> LoraSettings:
@@ -149,6 +160,17 @@ class LoraSettings:
             problems.append(f"save dtype must be one of {', '.join(_SAVE_DTYPES)}")
         if self.resolution is not None and not (32 <= int(self.resolution) <= 2048):
             problems.append("resolution must be between 32 and 2048 pixels")
+        for value, what in (
+            (self.face_adapter_scale, "the face adapter scale"),
+            (self.render_identity_strength, "the render identity strength"),
+            (self.render_identitynet_strength, "the render IdentityNet strength"),
+        ):
+            if not (
+                math.isfinite(value) and config.MIN_ADAPTER_SCALE <= value <= config.MAX_ADAPTER_SCALE
+            ):
+                problems.append(
+                    f"{what} must be between {config.MIN_ADAPTER_SCALE} and {config.MAX_ADAPTER_SCALE}"
+                )
         if problems:
             raise InvalidRequest("LoRA settings: " + "; ".join(problems) + ".")
 
@@ -172,7 +194,13 @@ class LoraSettings:
         another chunk size, another memory trade-off); anything that changes the numbers may not.
         """
         data = self.to_dict()
-        for name in ("steps", "time_budget_s", "gradient_checkpointing"):
+        for name in (
+            "steps",
+            "time_budget_s",
+            "gradient_checkpointing",
+            "render_identity_strength",  # how renders use the LoRA, not how it is trained
+            "render_identitynet_strength",
+        ):
             data.pop(name)
         return data
 
@@ -380,10 +408,14 @@ def prepare_training_images(
     return crops
 
 
-def _fingerprint(crops: Sequence[Image.Image], resolution: int, base_model: str) -> str:
+def _fingerprint(
+    crops: Sequence[Image.Image], resolution: int, base_model: str, face: np.ndarray | None = None
+) -> str:
     digest = hashlib.sha256(f"{resolution}|{base_model}|{len(crops)}".encode())
     for crop in crops:
         digest.update(crop.tobytes())
+    if face is not None:  # training with the face adapter: the face embedding is part of the data
+        digest.update(np.asarray(face, dtype=np.float32).tobytes())
     return digest.hexdigest()
 
 
@@ -560,6 +592,7 @@ def train_lora(
     bboxes: Sequence[Any] | None = None,
     resume: LoraState | None = None,
     progress: ProgressFn | None = None,
+    face_embedding: Any = None,
 ) -> LoraResult:
     """Train (or continue training) an identity LoRA on the selfies, on the device of the UNet.
 
@@ -572,6 +605,8 @@ def train_lora(
         resume: the ``state`` of an earlier result with the same images and settings (``steps`` may
             grow): training continues exactly where it stopped.
         progress: ``progress(step, total_steps, loss)`` after every step.
+        face_embedding: the person's face embedding (the identity's), needed when
+            ``settings.face_adapter_scale`` > 0: it conditions the face adapter during training.
 
     Returns a :class:`LoraResult`; ``done`` is False when the time budget ended the call before
     ``settings.steps``. Each call runs at least one step when steps remain.
@@ -589,7 +624,12 @@ def train_lora(
     crops = prepare_training_images(
         images, resolution, bboxes=bboxes, zooms=settings.zooms, face_fraction=settings.face_fraction
     )
-    fingerprint = _fingerprint(crops, resolution, comps.base_model)
+    face = None
+    if settings.face_adapter_scale > 0:
+        if face_embedding is None:
+            raise InvalidRequest("Training with the face adapter needs the person's face embedding.")
+        face = np.asarray(face_embedding, dtype=np.float32).reshape(-1)
+    fingerprint = _fingerprint(crops, resolution, comps.base_model, face)
     if resume is not None:
         _check_resume(resume, settings, fingerprint)
     latent_mean, latent_std = encode_latent_stats(comps.vae, crops, flip=settings.flip, device=dev)
@@ -617,8 +657,21 @@ def train_lora(
     )
     unet = comps.unet
     # 2. Model: the training adapter on the shared UNet, removed again on the way out.
-    with adapters.training_adapter(unet, lora_config, TRAINING_ADAPTER, seed=settings.seed) as named:
+    with adapters.training_adapter(
+        unet,
+        lora_config,
+        TRAINING_ADAPTER,
+        seed=settings.seed,
+        face_adapter_scale=settings.face_adapter_scale if face is not None else None,
+    ) as named:
         params = [(f"unet.{key}", param) for key, param in named]
+        if face is not None:
+            from . import instantid
+
+            face_embeds = instantid.face_image_embeds(
+                face, do_classifier_free_guidance=False, device=dev, dtype=torch.float32
+            )
+            text = (*text, face_embeds)
         if resume is not None:
             _load_adapter_state(unet, params, resume.adapter)
         unet.train()
@@ -706,6 +759,11 @@ def train_lora(
         "gradient_checkpointing": bool(checkpointing),
         "save_dtype": settings.save_dtype,
         "train_seconds": round(state.seconds, 3),
+        "face_adapter_scale": float(settings.face_adapter_scale) if face is not None else 0.0,
+        "instantid_scales": {
+            "identity_strength": float(settings.render_identity_strength),
+            "identitynet_strength": float(settings.render_identitynet_strength),
+        },
     }
     return LoraResult(
         state_dict=exported,
@@ -725,7 +783,7 @@ def _train_step(
     generator: torch.Generator,
     latent_stats: tuple[torch.Tensor, torch.Tensor],
     time_ids: torch.Tensor,
-    text: tuple[torch.Tensor, torch.Tensor],
+    text: tuple[torch.Tensor, ...],  # caption embeddings, pooled, and the face embeds when the adapter trains
     precision: str,
     scaler: torch.amp.GradScaler,
     optimizer: torch.optim.Optimizer,
@@ -758,14 +816,17 @@ def _train_step(
 
     unet = comps.unet
     with _autocast(device, precision):
-        embeds, pooled = text
+        embeds, pooled = text[:2]
         embeds = embeds.expand(batch, -1, -1).to(unet.dtype)
         pooled = pooled.expand(batch, -1).to(unet.dtype)
+        added = {"text_embeds": pooled, "time_ids": time_ids.to(unet.dtype)}
+        if len(text) > 2:  # the face adapter is active: the person's face, as at render time
+            added["image_embeds"] = [text[2].expand(batch, -1, -1, -1).to(unet.dtype)]
         prediction = unet(
             noisy.to(unet.dtype),
             timesteps,
             encoder_hidden_states=embeds,
-            added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids.to(unet.dtype)},
+            added_cond_kwargs=added,
             return_dict=False,
         )[0]
     loss = F.mse_loss(prediction.float(), target.float(), reduction="mean")

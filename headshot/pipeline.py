@@ -396,6 +396,7 @@ def train_identity_lora(
     *,
     resume=None,
     progress: Progress | None = None,
+    face_embedding: Any = None,
 ):
     """Train a person's LoRA with ``lora.train_lora`` on the shared UNet; returns ``lora.LoraResult``.
 
@@ -403,7 +404,8 @@ def train_identity_lora(
     for a duration computed from its steps; each call resumes from the state the last one returned,
     which stays here, in the main process. When ZeroGPU refuses a call (quota) or stops it (past its
     duration), :class:`errors.TrainingPaused` carries the last state, so nothing done is lost:
-    calling again with ``resume=`` that state continues to the same weights.
+    calling again with ``resume=`` that state continues to the same weights. ``face_embedding`` (the
+    identity's) conditions the face adapter when ``settings.face_adapter_scale`` > 0.
     """
     ready_models()
     total = int(settings.steps)
@@ -418,7 +420,7 @@ def train_identity_lora(
             )
         try:
             result = _drain(
-                _train_on_gpu(list(images), bboxes, chunk, state, total),
+                _train_on_gpu(list(images), bboxes, chunk, state, total, face_embedding),
                 progress,
             )
         except (errors.GpuQuotaExceeded, errors.GpuAborted) as exc:
@@ -443,7 +445,7 @@ def lora_steps_per_call() -> int:
     return max(1, int(room / (config.ZEROGPU_LORA_SECONDS_PER_STEP * config.ZEROGPU_LORA_MARGIN)))
 
 
-def _train_duration(images, bboxes, settings, resume, total) -> int:
+def _train_duration(images, bboxes, settings, resume, total, face_embedding=None) -> int:
     """GPU seconds for one training call: from the steps it has left, not a flat maximum."""
     steps = int(settings.steps) - (0 if resume is None else int(resume.step))
     seconds = (
@@ -455,7 +457,7 @@ def _train_duration(images, bboxes, settings, resume, total) -> int:
 
 
 @_gpu(_train_duration)
-def _train_on_gpu(images, bboxes, settings, resume, total) -> Iterator[tuple]:
+def _train_on_gpu(images, bboxes, settings, resume, total, face_embedding=None) -> Iterator[tuple]:
     """The GPU call: training progress events, then ``("result", lora.LoraResult)``. Arguments pickle."""
     from . import lora
 
@@ -469,7 +471,13 @@ def _train_on_gpu(images, bboxes, settings, resume, total) -> Iterator[tuple]:
             if adapters.adapter_names(loaded.pipe):
                 loaded.pipe.disable_lora()
             return lora.train_lora(
-                loaded.pipe, images, settings, bboxes=bboxes, resume=resume, progress=report
+                loaded.pipe,
+                images,
+                settings,
+                bboxes=bboxes,
+                resume=resume,
+                progress=report,
+                face_embedding=face_embedding,
             )
 
     yield from _streamed(work)

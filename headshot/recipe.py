@@ -37,6 +37,10 @@ class RenderRequest:
     ``config.FAST_MIN_STEPS``..``FAST_MAX_STEPS`` steps. ``lora`` is an identity LoRA
     ``{"name", "state_dict", "scale", "config"}`` whose state dict is in diffusers' SDXL format
     (``"unet.<module>.lora_A.weight"``...) with its alpha/rank scaling folded into the weights.
+    ``face_mask`` (a PIL image, white on the face region, resized to ``width`` x ``height`` if it
+    differs) limits the face adapter and the IdentityNet to that region (``instantid.FaceTokenControlNet``
+    and diffusers' ``ip_adapter_masks``), so the prompt alone decides the outfit and the backdrop;
+    ``None`` lets both act on the whole image.
     """
 
     prompt: str
@@ -53,6 +57,7 @@ class RenderRequest:
     identitynet_strength: float = 0.8
     fast: bool = False
     lora: dict | None = None
+    face_mask: Image.Image | None = None
 
 
 def _finite_in(value: Any, low: float, high: float, what: str) -> float:
@@ -88,6 +93,8 @@ def check_request(request: RenderRequest) -> None:
         raise errors.InvalidRequest("The face embedding is all zeros.")
     if not isinstance(request.control_image, Image.Image):
         raise errors.InvalidRequest("The control image must be a PIL image.")
+    if request.face_mask is not None and not isinstance(request.face_mask, Image.Image):
+        raise errors.InvalidRequest("The face mask must be a PIL image (or None for the whole image).")
     for side, what in ((request.width, "Width"), (request.height, "Height")):
         if not isinstance(side, (int, np.integer)) or not (
             config.RENDER_MIN_SIDE <= side <= config.RENDER_MAX_SIDE
@@ -234,10 +241,20 @@ def render_batch(
                 )
 
                 # 4. Encode the face: adapter input for the UNet, face tokens for the IdentityNet.
+                #    With a face mask both act on the face region only (the same mask for each).
                 image_embeds = instantid.face_image_embeds(
                     request.face_embedding, do_classifier_free_guidance=do_cfg, device=device, dtype=dtype
                 )
-                identitynet = instantid.identitynet_for_request(models.identitynet, pipe.unet, image_embeds)
+                mask = None
+                if request.face_mask is not None:
+                    mask = instantid.mask_tensor(request.face_mask, request.width, request.height)
+                    mask = mask.to(device=device, dtype=dtype)
+                identitynet = instantid.identitynet_for_request(
+                    models.identitynet, pipe.unet, image_embeds, mask
+                )
+                attention_kwargs = (
+                    None if mask is None else {"ip_adapter_masks": instantid.ip_adapter_mask(mask)}
+                )
 
                 # 5. Prepare the control image (the keypoints at the output size).
                 control = request.control_image.convert("RGB")
@@ -262,6 +279,7 @@ def render_batch(
                         guidance_scale=guidance,
                         controlnet_conditioning_scale=[float(request.identitynet_strength)],
                         ip_adapter_image_embeds=[image_embeds],
+                        cross_attention_kwargs=attention_kwargs,
                         generator=torch.Generator("cpu").manual_seed(int(request.seed) + index),
                         output_type="latent",
                         callback_on_step_end=_step_callback(progress, done, total),

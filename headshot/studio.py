@@ -402,6 +402,7 @@ def _train(paused: PausedTraining, session: Session | None, progress: Progress |
             paused.settings,
             resume=paused.state,
             progress=_scaled(progress, 0.1, 0.95),
+            face_embedding=paused.identity.embedding,
         )
     except TrainingPaused as exc:
         paused.state = exc.state
@@ -529,6 +530,7 @@ class GenerateOptions:
     best_of: int = 1  # render this many candidates per kept image and keep the best
     ai_mark: bool = False
     linkedin: bool = False  # also export a 400x400 crop centred on the face
+    face_region_only: bool = True  # the identity acts on the face; the prompt decides outfit and backdrop
 
 
 @dataclass
@@ -582,13 +584,18 @@ def subject_for(identity: Identity) -> str:
     return "a person"
 
 
-def control_image_for(identity: Identity, width: int, height: int) -> Image.Image:
-    """Place the reference keypoints in a head-and-shoulders frame of the output size."""
+def placed_keypoints(identity: Identity, width: int, height: int) -> np.ndarray:
+    """The reference keypoints placed in a head-and-shoulders frame of the output size (pixels)."""
     side = min(width, height)
     kps = identity.keypoints.astype(np.float32) * side
     kps[:, 0] += (width - side) / 2.0
     kps[:, 1] += (height - side) * 0.35
-    return imaging.draw_kps(width, height, kps)
+    return kps
+
+
+def control_image_for(identity: Identity, width: int, height: int) -> Image.Image:
+    """Place the reference keypoints in a head-and-shoulders frame of the output size."""
+    return imaging.draw_kps(width, height, placed_keypoints(identity, width, height))
 
 
 def score_likeness(images: Sequence[Image.Image], identity: Identity, analyzer: FaceAnalyzer) -> list:
@@ -630,6 +637,26 @@ def _or_style(value, style_value, low, high, name: str, *, whole: bool = False):
     return style_value if value is None else _check_range(value, low, high, name, whole=whole)
 
 
+# InstantID's strengths under a person's LoRA for identity files that do not carry their own
+# (``lora.LoraSettings.render_identity_strength`` / ``render_identitynet_strength`` write them).
+LORA_INSTANTID_SCALES = {"identity_strength": 0.5, "identitynet_strength": 0.6}
+
+
+def instantid_scales_with_lora(identity: Identity) -> tuple[float, float]:
+    """(identity strength, IdentityNet strength) while this identity's LoRA is on.
+
+    The LoRA's own settings (``lora_config["instantid_scales"]``, written at training), not the style's
+    InstantID-only values stacked on top of the LoRA at full strength.
+    """
+    written = (identity.lora_config or {}).get("instantid_scales")
+    own = {**LORA_INSTANTID_SCALES, **(written if isinstance(written, dict) else {})}
+    scales = (config.MIN_ADAPTER_SCALE, config.MAX_ADAPTER_SCALE)
+    return (
+        _check_range(own["identity_strength"], *scales, "The identity file's identity strength"),
+        _check_range(own["identitynet_strength"], *scales, "The identity file's IdentityNet strength"),
+    )
+
+
 def build_request(identity: Identity, style: Style, options: GenerateOptions, seed: int, count: int):
     """The render request for one style: prompts, sizes, scales and the control image, before the GPU."""
     from . import pipeline
@@ -648,13 +675,14 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
     guidance = _or_style(
         options.guidance, style.guidance, config.MIN_GUIDANCE, config.MAX_GUIDANCE, "Guidance"
     )
-    identity_strength = _or_style(
-        options.identity_strength, style.identity_strength, *scales, "Identity strength"
-    )
-    identitynet_strength = _or_style(
-        options.identitynet_strength, style.identitynet_strength, *scales, "IdentityNet strength"
-    )
     lora_strength = _check_range(options.lora_strength, *scales, "LoRA strength")
+    style_identity, style_identitynet = style.identity_strength, style.identitynet_strength
+    if identity.lora and lora_strength:
+        style_identity, style_identitynet = instantid_scales_with_lora(identity)
+    identity_strength = _or_style(options.identity_strength, style_identity, *scales, "Identity strength")
+    identitynet_strength = _or_style(
+        options.identitynet_strength, style_identitynet, *scales, "IdentityNet strength"
+    )
     lora = None
     if identity.lora:
         lora = {"name": "identity", "state_dict": identity.lora, "scale": float(lora_strength)}
@@ -673,6 +701,11 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
         identitynet_strength=float(identitynet_strength),
         fast=bool(options.fast),
         lora=lora,
+        face_mask=(
+            imaging.face_region_mask(width, height, placed_keypoints(identity, width, height))
+            if options.face_region_only
+            else None
+        ),
     )
 
 

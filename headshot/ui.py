@@ -344,6 +344,7 @@ def _options(
     lora_strength,
     ai_mark,
     linkedin,
+    face_region_only=True,
     num_images=1,
     steps=STYLE_STEPS,
     guidance=STYLE_VALUE,
@@ -368,6 +369,7 @@ def _options(
         lora_strength=1.0 if lora_strength is None else lora_strength,
         ai_mark=bool(ai_mark),
         linkedin=bool(linkedin),
+        face_region_only=True if face_region_only is None else bool(face_region_only),
     )
 
 
@@ -418,6 +420,7 @@ def generate(
     ai_mark: bool = False,
     linkedin: bool = False,
     identity_link: str = "",
+    face_region_only: bool = True,
     session=None,
     request: gr.Request = None,
     progress=gr.Progress(),
@@ -426,9 +429,10 @@ def generate(
 
     seed -1 is random (the seed used is returned); steps 0 and guidance / strengths -1 use the style's
     values; aspect "style", "square", "4:5" or "3:4"; linkedin adds a 400x400 crop after each
-    headshot. Returns the gallery and info (JSON: seed per image, style, likeness per image, the
-    LinkedIn crop's file name; likeness is null where no face is found). identity_link (MCP agents):
-    the identity as a data: URL, or the link create_identity returned, instead of the file.
+    headshot; face_region_only (default true) keeps the identity on the face so the prompt decides
+    outfit and backdrop. Returns the gallery and info (JSON: seed per image, style, likeness per image,
+    the LinkedIn crop's file name; likeness is null where no face is found). identity_link (MCP
+    agents): the identity as a data: URL, or the link create_identity returned, instead of the file.
     """
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
@@ -447,6 +451,7 @@ def generate(
         lora_strength=lora_strength,
         ai_mark=ai_mark,
         linkedin=linkedin,
+        face_region_only=face_region_only,
     )
     result = studio.generate(loaded, style, options, progress=_progress(progress), session=own)
     _done(own, session, handed_out=True)
@@ -467,6 +472,7 @@ def generate_pack(
     ai_mark: bool = False,
     linkedin: bool = True,
     identity_link: str = "",
+    face_region_only: bool = True,
     session=None,
     request: gr.Request = None,
     progress=gr.Progress(),
@@ -484,6 +490,7 @@ def generate_pack(
         lora_strength=lora_strength,
         ai_mark=ai_mark,
         linkedin=linkedin,
+        face_region_only=face_region_only,
     )
     result = studio.generate_pack(
         loaded, styles or [], images_per_style, options, progress=_progress(progress), session=own
@@ -899,6 +906,11 @@ def build_demo() -> gr.Blocks:
                                 label=f"Also make LinkedIn {config.LINKEDIN_SIZE}x{config.LINKEDIN_SIZE} crops",
                                 value=False,
                             )
+                            face_region_only = gr.Checkbox(
+                                label="Identity on the face only (outfit and backdrop follow the prompt)",
+                                value=True,
+                                elem_id="face_region_only",
+                            )
                         generate_btn = gr.Button("Generate headshots", variant="primary", elem_id="generate")
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(
@@ -1014,6 +1026,7 @@ def build_demo() -> gr.Blocks:
                 ai_mark,
                 linkedin,
                 identity_link,
+                face_region_only,
                 session,
             ],
             [gallery, info],
@@ -1036,6 +1049,7 @@ def build_demo() -> gr.Blocks:
                 ai_mark,
                 linkedin,
                 identity_link,
+                face_region_only,
                 session,
             ],
             [pack_zip, gallery, info],

@@ -138,16 +138,20 @@ def test_likeness_quick_lines(capsys, faces_dir, analyzer):
     assert list(results) == ["likeness_real_photos", *(f"likeness_{m}" for m in likeness.METHODS)]
     assert returned == list(results.values())
     for name, record in results.items():
-        assert record["unit"] == "cosine" and record["identities"] == 1 and record["images"] >= 1
-        assert 0.0 <= record["detection_rate"] <= 1.0
-        assert (record["value"] is None) == (record["detection_rate"] == 0.0)
-        if record["value"] is not None:
-            assert -1.0 <= record["value"] <= 1.0
+        assert record["unit"] == "ratio" and record["identities"] == 1 and record["images"] >= 1
+        assert record["judge"] == likeness.JUDGE_NAME
+        assert 0.0 <= record["detection_rate"] <= 1.0 and 0.0 <= record["judge_detection_rate"] <= 1.0
+        assert (record["value"] is None) == (record["judge_detection_rate"] == 0.0)
+        assert (record["pack_similarity"] is None) == (record["detection_rate"] == 0.0)
+        for key in ("judge_copy_paste", "pack_copy_paste"):
+            assert record[key] is None or -1.5 <= record[key] <= 1.5
         if name != "likeness_real_photos":
             assert record["seconds_per_image"] > 0 and record["identity_seconds"] > 0
-    real = results["likeness_real_photos"]  # held-out photos of the same person: above the threshold
-    assert real["detection_rate"] == 1.0 and real["value"] > analyzer.same_person_threshold
+    real = results["likeness_real_photos"]  # the selfies against held-out photos of the same person
+    assert real["detection_rate"] == 1.0 and real["value"] == pytest.approx(1.0)
+    assert real["pack_similarity"] > analyzer.same_person_threshold and real["judge_match_rate"] == 1.0
     assert "best of 2" in results["likeness_best_of"]["notes"]
+    assert "scored by the judge" in results["likeness_best_of"]["notes"]
 
 
 def test_likeness_arguments():

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import config
+from . import config, sessions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.copy2(path, args.out / path.name)
         shutil.copy2(result.zip_path, args.out / result.zip_path.name)
         (args.out / "info.json").write_text(json.dumps(result.info, indent=2))
-        studio.delete_paths([result.zip_path])
+        sessions.delete_paths([result.zip_path])
     except HeadshotError as err:
         bar.close()
         print(f"error: {err.message}", file=sys.stderr)

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
-import shutil
-import tempfile
 import threading
 import time
-import uuid
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,277 +22,16 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from . import __version__, config, disclosure, imaging
+from . import __version__, config, disclosure, imaging, sessions
 from .errors import InvalidRequest, NotEnoughSelfies, TrainingPaused
 from .faces import FaceAnalyzer, cosine, get_analyzer
 from .identity import Identity, build_identity, identity_summary, load_identity, save_identity
+from .sessions import Session, new_workdir
 from .styles import Style, check_prompt, get_style, load_styles, negative_prompt
 from .validation import ValidationResult, validate_selfies
 
 SOFTWARE = f"Headshot Studio {__version__}"
 Progress = Callable[[float, str], None]
-
-# --------------------------------------------------------------------------------------
-# Working files: every request writes under one temp folder, removed after a short time
-# --------------------------------------------------------------------------------------
-
-
-_WORK_ROOT: list[Path] = []  # set by the UI to a folder inside the web server's file cache
-
-
-def set_work_root(path: str | Path) -> Path:
-    """Keep every working file under ``path`` (the UI puts it inside Gradio's cache, so that the files
-    are served where they are, never as shared copies)."""
-    _WORK_ROOT[:] = [Path(path)]
-    return work_root()
-
-
-def work_root() -> Path:
-    root = _WORK_ROOT[0] if _WORK_ROOT else Path(tempfile.gettempdir()) / "headshot-studio"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-def new_workdir(kind: str) -> Path:
-    """A fresh folder for one request's files; old folders are swept at the same time."""
-    sweep_workdirs()
-    path = work_root() / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    path.mkdir(parents=True)
-    return path
-
-
-def sweep_workdirs(max_age_s: float | None = None) -> int:
-    """Delete request folders older than ``max_age_s`` (default: Gradio's delete_cache age)."""
-    max_age = config.delete_cache()[1] if max_age_s is None else max_age_s
-    now = time.time()
-    removed = 0
-    root = work_root()
-    containers = [root / SESSIONS, root / UPLOADS]  # a session's folder, an upload's folder: each by age
-    entries = [p for p in root.iterdir() if p not in containers]
-    entries += [p for c in containers if c.is_dir() for p in c.iterdir()]
-    for path in entries:
-        try:
-            if now - path.stat().st_mtime > max_age:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-                removed += 1
-        except FileNotFoundError:
-            continue
-    forget_paused(None, max_age_s=max_age)  # paused LoRA trainings of sessions gone quiet
-    return removed
-
-
-_SWEEPER_LOCK = threading.Lock()
-_SWEEPER: list[threading.Thread] = []  # the one sweeper thread of this process (no user data)
-
-
-def start_sweeper(every_s: float | None = None, max_age_s: float | None = None) -> threading.Thread:
-    """Sweep old request folders every ``every_s`` seconds in a daemon thread (one per process).
-
-    :func:`new_workdir` sweeps too, but only when a request comes; this keeps the promise that files are
-    gone after ``max_age_s`` (default: ``config.delete_cache()``) on a server that has gone quiet, also
-    for sessions that never press Delete.
-    """
-    every = float(config.delete_cache()[0] if every_s is None else every_s)
-    with _SWEEPER_LOCK:
-        if _SWEEPER and _SWEEPER[0].is_alive():
-            return _SWEEPER[0]
-
-        def loop() -> None:
-            while True:
-                time.sleep(every)
-                try:
-                    sweep_workdirs(max_age_s)
-                except OSError:  # the temp folder vanished or is unreadable: try again next time
-                    continue
-
-        thread = threading.Thread(target=loop, name="headshot-sweeper", daemon=True)
-        thread.start()
-        _SWEEPER[:] = [thread]
-        return thread
-
-
-def delete_paths(paths: Sequence[str | Path | None]) -> int:
-    """Delete the request folders that hold these files (the "delete my data" button)."""
-    removed = 0
-    root = work_root().resolve()
-    for value in paths:
-        if not value:
-            continue
-        path = Path(value).resolve()
-        for parent in [path, *path.parents]:
-            if parent.parent == root:
-                if parent.exists():
-                    shutil.rmtree(parent, ignore_errors=True) if parent.is_dir() else parent.unlink()
-                    removed += 1
-                break
-    return removed
-
-
-# --------------------------------------------------------------------------------------
-# Sessions: each person's files in one folder of their own, deleted together
-# --------------------------------------------------------------------------------------
-
-SESSIONS = "sessions"  # work_root()/sessions/<session id>/<request folder>/...
-UPLOADS = "uploads"  # work_root()/uploads/<token>/<file name>: one upload (the UI makes them private)
-_TOKEN = re.compile(r"[0-9a-f]{32}")
-
-
-def new_token() -> str:
-    """An unguessable folder name (128 random bits)."""
-    return uuid.uuid4().hex
-
-
-def uploads_root() -> Path:
-    return work_root() / UPLOADS
-
-
-def _owner(path: Path) -> tuple[str, Path] | None:
-    """``(kind, folder)`` when ``path`` lies in a session's folder or an upload's folder, else None."""
-    try:
-        parts = path.resolve().relative_to(work_root().resolve()).parts
-    except (ValueError, OSError):
-        return None
-    if len(parts) >= 2 and parts[0] in (SESSIONS, UPLOADS) and _TOKEN.fullmatch(parts[1]):
-        return parts[0], work_root() / parts[0] / parts[1]
-    return None
-
-
-@dataclass
-class Session:
-    """Every file one session (a browser tab, an API client) was given or handed in, across all its runs.
-
-    Uploads are copied into the session's own folder before use and every output is written there, so
-    :meth:`delete` removes all of it, and nothing that another session uses. Plain data: it lives in the
-    UI's per-session state.
-    """
-
-    id: str = field(default_factory=new_token)
-    files: list[str] = field(default_factory=list)  # every path handed in or out, in order
-    copies: dict[str, str] = field(default_factory=dict)  # a received file -> this session's copy
-
-    @property
-    def folder(self) -> Path:
-        return work_root() / SESSIONS / self.id
-
-    def new_dir(self, kind: str) -> Path:
-        """A fresh folder for one request of this session (old folders of all sessions are swept first)."""
-        sweep_workdirs()
-        path = self.folder / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        path.mkdir(parents=True)
-        return path
-
-    def record(self, *paths: str | Path | None) -> None:
-        for value in paths:
-            if value and str(value) not in self.files:
-                self.files.append(str(value))
-
-    def owns(self, path: str | Path) -> bool:
-        found = _owner(Path(path))
-        return found is not None and found[0] == SESSIONS and found[1].name == self.id
-
-    def check_not_foreign(self, path: str | Path) -> None:
-        """Refuse a file that lies in another session's folder (a server path passed as a parameter)."""
-        found = _owner(Path(path))
-        if found is not None and found[0] == SESSIONS and found[1].name != self.id:
-            raise InvalidRequest(
-                f"{Path(path).name!r} belongs to another session: upload your own file instead."
-            )
-
-    def adopt(self, files: Sequence) -> list[Path]:
-        """This session's own copies of the received files (made once; file names kept), in order.
-
-        A file of this session is used as it is; one in another session's folder is refused; a received
-        file that no longer exists is passed on as it is (the checks report it as not found)."""
-        owned: list[Path] = []
-        target: Path | None = None
-        for value in files or []:
-            if not value:
-                continue
-            source = str(value)
-            copy = self.copies.get(source)
-            if copy and Path(copy).exists():
-                owned.append(Path(copy))
-                continue
-            self.check_not_foreign(source)
-            if self.owns(source) or not Path(source).is_file():
-                owned.append(Path(source))
-                continue
-            target = target or self.new_dir("selfies")
-            dest = target / f"{len(owned):02d}" / Path(source).name
-            dest.parent.mkdir()
-            try:
-                os.link(source, dest)  # a second name for the same bytes: deleting one keeps the other
-            except OSError:
-                shutil.copyfile(source, dest)
-            self.copies[source] = str(dest)
-            self.record(source, dest)
-            owned.append(dest)
-        return owned
-
-    def save_bytes(self, data: bytes, name: str) -> Path:
-        """Keep bytes a caller sent as text (a data URL) as a file of this session's."""
-        path = self.new_dir("received") / Path(name).name
-        path.write_bytes(data)
-        self.record(path)
-        return path
-
-    def delete(self) -> dict:
-        """Remove every file of this session: its folder (all runs) and the uploads it handed in.
-
-        Files outside the app's own folders (the public example photos, Gradio's own copies) are never
-        touched. Safe to call again: a second call finds nothing."""
-        removed = missing = 0
-        for value in self.files:
-            found = _owner(Path(value))
-            if found is None or found[0] != UPLOADS:
-                continue
-            if found[1].exists():
-                removed += sum(1 for p in found[1].rglob("*") if p.is_file())
-                shutil.rmtree(found[1], ignore_errors=True)
-            else:
-                missing += 1
-        if self.folder.exists():
-            removed += sum(1 for p in self.folder.rglob("*") if p.is_file())
-            shutil.rmtree(self.folder, ignore_errors=True)
-        self.files, self.copies = [], {}
-        forget_paused(self)  # a paused LoRA training (selfie crops, weights) goes too
-        return {"deleted_files": removed, "already_gone": missing}
-
-    def forget_inputs(self) -> None:
-        """Delete the received uploads and this session's copies of them (for a one-call session)."""
-        inputs = [*self.copies, *self.copies.values()]
-        for value in inputs:
-            found = _owner(Path(value))
-            if found is not None and found[0] == UPLOADS:
-                shutil.rmtree(found[1], ignore_errors=True)
-            elif found is not None:
-                Path(value).unlink(missing_ok=True)
-        self.files = [f for f in self.files if f not in inputs]
-        self.copies = {}
-
-
-def delete_by_reference(paths: Sequence[str | Path | None]) -> dict:
-    """Delete the whole session (or upload) folder that holds each of these files.
-
-    A file's server path is unguessable (128 random bits in its folder name), so knowing it is what
-    proves the caller was given it: this is how a caller without a lasting session (an MCP agent)
-    deletes what it made. Paths outside the app's own folders are counted and left alone."""
-    removed = unknown = 0
-    folders: set[Path] = set()
-    for value in paths:
-        if not value:
-            continue
-        found = _owner(Path(str(value)))
-        if found is None:
-            unknown += 1
-        else:
-            folders.add(found[1])
-    for folder in folders:
-        if folder.exists():
-            removed += sum(1 for p in folder.rglob("*") if p.is_file())
-            shutil.rmtree(folder, ignore_errors=True)
-    return {"deleted_files": removed, "not_ours": unknown}
-
 
 # --------------------------------------------------------------------------------------
 # Step 1: selfies
@@ -386,10 +121,8 @@ class PausedTraining:
     state: Any = None  # lora.LoraState of the last finished GPU call (None: nothing trained yet)
 
 
-# Paused trainings by session (the main process holds them, never a GPU worker); dropped on Delete my
-# data, when the training finishes, and by the sweeper after config.DELETE_CACHE's age.
-_PAUSED: dict[str, tuple[float, PausedTraining]] = {}
-_PAUSED_LOCK = threading.Lock()
+# A paused training is held by its session (sessions.hold): dropped when it finishes, on Delete my data
+# and by the sweeper after the file age.
 
 
 def _train(paused: PausedTraining, session: Session | None, progress: Progress | None) -> IdentityResult:
@@ -407,8 +140,7 @@ def _train(paused: PausedTraining, session: Session | None, progress: Progress |
     except TrainingPaused as exc:
         paused.state = exc.state
         if session is not None:
-            with _PAUSED_LOCK:
-                _PAUSED[session.id] = (time.monotonic(), paused)
+            sessions.hold(session, paused)
         raise
     forget_paused(session)
     identity = paused.identity
@@ -425,36 +157,26 @@ def _train(paused: PausedTraining, session: Session | None, progress: Progress |
 
 def continue_identity(session: Session | None, *, progress: Progress | None = None) -> IdentityResult:
     """Go on with this session's paused LoRA training from the step it reached."""
-    with _PAUSED_LOCK:
-        entry = _PAUSED.get(session.id if session else "")
-    if entry is None:
+    paused = sessions.held(session)
+    if not isinstance(paused, PausedTraining):
         raise InvalidRequest(
             "There is no paused LoRA training in this session to continue. Create the identity again."
         )
-    return _train(entry[1], session, progress)
+    return _train(paused, session, progress)
 
 
 def paused_training(session: Session | None) -> dict | None:
     """Where this session's paused training stands (``{"steps_done", "steps_total"}``), or None."""
-    with _PAUSED_LOCK:
-        entry = _PAUSED.get(session.id if session else "")
-    if entry is None:
+    paused = sessions.held(session)
+    if not isinstance(paused, PausedTraining):
         return None
-    paused = entry[1]
-    return {"steps_done": 0 if paused.state is None else int(paused.state.step), "steps_total": paused.settings.steps}
+    done = 0 if paused.state is None else int(paused.state.step)
+    return {"steps_done": done, "steps_total": paused.settings.steps}
 
 
-def forget_paused(session: Session | None, max_age_s: float | None = None) -> int:
-    """Drop this session's paused training (or, with ``max_age_s``, every one older than that)."""
-    with _PAUSED_LOCK:
-        if max_age_s is not None:
-            now = time.monotonic()
-            old = [key for key, (when, _) in _PAUSED.items() if now - when > max_age_s]
-        else:
-            old = [session.id] if session is not None and session.id in _PAUSED else []
-        for key in old:
-            del _PAUSED[key]
-    return len(old)
+def forget_paused(session: Session | None) -> int:
+    """Drop this session's paused training."""
+    return sessions.release(session)
 
 
 def _finish_identity(

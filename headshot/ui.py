@@ -18,7 +18,7 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from . import config, studio
+from . import config, sessions, studio
 from .errors import HeadshotError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -102,7 +102,7 @@ def require_consent(consent: bool) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Sessions: whose files these are (see studio.Session)
+# Sessions: whose files these are (see sessions.Session)
 # --------------------------------------------------------------------------------------
 
 
@@ -113,15 +113,15 @@ def _via_mcp(request: gr.Request | None) -> bool:
     return bool(headers) and headers.get("x-gradio-user") == "mcp"
 
 
-def _session(state, request: gr.Request | None) -> studio.Session:
+def _session(state, request: gr.Request | None) -> sessions.Session:
     """The session to work in: this tab's or API client's own (kept in its gr.State dict, made on first
     use and changed in place), or for an MCP call a session for this call only."""
     if _via_mcp(request) or not isinstance(state, dict):
-        return studio.Session()
-    return state.setdefault("files", studio.Session())
+        return sessions.Session()
+    return state.setdefault("files", sessions.Session())
 
 
-def _done(session: studio.Session, state, *, handed_out: bool) -> None:
+def _done(session: sessions.Session, state, *, handed_out: bool) -> None:
     """After a call: a one-call (MCP) session drops the selfies it was sent, and everything when it
     handed nothing out; a lasting session keeps its files for the next call and for Delete."""
     if not isinstance(state, dict) or session is not state.get("files"):
@@ -136,7 +136,7 @@ LINKS_HELP = (
 )
 
 
-def _linked_files(links: str | None, session: studio.Session, kind: str) -> list[Path]:
+def _linked_files(links: str | None, session: sessions.Session, kind: str) -> list[Path]:
     """The files that API and MCP callers send as text: data URLs are written into the session's folder;
     links to this app's own files are used where they are. Anything else is refused."""
     import base64
@@ -160,7 +160,7 @@ def _linked_files(links: str | None, session: studio.Session, kind: str) -> list
             continue
         value = unquote(urlsplit(link).path.split("/file=", 1)[1]) if "/file=" in link else link
         path = Path(value)
-        served = studio.work_root().resolve().parent
+        served = sessions.work_root().resolve().parent
         try:
             inside = path.is_absolute() and path.resolve().is_relative_to(served)
         except OSError:
@@ -390,7 +390,7 @@ def _gallery(result: studio.GenerateResult) -> list[tuple[str, str]]:
     return items
 
 
-def _identity_required(identity, session: studio.Session, link: str = ""):
+def _identity_required(identity, session: sessions.Session, link: str = ""):
     linked = _linked_files(link, session, "identity")
     if not identity and not linked:
         raise gr.Error(
@@ -536,7 +536,7 @@ def delete_my_data(files: str = "", session=None, request: gr.Request = None):
     own = _session(session, request)
     lasting = isinstance(session, dict) and own is session.get("files")
     result = own.delete() if lasting else {"deleted_files": 0}
-    by_reference = studio.delete_by_reference(_referenced_paths((files or "").split()))
+    by_reference = sessions.delete_by_reference(_referenced_paths((files or "").split()))
     count = result["deleted_files"] + by_reference["deleted_files"]
     if count:
         message = f"Deleted your data from this server: {count} file{'s' if count != 1 else ''}."
@@ -592,7 +592,7 @@ def private_upload(path: str) -> str:
     import shutil
 
     source = Path(path)
-    dest = studio.uploads_root() / studio.new_token() / source.name
+    dest = sessions.uploads_root() / sessions.new_token() / source.name
     dest.parent.mkdir(parents=True)
     try:
         os.link(source, dest)
@@ -620,7 +620,7 @@ def _is_gone(target: str) -> bool:
         path = Path(target)
         if not path.is_absolute():
             return False
-        cache = studio.work_root().resolve().parent
+        cache = sessions.work_root().resolve().parent
         return path.resolve().is_relative_to(cache) and not path.exists()
     except (OSError, ValueError):
         return False
@@ -735,7 +735,7 @@ def build_demo() -> gr.Blocks:
     with gr.Blocks(title="Headshot Studio", delete_cache=config.delete_cache()) as demo:
         # Every file the app keeps lives in a session's folder inside Gradio's cache, so that Gradio
         # serves it where it is (no shared content-addressed copies) and Delete removes what was served.
-        studio.set_work_root(Path(demo.GRADIO_CACHE) / "headshot-studio")
+        sessions.set_work_root(Path(demo.GRADIO_CACHE) / "headshot-studio")
         gr.Markdown(INTRO)
         device_md = gr.Markdown(elem_id="device")
         with gr.Tabs():
@@ -944,7 +944,7 @@ def build_demo() -> gr.Blocks:
         # Selfies and identities as text (data: URLs or links to this app's files) for API and MCP callers.
         selfie_links = gr.Textbox("", visible=False)
         identity_link = gr.Textbox("", visible=False)
-        # This session's files on the server: {"files": studio.Session}, one per Gradio session (a tab, an
+        # This session's files on the server: {"files": sessions.Session}, one per Gradio session (a tab, an
         # API client; Gradio deep-copies the empty dict for each), made on first use and changed in place
         # by the handlers (no State outputs: Gradio's MCP server cannot relay those). Never shared, not
         # part of the API. The sweeper removes the files of sessions that never press Delete.
@@ -1124,6 +1124,6 @@ def serve(demo: gr.Blocks | None = None, **launch_overrides) -> None:
     """
     if config.on_zerogpu() or Path("/proc/driver/nvidia/version").exists():
         studio.start_preload()
-    studio.start_sweeper()
+    sessions.start_sweeper()
     demo = build_demo() if demo is None else demo
     demo.launch(**{**launch_kwargs(), **launch_overrides})

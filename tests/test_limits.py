@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headshot import config, studio, styles
+from headshot import config, sessions, studio, styles
 from headshot.errors import InvalidRequest, PromptRejected
 
 try:  # the render check moves from pipeline to recipe (issue 10)
@@ -291,7 +291,7 @@ def _forbid_start(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("building the demo must not start anything")
 
-    monkeypatch.setattr(studio, "start_sweeper", fail)
+    monkeypatch.setattr(sessions, "start_sweeper", fail)
     monkeypatch.setattr(studio, "start_preload", fail)
 
 
@@ -314,7 +314,7 @@ def test_serve_starts_preload_sweeper_and_launches(monkeypatch):
     from headshot import ui
 
     calls: list[str] = []
-    monkeypatch.setattr(studio, "start_sweeper", lambda: calls.append("sweeper"))
+    monkeypatch.setattr(sessions, "start_sweeper", lambda: calls.append("sweeper"))
     monkeypatch.setattr(studio, "start_preload", lambda: calls.append("preload"))
     monkeypatch.setenv("SPACES_ZERO_GPU", "1")
     launched = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from headshot import studio
+from headshot import sessions
 from headshot.errors import InvalidRequest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -24,27 +24,27 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @pytest.fixture
 def root(tmp_path):
     """A private work root for the test (restored afterwards)."""
-    before = list(studio._WORK_ROOT)
-    yield studio.set_work_root(tmp_path / "cache" / "headshot-studio")
-    studio._WORK_ROOT[:] = before
+    before = list(sessions._WORK_ROOT)
+    yield sessions.set_work_root(tmp_path / "cache" / "headshot-studio")
+    sessions._WORK_ROOT[:] = before
 
 
 def _upload(root: Path, name: str, data: bytes) -> Path:
     """A file as the upload rewrite leaves it: its own folder under ``uploads/<token>/``."""
-    path = root / studio.UPLOADS / studio.new_token() / name
+    path = root / sessions.UPLOADS / sessions.new_token() / name
     path.parent.mkdir(parents=True)
     path.write_bytes(data)
     return path
 
 
 # --------------------------------------------------------------------------------------
-# Fast: studio.Session
+# Fast: sessions.Session
 # --------------------------------------------------------------------------------------
 
 
 def test_a_session_copies_its_uploads_and_delete_removes_every_run(root):
     upload = _upload(root, "me.jpg", b"selfie bytes")
-    session = studio.Session()
+    session = sessions.Session()
     (copy,) = session.adopt([upload])
     assert copy != upload and copy.name == "me.jpg" and copy.read_bytes() == b"selfie bytes"
     assert session.owns(copy) and session.adopt([upload]) == [copy]  # copied once
@@ -55,14 +55,14 @@ def test_a_session_copies_its_uploads_and_delete_removes_every_run(root):
     assert not upload.exists() and not upload.parent.exists() and not session.folder.exists()
     # twice, or with nothing made: a plain answer
     assert session.delete() == {"deleted_files": 0, "already_gone": 0}
-    assert studio.Session().delete() == {"deleted_files": 0, "already_gone": 0}
+    assert sessions.Session().delete() == {"deleted_files": 0, "already_gone": 0}
 
 
 def test_delete_leaves_other_sessions_and_files_outside_the_app_alone(root, tmp_path):
     example = tmp_path / "astronaut.jpg"
     example.write_bytes((EXAMPLES / "astronaut.jpg").read_bytes())
     same = (EXAMPLES / "astronaut.jpg").read_bytes()
-    a, b = studio.Session(), studio.Session()
+    a, b = sessions.Session(), sessions.Session()
     a_files = a.adopt([example, _upload(root, "astronaut.jpg", same)])
     b_files = b.adopt([example, _upload(root, "astronaut.jpg", same)])
     assert not set(a_files) & set(b_files)
@@ -73,7 +73,7 @@ def test_delete_leaves_other_sessions_and_files_outside_the_app_alone(root, tmp_
 
 
 def test_a_file_of_another_session_is_refused(root):
-    a, b = studio.Session(), studio.Session()
+    a, b = sessions.Session(), sessions.Session()
     theirs = a.new_dir("identity") / "identity-instantid.safetensors"
     theirs.write_bytes(b"x")
     with pytest.raises(InvalidRequest, match="another session"):
@@ -82,7 +82,7 @@ def test_a_file_of_another_session_is_refused(root):
 
 
 def test_delete_by_reference_removes_only_the_named_folders(root):
-    a, b = studio.Session(), studio.Session()
+    a, b = sessions.Session(), sessions.Session()
     mine = a.new_dir("headshots") / "x.png"
     mine.write_bytes(b"png")
     keep = b.new_dir("headshots") / "y.png"
@@ -90,20 +90,20 @@ def test_delete_by_reference_removes_only_the_named_folders(root):
     link = f"http://127.0.0.1:7860/gradio_api/file={mine}"
     from headshot import ui
 
-    result = studio.delete_by_reference([*ui._referenced_paths([link]), "/etc/passwd", str(root / "..")])
+    result = sessions.delete_by_reference([*ui._referenced_paths([link]), "/etc/passwd", str(root / "..")])
     assert result == {"deleted_files": 1, "not_ours": 2}
     assert not mine.exists() and keep.exists() and Path("/etc/passwd").exists()
 
 
 def test_the_sweeper_removes_sessions_and_uploads_past_their_age(root):
-    old = studio.Session()
+    old = sessions.Session()
     (old.new_dir("headshots") / "a.png").write_bytes(b"png")
     upload = _upload(root, "me.jpg", b"selfie")
     for path in (old.folder, upload.parent):
         os.utime(path, (time.time() - 100, time.time() - 100))
-    fresh = studio.Session()
+    fresh = sessions.Session()
     (fresh.new_dir("headshots") / "b.png").write_bytes(b"png")
-    assert studio.sweep_workdirs(max_age_s=50) == 2
+    assert sessions.sweep_workdirs(max_age_s=50) == 2
     assert not old.folder.exists() and not upload.exists() and fresh.folder.exists()
 
 
@@ -137,7 +137,7 @@ def test_identical_uploads_get_paths_of_their_own(root):
     second = Path(ui.private_upload(str(gradio_path)))
     assert first != second and first.read_bytes() == second.read_bytes() == b"same bytes"
     assert first.name == second.name == "me.jpg"
-    session = studio.Session()
+    session = sessions.Session()
     session.adopt([first])
     session.delete()
     assert not first.exists() and second.exists()
@@ -171,7 +171,7 @@ def test_links_are_data_urls_or_files_of_this_app(root):
 
     from headshot import ui
 
-    session = studio.Session()
+    session = sessions.Session()
     data = "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8 bytes").decode()
     (saved,) = ui._linked_files(data, session, "selfie")
     assert saved.read_bytes() == b"\xff\xd8 bytes" and session.owns(saved)

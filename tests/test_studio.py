@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from headshot import disclosure, imaging, pipeline, studio
+from headshot import disclosure, imaging, pipeline, sessions, studio
 from headshot.errors import InvalidRequest, NotEnoughSelfies, PromptRejected
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,9 +169,9 @@ def test_zero_counts_are_refused_not_defaulted(identity, analyzer, monkeypatch):
 def test_delete_my_data_removes_request_folders(identity, analyzer):
     result = studio.generate(identity, "corporate-grey", studio.GenerateOptions(seed=1), analyzer=analyzer)
     assert result.headshots[0].path.exists()
-    assert studio.delete_paths([result.headshots[0].path]) == 1
+    assert sessions.delete_paths([result.headshots[0].path]) == 1
     assert not result.workdir.exists()
-    assert studio.delete_paths(["/etc/passwd", None]) == 0  # only our own request folders
+    assert sessions.delete_paths(["/etc/passwd", None]) == 0  # only our own request folders
 
 
 @pytest.mark.slow  # a `python -m headshot` process

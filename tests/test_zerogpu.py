@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from headshot import errors, models, pipeline, studio, zerogpu
+from headshot import errors, models, pipeline, sessions, studio, zerogpu
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -176,7 +176,7 @@ def test_a_refused_chunk_loses_nothing_and_continues_to_the_same_weights(
 
     per_call = pipeline._train_duration(None, None, pipeline.lora_settings(steps=3), None, 7)
     monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(per_call * 1.5))  # room for one call only
-    mine, someone_else = studio.Session(), studio.Session()
+    mine, someone_else = sessions.Session(), sessions.Session()
     with pytest.raises(errors.TrainingPaused, match="saved at step 3 of 7") as paused:
         studio.create_identity(obama[:3], "lora", lora_steps=7, seed=5, analyzer=analyzer, session=mine)
     assert "GPU time" in paused.value.message
@@ -205,7 +205,7 @@ def test_an_aborted_chunk_pauses_too(obama, analyzer, emulated, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(pipeline, "_train_on_gpu", abort_second)
-    session = studio.Session()
+    session = sessions.Session()
     with pytest.raises(errors.TrainingPaused, match="saved at step 3 of 7"):
         studio.create_identity(obama[:3], "lora", lora_steps=7, analyzer=analyzer, session=session)
     assert studio.paused_training(session) is not None

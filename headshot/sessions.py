@@ -1,0 +1,320 @@
+"""Every file the app keeps, by session: working folders, sessions that own their files, the sweeper.
+
+A :class:`Session` (a browser tab, an API client, one MCP call) copies the uploads it uses into its own
+folder, whose name holds 128 random bits, writes its outputs there and records every file it was given
+or handed out, so :meth:`Session.delete` removes all of it and nothing of another session. The sweeper
+removes what sessions that never press Delete leave behind. Objects a session holds in memory (a paused
+LoRA training) are released with its files (:func:`hold`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .errors import InvalidRequest
+
+# --------------------------------------------------------------------------------------
+# Working files: every request writes under one temp folder, removed after a short time
+# --------------------------------------------------------------------------------------
+
+
+_WORK_ROOT: list[Path] = []  # set by the UI to a folder inside the web server's file cache
+
+
+def set_work_root(path: str | Path) -> Path:
+    """Keep every working file under ``path`` (the UI puts it inside Gradio's cache, so that the files
+    are served where they are, never as shared copies)."""
+    _WORK_ROOT[:] = [Path(path)]
+    return work_root()
+
+
+def work_root() -> Path:
+    root = _WORK_ROOT[0] if _WORK_ROOT else Path(tempfile.gettempdir()) / "headshot-studio"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def new_workdir(kind: str) -> Path:
+    """A fresh folder for one request's files; old folders are swept at the same time."""
+    sweep_workdirs()
+    path = work_root() / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def sweep_workdirs(max_age_s: float | None = None) -> int:
+    """Delete request folders older than ``max_age_s`` (default: Gradio's delete_cache age)."""
+    max_age = config.delete_cache()[1] if max_age_s is None else max_age_s
+    now = time.time()
+    removed = 0
+    root = work_root()
+    containers = [root / SESSIONS, root / UPLOADS]  # a session's folder, an upload's folder: each by age
+    entries = [p for p in root.iterdir() if p not in containers]
+    entries += [p for c in containers if c.is_dir() for p in c.iterdir()]
+    for path in entries:
+        try:
+            if now - path.stat().st_mtime > max_age:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    release_older_than(max_age)  # what sessions gone quiet held in memory
+    return removed
+
+
+_SWEEPER_LOCK = threading.Lock()
+_SWEEPER: list[threading.Thread] = []  # the one sweeper thread of this process (no user data)
+
+
+def start_sweeper(every_s: float | None = None, max_age_s: float | None = None) -> threading.Thread:
+    """Sweep old request folders every ``every_s`` seconds in a daemon thread (one per process).
+
+    :func:`new_workdir` sweeps too, but only when a request comes; this keeps the promise that files are
+    gone after ``max_age_s`` (default: ``config.delete_cache()``) on a server that has gone quiet, also
+    for sessions that never press Delete.
+    """
+    every = float(config.delete_cache()[0] if every_s is None else every_s)
+    with _SWEEPER_LOCK:
+        if _SWEEPER and _SWEEPER[0].is_alive():
+            return _SWEEPER[0]
+
+        def loop() -> None:
+            while True:
+                time.sleep(every)
+                try:
+                    sweep_workdirs(max_age_s)
+                except OSError:  # the temp folder vanished or is unreadable: try again next time
+                    continue
+
+        thread = threading.Thread(target=loop, name="headshot-sweeper", daemon=True)
+        thread.start()
+        _SWEEPER[:] = [thread]
+        return thread
+
+
+def delete_paths(paths: Sequence[str | Path | None]) -> int:
+    """Delete the request folders that hold these files (the "delete my data" button)."""
+    removed = 0
+    root = work_root().resolve()
+    for value in paths:
+        if not value:
+            continue
+        path = Path(value).resolve()
+        for parent in [path, *path.parents]:
+            if parent.parent == root:
+                if parent.exists():
+                    shutil.rmtree(parent, ignore_errors=True) if parent.is_dir() else parent.unlink()
+                    removed += 1
+                break
+    return removed
+
+
+# --------------------------------------------------------------------------------------
+# Sessions: each person's files in one folder of their own, deleted together
+# --------------------------------------------------------------------------------------
+
+SESSIONS = "sessions"  # work_root()/sessions/<session id>/<request folder>/...
+UPLOADS = "uploads"  # work_root()/uploads/<token>/<file name>: one upload (the UI makes them private)
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+def new_token() -> str:
+    """An unguessable folder name (128 random bits)."""
+    return uuid.uuid4().hex
+
+
+def uploads_root() -> Path:
+    return work_root() / UPLOADS
+
+
+def _owner(path: Path) -> tuple[str, Path] | None:
+    """``(kind, folder)`` when ``path`` lies in a session's folder or an upload's folder, else None."""
+    try:
+        parts = path.resolve().relative_to(work_root().resolve()).parts
+    except (ValueError, OSError):
+        return None
+    if len(parts) >= 2 and parts[0] in (SESSIONS, UPLOADS) and _TOKEN.fullmatch(parts[1]):
+        return parts[0], work_root() / parts[0] / parts[1]
+    return None
+
+
+@dataclass
+class Session:
+    """Every file one session (a browser tab, an API client) was given or handed in, across all its runs.
+
+    Uploads are copied into the session's own folder before use and every output is written there, so
+    :meth:`delete` removes all of it, and nothing that another session uses. Plain data: it lives in the
+    UI's per-session state.
+    """
+
+    id: str = field(default_factory=new_token)
+    files: list[str] = field(default_factory=list)  # every path handed in or out, in order
+    copies: dict[str, str] = field(default_factory=dict)  # a received file -> this session's copy
+
+    @property
+    def folder(self) -> Path:
+        return work_root() / SESSIONS / self.id
+
+    def new_dir(self, kind: str) -> Path:
+        """A fresh folder for one request of this session (old folders of all sessions are swept first)."""
+        sweep_workdirs()
+        path = self.folder / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True)
+        return path
+
+    def record(self, *paths: str | Path | None) -> None:
+        for value in paths:
+            if value and str(value) not in self.files:
+                self.files.append(str(value))
+
+    def owns(self, path: str | Path) -> bool:
+        found = _owner(Path(path))
+        return found is not None and found[0] == SESSIONS and found[1].name == self.id
+
+    def check_not_foreign(self, path: str | Path) -> None:
+        """Refuse a file that lies in another session's folder (a server path passed as a parameter)."""
+        found = _owner(Path(path))
+        if found is not None and found[0] == SESSIONS and found[1].name != self.id:
+            raise InvalidRequest(
+                f"{Path(path).name!r} belongs to another session: upload your own file instead."
+            )
+
+    def adopt(self, files: Sequence) -> list[Path]:
+        """This session's own copies of the received files (made once; file names kept), in order.
+
+        A file of this session is used as it is; one in another session's folder is refused; a received
+        file that no longer exists is passed on as it is (the checks report it as not found)."""
+        owned: list[Path] = []
+        target: Path | None = None
+        for value in files or []:
+            if not value:
+                continue
+            source = str(value)
+            copy = self.copies.get(source)
+            if copy and Path(copy).exists():
+                owned.append(Path(copy))
+                continue
+            self.check_not_foreign(source)
+            if self.owns(source) or not Path(source).is_file():
+                owned.append(Path(source))
+                continue
+            target = target or self.new_dir("selfies")
+            dest = target / f"{len(owned):02d}" / Path(source).name
+            dest.parent.mkdir()
+            try:
+                os.link(source, dest)  # a second name for the same bytes: deleting one keeps the other
+            except OSError:
+                shutil.copyfile(source, dest)
+            self.copies[source] = str(dest)
+            self.record(source, dest)
+            owned.append(dest)
+        return owned
+
+    def save_bytes(self, data: bytes, name: str) -> Path:
+        """Keep bytes a caller sent as text (a data URL) as a file of this session's."""
+        path = self.new_dir("received") / Path(name).name
+        path.write_bytes(data)
+        self.record(path)
+        return path
+
+    def delete(self) -> dict:
+        """Remove every file of this session: its folder (all runs) and the uploads it handed in.
+
+        Files outside the app's own folders (the public example photos, Gradio's own copies) are never
+        touched. Safe to call again: a second call finds nothing."""
+        removed = missing = 0
+        for value in self.files:
+            found = _owner(Path(value))
+            if found is None or found[0] != UPLOADS:
+                continue
+            if found[1].exists():
+                removed += sum(1 for p in found[1].rglob("*") if p.is_file())
+                shutil.rmtree(found[1], ignore_errors=True)
+            else:
+                missing += 1
+        if self.folder.exists():
+            removed += sum(1 for p in self.folder.rglob("*") if p.is_file())
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.files, self.copies = [], {}
+        release(self)  # what it held in memory (a paused LoRA training) goes too
+        return {"deleted_files": removed, "already_gone": missing}
+
+    def forget_inputs(self) -> None:
+        """Delete the received uploads and this session's copies of them (for a one-call session)."""
+        inputs = [*self.copies, *self.copies.values()]
+        for value in inputs:
+            found = _owner(Path(value))
+            if found is not None and found[0] == UPLOADS:
+                shutil.rmtree(found[1], ignore_errors=True)
+            elif found is not None:
+                Path(value).unlink(missing_ok=True)
+        self.files = [f for f in self.files if f not in inputs]
+        self.copies = {}
+
+
+def delete_by_reference(paths: Sequence[str | Path | None]) -> dict:
+    """Delete the whole session (or upload) folder that holds each of these files.
+
+    A file's server path is unguessable (128 random bits in its folder name), so knowing it is what
+    proves the caller was given it: this is how a caller without a lasting session (an MCP agent)
+    deletes what it made. Paths outside the app's own folders are counted and left alone."""
+    removed = unknown = 0
+    folders: set[Path] = set()
+    for value in paths:
+        if not value:
+            continue
+        found = _owner(Path(str(value)))
+        if found is None:
+            unknown += 1
+        else:
+            folders.add(found[1])
+    for folder in folders:
+        if folder.exists():
+            removed += sum(1 for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+    return {"deleted_files": removed, "not_ours": unknown}
+
+
+# --------------------------------------------------------------------------------------
+# What a session holds in memory (the main process's, never a GPU worker's)
+# --------------------------------------------------------------------------------------
+
+_HELD: dict[str, tuple[float, Any]] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def hold(session: Session, value: Any) -> None:
+    """Keep ``value`` for ``session`` until :func:`release`, its Delete, or the sweep after the file age."""
+    with _HELD_LOCK:
+        _HELD[session.id] = (time.monotonic(), value)
+
+
+def held(session: Session | None) -> Any:
+    with _HELD_LOCK:
+        entry = _HELD.get(session.id if session is not None else "")
+    return None if entry is None else entry[1]
+
+
+def release(session: Session | None) -> int:
+    with _HELD_LOCK:
+        return 0 if session is None or _HELD.pop(session.id, None) is None else 1
+
+
+def release_older_than(max_age_s: float) -> int:
+    now = time.monotonic()
+    with _HELD_LOCK:
+        old = [key for key, (when, _) in _HELD.items() if now - when > max_age_s]
+        for key in old:
+            del _HELD[key]
+    return len(old)

@@ -355,10 +355,11 @@ def create_identity(
     result = validate(files, analyzer)
     needed = config.LORA_MIN_ACCEPTED if method == "lora" else config.INSTANTID_MIN_ACCEPTED
     if len(result.accepted) < needed:
+        total = len(result.report.get("selfies", []))
         raise NotEnoughSelfies(
             f"{'A LoRA identity' if method == 'lora' else 'An identity'} needs at least {needed} accepted "
-            f"selfie{'s' if needed > 1 else ''}; {len(result.accepted)} passed the checks. "
-            "See the Selfies step for why the others were refused."
+            f"selfie{'s' if needed > 1 else ''}; {len(result.accepted)} of the {total} photo"
+            f"{'s' if total != 1 else ''} you sent passed the checks. " + refusal_reasons(result.report)
         )
     _report(progress, 0.1, "Building the face identity")
     identity = build_identity(
@@ -371,6 +372,30 @@ def create_identity(
         paused = PausedTraining(identity, images, bboxes, settings, result.report, started)
         return _train(paused, session, progress)
     return _finish_identity(identity, {}, result.report, started, progress, session)
+
+
+MAX_REASONS = 4  # refused photos named one by one in an error message; the rest are counted
+
+
+def refusal_reasons(report: dict) -> str:
+    """Why each refused photo was refused, naming it: "No human face was found in 'coffee.png': ..."."""
+    lines = []
+    refused = [s for s in report.get("selfies", []) if not s.get("accepted")]
+    for selfie in refused[:MAX_REASONS]:
+        name = f"'{selfie.get('file', 'a photo')}'"
+        errors_ = [i["message"] for i in selfie.get("issues", []) if i.get("severity") == "error"]
+        reason = errors_[0] if errors_ else "it did not pass the checks."
+        if "this photo" in reason:
+            lines.append(reason.replace("this photo", name, 1))
+        else:
+            lines.append(f"{name}: {reason[0].lower() + reason[1:]}")
+    if len(refused) > MAX_REASONS:
+        lines.append(f"And {len(refused) - MAX_REASONS} more photos were refused (see the Selfies step).")
+    for err in report.get("errors", []):
+        lines.append(str(err.get("message", err)) if isinstance(err, dict) else str(err))
+    if not lines:
+        lines.append("Add photos of yourself, alone, facing the camera, in good light.")
+    return " ".join(lines)
 
 
 @dataclass

@@ -124,3 +124,11 @@ def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
         page.get_by_role("tab", name=name).click()
         page.locator(marker).wait_for(state="visible")
     context.close()
+
+
+def test_the_api_says_which_photo_was_refused_and_why(client, faces_dir):
+    from gradio_client import handle_file
+
+    eagle = faces_dir / "no_face" / "dlib_eagle.jpg"
+    with pytest.raises(Exception, match=r"No human face was found in 'dlib_eagle.jpg'"):
+        client.predict(selfies=[handle_file(str(eagle))], method="instantid", api_name="/create_identity")

@@ -27,10 +27,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from . import __version__, config, imaging
-from .errors import InvalidRequest, NotEnoughSelfies, TrainingPaused
+from .errors import HeadshotError, InvalidRequest, NotEnoughSelfies, TrainingPaused
 from .faces import FaceAnalyzer, cosine, get_analyzer
 from .identity import Identity, build_identity, identity_summary, load_identity, save_identity
-from .styles import Style, check_prompt, get_style, load_styles, negative_prompt
+from .styles import Style, check_prompt, compose, get_style, load_styles, negative_prompt
 from .validation import ValidationResult, validate_selfies
 
 SOFTWARE = f"Headshot Studio {__version__}"
@@ -554,6 +554,9 @@ class GenerateOptions:
     best_of: int = 1  # render this many candidates per kept image and keep the best
     ai_mark: bool = False
     linkedin: bool = False  # also export a 400x400 crop centred on the face
+    backdrop: str = "style"  # a backdrop id of styles/options/backdrops.toml, or "style" (the style's own)
+    outfit: str = "style"  # an outfit id of styles/options/outfits.toml, or "style"
+    subject: str = ""  # subject hint ids (styles/options/subject.toml), separated by commas
 
 
 @dataclass
@@ -683,9 +686,17 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
     lora = None
     if identity.lora:
         lora = {"name": "identity", "state_dict": identity.lora, "scale": float(lora_strength)}
+    prompt, option_negative = compose(
+        style,
+        subject_for(identity),
+        extra,
+        backdrop=options.backdrop,
+        outfit=options.outfit,
+        hints=options.subject,
+    )
     return pipeline.RenderRequest(
-        prompt=style.build_prompt(subject_for(identity), extra),
-        negative_prompt=negative_prompt(style, options.negative_prompt or ""),
+        prompt=prompt,
+        negative_prompt=negative_prompt(style, options.negative_prompt or "", option_negative),
         face_embedding=identity.embedding,
         control_image=control_image_for(identity, width, height),
         width=width,
@@ -787,7 +798,7 @@ def generate(
     _write_outputs(shots, workdir, options, analyzer)
     if session:
         session.record(*[p for h in shots for p in (h.path, h.linkedin_path)])
-    info = _info(shots, seed, started, style_ids=[style.id])
+    info = _info(shots, seed, started, style_ids=[style.id], options=options)
     return GenerateResult(headshots=shots, info=info, workdir=workdir)
 
 
@@ -823,7 +834,7 @@ def generate_pack(
     shots = _render_styles(identity, styles, options, seed, per_style, analyzer, progress)
     workdir = session.new_dir("pack") if session else new_workdir("pack")
     _write_outputs(shots, workdir, options, analyzer)
-    info = _info(shots, seed, started, style_ids=ids)
+    info = _info(shots, seed, started, style_ids=ids, options=options)
     zip_path = workdir / f"headshots-{seed}.zip"
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as archive:
         for shot in shots:
@@ -836,9 +847,15 @@ def generate_pack(
     return GenerateResult(headshots=rank(shots), info=info, workdir=workdir, zip_path=zip_path)
 
 
-def _info(shots: list[Headshot], seed: int, started: float, style_ids: list[str]) -> dict:
+def _info(
+    shots: list[Headshot], seed: int, started: float, style_ids: list[str], options: GenerateOptions | None = None
+) -> dict:
+    options = options or GenerateOptions()
     return {
         "seed": seed,
+        "backdrop": options.backdrop or "style",
+        "outfit": options.outfit or "style",
+        "subject": options.subject or "",
         "styles": style_ids,
         "style": style_ids[0] if len(style_ids) == 1 else None,
         "images": [s.info() for s in shots],
@@ -852,6 +869,26 @@ def _info(shots: list[Headshot], seed: int, started: float, style_ids: list[str]
 
 def list_styles() -> list[dict]:
     return [{"id": s.id, "name": s.name, "description": s.description} for s in load_styles().values()]
+
+
+def list_options() -> dict:
+    """Styles, backdrops, outfits and subject hints (``/list_options``): see ``styles.list_options``."""
+    from . import styles
+
+    return styles.list_options()
+
+
+def preview_swatch(style_id: str | None, backdrop_id: str | None, size: tuple[int, int] = (200, 250)):
+    """The preview of a backdrop, or of the style's own backdrop for "style" (a small image, no GPU)."""
+    from . import styles
+
+    chosen = backdrop_id if backdrop_id and backdrop_id != styles.STYLE_CHOICE else None
+    if chosen is None:
+        try:
+            chosen = get_style(style_id).backdrop or None
+        except HeadshotError:
+            chosen = None
+    return styles.swatch(chosen, size)
 
 
 # --------------------------------------------------------------------------------------

@@ -362,6 +362,17 @@ def public_summary(summary: dict) -> dict:
     return out
 
 
+def _empty_means(sentinel, **kwargs) -> gr.Number:
+    """A number a person may leave empty (placeholder: what empty means), and behind it the API's parameter,
+    hidden, which keeps the API's sentinel default (so API callers may still leave it out or send it):
+    the visible field copies its value there, empty as the sentinel."""
+    api = gr.Number(sentinel, visible=False, **kwargs)
+    shown = {k: v for k, v in kwargs.items() if k != "elem_id"}
+    field = gr.Number(None, elem_id=f"{kwargs['elem_id']}_field", **shown)
+    field.change(lambda value: sentinel if value is None else value, field, api, api_visibility="private")
+    return api
+
+
 def _show():
     return gr.update(visible=True)
 
@@ -387,6 +398,9 @@ def _options(
     identity_strength=STYLE_VALUE,
     identitynet_strength=STYLE_VALUE,
     aspect="style",
+    backdrop="style",
+    outfit="style",
+    subject=None,
 ) -> studio.GenerateOptions:
     """The core's options from the API's values: sentinels become None, every other value (0 included)
     goes to ``studio`` as given, which checks it against the ``config`` limits."""
@@ -405,6 +419,9 @@ def _options(
         lora_strength=1.0 if lora_strength is None else lora_strength,
         ai_mark=bool(ai_mark),
         linkedin=bool(linkedin),
+        backdrop=backdrop or "style",
+        outfit=outfit or "style",
+        subject=",".join(subject) if isinstance(subject, (list, tuple)) else (subject or ""),
     )
 
 
@@ -455,6 +472,9 @@ def generate(
     ai_mark: bool = False,
     linkedin: bool = False,
     identity_link: str = "",
+    backdrop: str = "style",
+    outfit: str = "style",
+    subject: list[str] | str | None = None,
     session=None,
     request: gr.Request = None,
     progress=gr.Progress(),
@@ -466,6 +486,8 @@ def generate(
     headshot. Returns the gallery and info (JSON: seed per image, style, likeness per image, the
     LinkedIn crop's file name; likeness is null where no face is found). identity_link (MCP agents):
     the identity as a data: URL, or the link create_identity returned, instead of the file.
+    backdrop / outfit: an id from /list_options ("style" keeps the style's own); subject: subject hint
+    ids from /list_options (e.g. ["woman", "age-30s", "glasses", "smile"]; at most one per group).
     """
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
@@ -484,6 +506,9 @@ def generate(
         lora_strength=lora_strength,
         ai_mark=ai_mark,
         linkedin=linkedin,
+        backdrop=backdrop,
+        outfit=outfit,
+        subject=subject,
     )
     result = studio.generate(loaded, style, options, progress=_progress(progress), session=own)
     _done(own, session, handed_out=True)
@@ -504,12 +529,15 @@ def generate_pack(
     ai_mark: bool = False,
     linkedin: bool = True,
     identity_link: str = "",
+    backdrop: str = "style",
+    outfit: str = "style",
+    subject: list[str] | str | None = None,
     session=None,
     request: gr.Request = None,
     progress=gr.Progress(),
 ) -> tuple[str, list, dict]:
     """A headshot pack: several styles in one run. Returns a ZIP of PNGs (named by style and seed),
-    the gallery, and info (JSON). identity_link: as for generate."""
+    the gallery, and info (JSON). identity_link, backdrop, outfit, subject: as for generate."""
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     options = _options(
@@ -521,6 +549,9 @@ def generate_pack(
         lora_strength=lora_strength,
         ai_mark=ai_mark,
         linkedin=linkedin,
+        backdrop=backdrop,
+        outfit=outfit,
+        subject=subject,
     )
     result = studio.generate_pack(
         loaded, styles or [], images_per_style, options, progress=_progress(progress), session=own
@@ -532,6 +563,18 @@ def generate_pack(
 def list_styles() -> list[dict]:
     """The style presets: a list of {id, name, description}."""
     return studio.list_styles()
+
+
+def list_options() -> dict:
+    """Everything /generate and /generate_pack can be asked for: {styles, backdrops, outfits, subject}, each
+    a list of {id, name, ...}. Pass a backdrop or outfit id as `backdrop` / `outfit` ("style" keeps the
+    style's own) and subject hint ids as `subject` (at most one per group: person, age, glasses, expression)."""
+    return studio.list_options()
+
+
+def preview(style_id: str | None, backdrop_id: str | None):
+    """The preview swatch of the chosen backdrop, or of the style's own backdrop (no GPU)."""
+    return studio.preview_swatch(style_id, backdrop_id)
 
 
 def _referenced_paths(files) -> list[str]:
@@ -817,8 +860,8 @@ def build_demo() -> gr.Blocks:
                             label="How to learn your face",
                         )
                         with gr.Accordion("LoRA settings (optional)", open=False):
-                            lora_steps = gr.Number(
-                                None,
+                            lora_steps = _empty_means(
+                                DEFAULT_LORA_SETTING,
                                 label="Training steps",
                                 placeholder="the default",
                                 precision=0,
@@ -826,8 +869,8 @@ def build_demo() -> gr.Blocks:
                                 maximum=config.MAX_LORA_STEPS,
                                 elem_id="lora_steps",
                             )
-                            lora_rank = gr.Number(
-                                None,
+                            lora_rank = _empty_means(
+                                DEFAULT_LORA_SETTING,
                                 label="Rank",
                                 placeholder="the default",
                                 precision=0,
@@ -835,8 +878,8 @@ def build_demo() -> gr.Blocks:
                                 maximum=config.MAX_LORA_RANK,
                                 elem_id="lora_rank",
                             )
-                            lora_lr = gr.Number(
-                                None,
+                            lora_lr = _empty_means(
+                                DEFAULT_LORA_SETTING,
                                 label="Learning rate",
                                 placeholder="the default",
                                 minimum=DEFAULT_LORA_SETTING,
@@ -883,6 +926,39 @@ def build_demo() -> gr.Blocks:
                     with gr.Column(scale=2, min_width=300):
                         style = gr.Dropdown(styles, value=default_style, label="Style", elem_id="style")
                         style_blurb = gr.Markdown(_style_blurb(default_style), elem_id="style_blurb")
+                        choices = studio.list_options()
+                        with gr.Row(equal_height=False):
+                            with gr.Column(scale=3, min_width=160):
+                                backdrop = gr.Dropdown(
+                                    [(o["name"], o["id"]) for o in choices["backdrops"]],
+                                    value="style",
+                                    label="Backdrop",
+                                    elem_id="backdrop",
+                                )
+                                outfit = gr.Dropdown(
+                                    [(o["name"], o["id"]) for o in choices["outfits"]],
+                                    value="style",
+                                    label="Outfit",
+                                    elem_id="outfit",
+                                )
+                            with gr.Column(scale=2, min_width=110):
+                                swatch = gr.Image(
+                                    preview(default_style, "style"),
+                                    type="pil",
+                                    label="Backdrop preview",
+                                    interactive=False,
+                                    show_label=False,
+                                    height=170,
+                                    elem_id="swatch",
+                                    elem_classes="swatch",
+                                )
+                        subject = gr.Dropdown(
+                            [(f"{o['name']} ({o['group']})", o["id"]) for o in choices["subject"]],
+                            value=[],
+                            multiselect=True,
+                            label="About you (optional: one per kind, e.g. Woman, 30s, Keep my glasses, Smile)",
+                            elem_id="subject",
+                        )
                         prompt = gr.Textbox(
                             "",
                             label="Your own touch (optional)",
@@ -903,8 +979,8 @@ def build_demo() -> gr.Blocks:
                             negative = gr.Textbox(
                                 "", label="Avoid (optional)", max_length=config.MAX_PROMPT_CHARS
                             )
-                            seed = gr.Number(
-                                None,
+                            seed = _empty_means(
+                                RANDOM_SEED,
                                 label="Seed (leave empty for a random one)",
                                 placeholder="random",
                                 precision=0,
@@ -926,8 +1002,8 @@ def build_demo() -> gr.Blocks:
                                 value="style",
                                 label="Size",
                             )
-                            steps = gr.Number(
-                                None,
+                            steps = _empty_means(
+                                STYLE_STEPS,
                                 label="Steps",
                                 placeholder="the style's",
                                 precision=0,
@@ -935,8 +1011,8 @@ def build_demo() -> gr.Blocks:
                                 maximum=config.MAX_STEPS,
                                 elem_id="steps",
                             )
-                            guidance = gr.Number(
-                                None,
+                            guidance = _empty_means(
+                                STYLE_VALUE,
                                 label="Guidance",
                                 placeholder="the style's",
                                 minimum=STYLE_VALUE,
@@ -944,8 +1020,8 @@ def build_demo() -> gr.Blocks:
                                 step=0.5,
                                 elem_id="guidance",
                             )
-                            identity_strength = gr.Number(
-                                None,
+                            identity_strength = _empty_means(
+                                STYLE_VALUE,
                                 label="Identity strength",
                                 placeholder="the style's",
                                 minimum=STYLE_VALUE,
@@ -953,8 +1029,8 @@ def build_demo() -> gr.Blocks:
                                 step=0.05,
                                 elem_id="identity_strength",
                             )
-                            identitynet_strength = gr.Number(
-                                None,
+                            identitynet_strength = _empty_means(
+                                STYLE_VALUE,
                                 label="Face-shape strength (IdentityNet)",
                                 placeholder="the style's",
                                 minimum=STYLE_VALUE,
@@ -1095,6 +1171,9 @@ def build_demo() -> gr.Blocks:
                 ai_mark,
                 linkedin,
                 identity_link,
+                backdrop,
+                outfit,
+                subject,
                 session,
             ],
             [gallery, info],
@@ -1117,6 +1196,9 @@ def build_demo() -> gr.Blocks:
                 ai_mark,
                 linkedin,
                 identity_link,
+                backdrop,
+                outfit,
+                subject,
                 session,
             ],
             [pack_zip, gallery, info],
@@ -1125,6 +1207,9 @@ def build_demo() -> gr.Blocks:
             concurrency_id="gpu",
         )
         gr.api(list_styles, api_name="list_styles")
+        gr.api(list_options, api_name="list_options")
+        for changed in (style, backdrop):
+            changed.change(preview, [style, backdrop], swatch, api_visibility="private")
 
         # The API endpoint answers {deleted_files, message}; the UI then empties its fields.
         delete_btn.click(

@@ -132,3 +132,27 @@ def test_the_api_says_which_photo_was_refused_and_why(client, faces_dir):
     eagle = faces_dir / "no_face" / "dlib_eagle.jpg"
     with pytest.raises(Exception, match=r"No human face was found in 'dlib_eagle.jpg'"):
         client.predict(selfies=[handle_file(str(eagle))], method="instantid", api_name="/create_identity")
+
+
+def test_list_options_and_the_choices_change_the_prompt_and_the_image(client, faces_dir):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    options = client.predict(api_name="/list_options")
+    assert {"styles", "backdrops", "outfits", "subject"} <= set(options)
+    selfie = sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))[0]
+    identity, _ = client.predict(selfies=[handle_file(str(selfie))], api_name="/create_identity")
+    common = {"identity": handle_file(identity), "style": "corporate-grey", "num_images": 1, "seed": 7}
+    plain, _ = client.predict(**common, api_name="/generate")
+    chosen, info = client.predict(
+        **common, backdrop="white", outfit="blazer", subject=["woman", "smile"], api_name="/generate"
+    )
+    assert (info["backdrop"], info["outfit"], info["subject"]) == ("white", "blazer", "woman,smile")
+    from headshot.imaging import read_png_metadata
+
+    before, after = (read_png_metadata(item[0]["image"]) for item in (plain, chosen))
+    assert "mottled grey" in before["Description"] and "bright white studio backdrop" not in before["Description"]
+    assert "bright white studio backdrop" in after["Description"] and "navy blazer" in after["Description"]
+    assert after["Description"].startswith("professional corporate headshot of a woman")
+    pixels = [Image.open(item[0]["image"]).convert("RGB").tobytes() for item in (plain, chosen)]
+    assert pixels[0] != pixels[1]  # same seed, another prompt: another image

@@ -23,11 +23,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from . import __version__, config, disclosure, imaging, sessions
-from .errors import InvalidRequest, NotEnoughSelfies, TrainingPaused
+from .errors import HeadshotError, InvalidRequest, NotEnoughSelfies, TrainingPaused
 from .faces import FaceAnalyzer, cosine, get_analyzer
 from .identity import Identity, build_identity, identity_summary, load_identity, save_identity
 from .sessions import Session, new_workdir
-from .styles import Style, check_prompt, get_style, load_styles, negative_prompt
+from .styles import Style, check_prompt, compose, get_style, load_styles, negative_prompt
 from .validation import ValidationResult, validate_selfies
 
 SOFTWARE = f"Headshot Studio {__version__}"
@@ -90,10 +90,11 @@ def create_identity(
     result = validate(files, analyzer)
     needed = config.LORA_MIN_ACCEPTED if method == "lora" else config.INSTANTID_MIN_ACCEPTED
     if len(result.accepted) < needed:
+        total = len(result.report.get("selfies", []))
         raise NotEnoughSelfies(
             f"{'A LoRA identity' if method == 'lora' else 'An identity'} needs at least {needed} accepted "
-            f"selfie{'s' if needed > 1 else ''}; {len(result.accepted)} passed the checks. "
-            "See the Selfies step for why the others were refused."
+            f"selfie{'s' if needed > 1 else ''}; {len(result.accepted)} of the {total} photo"
+            f"{'s' if total != 1 else ''} you sent passed the checks. " + refusal_reasons(result.report)
         )
     _report(progress, 0.1, "Building the face identity")
     identity = build_identity(
@@ -106,6 +107,30 @@ def create_identity(
         paused = PausedTraining(identity, images, bboxes, settings, result.report, started)
         return _train(paused, session, progress)
     return _finish_identity(identity, {}, result.report, started, progress, session)
+
+
+MAX_REASONS = 4  # refused photos named one by one in an error message; the rest are counted
+
+
+def refusal_reasons(report: dict) -> str:
+    """Why each refused photo was refused, naming it: "No human face was found in 'coffee.png': ..."."""
+    lines = []
+    refused = [s for s in report.get("selfies", []) if not s.get("accepted")]
+    for selfie in refused[:MAX_REASONS]:
+        name = f"'{selfie.get('file', 'a photo')}'"
+        errors_ = [i["message"] for i in selfie.get("issues", []) if i.get("severity") == "error"]
+        reason = errors_[0] if errors_ else "it did not pass the checks."
+        if "this photo" in reason:
+            lines.append(reason.replace("this photo", name, 1))
+        else:
+            lines.append(f"{name}: {reason[0].lower() + reason[1:]}")
+    if len(refused) > MAX_REASONS:
+        lines.append(f"And {len(refused) - MAX_REASONS} more photos were refused (see the Selfies step).")
+    for err in report.get("errors", []):
+        lines.append(str(err.get("message", err)) if isinstance(err, dict) else str(err))
+    if not lines:
+        lines.append("Add photos of yourself, alone, facing the camera, in good light.")
+    return " ".join(lines)
 
 
 @dataclass
@@ -253,6 +278,9 @@ class GenerateOptions:
     ai_mark: bool = False
     linkedin: bool = False  # also export a 400x400 crop centred on the face
     face_region_only: bool = True  # the identity acts on the face; the prompt decides outfit and backdrop
+    backdrop: str = "style"  # a backdrop id of styles/options/backdrops.toml, or "style" (the style's own)
+    outfit: str = "style"  # an outfit id of styles/options/outfits.toml, or "style"
+    subject: str = ""  # subject hint ids (styles/options/subject.toml), separated by commas
 
 
 @dataclass
@@ -408,9 +436,17 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
     lora = None
     if identity.lora:
         lora = {"name": "identity", "state_dict": identity.lora, "scale": float(lora_strength)}
+    prompt, option_negative = compose(
+        style,
+        subject_for(identity),
+        extra,
+        backdrop=options.backdrop,
+        outfit=options.outfit,
+        hints=options.subject,
+    )
     return pipeline.RenderRequest(
-        prompt=style.build_prompt(subject_for(identity), extra),
-        negative_prompt=negative_prompt(style, options.negative_prompt or ""),
+        prompt=prompt,
+        negative_prompt=negative_prompt(style, options.negative_prompt or "", option_negative),
         face_embedding=identity.embedding,
         control_image=control_image_for(identity, width, height),
         width=width,
@@ -517,7 +553,7 @@ def generate(
     _write_outputs(shots, workdir, options, analyzer)
     if session:
         session.record(*[p for h in shots for p in (h.path, h.linkedin_path)])
-    info = _info(shots, seed, started, style_ids=[style.id])
+    info = _info(shots, seed, started, style_ids=[style.id], options=options)
     return GenerateResult(headshots=shots, info=info, workdir=workdir)
 
 
@@ -553,7 +589,7 @@ def generate_pack(
     shots = _render_styles(identity, styles, options, seed, per_style, analyzer, progress)
     workdir = session.new_dir("pack") if session else new_workdir("pack")
     _write_outputs(shots, workdir, options, analyzer)
-    info = _info(shots, seed, started, style_ids=ids)
+    info = _info(shots, seed, started, style_ids=ids, options=options)
     zip_path = workdir / f"headshots-{seed}.zip"
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as archive:
         for shot in shots:
@@ -566,9 +602,15 @@ def generate_pack(
     return GenerateResult(headshots=rank(shots), info=info, workdir=workdir, zip_path=zip_path)
 
 
-def _info(shots: list[Headshot], seed: int, started: float, style_ids: list[str]) -> dict:
+def _info(
+    shots: list[Headshot], seed: int, started: float, style_ids: list[str], options: GenerateOptions | None = None
+) -> dict:
+    options = options or GenerateOptions()
     return {
         "seed": seed,
+        "backdrop": options.backdrop or "style",
+        "outfit": options.outfit or "style",
+        "subject": options.subject or "",
         "styles": style_ids,
         "style": style_ids[0] if len(style_ids) == 1 else None,
         "images": [s.info() for s in shots],
@@ -582,6 +624,26 @@ def _info(shots: list[Headshot], seed: int, started: float, style_ids: list[str]
 
 def list_styles() -> list[dict]:
     return [{"id": s.id, "name": s.name, "description": s.description} for s in load_styles().values()]
+
+
+def list_options() -> dict:
+    """Styles, backdrops, outfits and subject hints (``/list_options``): see ``styles.list_options``."""
+    from . import styles
+
+    return styles.list_options()
+
+
+def preview_swatch(style_id: str | None, backdrop_id: str | None, size: tuple[int, int] = (200, 250)):
+    """The preview of a backdrop, or of the style's own backdrop for "style" (a small image, no GPU)."""
+    from . import styles
+
+    chosen = backdrop_id if backdrop_id and backdrop_id != styles.STYLE_CHOICE else None
+    if chosen is None:
+        try:
+            chosen = get_style(style_id).backdrop or None
+        except HeadshotError:
+            chosen = None
+    return styles.swatch(chosen, size)
 
 
 # --------------------------------------------------------------------------------------

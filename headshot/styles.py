@@ -57,6 +57,7 @@ class Style:
     identity_strength: float  # IP-adapter scale (face tokens in the UNet)
     identitynet_strength: float  # ControlNet conditioning scale (IdentityNet)
     order: int = 100  # position in the style list (then by name)
+    backdrop: str = ""  # the closest backdrop of options/backdrops.toml: the style's preview swatch
 
     def build_prompt(self, subject: str, extra: str = "") -> str:
         """The full positive prompt for ``subject`` (e.g. ``"a woman"`` or a LoRA token phrase).
@@ -98,7 +99,7 @@ _REQUIRED: dict[str, tuple[type, ...]] = {
     "identity_strength": (int, float),
     "identitynet_strength": (int, float),
 }
-_OPTIONAL: dict[str, tuple[type, ...]] = {"order": (int,)}
+_OPTIONAL: dict[str, tuple[type, ...]] = {"order": (int,), "backdrop": (str,)}
 
 
 def _fail(path: Path, field: str | None, problem: str) -> errors.StyleFileError:
@@ -174,6 +175,7 @@ def parse_style(path: Path, data: dict[str, Any]) -> Style:
         identity_strength=_check_number(path, data, "identity_strength", *SCALE_RANGE),
         identitynet_strength=_check_number(path, data, "identitynet_strength", *SCALE_RANGE),
         order=data.get("order", 100),
+        backdrop=data.get("backdrop", "").strip(),
     )
 
 
@@ -198,8 +200,12 @@ def _load_folder(folder: Path) -> tuple[Style, ...]:
     if not files:
         raise errors.StyleFileError(f"The styles folder {folder} holds no style files (*.toml).")
     styles: dict[str, Style] = {}
+    backdrops = _load_options(folder / OPTIONS_FOLDER)["backdrop"] if (folder / OPTIONS_FOLDER).is_dir() else None
     for path in files:
         style = read_style_file(path)
+        if style.backdrop and backdrops is not None and style.backdrop not in backdrops:
+            raise _fail(path, "backdrop", f"{style.backdrop!r} is not a backdrop of {OPTIONS_FOLDER}/backdrops.toml "
+                        f"(known: {', '.join(backdrops)}).")
         if style.id in styles:  # ids equal file stems, so only a case-insensitive file system gets here
             raise _fail(path, "id", f"{style.id!r} is used by another style file too.")
         styles[style.id] = style
@@ -217,8 +223,9 @@ def load_styles(folder: str | Path | None = None) -> dict[str, Style]:
 
 
 def clear_cache() -> None:
-    """Forget loaded styles (tests, or after editing style files)."""
+    """Forget loaded styles and options (tests, or after editing style files)."""
     _load_folder.cache_clear()
+    _load_options.cache_clear()
 
 
 def get_style(style_id: str, folder: str | Path | None = None) -> Style:
@@ -235,7 +242,7 @@ def list_styles(folder: str | Path | None = None) -> list[dict[str, str]]:
     return [style.summary() for style in load_styles(folder).values()]
 
 
-def negative_prompt(style: Style, user_negative: str = "") -> str:
+def negative_prompt(style: Style, user_negative: str = "", options_negative: str = "") -> str:
     """The negative prompt for a render: :data:`SAFETY_NEGATIVE`, the style's, then the user's.
 
     The safety terms are always included and come first, so that CLIP's 77-token truncation can only ever
@@ -248,7 +255,9 @@ def negative_prompt(style: Style, user_negative: str = "") -> str:
             f"The negative prompt is {len(user_negative)} characters long; "
             f"the limit is {config.MAX_PROMPT_CHARS}. Please shorten it."
         )
-    parts = [SAFETY_NEGATIVE, style.negative_prompt, _clean_clause(user_negative)]
+    # The chosen options' words (backdrop, outfit, subject hints: data, never the user's) come next, so that
+    # the style's own backdrop or outfit is kept out before the style's generic terms.
+    parts = [SAFETY_NEGATIVE, _clean_clause(options_negative), style.negative_prompt, _clean_clause(user_negative)]
     return ", ".join(part for part in parts if part)
 
 
@@ -382,3 +391,204 @@ def check_prompt(text: str) -> str:
             "makes respectful professional portraits of the person; please remove those words."
         )
     return text
+
+
+# --------------------------------------------------------------------------------------
+# Choices on top of a style: backdrop, outfit, subject hints (styles/options/*.toml)
+# --------------------------------------------------------------------------------------
+
+OPTIONS_FOLDER = "options"
+STYLE_CHOICE = "style"  # backdrop / outfit id meaning "the style's own" (the default)
+OPTION_KINDS = {"backdrop": "backdrops.toml", "outfit": "outfits.toml", "subject": "subject.toml"}
+SUBJECT_GROUPS = ("person", "age", "glasses", "expression")
+LIGHTS = ("soft", "bright", "dark", "window", "outdoor")
+MAX_OPTION_CHARS = 200
+_COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+_OPTION_FIELDS: dict[str, dict[str, bool]] = {  # field: required
+    "backdrop": {"name": True, "prompt": True, "negative": False, "colour": True, "colour2": False, "light": True},
+    "outfit": {"name": True, "prompt": True, "negative": False},
+    "subject": {"name": True, "prompt": True, "negative": False, "group": True},
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One backdrop, outfit or subject hint, as read from ``styles/options/<kind>s.toml``."""
+
+    kind: str
+    id: str
+    name: str
+    prompt: str  # words put after the subject
+    negative: str = ""  # words added to the negative prompt
+    group: str = ""  # subject hints: person, age, glasses or expression (one per group)
+    colour: str = ""  # backdrops: the swatch colour (#rrggbb)
+    colour2: str = ""  # backdrops: a second colour for scenes (office, outdoor)
+    light: str = ""  # backdrops: soft, bright, dark, window or outdoor
+
+    def summary(self) -> dict[str, str]:
+        out = {"id": self.id, "name": self.name, "prompt": self.prompt}
+        if self.kind == "subject":
+            out["group"] = self.group
+        if self.kind == "backdrop":
+            out["colour"] = self.colour
+        return out
+
+
+def _parse_option(path: Path, kind: str, option_id: str, data: Any) -> Option:
+    where = f"options file {path.name}, entry [{option_id}]"
+    if not isinstance(data, dict):
+        raise errors.StyleFileError(f"The {where}: must be a table of fields.")
+    if not _ID_RE.match(option_id) or option_id == STYLE_CHOICE:
+        raise errors.StyleFileError(
+            f"The {where}: the id must be lower-case letters, digits, '-' or '_' and not {STYLE_CHOICE!r}."
+        )
+    fields = _OPTION_FIELDS[kind]
+    for name, required in fields.items():
+        if required and name not in data:
+            raise errors.StyleFileError(f"The {where}, field '{name}': is missing.")
+    values: dict[str, str] = {}
+    for name, value in data.items():
+        if name not in fields:
+            raise errors.StyleFileError(f"The {where}, field '{name}': unknown (known: {', '.join(fields)}).")
+        if not isinstance(value, str) or len(value.strip()) > MAX_OPTION_CHARS or "{" in value or "}" in value:
+            raise errors.StyleFileError(
+                f"The {where}, field '{name}': must be text without braces, at most {MAX_OPTION_CHARS} characters."
+            )
+        values[name] = value.strip()
+    if not values["name"] or not values["prompt"]:
+        raise errors.StyleFileError(f"The {where}: name and prompt must not be empty.")
+    for name in ("colour", "colour2"):
+        if values.get(name) and not _COLOUR_RE.match(values[name]):
+            raise errors.StyleFileError(f"The {where}, field '{name}': must be #rrggbb, not {values[name]!r}.")
+    if kind == "backdrop" and values["light"] not in LIGHTS:
+        raise errors.StyleFileError(f"The {where}, field 'light': must be one of {', '.join(LIGHTS)}.")
+    if kind == "subject" and values["group"] not in SUBJECT_GROUPS:
+        raise errors.StyleFileError(f"The {where}, field 'group': must be one of {', '.join(SUBJECT_GROUPS)}.")
+    return Option(kind=kind, id=option_id, **values)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_options(folder: Path) -> dict[str, dict[str, Option]]:
+    out: dict[str, dict[str, Option]] = {}
+    for kind, name in OPTION_KINDS.items():
+        path = folder / name
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise errors.StyleFileError(f"The options file {path} is missing.") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise errors.StyleFileError(f"The options file {name} is not valid TOML ({exc}).") from exc
+        out[kind] = {key: _parse_option(path, kind, key, value) for key, value in data.items()}
+    return out
+
+
+def load_options(folder: str | Path | None = None) -> dict[str, dict[str, Option]]:
+    """``{"backdrop": {id: Option}, "outfit": {...}, "subject": {...}}`` from ``styles/options`` (cached)."""
+    base = Path(folder).expanduser().resolve() if folder is not None else STYLES_DIR / OPTIONS_FOLDER
+    return _load_options(base)
+
+
+def get_option(kind: str, option_id: str | None) -> Option | None:
+    """The backdrop or outfit with this id; None for the style's own (``"style"``, empty or None)."""
+    key = str(option_id or "").strip().lower()
+    if key in ("", STYLE_CHOICE):
+        return None
+    known = load_options()[kind]
+    if key not in known:
+        raise errors.InvalidRequest(
+            f"There is no {kind} {key!r}. Choose one of: {', '.join([STYLE_CHOICE, *known])}."
+        )
+    return known[key]
+
+
+def parse_subject(text: str | None) -> list[Option]:
+    """Subject hint ids separated by commas or spaces (``"woman, age-30s, glasses"``), at most one per group."""
+    known = load_options()["subject"]
+    hints: list[Option] = []
+    for key in re.split(r"[,\s]+", str(text or "").strip().lower()):
+        if not key:
+            continue
+        if key not in known:
+            raise errors.InvalidRequest(f"There is no subject hint {key!r}. Choose from: {', '.join(known)}.")
+        hint = known[key]
+        clash = next((h for h in hints if h.group == hint.group), None)
+        if clash is not None and clash.id != hint.id:
+            raise errors.InvalidRequest(
+                f"The subject hints {clash.id!r} and {hint.id!r} are both about {hint.group}: choose one."
+            )
+        if clash is None:
+            hints.append(hint)
+    return sorted(hints, key=lambda h: SUBJECT_GROUPS.index(h.group))
+
+
+def compose(
+    style: Style,
+    subject: str,
+    extra: str = "",
+    *,
+    backdrop: str | None = None,
+    outfit: str | None = None,
+    hints: str | None = None,
+) -> tuple[str, str]:
+    """The positive prompt and the extra negative words for a style with the chosen options, by data:
+    subject hints, outfit and backdrop words go right after the subject (before the style's own wording,
+    where CLIP weighs them most), then the user's text; each option's ``negative`` keeps the style's own out."""
+    chosen = [*parse_subject(hints), get_option("outfit", outfit), get_option("backdrop", backdrop)]
+    chosen = [o for o in chosen if o is not None]
+    person = next((o for o in chosen if o.kind == "subject" and o.group == "person"), None)
+    words = " ".join(str(subject).split())
+    if person is not None:
+        words = person.prompt if words == "a person" else f"{words}, {person.prompt}"
+    clauses = [o.prompt for o in chosen if o is not person]
+    filled = ", ".join([words, *clauses])
+    return style.build_prompt(filled, extra), ", ".join(o.negative for o in chosen if o.negative)
+
+
+def list_options() -> dict[str, list[dict[str, str]]]:
+    """What ``/list_options`` answers: styles, backdrops, outfits and subject hints, each with id and name."""
+    options = load_options()
+    return {
+        "styles": [{**s.summary(), "backdrop": s.backdrop} for s in load_styles().values()],
+        "backdrops": [{"id": STYLE_CHOICE, "name": "The style's own"}]
+        + [o.summary() for o in options["backdrop"].values()],
+        "outfits": [{"id": STYLE_CHOICE, "name": "The style's own"}]
+        + [o.summary() for o in options["outfit"].values()],
+        "subject": [o.summary() for o in options["subject"].values()],
+    }
+
+
+def swatch(backdrop_id: str | None, size: tuple[int, int] = (160, 200)):
+    """A preview of a backdrop's colour and light (a small PIL image, no GPU): a soft radial light on the
+    colour, a second colour for scenes (office, outdoor: a blurred horizon), a dark vignette for low key."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    option = get_option("backdrop", backdrop_id) or get_option("backdrop", "studio-grey")
+    width, height = size
+    image = Image.new("RGB", size, option.colour)
+    if option.colour2:
+        draw = ImageDraw.Draw(image)
+        horizon = int(height * (0.55 if option.light == "outdoor" else 0.62))
+        draw.rectangle([0, horizon, width, height], fill=option.colour2 if option.light == "window" else option.colour)
+        if option.light == "outdoor":
+            draw.rectangle([0, 0, width, horizon], fill=option.colour2)
+        elif option.light == "window":
+            draw.rectangle([int(width * 0.08), int(height * 0.1), int(width * 0.45), int(height * 0.55)], fill="#eef3f7")
+    glow = Image.new("L", size, 0)
+    ImageDraw.Draw(glow).ellipse([width * 0.1, height * 0.05, width * 0.9, height * 0.75], fill=255)
+    glow = glow.filter(ImageFilter.GaussianBlur(min(size) / 5))
+    strength = {"soft": 0.35, "bright": 0.6, "dark": 0.18, "window": 0.3, "outdoor": 0.35}[option.light]
+    light = Image.new("RGB", size, "#ffffff")
+    image = Image.composite(light, image, glow.point(lambda v: int(v * strength)))
+    if option.light in ("dark", "soft"):
+        edge = Image.new("L", size, 0)
+        ImageDraw.Draw(edge).rectangle([0, 0, width, height], outline=255, width=int(min(size) / 6))
+        edge = edge.filter(ImageFilter.GaussianBlur(min(size) / 6))
+        image = Image.composite(Image.new("RGB", size, "#000000"), image, edge.point(lambda v: int(v * 0.45)))
+    image = image.filter(ImageFilter.GaussianBlur(2 if option.colour2 else 0))
+    # A head-and-shoulders silhouette, so the swatch reads as a portrait backdrop.
+    draw = ImageDraw.Draw(image)
+    figure = "#3a3f47" if option.light != "dark" else "#50555d"
+    draw.ellipse([width * 0.36, height * 0.28, width * 0.64, height * 0.58], fill=figure)
+    draw.ellipse([width * 0.14, height * 0.62, width * 0.86, height * 1.25], fill=figure)
+    return image

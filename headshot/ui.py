@@ -26,12 +26,27 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 CONSENT_LABEL = "These are photos of me, or I have the person's permission to use them to make AI headshots."
 CONSENT_MISSING = "Please tick the consent box first: these must be photos of you, or of someone who agreed."
 
-INTRO = """
-# Headshot Studio
-Upload 3-6 selfies and get professional studio headshots that look like you: business attire,
-studio or outdoor backdrops, good light. **1. Selfies** are checked one by one, **2. Identity**
-learns your face (InstantID in seconds, or a quick LoRA in minutes), **3. Generate** renders styles.
+HEADER = """
+<div class="hs-header">
+  <div class="hs-title">📸 Headshot Studio</div>
+  <div class="hs-tagline">Professional studio headshots from 3-6 selfies: business attire, studio or outdoor
+  backdrops, good light. Three steps: your selfies, your face, your headshots.</div>
+</div>
 """
+
+SELFIES_LABEL = "Your selfies (3-6 work best)"
+STEP_SELFIES = (
+    "**Step 1 of 3.** Add 3-6 selfies, tick the consent box and press **Check my selfies**: "
+    "each photo gets a pass or a reason it was refused."
+)
+STEP_IDENTITY = (
+    "**Step 2 of 3.** Press **Create my identity**: the app learns your face from the accepted selfies. "
+    "Download the identity file to come back later without uploading your selfies again."
+)
+STEP_GENERATE = (
+    "**Step 3 of 3.** Pick a style and press **Generate headshots**. The best likeness comes first; "
+    "click an image to see it large and download it."
+)
 
 TIPS = f"""
 **Tips for good selfies.** Face the camera, eyes open, in soft daylight (face a window).
@@ -97,8 +112,11 @@ def _paths(files) -> list[str]:
 
 
 def require_consent(consent: bool) -> None:
+    """Stop the step until the consent box is ticked. Gradio's toasts are headed by their kind, not by the
+    title, so the reminder is a warning ("Consent needed: ..."), never an "Error"; the stop is silent."""
     if not consent:
-        raise gr.Error(CONSENT_MISSING, title="Consent needed")
+        gr.Warning(f"Consent needed. {CONSENT_MISSING}", duration=8, title="Consent needed")
+        raise gr.Error(CONSENT_MISSING, title="Consent needed", visible=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -286,7 +304,7 @@ def create_identity(
         session=own,
     )
     _done(own, session, handed_out=True)
-    return str(result.path), result.summary
+    return str(result.path), public_summary(result.summary)
 
 
 @_user_errors
@@ -298,7 +316,7 @@ def continue_identity(session=None, request: gr.Request = None, progress=gr.Prog
     own = _session(session, request)
     result = studio.continue_identity(own, progress=_progress(progress))
     _done(own, session, handed_out=True)
-    return str(result.path), result.summary
+    return str(result.path), public_summary(result.summary)
 
 
 def continue_button(session=None, request: gr.Request = None):
@@ -321,17 +339,47 @@ def show_identity(identity: str | None, session=None):
         return None, ""
     (path,) = own.adopt([identity])
     loaded = studio.open_identity(path)
-    summary = identity_summary(loaded)
+    summary = public_summary(identity_summary(loaded))
+    method = "LoRA" if summary.get("has_lora") else "InstantID"
+    count = summary["selfie_count"]
     text = (
-        f"**Identity ready** ({summary['method']}, {summary['selfie_count']} selfies, "
-        f"face models `{summary['face_pack']}`"
-        + (", with LoRA" if summary.get("has_lora") else "")
-        + "). Go on to **Generate**."
+        f"✅ **Identity ready**: your face, learned with {method} from {count} selfie{'s' if count != 1 else ''}. "
+        "Press **Next** to make your headshots."
     )
     picture = own.new_dir("reference") / "reference.png"
     reference_with_keypoints(loaded).save(picture)
     own.record(picture)
     return str(picture), text
+
+
+def public_summary(summary: dict) -> dict:
+    """An identity summary without server paths: a model given as a local folder is shown by its name."""
+    out = dict(summary)
+    for key in ("base_model", "face_pack"):
+        value = out.get(key)
+        if isinstance(value, str) and (os.path.isabs(value) or value.startswith(("~", "./", "../"))):
+            out[key] = Path(value).name or value
+    return out
+
+
+def _empty_means(sentinel, **kwargs) -> gr.Number:
+    """A number a person may leave empty (placeholder: what empty means), and behind it the API's parameter,
+    hidden, which keeps the API's sentinel default (so API callers may still leave it out or send it):
+    the visible field copies its value there, empty as the sentinel."""
+    api = gr.Number(sentinel, visible=False, **kwargs)
+    shown = {k: v for k, v in kwargs.items() if k != "elem_id"}
+    field = gr.Number(None, elem_id=f"{kwargs['elem_id']}_field", **shown)
+    field.change(lambda value: sentinel if value is None else value, field, api, api_visibility="private")
+    return api
+
+
+def _show():
+    return gr.update(visible=True)
+
+
+def _next_after_check(report: dict | None):
+    """Show Next once the selfies are good enough for an identity."""
+    return gr.update(visible=bool(report and report.get("ready")))
 
 
 def _options(
@@ -351,6 +399,9 @@ def _options(
     identity_strength=STYLE_VALUE,
     identitynet_strength=STYLE_VALUE,
     aspect="style",
+    backdrop="style",
+    outfit="style",
+    subject=None,
 ) -> studio.GenerateOptions:
     """The core's options from the API's values: sentinels become None, every other value (0 included)
     goes to ``studio`` as given, which checks it against the ``config`` limits."""
@@ -370,6 +421,9 @@ def _options(
         ai_mark=bool(ai_mark),
         linkedin=bool(linkedin),
         face_region_only=True if face_region_only is None else bool(face_region_only),
+        backdrop=backdrop or "style",
+        outfit=outfit or "style",
+        subject=",".join(subject) if isinstance(subject, (list, tuple)) else (subject or ""),
     )
 
 
@@ -421,6 +475,9 @@ def generate(
     linkedin: bool = False,
     identity_link: str = "",
     face_region_only: bool = True,
+    backdrop: str = "style",
+    outfit: str = "style",
+    subject: list[str] | str | None = None,
     session=None,
     request: gr.Request = None,
     progress=gr.Progress(),
@@ -433,6 +490,8 @@ def generate(
     outfit and backdrop. Returns the gallery and info (JSON: seed per image, style, likeness per image,
     the LinkedIn crop's file name; likeness is null where no face is found). identity_link (MCP
     agents): the identity as a data: URL, or the link create_identity returned, instead of the file.
+    backdrop / outfit: an id from /list_options ("style" keeps the style's own); subject: subject hint
+    ids from /list_options (e.g. ["woman", "age-30s", "glasses", "smile"]; at most one per group).
     """
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
@@ -452,6 +511,9 @@ def generate(
         ai_mark=ai_mark,
         linkedin=linkedin,
         face_region_only=face_region_only,
+        backdrop=backdrop,
+        outfit=outfit,
+        subject=subject,
     )
     result = studio.generate(loaded, style, options, progress=_progress(progress), session=own)
     _done(own, session, handed_out=True)
@@ -473,12 +535,15 @@ def generate_pack(
     linkedin: bool = True,
     identity_link: str = "",
     face_region_only: bool = True,
+    backdrop: str = "style",
+    outfit: str = "style",
+    subject: list[str] | str | None = None,
     session=None,
     request: gr.Request = None,
     progress=gr.Progress(),
 ) -> tuple[str, list, dict]:
     """A headshot pack: several styles in one run. Returns a ZIP of PNGs (named by style and seed),
-    the gallery, and info (JSON). identity_link: as for generate."""
+    the gallery, and info (JSON). identity_link, backdrop, outfit, subject: as for generate."""
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     options = _options(
@@ -491,6 +556,9 @@ def generate_pack(
         ai_mark=ai_mark,
         linkedin=linkedin,
         face_region_only=face_region_only,
+        backdrop=backdrop,
+        outfit=outfit,
+        subject=subject,
     )
     result = studio.generate_pack(
         loaded, styles or [], images_per_style, options, progress=_progress(progress), session=own
@@ -502,6 +570,18 @@ def generate_pack(
 def list_styles() -> list[dict]:
     """The style presets: a list of {id, name, description}."""
     return studio.list_styles()
+
+
+def list_options() -> dict:
+    """Everything /generate and /generate_pack can be asked for: {styles, backdrops, outfits, subject}, each
+    a list of {id, name, ...}. Pass a backdrop or outfit id as `backdrop` / `outfit` ("style" keeps the
+    style's own) and subject hint ids as `subject` (at most one per group: person, age, glasses, expression)."""
+    return studio.list_options()
+
+
+def preview(style_id: str | None, backdrop_id: str | None):
+    """The preview swatch of the chosen backdrop, or of the style's own backdrop (no GPU)."""
+    return studio.preview_swatch(style_id, backdrop_id)
 
 
 def _referenced_paths(files) -> list[str]:
@@ -550,8 +630,9 @@ def delete_my_data(files: str = "", session=None, request: gr.Request = None):
 def _after_delete(result: dict):
     """The UI after Delete: say what happened and empty every field that showed the session's files."""
     gr.Info(result.get("message", NOTHING_TO_DELETE))
-    # selfies, identity file, gallery, pack, cards, reference, identity text, readiness, report, info
-    return [None, None, None, None, None, None, "", "", None, {}]
+    # selfies, identity file, gallery, pack, cards, reference, identity text, readiness, report, info, Nexts
+    hidden = gr.update(visible=False)
+    return [None, None, None, None, None, None, "", "", None, {}, hidden, hidden]
 
 
 # --------------------------------------------------------------------------------------
@@ -736,15 +817,17 @@ def build_demo() -> gr.Blocks:
         # Every file the app keeps lives in a session's folder inside Gradio's cache, so that Gradio
         # serves it where it is (no shared content-addressed copies) and Delete removes what was served.
         sessions.set_work_root(Path(demo.GRADIO_CACHE) / "headshot-studio")
-        gr.Markdown(INTRO)
+        gr.HTML(HEADER, elem_id="header")
         device_md = gr.Markdown(elem_id="device")
-        with gr.Tabs():
-            with gr.Tab("1. Selfies", id="selfies"):
-                with gr.Row():
-                    with gr.Column(scale=3):
+        with gr.Tabs(selected="selfies", elem_id="flow") as tabs:
+            with gr.Tab("1 Selfies", id="selfies", elem_id="tab_selfies"):
+                gr.Markdown(STEP_SELFIES, elem_classes="step-lead")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3, min_width=300):
                         selfies = gr.File(
-                            label=f"Your selfies ({config.MIN_SELFIES}-{config.MAX_SELFIES} photos)",
+                            label=SELFIES_LABEL,
                             file_count="multiple",
+                            file_types=["image", ".heic", ".heif", ".avif"],
                             elem_id="selfies",
                         )
                         _fix_list_schema(selfies)
@@ -752,44 +835,60 @@ def build_demo() -> gr.Blocks:
                         check_btn = gr.Button("Check my selfies", variant="primary", elem_id="check")
                         examples = _example_selfies()
                         if examples:
-                            gr.Examples(examples, inputs=[selfies], label="Example selfies (public domain)")
-                    with gr.Column(scale=2):
-                        gr.Markdown(TIPS)
+                            gr.Examples(examples, inputs=[selfies], label="Or try the example selfies (public domain)")
+                    with gr.Column(scale=2, min_width=300):
+                        gr.Markdown(TIPS, elem_classes="tips")
                 readiness = gr.Markdown(elem_id="readiness")
-                cards = gr.Gallery(label="Checked selfies", columns=6, height="auto", elem_id="cards")
-                report = gr.JSON(label="Report", visible=True, open=False)
+                cards = gr.Gallery(
+                    label="Your checked selfies",
+                    columns=6,
+                    height="auto",
+                    interactive=False,
+                    allow_preview=True,
+                    elem_id="cards",
+                )
+                next_1 = gr.Button(
+                    "Next: learn my face →", variant="primary", visible=False, elem_id="next_1",
+                    elem_classes="next",
+                )
+                with gr.Accordion("Details", open=False, elem_id="details_1"):
+                    report = gr.JSON(label="Report", open=False)
 
-            with gr.Tab("2. Identity", id="identity"):
-                with gr.Row():
-                    with gr.Column():
+            with gr.Tab("2 Identity", id="identity", elem_id="tab_identity"):
+                gr.Markdown(STEP_IDENTITY, elem_classes="step-lead")
+                with gr.Row(equal_height=False):
+                    with gr.Column(min_width=300):
                         method = gr.Radio(
                             [
-                                ("InstantID (seconds)", "instantid"),
-                                ("Quick LoRA (minutes, 3+ selfies)", "lora"),
+                                ("Quick: InstantID (seconds)", "instantid"),
+                                ("Closer likeness: LoRA (minutes, 3+ selfies)", "lora"),
                             ],
                             value="instantid",
-                            label="Method",
+                            label="How to learn your face",
                         )
-                        with gr.Accordion("LoRA settings", open=False):
-                            lora_steps = gr.Number(
+                        with gr.Accordion("LoRA settings (optional)", open=False):
+                            lora_steps = _empty_means(
                                 DEFAULT_LORA_SETTING,
-                                label="Steps (0 = default)",
+                                label="Training steps",
+                                placeholder="the default",
                                 precision=0,
                                 minimum=DEFAULT_LORA_SETTING,
                                 maximum=config.MAX_LORA_STEPS,
                                 elem_id="lora_steps",
                             )
-                            lora_rank = gr.Number(
+                            lora_rank = _empty_means(
                                 DEFAULT_LORA_SETTING,
-                                label="Rank (0 = default)",
+                                label="Rank",
+                                placeholder="the default",
                                 precision=0,
                                 minimum=DEFAULT_LORA_SETTING,
                                 maximum=config.MAX_LORA_RANK,
                                 elem_id="lora_rank",
                             )
-                            lora_lr = gr.Number(
+                            lora_lr = _empty_means(
                                 DEFAULT_LORA_SETTING,
-                                label="Learning rate (0 = default)",
+                                label="Learning rate",
+                                placeholder="the default",
                                 minimum=DEFAULT_LORA_SETTING,
                                 maximum=config.MAX_LORA_LEARNING_RATE,
                                 step=1e-5,
@@ -797,40 +896,81 @@ def build_demo() -> gr.Blocks:
                             )
                             identity_seed = gr.Number(
                                 0,
-                                label="Seed",
+                                label="Training seed",
                                 precision=0,
                                 minimum=0,
                                 maximum=config.MAX_SEED,
                                 elem_id="identity_seed",
                             )
-                        create_btn = gr.Button("Create identity", variant="primary", elem_id="create")
+                        create_btn = gr.Button("Create my identity", variant="primary", elem_id="create")
                         continue_btn = gr.Button(
                             "Continue LoRA training", visible=False, variant="primary", elem_id="continue"
                         )
-                        identity_file = gr.File(
-                            label="Identity file (download it to reuse later, or upload one)",
-                            elem_id="identity_file",
-                        )
-                    with gr.Column():
+                    with gr.Column(min_width=300):
                         reference = gr.Image(
-                            label="Reference face and keypoints", interactive=False, type="filepath"
+                            label="Your face, as the app sees it",
+                            interactive=False,
+                            type="filepath",
+                            height=260,
+                            elem_id="reference",
                         )
                         identity_text = gr.Markdown(elem_id="identity_text")
-                        identity_summary = gr.JSON(label="Summary", open=False)
+                        identity_file = gr.File(
+                            label="Your identity file (keep it to come back later)",
+                            file_types=[".safetensors"],
+                            elem_id="identity_file",
+                        )
+                next_2 = gr.Button(
+                    "Next: make my headshots →", variant="primary", visible=False, elem_id="next_2",
+                    elem_classes="next",
+                )
+                with gr.Accordion("Details", open=False, elem_id="details_2"):
+                    identity_summary = gr.JSON(label="Summary", open=False)
 
-            with gr.Tab("3. Generate", id="generate"):
-                with gr.Row():
-                    with gr.Column(scale=2):
+            with gr.Tab("3 Headshots", id="generate", elem_id="tab_generate"):
+                gr.Markdown(STEP_GENERATE, elem_classes="step-lead")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=300):
                         style = gr.Dropdown(styles, value=default_style, label="Style", elem_id="style")
-                        style_blurb = gr.Markdown(_style_blurb(default_style))
+                        style_blurb = gr.Markdown(_style_blurb(default_style), elem_id="style_blurb")
+                        choices = studio.list_options()
+                        with gr.Row(equal_height=False):
+                            with gr.Column(scale=3, min_width=160):
+                                backdrop = gr.Dropdown(
+                                    [(o["name"], o["id"]) for o in choices["backdrops"]],
+                                    value="style",
+                                    label="Backdrop",
+                                    elem_id="backdrop",
+                                )
+                                outfit = gr.Dropdown(
+                                    [(o["name"], o["id"]) for o in choices["outfits"]],
+                                    value="style",
+                                    label="Outfit",
+                                    elem_id="outfit",
+                                )
+                            with gr.Column(scale=2, min_width=110):
+                                swatch = gr.Image(
+                                    preview(default_style, "style"),
+                                    type="pil",
+                                    label="Backdrop preview",
+                                    interactive=False,
+                                    show_label=False,
+                                    height=170,
+                                    elem_id="swatch",
+                                    elem_classes="swatch",
+                                )
+                        subject = gr.Dropdown(
+                            [(f"{o['name']} ({o['group']})", o["id"]) for o in choices["subject"]],
+                            value=[],
+                            multiselect=True,
+                            label="About you (optional: one per kind, e.g. Woman, 30s, Keep my glasses, Smile)",
+                            elem_id="subject",
+                        )
                         prompt = gr.Textbox(
                             "",
                             label="Your own touch (optional)",
                             placeholder="e.g. navy blazer, warm smile, glasses",
                             max_length=config.MAX_PROMPT_CHARS,
-                        )
-                        negative = gr.Textbox(
-                            "", label="Avoid (optional)", max_length=config.MAX_PROMPT_CHARS
                         )
                         with gr.Row():
                             num_images = gr.Slider(
@@ -838,67 +978,79 @@ def build_demo() -> gr.Blocks:
                                 config.MAX_IMAGES_PER_REQUEST,
                                 value=2,
                                 step=1,
-                                label="Images",
+                                label="How many headshots",
                                 elem_id="num_images",
                             )
-                            seed = gr.Number(
+                        generate_btn = gr.Button("Generate headshots", variant="primary", elem_id="generate")
+                        with gr.Accordion("More settings", open=False, elem_id="more_settings"):
+                            negative = gr.Textbox(
+                                "", label="Avoid (optional)", max_length=config.MAX_PROMPT_CHARS
+                            )
+                            seed = _empty_means(
                                 RANDOM_SEED,
-                                label="Seed (-1 = random)",
+                                label="Seed (leave empty for a random one)",
+                                placeholder="random",
                                 precision=0,
                                 minimum=RANDOM_SEED,
                                 maximum=config.MAX_SEED,
                                 elem_id="seed",
                             )
-                        with gr.Row():
-                            fast = gr.Checkbox(label="Fast mode (few steps)", value=False)
+                            fast = gr.Checkbox(label="Fast mode (fewer steps, a little less detail)", value=False)
                             best_of = gr.Slider(
                                 1,
                                 config.MAX_BEST_OF,
                                 value=1,
                                 step=1,
-                                label="Candidates per image (keep best)",
+                                label="Candidates per headshot (the best likeness is kept)",
                                 elem_id="best_of",
                             )
-                        with gr.Accordion("Advanced", open=False):
-                            steps = gr.Number(
+                            aspect = gr.Radio(
+                                [("The style's", "style"), *[(s, s) for s in config.OUTPUT_SIZES]],
+                                value="style",
+                                label="Size",
+                            )
+                            steps = _empty_means(
                                 STYLE_STEPS,
-                                label="Steps (0 = the style's)",
+                                label="Steps",
+                                placeholder="the style's",
                                 precision=0,
                                 minimum=STYLE_STEPS,
                                 maximum=config.MAX_STEPS,
                                 elem_id="steps",
                             )
-                            guidance = gr.Number(
+                            guidance = _empty_means(
                                 STYLE_VALUE,
-                                label="Guidance (-1 = the style's)",
+                                label="Guidance",
+                                placeholder="the style's",
                                 minimum=STYLE_VALUE,
                                 maximum=config.MAX_GUIDANCE,
                                 step=0.5,
                                 elem_id="guidance",
                             )
-                            identity_strength = gr.Number(
+                            identity_strength = _empty_means(
                                 STYLE_VALUE,
-                                label="Identity strength (-1 = the style's)",
+                                label="Identity strength",
+                                placeholder="the style's",
                                 minimum=STYLE_VALUE,
                                 maximum=config.MAX_ADAPTER_SCALE,
                                 step=0.05,
                                 elem_id="identity_strength",
                             )
-                            identitynet_strength = gr.Number(
+                            identitynet_strength = _empty_means(
                                 STYLE_VALUE,
-                                label="IdentityNet strength (-1 = the style's)",
+                                label="Face-shape strength (IdentityNet)",
+                                placeholder="the style's",
                                 minimum=STYLE_VALUE,
                                 maximum=config.MAX_ADAPTER_SCALE,
                                 step=0.05,
                                 elem_id="identitynet_strength",
                             )
-                            aspect = gr.Radio(["style", *config.OUTPUT_SIZES], value="style", label="Size")
                             lora_strength = gr.Slider(
                                 config.MIN_ADAPTER_SCALE,
                                 config.MAX_ADAPTER_SCALE,
                                 value=1.0,
                                 step=0.05,
-                                label="LoRA strength",
+                                label="LoRA strength (LoRA identities only)",
                                 elem_id="lora_strength",
                             )
                             ai_mark = gr.Checkbox(label="Add a visible 'AI-generated' mark", value=False)
@@ -911,32 +1063,35 @@ def build_demo() -> gr.Blocks:
                                 value=True,
                                 elem_id="face_region_only",
                             )
-                        generate_btn = gr.Button("Generate headshots", variant="primary", elem_id="generate")
-                    with gr.Column(scale=3):
+                    with gr.Column(scale=3, min_width=300):
                         gallery = gr.Gallery(
-                            label="Headshots (best likeness first)",
+                            label="Your headshots (best likeness first)",
                             columns=2,
+                            height="auto",
                             format="png",
+                            interactive=False,
                             elem_id="gallery",
                         )
-                        info = gr.JSON(label="Details", open=False)
-                with gr.Accordion("Headshot pack: several styles at once", open=False):
-                    pack_styles = gr.CheckboxGroup(
-                        styles, value=[default_style], label="Styles", elem_id="pack_styles"
-                    )
-                    per_style = gr.Slider(
-                        config.MIN_IMAGES,
-                        config.MAX_IMAGES_PER_REQUEST,
-                        value=2,
-                        step=1,
-                        label="Images per style",
-                        elem_id="per_style",
-                    )
-                    pack_btn = gr.Button("Generate pack", elem_id="pack")
-                    pack_zip = gr.File(label="Pack (ZIP of PNGs)", elem_id="pack_zip")
-            with gr.Tab("Privacy", id="privacy"):
-                gr.Markdown(PRIVACY)
-                gr.Markdown(LICENCES, elem_id="licences")
+                        with gr.Accordion("Headshot pack: several styles at once, as a ZIP", open=False,
+                                          elem_id="pack_section"):
+                            pack_styles = gr.CheckboxGroup(
+                                styles, value=[default_style], label="Styles", elem_id="pack_styles"
+                            )
+                            per_style = gr.Slider(
+                                config.MIN_IMAGES,
+                                config.MAX_IMAGES_PER_REQUEST,
+                                value=2,
+                                step=1,
+                                label="Headshots per style",
+                                elem_id="per_style",
+                            )
+                            pack_btn = gr.Button("Generate pack", variant="primary", elem_id="pack")
+                            pack_zip = gr.File(label="Your pack (ZIP of PNGs)", interactive=False, elem_id="pack_zip")
+                        with gr.Accordion("Details", open=False, elem_id="details_3"):
+                            info = gr.JSON(label="Seeds, likeness and settings", open=False)
+        with gr.Accordion("Privacy and licences", open=False, elem_id="privacy"):
+            gr.Markdown(PRIVACY)
+            gr.Markdown(LICENCES, elem_id="licences")
         delete_btn = gr.Button("Delete my data", variant="stop", size="sm", elem_id="delete")
         # /delete_my_data's optional links (for callers without a lasting session) and its answer.
         delete_links = gr.Textbox("", visible=False)
@@ -960,7 +1115,8 @@ def build_demo() -> gr.Blocks:
             concurrency_limit=4,
         ).then(
             selfie_cards, [selfies, report, session], [cards, readiness], api_visibility="private"
-        )
+        ).then(_next_after_check, report, next_1, api_visibility="private")
+        next_1.click(lambda: gr.Tabs(selected="identity"), None, tabs, api_visibility="private")
 
         # Step 2
         create_event = create_btn.click(require_consent, consent, None, api_visibility="private").success(
@@ -977,7 +1133,7 @@ def build_demo() -> gr.Blocks:
             [identity_file, session],
             [reference, identity_text],
             api_visibility="private",
-        )
+        ).success(_show, None, next_2, api_visibility="private")
         # After success or failure: when ZeroGPU refused or stopped a LoRA training call, the
         # training is kept for this session and Continue goes on from there.
         create_event.then(continue_button, session, continue_btn, api_visibility="private")
@@ -995,14 +1151,15 @@ def build_demo() -> gr.Blocks:
             [identity_file, session],
             [reference, identity_text],
             api_visibility="private",
-        )
+        ).success(_show, None, next_2, api_visibility="private")
         continue_event.then(continue_button, session, continue_btn, api_visibility="private")
         identity_file.upload(
             show_identity,
             [identity_file, session],
             [reference, identity_text],
             api_visibility="private",
-        )
+        ).success(_show, None, next_2, api_visibility="private")
+        next_2.click(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
 
         # Step 3
         style.change(_style_blurb, style, style_blurb, api_visibility="private")
@@ -1027,6 +1184,9 @@ def build_demo() -> gr.Blocks:
                 linkedin,
                 identity_link,
                 face_region_only,
+                backdrop,
+                outfit,
+                subject,
                 session,
             ],
             [gallery, info],
@@ -1050,6 +1210,9 @@ def build_demo() -> gr.Blocks:
                 linkedin,
                 identity_link,
                 face_region_only,
+                backdrop,
+                outfit,
+                subject,
                 session,
             ],
             [pack_zip, gallery, info],
@@ -1058,6 +1221,9 @@ def build_demo() -> gr.Blocks:
             concurrency_id="gpu",
         )
         gr.api(list_styles, api_name="list_styles")
+        gr.api(list_options, api_name="list_options")
+        for changed in (style, backdrop):
+            changed.change(preview, [style, backdrop], swatch, api_visibility="private")
 
         # The API endpoint answers {deleted_files, message}; the UI then empties its fields.
         delete_btn.click(
@@ -1068,7 +1234,8 @@ def build_demo() -> gr.Blocks:
         ).then(
             _after_delete,
             deleted,
-            [selfies, identity_file, gallery, pack_zip, cards, reference, identity_text, readiness, report, info],
+            [selfies, identity_file, gallery, pack_zip, cards, reference, identity_text, readiness, report, info,
+             next_1, next_2],
             api_visibility="private",
         )
         demo.load(device_note, None, device_md, api_visibility="private")
@@ -1099,6 +1266,36 @@ GRADIO_MAX_FILE_SIZE = max(config.MAX_UPLOAD_BYTES, config.MAX_IDENTITY_BYTES) +
 _MIDDLEWARE = [Middleware(PrivateFiles)]  # private upload paths, 404 for deleted files (see PrivateFiles)
 
 
+THEME_HUE = "indigo"
+CSS = """
+.gradio-container { max-width: 1200px !important; margin: 0 auto !important; }
+.hs-header { padding: 18px 4px 6px; }
+.hs-title { font-size: 1.9rem; font-weight: 700; letter-spacing: -0.01em; }
+.hs-tagline { font-size: 1.02rem; opacity: 0.8; margin-top: 4px; max-width: 60rem; }
+.step-lead { font-size: 1.02rem; }
+.next { max-width: 420px; margin-left: auto; }
+#flow > .tab-wrapper button[role=tab] { font-size: 1.0rem; font-weight: 600; padding-left: 14px; padding-right: 14px; }
+#cards .grid-wrap, #gallery .grid-wrap { min-height: 0 !important; height: auto !important; }
+#cards .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }
+#cards .caption-label { white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }
+#readiness ul { margin-top: 4px; }
+.swatch img { border-radius: 10px; }
+@media (max-width: 640px) {
+  .hs-title { font-size: 1.5rem; }
+  #flow > .tab-wrapper button[role=tab] { padding-left: 8px; padding-right: 8px; }
+  #cards .grid-wrap, #gallery .grid-wrap { min-height: 0 !important; height: auto !important; }
+#cards .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  .next { max-width: none; }
+}
+"""
+
+
+@functools.cache
+def theme():
+    """The app's look: Gradio's Soft theme in indigo, the Space card's colour."""
+    return gr.themes.Soft(primary_hue=THEME_HUE, secondary_hue="slate", radius_size="lg")
+
+
 def launch_kwargs() -> dict:
     """What ``python app.py`` passes to ``launch``: the upload size limit, the MCP server, error messages,
     and the ``PrivateFiles`` middleware.
@@ -1111,6 +1308,8 @@ def launch_kwargs() -> dict:
         "mcp_server": True,
         "show_error": True,
         "app_kwargs": {"middleware": _MIDDLEWARE},
+        "theme": theme(),
+        "css": CSS,
     }
 
 

@@ -104,10 +104,11 @@ def test_odd_file_names_stay_inside_the_uploads_folder(app):
 
 GENERATE = ["identity", "style", "prompt", "negative_prompt", "num_images", "seed", "steps", "guidance",
             "identity_strength", "identitynet_strength", "aspect", "fast", "best_of", "lora_strength", "ai_mark",
-            "linkedin", "identity_link"]  # fmt: skip
+            "linkedin", "identity_link", "face_region_only", "backdrop", "outfit", "subject"]  # fmt: skip
 DEFAULTS = {"style": "corporate-grey", "prompt": "", "negative_prompt": "", "num_images": 1, "seed": 1, "steps": 1,
             "guidance": -1, "identity_strength": -1, "identitynet_strength": -1, "aspect": "style", "fast": False,
-            "best_of": 1, "lora_strength": 1.0, "ai_mark": False, "linkedin": False, "identity_link": ""}  # fmt: skip
+            "best_of": 1, "lora_strength": 1.0, "ai_mark": False, "linkedin": False, "identity_link": "",
+            "face_region_only": True, "backdrop": "style", "outfit": "style", "subject": []}  # fmt: skip
 
 
 def queue_call(app, api_name: str, data: list, session_hash: str | None = None) -> dict:
@@ -302,9 +303,10 @@ def test_clients_that_disconnect_mid_request_do_not_hurt_the_server(app):
     for i in range(3):
         session_hash = f"gone{i}{time.time_ns()}"
         # generate's inputs: identity, style, prompt, negative, num_images, seed, steps, guidance, strengths,
-        # aspect, fast, best_of, lora_strength, ai_mark, linkedin, identity_link, state
+        # aspect, fast, best_of, lora_strength, ai_mark, linkedin, identity_link, face_region_only, backdrop,
+        # outfit, subject, state
         data = [identity, "corporate-grey", "", "", 4, 1, 8, -1, -1, -1, "style", False, 1, 1.0, False, False, "",
-                None]  # fmt: skip
+                True, "style", "style", [], None]  # fmt: skip
         _join(app, session_hash, "generate", data)
         with httpx.stream("GET", app[0] + "gradio_api/queue/data", params={"session_hash": session_hash},
                           timeout=30) as stream:  # fmt: skip

@@ -53,19 +53,19 @@ def test_selfies_to_gallery_in_the_browser(browser, app, faces_dir):
     page.locator("#readiness").get_by_text(f"{len(selfies)} of {len(selfies)} selfies accepted").wait_for()
     page.screenshot(path=str(SHOTS / "1-selfies.png"), full_page=True)
 
-    page.get_by_role("tab", name="2. Identity").click()
+    page.get_by_role("tab", name="2 Identity").click()
     page.locator("#create").click()
     page.locator("#identity_text").get_by_text("Identity ready").wait_for()
     page.screenshot(path=str(SHOTS / "2-identity.png"), full_page=True)
 
-    page.get_by_role("tab", name="3. Generate").click()
+    page.get_by_role("tab", name="3 Headshots").click()
     page.locator("#generate").click()
     page.locator("#gallery img").first.wait_for()
     assert page.locator("#gallery img").count() >= 2
     page.screenshot(path=str(SHOTS / "3-generate.png"), full_page=True)
 
     # A pack of two styles, downloaded as a ZIP.
-    page.get_by_text("Headshot pack: several styles at once").click()
+    page.get_by_text("Headshot pack: several styles at once").first.click()
     page.locator("#pack_styles").get_by_text("Outdoor natural light").click()
     page.locator("#pack").click()
     link = page.locator("#pack_zip a[download]").first

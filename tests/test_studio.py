@@ -202,3 +202,23 @@ def test_cli_reports_a_bad_folder_clearly(tmp_path):
     )
     assert proc.returncode == 1
     assert "error:" in proc.stderr and "selfie" in proc.stderr
+
+
+def test_a_refused_identity_names_each_photo_and_why(faces_dir, analyzer):
+    eagle = faces_dir / "no_face" / "dlib_eagle.jpg"
+    with pytest.raises(NotEnoughSelfies) as refused:
+        studio.create_identity([eagle], "instantid", analyzer=analyzer)
+    message = refused.value.message
+    assert "No human face was found in 'dlib_eagle.jpg'" in message
+    assert "0 of the 1 photo you sent passed the checks" in message
+    assert "See the Selfies step" not in message
+
+
+def test_the_cli_says_why_selfies_were_refused(tmp_path, faces_dir, capsys):
+    from headshot.__main__ import main
+
+    folder = tmp_path / "selfies"
+    folder.mkdir()
+    (folder / "coffee.jpg").write_bytes((faces_dir / "no_face" / "dlib_eagle.jpg").read_bytes())
+    assert main(["--selfies", str(folder), "--out", str(tmp_path / "out")]) == 1
+    assert "No human face was found in 'coffee.jpg'" in capsys.readouterr().err

@@ -379,3 +379,75 @@ def test_check_prompt_length_limit():
 
 def test_check_prompt_none_is_empty():
     assert styles.check_prompt(None) == ""  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------
+# Choices on top of a style: backdrops, outfits, subject hints (styles/options)
+# --------------------------------------------------------------------------------------
+
+
+def test_the_options_load_and_every_style_has_a_known_backdrop():
+    from headshot import styles
+
+    options = styles.list_options()
+    assert {"styles", "backdrops", "outfits", "subject"} <= set(options)
+    backdrops = {b["id"] for b in options["backdrops"]}
+    assert {"style", "studio-grey", "white", "dark", "office", "outdoor"} <= backdrops
+    assert any(b.startswith("brand-") for b in backdrops)
+    assert {"style", "suit", "blazer", "smart-casual", "medical"} <= {o["id"] for o in options["outfits"]}
+    assert {"woman", "man", "person", "glasses", "smile", "neutral"} <= {o["id"] for o in options["subject"]}
+    assert all(s["backdrop"] in backdrops for s in options["styles"])
+
+
+def test_options_change_the_composed_prompt_by_data():
+    from headshot import styles
+
+    style = styles.get_style("corporate-grey")
+    plain, _ = styles.compose(style, "a person")
+    assert plain == style.build_prompt("a person")
+    prompt, negative = styles.compose(
+        style, "a person", "navy tie", backdrop="white", outfit="medical", hints="woman, age-30s, glasses"
+    )
+    assert prompt.startswith("professional corporate headshot of a woman, in their thirties, wearing their own glasses")
+    assert "white medical lab coat" in prompt and "bright white studio backdrop" in prompt and "navy tie" in prompt
+    assert "grey backdrop" in negative and "suit" in negative
+    full = styles.negative_prompt(style, "hats", negative)
+    assert full.startswith(styles.SAFETY_NEGATIVE) and full.endswith("hats") and "grey backdrop" in full
+
+
+def test_unknown_or_clashing_options_are_refused_with_the_choices():
+    from headshot import styles
+
+    style = styles.get_style("corporate-grey")
+    with pytest.raises(errors.InvalidRequest, match=r"no backdrop 'beach'.*studio-grey"):
+        styles.compose(style, "a person", backdrop="beach")
+    with pytest.raises(errors.InvalidRequest, match="both about person"):
+        styles.compose(style, "a person", hints="woman,man")
+
+
+def test_every_backdrop_has_a_swatch_without_a_gpu():
+    from headshot import styles
+
+    seen = set()
+    for backdrop in styles.list_options()["backdrops"]:
+        image = styles.swatch(backdrop["id"], (80, 100))
+        assert image.size == (80, 100)
+        seen.add(image.tobytes())
+    assert len(seen) == len(styles.list_options()["backdrops"]) - 1  # "style" draws the default backdrop
+
+
+def test_a_bad_options_file_is_refused_naming_the_entry(tmp_path):
+    import shutil
+
+    from headshot import styles
+
+    folder = tmp_path / "options"
+    shutil.copytree(styles.STYLES_DIR / "options", folder)
+    (folder / "backdrops.toml").write_text('[pink]\nname = "Pink"\nprompt = "pink {wall}"\ncolour = "#ff00ff"\nlight = "soft"\n')
+    with pytest.raises(errors.StyleFileError, match=r"\[pink\].*prompt"):
+        styles.load_options(folder)
+    (folder / "backdrops.toml").write_text('[pink]\nname = "Pink"\nprompt = "pink wall"\ncolour = "pink"\nlight = "soft"\n')
+    styles.clear_cache()
+    with pytest.raises(errors.StyleFileError, match="colour"):
+        styles.load_options(folder)
+    styles.clear_cache()

@@ -1,0 +1,158 @@
+"""What a person sees, in headless Chromium, at 1280 px and on a 390 px phone.
+
+Walks the whole flow (selfies, identity, headshots) with the Next buttons, and asserts what a person sees:
+result areas are results (no "Drop" upload prompt), raw JSON is folded away, every step is reachable on
+the phone (no tab hidden behind an overflow menu), refusals say why. Screenshots of every step go to
+``.cache/screenshots/flow-<width>-<step>.png`` (gitignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import ROOT
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / ".cache" / "screenshots"
+RESULT_AREAS = ("#cards", "#gallery", "#pack_zip", "#reference")
+STEP_TABS = ("1 Selfies", "2 Identity", "3 Headshots")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield browser
+        browser.close()
+
+
+def _shot(page, width: int, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"flow-{width}-{name}.png"), full_page=True)
+
+
+def _no_upload_prompt_in_results(page) -> None:
+    for area in RESULT_AREAS:
+        found = page.locator(area)
+        if found.count():
+            text = found.first.inner_text()
+            assert "Drop" not in text and "Click to Upload" not in text, (area, text)
+
+
+def _no_open_json(page) -> None:
+    """Raw JSON only inside a closed Details section: none visible by default."""
+    visible = [el for el in page.locator(".json-holder, [data-testid=json]").all() if el.is_visible()]
+    assert not visible, "a raw JSON panel is open"
+
+
+def _tabs_all_visible(page) -> None:
+    for name in STEP_TABS:
+        tab = page.get_by_role("tab", name=name)
+        assert tab.count() == 1 and tab.is_visible(), f"tab {name!r} is hidden (overflow menu?)"
+        box = tab.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"] + 1, name
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
+    selfies = sorted(str(p) for p in (faces_dir / "same_person" / "obama").glob("*.jpg"))[:3]
+    phone = width < 600
+    context = browser.new_context(
+        viewport={"width": width, "height": 900 if phone else 1000},
+        device_scale_factor=1,
+        is_mobile=phone,
+        has_touch=phone,
+    )
+    page = context.new_page()
+    page.set_default_timeout(180_000)
+    page.goto(app[0])
+    page.locator("#check").wait_for()
+    _tabs_all_visible(page)
+    assert "3-6" in page.locator("#selfies").inner_text()  # the box says what the intro says
+    _no_upload_prompt_in_results(page)
+    _no_open_json(page)
+    assert not page.locator("#next_1").is_visible()  # Next appears once the step is done
+    _shot(page, width, "0-start")
+
+    page.locator("#selfies input[type=file]").set_input_files(selfies)
+    page.wait_for_timeout(1500)
+    page.locator("#check").click()
+    toast = page.locator(".toast-body").filter(has_text="tick the consent box").first
+    toast.wait_for()
+    assert "Consent needed" in toast.inner_text() and "Error" not in toast.inner_text()
+    assert page.locator(".toast-body.error").count() == 0
+    page.locator("#consent input[type=checkbox]").check()
+    page.locator("#check").click()
+    page.locator("#readiness").get_by_text(f"{len(selfies)} of {len(selfies)} selfies accepted").wait_for()
+    page.locator("#cards img").first.wait_for()
+    _no_upload_prompt_in_results(page)
+    _no_open_json(page)
+    _shot(page, width, "1-selfies")
+
+    page.locator("#next_1").click()
+    page.locator("#create").wait_for(state="visible")
+    page.locator("#create").click()
+    page.locator("#identity_text").get_by_text("Identity ready").wait_for()
+    body = page.locator("body").inner_text()
+    assert "/root/" not in body and "/tmp/" not in body and ".cache/" not in body  # no server paths
+    _no_open_json(page)
+    _shot(page, width, "2-identity")
+
+    page.locator("#next_2").click()
+    page.locator("#generate").wait_for(state="visible")
+    page.locator("#generate").click()
+    page.locator("#gallery img").first.wait_for()
+    assert page.locator("#gallery img").count() >= 2
+    _no_upload_prompt_in_results(page)
+    _no_open_json(page)
+    _shot(page, width, "3-headshots")
+
+    # Every step stays reachable from the tabs.
+    for name, marker in zip(STEP_TABS, ("#check", "#create", "#generate"), strict=True):
+        page.get_by_role("tab", name=name).click()
+        page.locator(marker).wait_for(state="visible")
+    context.close()
+
+
+def test_the_api_says_which_photo_was_refused_and_why(client, faces_dir):
+    from gradio_client import handle_file
+
+    eagle = faces_dir / "no_face" / "dlib_eagle.jpg"
+    with pytest.raises(Exception, match=r"No human face was found in 'dlib_eagle.jpg'"):
+        client.predict(selfies=[handle_file(str(eagle))], method="instantid", api_name="/create_identity")
+
+
+def test_list_options_and_the_choices_change_the_prompt_and_the_image(client, faces_dir):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    options = client.predict(api_name="/list_options")
+    assert {"styles", "backdrops", "outfits", "subject"} <= set(options)
+    selfie = sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))[0]
+    identity, _ = client.predict(selfies=[handle_file(str(selfie))], api_name="/create_identity")
+    common = {"identity": handle_file(identity), "style": "corporate-grey", "num_images": 1, "seed": 7}
+    plain, _ = client.predict(**common, api_name="/generate")
+    chosen, info = client.predict(
+        **common, backdrop="white", outfit="blazer", subject=["woman", "smile"], api_name="/generate"
+    )
+    assert (info["backdrop"], info["outfit"], info["subject"]) == ("white", "blazer", "woman,smile")
+    from headshot.imaging import read_png_metadata
+
+    before, after = (read_png_metadata(item[0]["image"]) for item in (plain, chosen))
+    assert "mottled grey" in before["Description"] and "bright white studio backdrop" not in before["Description"]
+    assert "bright white studio backdrop" in after["Description"] and "navy blazer" in after["Description"]
+    assert after["Description"].startswith("professional corporate headshot of a woman")
+    pixels = [Image.open(item[0]["image"]).convert("RGB").tobytes() for item in (plain, chosen)]
+    assert pixels[0] != pixels[1]  # same seed, another prompt: another image

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headshot import config, sessions, studio, styles
+from headshot import api, config, sessions, studio, styles
 from headshot.errors import InvalidRequest, PromptRejected
 
 try:  # the render check moves from pipeline to recipe (issue 10)
@@ -45,30 +45,29 @@ def _component(demo, elem_id: str):
 
 
 def test_ui_bounds_are_the_config_limits(demo):
-    from headshot import ui
 
     expected = {  # elem_id: (minimum, maximum); a minimum below the real one is the API's "unset" sentinel
         "num_images": (config.MIN_IMAGES, config.MAX_IMAGES_PER_REQUEST),
         "per_style": (config.MIN_IMAGES, config.MAX_IMAGES_PER_REQUEST),
         "best_of": (1, config.MAX_BEST_OF),
         "lora_strength": SCALE,
-        "steps": (ui.STYLE_STEPS, config.MAX_STEPS),
-        "guidance": (ui.STYLE_VALUE, config.MAX_GUIDANCE),
-        "identity_strength": (ui.STYLE_VALUE, config.MAX_ADAPTER_SCALE),
-        "identitynet_strength": (ui.STYLE_VALUE, config.MAX_ADAPTER_SCALE),
-        "seed": (ui.RANDOM_SEED, config.MAX_SEED),
+        "steps": (api.STYLE_STEPS, config.MAX_STEPS),
+        "guidance": (api.STYLE_VALUE, config.MAX_GUIDANCE),
+        "identity_strength": (api.STYLE_VALUE, config.MAX_ADAPTER_SCALE),
+        "identitynet_strength": (api.STYLE_VALUE, config.MAX_ADAPTER_SCALE),
+        "seed": (api.RANDOM_SEED, config.MAX_SEED),
         "identity_seed": (0, config.MAX_SEED),
-        "lora_steps": (ui.DEFAULT_LORA_SETTING, config.MAX_LORA_STEPS),
-        "lora_rank": (ui.DEFAULT_LORA_SETTING, config.MAX_LORA_RANK),
-        "lora_lr": (ui.DEFAULT_LORA_SETTING, config.MAX_LORA_LEARNING_RATE),
+        "lora_steps": (api.DEFAULT_LORA_SETTING, config.MAX_LORA_STEPS),
+        "lora_rank": (api.DEFAULT_LORA_SETTING, config.MAX_LORA_RANK),
+        "lora_lr": (api.DEFAULT_LORA_SETTING, config.MAX_LORA_LEARNING_RATE),
     }
     for elem_id, (low, high) in expected.items():
         component = _component(demo, elem_id)
         assert (component.minimum, component.maximum) == (low, high), elem_id
     # The sentinels sit just below the real range, so they never hide a real value.
-    assert ui.STYLE_STEPS < config.MIN_STEPS and ui.STYLE_VALUE < config.MIN_GUIDANCE
-    assert ui.STYLE_VALUE < config.MIN_ADAPTER_SCALE and ui.RANDOM_SEED < 0
-    assert ui.DEFAULT_LORA_SETTING < config.MIN_LORA_STEPS and ui.DEFAULT_LORA_SETTING < config.MIN_LORA_RANK
+    assert api.STYLE_STEPS < config.MIN_STEPS and api.STYLE_VALUE < config.MIN_GUIDANCE
+    assert api.STYLE_VALUE < config.MIN_ADAPTER_SCALE and api.RANDOM_SEED < 0
+    assert api.DEFAULT_LORA_SETTING < config.MIN_LORA_STEPS and api.DEFAULT_LORA_SETTING < config.MIN_LORA_RANK
 
 
 def test_prompt_boxes_use_the_prompt_limit(demo):
@@ -330,13 +329,12 @@ def test_serve_starts_preload_sweeper_and_launches(monkeypatch):
 
 
 def test_api_sentinels_become_none_and_zero_stays_zero():
-    from headshot import ui
 
     common = {"prompt": "", "negative_prompt": "", "fast": False, "best_of": 1, "lora_strength": 1.0, "ai_mark": False}
-    unset = ui._options(**common, linkedin=False, seed=-1)  # the API's defaults
+    unset = api._options(**common, linkedin=False, seed=-1)  # the API's defaults
     assert (unset.seed, unset.steps, unset.guidance, unset.aspect) == (None, None, None, None)
     assert (unset.identity_strength, unset.identitynet_strength) == (None, None)
-    zero = ui._options(
+    zero = api._options(
         **{**common, "lora_strength": 0.0},
         linkedin=False,
         seed=0,
@@ -346,5 +344,5 @@ def test_api_sentinels_become_none_and_zero_stays_zero():
     )
     assert (zero.seed, zero.guidance, zero.identity_strength, zero.identitynet_strength) == (0, 0, 0, 0)
     assert zero.lora_strength == 0.0
-    steps = ui._options(**common, linkedin=False, seed=-1, steps=config.MAX_STEPS)
+    steps = api._options(**common, linkedin=False, seed=-1, steps=config.MAX_STEPS)
     assert steps.steps == config.MAX_STEPS

@@ -1,7 +1,7 @@
 """Privacy: every file the app keeps belongs to one session, and Delete removes all of it and nothing else.
 
 Fast tier: the studio-level ownership, copy, delete and sweep logic (no app process), and the upload
-rewrite of the HTTP layer (``ui.private_upload``) on a folder laid out as Gradio lays out its cache.
+rewrite of the HTTP layer (``webfiles.private_upload``) on a folder laid out as Gradio lays out its cache.
 Slow tier (``-m slow``, the module's ``python app.py``): two ``gradio_client`` sessions that upload the same
 bytes, every URL of the deleting session answering 404 afterwards, the other session unharmed, a third
 session's example check, and LinkedIn crops in single-style ``/generate``.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from headshot import sessions
+from headshot import api, sessions, webfiles
 from headshot.errors import InvalidRequest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -88,9 +88,8 @@ def test_delete_by_reference_removes_only_the_named_folders(root):
     keep = b.new_dir("headshots") / "y.png"
     keep.write_bytes(b"png")
     link = f"http://127.0.0.1:7860/gradio_api/file={mine}"
-    from headshot import ui
 
-    result = sessions.delete_by_reference([*ui._referenced_paths([link]), "/etc/passwd", str(root / "..")])
+    result = sessions.delete_by_reference([*webfiles._referenced_paths([link]), "/etc/passwd", str(root / "..")])
     assert result == {"deleted_files": 1, "not_ours": 2}
     assert not mine.exists() and keep.exists() and Path("/etc/passwd").exists()
 
@@ -124,17 +123,16 @@ def test_config_reads_short_sweep_times_from_the_environment(monkeypatch):
 
 
 def test_identical_uploads_get_paths_of_their_own(root):
-    from headshot import ui
 
     cache = root.parent
     gradio_path = cache / "0123abcd" / "me.jpg"  # Gradio names an upload by its content
     gradio_path.parent.mkdir()
     gradio_path.write_bytes(b"same bytes")
-    first = Path(ui.private_upload(str(gradio_path)))
+    first = Path(webfiles.private_upload(str(gradio_path)))
     assert not gradio_path.exists(), "Gradio's shared, content-named copy stays behind"
     gradio_path.parent.mkdir(exist_ok=True)
     gradio_path.write_bytes(b"same bytes")  # the second session's identical upload
-    second = Path(ui.private_upload(str(gradio_path)))
+    second = Path(webfiles.private_upload(str(gradio_path)))
     assert first != second and first.read_bytes() == second.read_bytes() == b"same bytes"
     assert first.name == second.name == "me.jpg"
     session = sessions.Session()
@@ -144,12 +142,11 @@ def test_identical_uploads_get_paths_of_their_own(root):
 
 
 def test_the_example_photos_cached_copy_is_never_removed(root):
-    from headshot import ui
 
     cached = root.parent / "feedbeef" / "astronaut.jpg"
     cached.parent.mkdir()
     cached.write_bytes((EXAMPLES / "astronaut.jpg").read_bytes())
-    private = Path(ui.private_upload(str(cached)))
+    private = Path(webfiles.private_upload(str(cached)))
     assert cached.exists() and private.exists() and private != cached
 
 
@@ -169,17 +166,16 @@ def test_links_are_data_urls_or_files_of_this_app(root):
 
     import gradio as gr
 
-    from headshot import ui
 
     session = sessions.Session()
     data = "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8 bytes").decode()
-    (saved,) = ui._linked_files(data, session, "selfie")
+    (saved,) = webfiles._linked_files(data, session, "selfie")
     assert saved.read_bytes() == b"\xff\xd8 bytes" and session.owns(saved)
     upload = _upload(root, "me.jpg", b"x")
-    assert ui._linked_files(f"http://h/gradio_api/file={upload}", session, "selfie") == [upload]
+    assert webfiles._linked_files(f"http://h/gradio_api/file={upload}", session, "selfie") == [upload]
     for bad in ("/etc/passwd", "https://example.com/me.jpg", f"{root}/../../../etc/passwd", "data:;base64,@@"):
         with pytest.raises(gr.Error):
-            ui._linked_files(bad, session, "selfie")
+            webfiles._linked_files(bad, session, "selfie")
 
 
 # --------------------------------------------------------------------------------------
@@ -306,18 +302,17 @@ def test_generate_returns_linkedin_crops(client):
 def test_the_ui_handlers_keep_every_file_in_the_session(root, analyzer):
     """The browser's path, handler by handler: thumbnails, the identity and its reference picture all
     land in the session's folder, and Delete (then Delete again) answers plainly."""
-    from headshot import ui
 
     state: dict = {}
     photo = _upload(root, "astronaut.jpg", (EXAMPLES / "astronaut.jpg").read_bytes())
-    report = ui.validate_selfies([str(photo)], "", state)
+    report = api.validate_selfies([str(photo)], "", state)
     session = state["files"]
-    cards, _ = ui.selfie_cards([str(photo)], report, state)
-    identity, _ = ui.create_identity([str(photo)], "instantid", session=state)
-    reference, text = ui.show_identity(identity, state)
+    cards, _ = api.selfie_cards([str(photo)], report, state)
+    identity, _ = api.create_identity([str(photo)], "instantid", session=state)
+    reference, text = api.show_identity(identity, state)
     made = [Path(cards[0][0]), Path(identity), Path(reference)]
     assert all(session.owns(p) and p.exists() for p in made) and "Identity ready" in text
-    answer = ui.delete_my_data("", state)
+    answer = api.delete_my_data("", state)
     assert answer["deleted_files"] >= 4 and not any(p.exists() for p in [*made, photo])
-    assert "Nothing to delete" in ui.delete_my_data("", state)["message"]
-    assert ui._after_delete(answer)[0] is None
+    assert "Nothing to delete" in api.delete_my_data("", state)["message"]
+    assert api._after_delete(answer)[0] is None

@@ -148,7 +148,7 @@ def test_list_options_and_the_choices_change_the_prompt_and_the_image(client, fa
         **common, backdrop="white", outfit="blazer", subject=["woman", "smile"], api_name="/generate"
     )
     assert (info["backdrop"], info["outfit"], info["subject"]) == ("white", "blazer", "woman,smile")
-    from headshot.imaging import read_png_metadata
+    from headshot.disclosure import read_png_metadata
 
     before, after = (read_png_metadata(item[0]["image"]) for item in (plain, chosen))
     assert "mottled grey" in before["Description"] and "bright white studio backdrop" not in before["Description"]

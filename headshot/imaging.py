@@ -360,6 +360,12 @@ def load_image(
     :class:`errors.UnreadableImage` (empty, not an image, unsupported format, damaged or truncated), each
     with a message that names the file. The returned image carries no metadata (EXIF, ICC, XMP dropped).
     """
+    data, label, max_pixels = _read_upload(source, name, max_bytes, max_pixels)
+    return _decode(data, label, max_pixels)[0]
+
+
+def _read_upload(source, name: str | None, max_bytes: int | None, max_pixels: int | None) -> tuple[bytes, str, int]:
+    """The bytes of an upload (within the byte limit), its display name and the pixel limit to decode with."""
     max_bytes = config.MAX_UPLOAD_BYTES if max_bytes is None else int(max_bytes)
     max_pixels = config.MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     if name is None:
@@ -368,9 +374,7 @@ def load_image(
         elif isinstance(getattr(source, "name", None), str):
             name = source.name  # type: ignore[union-attr]
     label = _display_name(name)
-
-    data = _read_source(source, label, max_bytes)
-    return _decode(data, label, max_pixels)[0]
+    return _read_source(source, label, max_bytes), label, max_pixels
 
 
 def _decode(
@@ -472,15 +476,7 @@ def load_reduced(
     """:func:`load_image` for the checks: the same limits, refusals, orientation and colour handling, but a
     JPEG is decoded only at the size the checks need (its long side at least ``min_long_side``); the whole
     picture stays one :meth:`ReducedImage.full` call away."""
-    max_bytes = config.MAX_UPLOAD_BYTES if max_bytes is None else int(max_bytes)
-    max_pixels = config.MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
-    if name is None:
-        if isinstance(source, (str, os.PathLike)):
-            name = os.fspath(source)
-        elif isinstance(getattr(source, "name", None), str):
-            name = source.name  # type: ignore[union-attr]
-    label = _display_name(name)
-    data = _read_source(source, label, max_bytes)
+    data, label, max_pixels = _read_upload(source, name, max_bytes, max_pixels)
     image, reduction, full_size = _decode(data, label, max_pixels, min_long_side)
     return ReducedImage(image, reduction, data, label, max_pixels, full_size)
 

@@ -8,34 +8,14 @@ the phone (no tab hidden behind an overflow menu), refusals say why. Screenshots
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from tests.e2e import ROOT
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / ".cache" / "screenshots"
 RESULT_AREAS = ("#cards", "#gallery", "#pack_zip", "#reference")
 STEP_TABS = ("1 Selfies", "2 Identity", "3 Headshots")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
-        )
-        yield browser
-        browser.close()
 
 
 def _shot(page, width: int, name: str) -> None:

@@ -196,6 +196,21 @@ def plain_pipeline(parts: Components, fast: bool | None):
     return pipe
 
 
+def plain_render(pipe, control, size: int, n_steps: int, guidance: float):
+    """One bare diffusers SDXL + ControlNet render: the baseline our renders are measured against."""
+    return pipe(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE if guidance > 1 else None,
+        image=control,
+        width=size,
+        height=size,
+        num_inference_steps=n_steps,
+        guidance_scale=guidance,
+        controlnet_conditioning_scale=0.8,
+        generator=torch.Generator("cpu").manual_seed(0),
+    ).images
+
+
 def instantid_models(parts: Components, device: torch.device, dtype: torch.dtype, profile: str):
     """Our pipeline on the shared modules: face adapter loaded, wrapped as ``models.Models``."""
     pipe = plain_pipeline(parts, fast=None)
@@ -386,23 +401,12 @@ def run(settings: Settings, emit: Emit, device: torch.device | None = None) -> N
         notes=f"UNet {params:,.0f} M parameters, ControlNet {net_params:,.0f} M",
     )
     face, control = face_and_control(size)
-    generator = lambda: torch.Generator("cpu").manual_seed(0)  # noqa: E731
 
     # 1. Plain diffusers SDXL + ControlNet (before the face adapter changes the UNet).
     plain = plain_pipeline(parts, fast=False)
 
     def run_plain(n_steps: int, guidance: float, pipe=plain):
-        return pipe(
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE if guidance > 1 else None,
-            image=control,
-            width=size,
-            height=size,
-            num_inference_steps=n_steps,
-            guidance_scale=guidance,
-            controlnet_conditioning_scale=0.8,
-            generator=generator(),
-        ).images
+        return plain_render(pipe, control, size, n_steps, guidance)
 
     base = timed(lambda: run_plain(steps, 5.0), device, settings.repeats)
     emit(

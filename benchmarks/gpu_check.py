@@ -162,17 +162,7 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     fast_plain = gpu_bench.plain_pipeline(parts, fast=True)
 
     def run_plain(pipe, n_steps: int, guidance: float):
-        return pipe(
-            prompt=gpu_bench.PROMPT,
-            negative_prompt=gpu_bench.NEGATIVE if guidance > 1 else None,
-            image=control,
-            width=size,
-            height=size,
-            num_inference_steps=n_steps,
-            guidance_scale=guidance,
-            controlnet_conditioning_scale=0.8,
-            generator=torch.Generator("cpu").manual_seed(0),
-        ).images
+        return gpu_bench.plain_render(pipe, control, size, n_steps, guidance)
 
     say(f"diffusers SDXL + ControlNet, {size} px, {steps} steps")
     base = gpu_bench.timed(lambda: run_plain(plain, steps, settings.guidance), device, reps, warm)

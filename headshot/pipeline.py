@@ -51,6 +51,8 @@ __all__ = [
     "base_model_id",
     "device_summary",
     "estimate_duration",
+    "expected_seconds",
+    "expected_train_seconds",
     "ready_models",
     "render",
     "render_on",
@@ -285,6 +287,36 @@ def _sub_progress(progress: Progress | None, start: int, count: int, total: int)
 def estimate_duration(requests: Sequence[RenderRequest]) -> int:
     """Seconds of GPU time to ask ZeroGPU for one call: a fixed cost plus the denoising compute (capped)."""
     return int(min(config.ZEROGPU_MAX_DURATION, math.ceil(_estimate_seconds(requests))))
+
+
+def _estimates_apply() -> bool:
+    """The GPU estimates describe this machine: ZeroGPU (or its emulation) and CUDA GPUs, not a CPU."""
+    if config.on_zerogpu():
+        return True
+    try:
+        return models.select_device().type == "cuda"
+    except errors.HeadshotError:
+        return False
+
+
+def expected_seconds(requests: Sequence[RenderRequest]) -> float | None:
+    """Seconds the renders should take, from the estimate their GPU calls ask ZeroGPU for (the first ETA
+    a person sees; ``progress.Eta`` then corrects it from the measured pace). None on a CPU or mps."""
+    if not requests or not _estimates_apply():
+        return None
+    if config.on_zerogpu():
+        return float(sum(estimate_duration([part for _, part in call]) for call in _gpu_calls(requests)))
+    return _estimate_seconds(requests)
+
+
+def expected_train_seconds(steps_left: int) -> float | None:
+    """Seconds ``steps_left`` LoRA steps should take, from the figures the training calls' durations use;
+    None on a CPU or mps."""
+    if not _estimates_apply():
+        return None
+    calls = math.ceil(max(1, steps_left) / lora_steps_per_call()) if config.on_zerogpu() else 1
+    base = config.ZEROGPU_BASE_SECONDS if config.on_zerogpu() else 0
+    return calls * (base + config.ZEROGPU_LORA_PREP_SECONDS) + steps_left * config.ZEROGPU_LORA_SECONDS_PER_STEP
 
 
 def _estimate_seconds(requests: Sequence[RenderRequest]) -> float:

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from . import __version__, config, disclosure, imaging, sessions
+from . import progress as progress_
 from .errors import HeadshotError, InvalidRequest, NotEnoughSelfies, TrainingPaused
 from .faces import FaceAnalyzer, cosine, get_analyzer
 from .identity import Identity, build_identity, identity_summary, load_identity, save_identity
@@ -153,13 +154,16 @@ class PausedTraining:
 def _train(paused: PausedTraining, session: Session | None, progress: Progress | None) -> IdentityResult:
     from . import pipeline
 
+    total = int(paused.settings.steps)
+    done = 0 if paused.state is None else int(paused.state.step)
+    eta = progress_.Eta(pipeline.expected_train_seconds(total - done), start=done / max(1, total))
     try:
         lora = pipeline.train_identity_lora(
             paused.images,
             paused.bboxes,
             paused.settings,
             resume=paused.state,
-            progress=_scaled(progress, 0.1, 0.95),
+            progress=progress_.tracked(_scaled(progress, 0.1, 0.95), eta),
             face_embedding=paused.identity.embedding,
         )
     except TrainingPaused as exc:
@@ -512,8 +516,15 @@ def _render_styles(identity, styles, options, seed, count, analyzer, progress) -
             f"at most {config.MAX_PACK_IMAGES} per request. Ask for fewer images or candidates."
         )
     requests = [build_request(identity, style, options, seed, candidates) for style in styles]
+    # Progress: "Style 2 of 3, <name>: image 1 of 2 · about 40 s left", the first ETA from the GPU estimate.
+    eta = progress_.Eta(pipeline.expected_seconds(requests))
+    count = f"{len(styles) * candidates} {'candidates' if candidates > keep else 'images'}"
+    _report(progress, 0.0, f"Starting: {count} to render · {progress_.eta_text(eta.left(0.0))}".strip(" ·"))
+    label = progress_.pack_label([s.name for s in styles], candidates, "candidate" if candidates > keep else "image")
+    rendered = pipeline.render_all(requests, progress_.tracked(_scaled(progress, 0.0, 0.95), eta, label))
+    _report(progress, 0.96, "Checking the likeness of each headshot")
     shots: list[Headshot] = []
-    for style, request, images in zip(styles, requests, pipeline.render_all(requests, progress), strict=True):
+    for style, request, images in zip(styles, requests, rendered, strict=True):
         scores = score_likeness(images, identity, analyzer)
         style_shots = [
             Headshot(
@@ -527,6 +538,7 @@ def _render_styles(identity, styles, options, seed, count, analyzer, progress) -
             for i, (image, score) in enumerate(zip(images, scores, strict=True))
         ]
         shots.extend(rank(style_shots)[:keep])
+    _report(progress, 1.0, f"{len(shots)} headshot{'s' if len(shots) != 1 else ''} ready")
     return shots
 
 

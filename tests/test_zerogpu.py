@@ -211,3 +211,21 @@ def test_an_aborted_chunk_pauses_too(obama, analyzer, emulated, monkeypatch):
     assert studio.paused_training(session) is not None
     session.delete()  # Delete my data drops the paused training (selfie crops, weights) too
     assert studio.paused_training(session) is None
+
+
+def test_a_pack_reports_style_n_of_m_and_a_time_left_from_the_gpu_estimate(identity, analyzer, emulated):
+    """Under ZeroGPU's rules the first report already says how long: the estimate the GPU call asks for."""
+    options = studio.GenerateOptions(seed=3, steps=2)
+    seen: list[tuple[float, str]] = []
+    studio.generate_pack(
+        identity, ["corporate-grey", "classic-bw"], 2, options, analyzer=analyzer,
+        progress=lambda f, d="": seen.append((f, d)),
+    )
+    texts = [d for _, d in seen]
+    assert texts[0].startswith("Starting: 4 images to render · about ") and texts[0].endswith(" s left")
+    assert any(t.startswith("Style 1 of 2, ") and "image 2 of 2" in t for t in texts)
+    assert any(t.startswith("Style 2 of 2, ") for t in texts)
+    assert all(" left" in t or "almost done" in t for t in texts[:-2])
+    assert texts[-2:] == ["Checking the likeness of each headshot", "4 headshots ready"]
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0  # the bar never goes back

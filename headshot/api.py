@@ -485,9 +485,10 @@ def delete_my_data(files: str = "", session=None, request: gr.Request = None):
 def _after_delete(result: dict):
     """The UI after Delete: say what happened and empty every field that showed the session's files."""
     gr.Info(result.get("message", NOTHING_TO_DELETE))
-    # selfies, identity file, gallery, pack, cards, reference, identity text, readiness, report, info, Nexts
+    # selfies, identity file, gallery, pack, cards, reference, identity text, readiness, report, info, Nexts,
+    # the chosen headshot's panel and path, the favourites, their ZIP and their section
     hidden = gr.update(visible=False)
-    return [None, None, None, None, None, None, "", "", None, {}, hidden, hidden]
+    return [None, None, None, None, None, None, "", "", None, {}, hidden, hidden, hidden, "", None, None, hidden]
 
 
 def _style_choices() -> list[tuple[str, str]]:
@@ -511,3 +512,61 @@ def device_note() -> str:
     note = studio.device_summary().get("note")
     return f"> {note}" if note else ""
 
+
+
+# --------------------------------------------------------------------------------------
+# A chosen headshot: next to the selfie, favourites (picks)
+# --------------------------------------------------------------------------------------
+
+
+@_user_errors
+def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.SelectData, request: gr.Request = None):
+    """The headshot clicked in the gallery, next to the reference selfie, with its likeness (UI only)."""
+    from . import picks
+    from .faces import get_analyzer
+
+    own = _session(session, request)
+    items = gallery or []
+    if evt is None or not isinstance(evt.index, int) or not (0 <= evt.index < len(items)):
+        return [gr.update()] * 6
+    item = items[evt.index]
+    image = item[0] if isinstance(item, (list, tuple)) else item
+    loaded = _identity_required(identity, own, identity_link)
+    reference, pick = picks.comparison(own, loaded, image, get_analyzer())
+    starred = str(pick.path) in own.favourites
+    return (
+        str(pick.path),
+        str(reference),
+        str(pick.path),
+        pick.text(get_analyzer().same_person_threshold),
+        gr.update(visible=True),
+        gr.update(value=_star_label(starred)),
+    )
+
+
+def _star_label(starred: bool) -> str:
+    return "★ In your favourites (remove)" if starred else "☆ Add to favourites"
+
+
+@_user_errors
+def favourite(image: str = "", session=None, request: gr.Request = None) -> tuple[list, str | None]:
+    """Star a headshot made in this session, or unstar it if it is starred already.
+
+    image: the headshot's file name as /generate's info lists it (`images[i].file`), or its path. Returns
+    the favourites (a gallery, in the order they were starred) and a ZIP of them (null when none).
+    """
+    from . import picks
+    from .faces import get_analyzer
+
+    own = _session(session, request)
+    picks.toggle_favourite(own, image)
+    chosen = picks.favourites(own)
+    return [(str(p), p.stem) for p in chosen], (
+        str(picks.favourites_zip(own, get_analyzer())) if chosen else None
+    )
+
+
+def favourites_view(image: str, session=None, request: gr.Request = None):
+    """The UI after a star: the section shown while there are favourites, the button's label (UI only)."""
+    own = _session(session, request)
+    return gr.update(visible=bool(own.favourites)), gr.update(value=_star_label(str(image) in own.favourites))

@@ -161,6 +161,7 @@ class Session:
     id: str = field(default_factory=new_token)
     files: list[str] = field(default_factory=list)  # every path handed in or out, in order
     copies: dict[str, str] = field(default_factory=dict)  # a received file -> this session's copy
+    favourites: list[str] = field(default_factory=list)  # headshots the person starred, in order (picks)
 
     @property
     def folder(self) -> Path:
@@ -246,7 +247,7 @@ class Session:
         if self.folder.exists():
             removed += sum(1 for p in self.folder.rglob("*") if p.is_file())
             shutil.rmtree(self.folder, ignore_errors=True)
-        self.files, self.copies = [], {}
+        self.files, self.copies, self.favourites = [], {}, []
         release(self)  # what it held in memory (a paused LoRA training) goes too
         return {"deleted_files": removed, "already_gone": missing}
 

@@ -34,10 +34,13 @@ from .api import (
     create_identity,
     delete_my_data,
     device_note,
+    favourite,
+    favourites_view,
     generate,
     generate_pack,
     list_options,
     list_styles,
+    pick_headshot,
     preview,
     require_consent,
     selfie_cards,
@@ -385,6 +388,32 @@ def build_demo() -> gr.Blocks:
                             interactive=False,
                             elem_id="gallery",
                         )
+                        # Click a headshot: it next to your selfie, its likeness, and what to do with it.
+                        with gr.Group(visible=False, elem_id="picked") as picked:
+                            with gr.Row(equal_height=True):
+                                picked_selfie = gr.Image(
+                                    label="Your selfie", type="filepath", interactive=False, height=300,
+                                    elem_id="picked_selfie",
+                                )
+                                picked_image = gr.Image(
+                                    label="This headshot", type="filepath", interactive=False, height=300,
+                                    elem_id="picked_image",
+                                )
+                            picked_text = gr.Markdown(elem_id="picked_text", elem_classes="picked-text")
+                            with gr.Row(elem_classes="pick-actions"):
+                                favourite_btn = gr.Button(
+                                    "☆ Add to favourites", size="sm", elem_id="favourite", min_width=120
+                                )
+                        picked_path = gr.Textbox("", visible=False)
+                        with gr.Accordion("★ Your favourites", open=True, visible=False,
+                                          elem_id="favourites_section") as favourites_section:
+                            favourites = gr.Gallery(
+                                label="Favourites", show_label=False, columns=4, height="auto",
+                                interactive=False, elem_id="favourites",
+                            )
+                            favourites_zip = gr.File(
+                                label="Download your favourites (ZIP)", interactive=False, elem_id="favourites_zip"
+                            )
                         with gr.Accordion("Headshot pack: several styles at once, as a ZIP", open=False,
                                           elem_id="pack_section"):
                             pack_styles = gr.CheckboxGroup(
@@ -533,6 +562,16 @@ def build_demo() -> gr.Blocks:
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
             concurrency_id="gpu",
         )
+        # A chosen headshot: next to the selfie, with its likeness; favourites (also /favourite in the API).
+        gallery.select(
+            pick_headshot,
+            [gallery, identity_file, identity_link, session],
+            [picked_path, picked_selfie, picked_image, picked_text, picked, favourite_btn],
+            api_visibility="private",
+        )
+        favourite_btn.click(
+            favourite, [picked_path, session], [favourites, favourites_zip], api_name="favourite"
+        ).then(favourites_view, [picked_path, session], [favourites_section, favourite_btn], api_visibility="private")
         gr.api(list_styles, api_name="list_styles")
         gr.api(list_options, api_name="list_options")
         for changed in (style, backdrop):
@@ -548,7 +587,7 @@ def build_demo() -> gr.Blocks:
             _after_delete,
             deleted,
             [selfies, identity_file, gallery, pack_zip, cards, reference, identity_text, readiness, report, info,
-             next_1, next_2],
+             next_1, next_2, picked, picked_path, favourites, favourites_zip, favourites_section],
             api_visibility="private",
         )
         demo.load(device_note, None, device_md, api_visibility="private")
@@ -592,6 +631,10 @@ CSS = """
 #cards .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }
 #cards .caption-label { white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }
 #readiness ul { margin-top: 4px; }
+#favourites .grid-wrap { min-height: 0 !important; height: auto !important; }
+#favourites .grid-container { grid-template-columns: repeat(auto-fill, minmax(110px, 1fr)) !important; }
+#picked_selfie img, #picked_image img { width: 100%; height: 100%; object-fit: contain; }
+.picked-text { padding: 6px 12px; }
 .swatch img { border-radius: 10px; }
 @media (max-width: 640px) {
   .hs-title { font-size: 1.5rem; }

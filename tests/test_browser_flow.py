@@ -14,7 +14,10 @@ from tests.e2e import ROOT
 
 pytestmark = pytest.mark.slow
 SHOTS = ROOT / ".cache" / "screenshots"
-RESULT_AREAS = ("#cards", "#gallery", "#pack_zip", "#reference")
+RESULT_AREAS = (
+    "#cards", "#gallery", "#pack_zip", "#reference", "#picked_selfie", "#picked_image", "#favourites",
+    "#favourites_zip",
+)
 STEP_TABS = ("1 Selfies", "2 Identity", "3 Headshots")
 
 
@@ -98,6 +101,19 @@ def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
     _no_upload_prompt_in_results(page)
     _no_open_json(page)
     _shot(page, width, "3-headshots")
+
+    # A chosen headshot: next to the selfie, with its likeness; then a favourite, ready to download.
+    assert not page.locator("#picked").is_visible() and not page.locator("#favourites_section").is_visible()
+    page.locator("#gallery img").first.click()
+    page.locator("#picked_text").get_by_text("Style: corporate-grey").wait_for()
+    assert page.locator("#picked_selfie img").is_visible() and page.locator("#picked_image img").is_visible()
+    assert "ikeness" in page.locator("#picked_text").inner_text() or "No face" in page.locator("#picked_text").inner_text()
+    page.locator("#favourite").click()
+    page.locator("#favourites img").first.wait_for()
+    page.locator("#favourite").get_by_text("In your favourites").wait_for()
+    assert "favourite-headshots" in page.locator("#favourites_zip").inner_text()
+    _no_upload_prompt_in_results(page)
+    _shot(page, width, "4-pick")
 
     # Every step stays reachable from the tabs.
     for name, marker in zip(STEP_TABS, ("#check", "#create", "#generate"), strict=True):

@@ -1,8 +1,9 @@
 """Headshot style presets (``styles/*.toml``) and prompt building and screening.
 
 Each style is one TOML file named ``<id>.toml`` with the fields of :class:`Style`. Every file is checked
-when loaded: a wrong type, a value out of range, a prompt without exactly one ``{subject}`` slot or an id
-that differs from the file name raises :class:`errors.StyleFileError` naming the file and the field.
+when loaded: a wrong type, a value out of range, a prompt without exactly one ``{subject}``, ``{outfit}`` and
+``{backdrop}`` slot, a slot without the style's own wording for it (``outfit_prompt``, ``backdrop_prompt``) or an
+id that differs from the file name raises :class:`errors.StyleFileError` naming the file and the field.
 
 Prompts typed by users go through :func:`check_prompt` (length limit, and refusal of requests for sexual or
 degrading images of the person), and every negative prompt built by :func:`negative_prompt` carries
@@ -24,6 +25,11 @@ from . import config, errors
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
 SUBJECT_SLOT = "{subject}"
+# The outfit and backdrop slots of a style's prompt, each with the style's own wording for it (a style field).
+# Keeping the style's outfit/backdrop fills the slot with that wording; choosing an option empties the slot
+# (its clause is dropped), so the style's own outfit or backdrop never fights the chosen one (see compose).
+SLOT_FIELDS = {"{outfit}": "outfit_prompt", "{backdrop}": "backdrop_prompt"}
+MAX_SLOT_CHARS = 200
 ASPECTS = tuple(config.OUTPUT_SIZES)  # "square", "4:5", "3:4"
 
 # Ranges a style may use: the same limits as a user's request (config), so any style value can be asked for.
@@ -49,8 +55,10 @@ class Style:
     id: str
     name: str
     description: str
-    prompt: str  # contains "{subject}" exactly once
+    prompt: str  # contains "{subject}", "{outfit}" and "{backdrop}" exactly once each
     negative_prompt: str
+    outfit_prompt: str  # the style's own outfit: fills "{outfit}" unless an outfit option is chosen
+    backdrop_prompt: str  # the style's own backdrop: fills "{backdrop}" unless a backdrop option is chosen
     aspect: str  # "square" | "4:5" | "3:4"
     steps: int
     guidance: float
@@ -59,20 +67,38 @@ class Style:
     order: int = 100  # position in the style list (then by name)
     backdrop: str = ""  # the closest backdrop of options/backdrops.toml: the style's preview swatch
 
-    def build_prompt(self, subject: str, extra: str = "") -> str:
+    def template(self, *, own_outfit: bool = True, own_backdrop: bool = True) -> str:
+        """The prompt with its ``{outfit}`` and ``{backdrop}`` slots filled by the style's own wording, or,
+        where ``own_outfit`` / ``own_backdrop`` is False (an option replaces it), with that slot's clause
+        dropped. Only ``{subject}`` is left."""
+        text = self.prompt
+        for slot, own in (("{outfit}", own_outfit), ("{backdrop}", own_backdrop)):
+            if own:
+                text = text.replace(slot, getattr(self, SLOT_FIELDS[slot]))
+            else:  # a slot is a clause of its own (checked at load): drop it with one neighbouring comma
+                first = text.lstrip().startswith(slot)
+                pattern = r"^\s*" + re.escape(slot) + r"\s*,?\s*" if first else r"\s*,\s*" + re.escape(slot)
+                text = re.sub(pattern, "", text, count=1)
+        return text
+
+    def build_prompt(
+        self, subject: str, extra: str = "", *, own_outfit: bool = True, own_backdrop: bool = True
+    ) -> str:
         """The full positive prompt for ``subject`` (e.g. ``"a woman"`` or a LoRA token phrase).
 
         The user's ``extra`` text (checked with :func:`check_prompt`) goes right after the subject, where it
         describes the person ("with curly red hair and glasses") and stays inside CLIP's 77-token window;
-        the style's clothing, setting and camera wording follows.
+        the style's clothing, setting and camera wording follows (``own_outfit`` / ``own_backdrop`` False:
+        without the style's outfit / backdrop, see :meth:`template`).
         """
         subject = " ".join(str(subject).split())
         if not subject:
             raise errors.InvalidRequest("The prompt needs a subject, for example 'a woman' or 'a man'.")
         extra = _clean_clause(check_prompt(extra))
         filled = f"{subject}, {extra}" if extra else subject
-        # str.replace, never str.format: braces in the user's text stay inert.
-        return self.prompt.replace(SUBJECT_SLOT, filled)
+        # The slots are filled from data first, the subject (the user's text) last, and with str.replace,
+        # never str.format: braces in the user's text stay inert.
+        return self.template(own_outfit=own_outfit, own_backdrop=own_backdrop).replace(SUBJECT_SLOT, filled)
 
     def size(self) -> tuple[int, int]:
         """(width, height) of this style's aspect in the active profile."""
@@ -93,6 +119,8 @@ _REQUIRED: dict[str, tuple[type, ...]] = {
     "description": (str,),
     "prompt": (str,),
     "negative_prompt": (str,),
+    "outfit_prompt": (str,),
+    "backdrop_prompt": (str,),
     "aspect": (str,),
     "steps": (int,),
     "guidance": (int, float),
@@ -129,7 +157,9 @@ def parse_style(path: Path, data: dict[str, Any]) -> Style:
     """Check one parsed TOML table and build its :class:`Style`; raises :class:`errors.StyleFileError`."""
     for field in _REQUIRED:
         if field not in data:
-            raise _fail(path, field, "is missing.")
+            slot = next((s for s, f in SLOT_FIELDS.items() if f == field), None)
+            why = f": the style's own wording for the {slot} slot of its prompt" if slot else ""
+            raise _fail(path, field, f"is missing{why}.")
     for field, value in data.items():
         types = _REQUIRED.get(field) or _OPTIONAL.get(field)
         if types is None:
@@ -147,11 +177,23 @@ def parse_style(path: Path, data: dict[str, Any]) -> Style:
         raise _fail(path, "id", f"{style_id!r} must equal the file name without '.toml' ({path.stem!r}).")
 
     prompt = _check_text(path, data, "prompt", MAX_TEMPLATE_CHARS)
-    count = prompt.count(SUBJECT_SLOT)
-    if count != 1:
-        raise _fail(path, "prompt", f"must contain {SUBJECT_SLOT} exactly once (found {count}).")
-    if "{" in prompt.replace(SUBJECT_SLOT, "") or "}" in prompt.replace(SUBJECT_SLOT, ""):
-        raise _fail(path, "prompt", f"has a brace that is not the {SUBJECT_SLOT} slot (a typo?).")
+    rest = prompt
+    for slot in (SUBJECT_SLOT, *SLOT_FIELDS):
+        count = prompt.count(slot)
+        if count != 1:
+            raise _fail(path, "prompt", f"must contain {slot} exactly once (found {count}).")
+        rest = rest.replace(slot, "")
+    if "{" in rest or "}" in rest:
+        raise _fail(path, "prompt", f"has a brace that is not one of the slots {SUBJECT_SLOT}, "
+                    f"{', '.join(SLOT_FIELDS)} (a typo?).")
+    own: dict[str, str] = {}
+    for slot, field in SLOT_FIELDS.items():
+        if not re.search(r"(?:^|,)\s*" + re.escape(slot) + r"\s*(?:,|$)", prompt):
+            raise _fail(path, "prompt", f"{slot} must be a clause of its own, between commas (so that a chosen "
+                        "option can drop it).")
+        own[field] = _check_text(path, data, field, MAX_SLOT_CHARS)
+        if "{" in own[field] or "}" in own[field]:
+            raise _fail(path, field, "must not contain braces.")
     negative = _check_text(path, data, "negative_prompt", MAX_TEMPLATE_CHARS, empty_ok=True)
     if "{" in negative or "}" in negative:
         raise _fail(path, "negative_prompt", "must not contain braces.")
@@ -169,6 +211,7 @@ def parse_style(path: Path, data: dict[str, Any]) -> Style:
         description=_check_text(path, data, "description", MAX_DESCRIPTION_CHARS),
         prompt=prompt,
         negative_prompt=negative,
+        **own,
         aspect=aspect,
         steps=steps,
         guidance=_check_number(path, data, "guidance", *GUIDANCE_RANGE),
@@ -531,18 +574,33 @@ def compose(
     outfit: str | None = None,
     hints: str | None = None,
 ) -> tuple[str, str]:
-    """The positive prompt and the extra negative words for a style with the chosen options, by data:
-    subject hints, outfit and backdrop words go right after the subject (before the style's own wording,
-    where CLIP weighs them most), then the user's text; each option's ``negative`` keeps the style's own out."""
-    chosen = [*parse_subject(hints), get_option("outfit", outfit), get_option("backdrop", backdrop)]
-    chosen = [o for o in chosen if o is not None]
+    """The positive prompt and the extra negative words for a style with the chosen options, by data.
+
+    Kept ("style", the default): the style's ``{outfit}`` / ``{backdrop}`` slot gets its own wording, so the
+    prompt is the style's as written. Chosen: that slot's clause is dropped (the style's own outfit or backdrop
+    is gone, so the option's ``negative`` words fight nothing left in the positive prompt) and the option's
+    words go right after the subject and hints, before the user's text.
+
+    Why there and not in the slot: SDXL's text encoders read only CLIP's first 77 tokens (75 after the start
+    and end tokens) and drop the rest. Subject, hints (<= ~22 tokens), outfit (<= ~13) and backdrop (<= ~15)
+    fit in about the first 60 tokens whatever follows. In the slot, the backdrop would sit after the user's
+    text (up to config.MAX_PROMPT_CHARS = 400 characters, easily 70+ tokens) and the style's expression
+    words, so a long personal touch would push the person's explicit choice out of the window, while the
+    style's tail (light, lens, texture) is the part best lost. The shipped presets' slots are near the front
+    too, so with no extra text the two placements differ only in order.
+    """
+    chosen_outfit, chosen_backdrop = get_option("outfit", outfit), get_option("backdrop", backdrop)
+    chosen = [o for o in (*parse_subject(hints), chosen_outfit, chosen_backdrop) if o is not None]
     person = next((o for o in chosen if o.kind == "subject" and o.group == "person"), None)
     words = " ".join(str(subject).split())
     if person is not None:
         words = person.prompt if words == "a person" else f"{words}, {person.prompt}"
     clauses = [o.prompt for o in chosen if o is not person]
     filled = ", ".join([words, *clauses])
-    return style.build_prompt(filled, extra), ", ".join(o.negative for o in chosen if o.negative)
+    prompt = style.build_prompt(
+        filled, extra, own_outfit=chosen_outfit is None, own_backdrop=chosen_backdrop is None
+    )
+    return prompt, ", ".join(o.negative for o in chosen if o.negative)
 
 
 def list_options() -> dict[str, list[dict[str, str]]]:

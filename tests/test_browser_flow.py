@@ -149,6 +149,7 @@ def test_list_options_and_the_choices_change_the_prompt_and_the_image(client, fa
     before, after = (read_png_metadata(item[0]["image"]) for item in (plain, chosen))
     assert "mottled grey" in before["Description"] and "bright white studio backdrop" not in before["Description"]
     assert "bright white studio backdrop" in after["Description"] and "navy blazer" in after["Description"]
+    assert "mottled grey" not in after["Description"] and "charcoal suit" not in after["Description"]  # replaced
     assert after["Description"].startswith("professional corporate headshot of a woman")
     pixels = [Image.open(item[0]["image"]).convert("RGB").tobytes() for item in (plain, chosen)]
     assert pixels[0] != pixels[1]  # same seed, another prompt: another image

@@ -15,8 +15,10 @@ GOOD = {
     "id": "demo",
     "name": "Demo",
     "description": "A demo style.",
-    "prompt": "headshot of {subject}, grey backdrop, 85mm lens",
+    "prompt": "headshot of {subject}, {outfit}, {backdrop}, 85mm lens",
     "negative_prompt": "cartoon, blurry",
+    "outfit_prompt": "wearing a dark suit",
+    "backdrop_prompt": "grey backdrop",
     "aspect": "4:5",
     "steps": 30,
     "guidance": 5.0,
@@ -68,6 +70,8 @@ def test_shipped_styles_load_and_are_complete():
         assert style.id == style_id
         assert (STYLES_DIR / f"{style_id}.toml").is_file()
         assert style.prompt.count("{subject}") == 1
+        assert style.prompt.count("{outfit}") == 1 and style.prompt.count("{backdrop}") == 1
+        assert style.outfit_prompt and style.backdrop_prompt
         assert style.aspect in config.OUTPUT_SIZES
         assert 20 <= style.steps <= config.MAX_STEPS
         assert 3.0 <= style.guidance <= 8.0  # photoreal SDXL with InstantID burns at high guidance
@@ -86,7 +90,7 @@ def test_shipped_prompts_fit_clip_window():
 
 def test_shipped_prompts_pass_screening():
     for style in styles.load_styles().values():
-        assert styles.screen_prompt(style.prompt.replace("{subject}", "a person")) is None, style.id
+        assert styles.screen_prompt(style.build_prompt("a person")) is None, style.id
 
 
 def test_black_and_white_style_asks_for_monochrome():
@@ -167,9 +171,22 @@ BAD_FILES = [
     ({"identitynet_strength": config.MAX_ADAPTER_SCALE + 0.01}, "identitynet_strength", "between"),
     ({"identity_strength": config.MAX_ADAPTER_SCALE + 0.01}, "identity_strength", "between"),
     ({"identitynet_strength": float("nan")}, "identitynet_strength", "between"),
-    ({"prompt": "headshot, grey backdrop"}, "prompt", "exactly once (found 0)"),
-    ({"prompt": "{subject} and {subject}"}, "prompt", "exactly once (found 2)"),
-    ({"prompt": "headshot of {subjet} {subject}"}, "prompt", "brace"),
+    ({"prompt": "headshot, {outfit}, {backdrop}"}, "prompt", "{subject} exactly once (found 0)"),
+    ({"prompt": "{subject} and {subject}, {outfit}, {backdrop}"}, "prompt", "{subject} exactly once (found 2)"),
+    ({"prompt": "headshot of {subjet} {subject}, {outfit}, {backdrop}"}, "prompt", "brace"),
+    # The outfit and backdrop slots: each once, a clause of its own, with the style's own wording for it.
+    ({"prompt": "headshot of {subject}, grey backdrop"}, "prompt", "{outfit} exactly once (found 0)"),
+    ({"prompt": "headshot of {subject}, {outfit}"}, "prompt", "{backdrop} exactly once (found 0)"),
+    ({"prompt": "{subject}, {outfit}, {backdrop}, {backdrop}"}, "prompt", "{backdrop} exactly once (found 2)"),
+    ({"prompt": "{subject}, {outfit}, {backdrop}, {outfits}"}, "prompt", "brace"),
+    ({"prompt": "{subject} {outfit}, {backdrop}"}, "prompt", "{outfit} must be a clause of its own"),
+    ({"prompt": "{subject}, {outfit}, in front of {backdrop}"}, "prompt", "{backdrop} must be a clause of its own"),
+    ({"outfit_prompt": None}, "outfit_prompt", "missing: the style's own wording for the {outfit} slot"),
+    ({"backdrop_prompt": None}, "backdrop_prompt", "missing: the style's own wording for the {backdrop} slot"),
+    ({"outfit_prompt": "  "}, "outfit_prompt", "empty"),
+    ({"backdrop_prompt": "grey {subject}"}, "backdrop_prompt", "braces"),
+    ({"backdrop_prompt": "x" * 201}, "backdrop_prompt", "limit is 200"),
+    ({"outfit_prompt": 3}, "outfit_prompt", "must be str"),
     ({"negative_prompt": "blurry {x}"}, "negative_prompt", "braces"),
     ({"aspect": "16:9"}, "aspect", "square"),
     ({"name": "   "}, "name", "empty"),
@@ -250,8 +267,24 @@ def test_build_prompt_inserts_subject_and_extra():
 
 def test_build_prompt_keeps_user_braces_inert():
     style = styles.get_style("academic")
-    prompt = style.build_prompt("a man", "{subject} {0} {name}")
-    assert "a man, {subject} {0} {name}, wearing" in prompt
+    prompt = style.build_prompt("a man", "{subject} {0} {name} {outfit} {backdrop}")
+    assert "a man, {subject} {0} {name} {outfit} {backdrop}, wearing" in prompt
+    assert prompt.count("{outfit}") == 1 and style.outfit_prompt in prompt  # the slot was filled before
+    prompt = style.build_prompt("a man", "{backdrop}", own_backdrop=False)
+    assert "a man, {backdrop}, wearing" in prompt and style.backdrop_prompt not in prompt
+
+
+def test_slots_get_the_styles_own_wording_or_drop_their_clause(tmp_path):
+    style = styles.read_style_file(write_style(tmp_path, "demo"))
+    assert style.template() == "headshot of {subject}, wearing a dark suit, grey backdrop, 85mm lens"
+    assert style.template(own_outfit=False) == "headshot of {subject}, grey backdrop, 85mm lens"
+    assert style.template(own_backdrop=False) == "headshot of {subject}, wearing a dark suit, 85mm lens"
+    assert style.template(own_outfit=False, own_backdrop=False) == "headshot of {subject}, 85mm lens"
+    # A slot first or last in the prompt drops with its one comma too.
+    style = styles.read_style_file(write_style(tmp_path, "demo", prompt="{outfit} , {subject},{backdrop}"))
+    assert style.template() == "wearing a dark suit , {subject},grey backdrop"
+    assert style.template(own_outfit=False, own_backdrop=False) == "{subject}"
+    assert style.build_prompt("a man", own_outfit=False, own_backdrop=False) == "a man"
 
 
 def test_build_prompt_screens_extra_and_needs_subject():
@@ -410,9 +443,168 @@ def test_options_change_the_composed_prompt_by_data():
     )
     assert prompt.startswith("professional corporate headshot of a woman, in their thirties, wearing their own glasses")
     assert "white medical lab coat" in prompt and "bright white studio backdrop" in prompt and "navy tie" in prompt
+    assert "mottled grey" not in prompt and "charcoal suit" not in prompt  # the style's own outfit and backdrop
+    assert prompt.endswith(plain.split("confident friendly smile", 1)[1].replace(", mottled grey studio backdrop", ""))
     assert "grey backdrop" in negative and "suit" in negative
     full = styles.negative_prompt(style, "hats", negative)
     assert full.startswith(styles.SAFETY_NEGATIVE) and full.endswith("hats") and "grey backdrop" in full
+
+
+# Every style's prompt as it was before the {outfit} / {backdrop} slots (captured from styles/*.toml then):
+# with the style's own outfit and backdrop kept, the composed prompt must be this text, word for word.
+PROMPTS_BEFORE_SLOTS = {
+    "academic": (
+        "university faculty headshot of {subject}, wearing a tweed blazer over a knit sweater, "
+        "thoughtful friendly expression, university library bookshelves softly blurred behind, "
+        "warm window light, 85mm lens, f/2.8, shallow depth of field, sharp focus on the eyes, "
+        "natural skin texture, photorealistic"
+    ),
+    "actor-editorial": (
+        "theatrical actor headshot of {subject}, simple dark top, "
+        "natural expressive look straight into the camera, soft window light with subtle catchlights, "
+        "neutral light grey textured backdrop, 85mm lens, f/2.8, shallow depth of field, "
+        "razor sharp eyes, true to life unretouched skin texture"
+    ),
+    "bright-white": (
+        "clean high key headshot of {subject}, wearing a simple navy blazer, pleasant relaxed smile, "
+        "pure white seamless studio backdrop, even clamshell lighting, 85mm lens, f/8, "
+        "crisp detail from eyes to shoulders, natural skin texture, professional studio photograph"
+    ),
+    "classic-bw": (
+        "classic black and white studio portrait of {subject}, dark crew-neck sweater, "
+        "calm thoughtful expression, Rembrandt lighting, deep charcoal backdrop, "
+        "monochrome film photograph, rich tonal range, fine grain, 85mm lens, f/4, "
+        "sharp focus on the eyes, detailed skin texture"
+    ),
+    "corporate-grey": (
+        "professional corporate headshot of {subject}, "
+        "wearing a tailored charcoal suit and crisp shirt, confident friendly smile, "
+        "mottled grey studio backdrop, soft key light with gentle fill, 85mm lens, f/4, "
+        "shallow depth of field, sharp focus on the eyes, natural skin texture, high detail"
+    ),
+    "creative-color": (
+        "creative studio headshot of {subject}, stylish minimal outfit, confident expression, "
+        "seamless bold teal paper backdrop, colourful rim light, softbox key light, 85mm lens, f/5.6, "
+        "crisp detail, editorial magazine portrait, natural skin texture"
+    ),
+    "dramatic-low-key": (
+        "cinematic low key portrait of {subject}, dark tailored jacket, confident composed expression, "
+        "near-black backdrop, dramatic side light with a subtle rim light, rich deep colours, "
+        "85mm lens, f/2.8, sharp focus on the eyes, detailed natural skin texture, "
+        "high end editorial photograph"
+    ),
+    "executive-office": (
+        "executive portrait of {subject}, wearing a navy suit, poised and approachable expression, "
+        "standing in a modern glass corner office, city skyline softly blurred through the windows, "
+        "warm window light, 85mm lens, f/2.8, bokeh, sharp focus on the eyes, realistic skin texture, "
+        "high detail"
+    ),
+    "home-office": (
+        "relaxed remote worker headshot of {subject}, wearing a soft knit cardigan, "
+        "warm natural smile, cosy tidy home office with bookshelves and a plant softly blurred behind, "
+        "warm lamp light mixed with window light, 50mm lens, f/2, shallow depth of field, sharp focus, "
+        "natural skin texture, photorealistic"
+    ),
+    "legal-finance": (
+        "formal professional headshot of {subject}, wearing a dark pinstripe suit, white shirt, "
+        "composed trustworthy expression, "
+        "wood panelled law library with bookshelves softly blurred behind, warm soft key light, "
+        "85mm lens, f/2.8, sharp focus on the eyes, realistic skin texture, high detail"
+    ),
+    "medical": (
+        "professional healthcare headshot of {subject}, "
+        "wearing a crisp white lab coat over a light blue shirt, stethoscope around the neck, "
+        "warm reassuring smile, bright modern clinic softly blurred behind, soft diffused light, "
+        "85mm lens, f/2.8, sharp focus, natural skin texture, high detail"
+    ),
+    "outdoor-natural": (
+        "outdoor headshot of {subject}, smart casual blazer, warm genuine smile, "
+        "natural light in open shade, soft golden hour backlight, "
+        "green park trees as creamy bokeh background, 85mm lens, f/2, shallow depth of field, "
+        "sharp focus on the eyes, natural skin texture, photorealistic"
+    ),
+    "real-estate": (
+        "friendly real estate agent headshot of {subject}, smart blazer over a light top, "
+        "big warm approachable smile, bright clean white studio backdrop, high key lighting, "
+        "soft beauty dish light, 85mm lens, f/5.6, crisp detail, natural skin texture, "
+        "polished commercial portrait"
+    ),
+    "tech-casual": (
+        "modern startup team headshot of {subject}, wearing a plain crew-neck sweater, "
+        "relaxed confident smile, bright airy loft office with plants softly blurred behind, "
+        "large window light, 50mm lens, f/2.2, shallow depth of field, sharp focus, "
+        "natural skin texture, candid editorial photo"
+    ),
+}
+
+
+def test_keeping_the_styles_own_outfit_and_backdrop_gives_todays_prompt():
+    loaded = styles.load_styles()
+    assert set(loaded) == set(PROMPTS_BEFORE_SLOTS)
+    for style in loaded.values():
+        before = PROMPTS_BEFORE_SLOTS[style.id]
+        for subject in ("a woman", "ohwx person"):
+            expected = before.replace("{subject}", subject)
+            assert styles.compose(style, subject)[0] == expected, style.id
+            assert styles.compose(style, subject, backdrop="style", outfit="style")[0] == expected, style.id
+            assert style.build_prompt(subject) == expected, style.id
+        # The style's own wording is exactly what left its prompt.
+        assert style.outfit_prompt in before and style.backdrop_prompt in before, style.id
+
+
+def _all_choices():
+    options = styles.load_options()
+    for style in styles.load_styles().values():
+        for backdrop in [styles.STYLE_CHOICE, *options["backdrop"]]:
+            for outfit in [styles.STYLE_CHOICE, *options["outfit"]]:
+                yield style, styles.get_option("backdrop", backdrop), styles.get_option("outfit", outfit)
+
+
+def test_a_chosen_option_replaces_the_styles_own_wording():
+    for style, backdrop, outfit in _all_choices():
+        prompt, _ = styles.compose(
+            style, "a person", backdrop=backdrop and backdrop.id, outfit=outfit and outfit.id
+        )
+        for option, own in ((backdrop, style.backdrop_prompt), (outfit, style.outfit_prompt)):
+            if option is None:
+                assert own in prompt, (style.id, own)
+            else:
+                assert option.prompt in prompt, (style.id, option.id)
+                # the style's own is gone (studio-grey's own words may contain corporate-grey's)
+                assert own not in prompt.replace(option.prompt, ""), (style.id, option.id)
+        assert "{" not in prompt and ", ," not in prompt and not prompt.endswith(","), prompt
+
+
+def test_no_option_negative_contradicts_the_composed_positive_prompt():
+    """All styles x all backdrops x all outfits (with the style's own for either): no phrase of a chosen
+    option's ``negative`` appears, as whole words, in the positive prompt it is composed with."""
+    clashes = []
+    for style, backdrop, outfit in _all_choices():
+        prompt, negative = styles.compose(
+            style, "a person", backdrop=backdrop and backdrop.id, outfit=outfit and outfit.id
+        )
+        for phrase in filter(None, (p.strip() for p in negative.split(","))):
+            if re.search(r"\b" + re.escape(phrase) + r"\b", prompt, re.IGNORECASE):
+                clashes.append((style.id, backdrop and backdrop.id, outfit and outfit.id, phrase))
+    assert not clashes
+
+
+def test_chosen_options_stay_inside_the_clip_window():
+    """The option words go right after the subject and hints, before the user's text (see styles.compose):
+    even with every hint group and the longest personal touch they end well inside CLIP's 75 content tokens
+    (a lower-bound count, so leave room for words BPE splits)."""
+    longest_hints = "woman, age-60s, no-glasses, neutral"
+    extra = "with " + "curly red hair " * 40
+    for style, backdrop, outfit in _all_choices():
+        chosen = [o for o in (outfit, backdrop) if o is not None]
+        if not chosen:
+            continue
+        prompt, _ = styles.compose(
+            style, "ohwx person", extra[: config.MAX_PROMPT_CHARS].strip(), backdrop=backdrop and backdrop.id,
+            outfit=outfit and outfit.id, hints=longest_hints,
+        )
+        end = max(prompt.index(o.prompt) + len(o.prompt) for o in chosen)
+        assert estimate_clip_tokens(prompt[:end]) <= 60, (style.id, prompt[:end])
 
 
 def test_unknown_or_clashing_options_are_refused_with_the_choices():

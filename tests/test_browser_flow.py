@@ -153,3 +153,23 @@ def test_list_options_and_the_choices_change_the_prompt_and_the_image(client, fa
     assert after["Description"].startswith("professional corporate headshot of a woman")
     pixels = [Image.open(item[0]["image"]).convert("RGB").tobytes() for item in (plain, chosen)]
     assert pixels[0] != pixels[1]  # same seed, another prompt: another image
+
+
+def test_favourites_through_the_api(client, faces_dir):
+    """A client stars a headshot by the file name /generate's info gives, gets a ZIP, unstars it again."""
+    import zipfile
+
+    from gradio_client import handle_file
+
+    selfie = sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))[0]
+    identity, _ = client.predict(selfies=[handle_file(str(selfie))], api_name="/create_identity")
+    _, info = client.predict(identity=handle_file(identity), num_images=2, seed=5, api_name="/generate")
+    name = info["images"][1]["file"]
+    starred, archive = client.predict(image=name, api_name="/favourite")
+    assert len(starred) == 1 and archive
+    with zipfile.ZipFile(archive) as z:
+        assert z.namelist() == [f"01-{name}", "info.json"]
+    starred, archive = client.predict(image=name, api_name="/favourite")
+    assert starred == [] and archive is None
+    with pytest.raises(Exception, match="not one of the headshots"):
+        client.predict(image="someone-else.png", api_name="/favourite")

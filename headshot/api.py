@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import config, sessions, studio
+from . import config, results, sessions, studio
 from .errors import HeadshotError
 from .webfiles import EXAMPLES_DIR, _done, _linked_files, _referenced_paths, _session
 
@@ -438,6 +438,100 @@ def generate_pack(
     )
     _done(own, session, handed_out=True)
     return str(result.zip_path), _gallery(result), result.info
+
+
+# What a person can do with a headshot they made (results.py): each takes the identity and one of the
+# caller's own headshot PNGs, whose settings (written into it) are the recipe.
+
+
+def _headshot_required(image: str | None, session: sessions.Session, link: str = ""):
+    linked = _linked_files(link, session, "headshot")
+    if not image and not linked:
+        raise gr.Error("Choose one of your headshots (its PNG file) first.", title="No headshot")
+    return linked[0] if linked else session.adopt([image])[0]
+
+
+@_user_errors
+def refine(
+    identity: str | None = None,
+    image: str | None = None,
+    scale: float = 0,
+    strength: float = 0,
+    identity_link: str = "",
+    image_link: str = "",
+    session=None,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+) -> tuple[list, str, dict]:
+    """Refine a headshot to a higher resolution: upscaled (scale 0: 2x, at most 2048 px on the long side),
+    then a light image-to-image pass (strength 0: 0.3) with the same identity, prompt, settings and seed.
+
+    image: a headshot PNG this app made (its settings are read from it). Returns the gallery, the refined
+    PNG file and info (JSON). identity_link / image_link (MCP agents): data: URLs or links to this
+    app's files instead of the files.
+    """
+    own = _session(session, request)
+    loaded = _identity_required(identity, own, identity_link)
+    result = results.refine(
+        loaded,
+        _headshot_required(image, own, image_link),
+        scale=_unset(scale, 0),
+        strength=_unset(strength, 0),
+        progress=_progress(progress),
+        session=own,
+    )
+    _done(own, session, handed_out=True)
+    return _gallery(result), str(result.headshots[0].path), result.info
+
+
+@_user_errors
+def more_like_this(
+    identity: str | None = None,
+    image: str | None = None,
+    count: float = 4,
+    strength: float = 0,
+    identity_link: str = "",
+    image_link: str = "",
+    session=None,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+) -> tuple[list, dict]:
+    """More headshots like this one: `count` variations with its settings and new seeds, rendered from it
+    (strength 0: 0.55; lower stays closer), best likeness first. image, identity_link, image_link: as for
+    refine. Returns the gallery and info (JSON)."""
+    own = _session(session, request)
+    loaded = _identity_required(identity, own, identity_link)
+    result = results.more_like_this(
+        loaded,
+        _headshot_required(image, own, image_link),
+        count,
+        strength=_unset(strength, 0),
+        progress=_progress(progress),
+        session=own,
+    )
+    _done(own, session, handed_out=True)
+    return _gallery(result), result.info
+
+
+@_user_errors
+def regenerate(
+    identity: str | None = None,
+    image: str | None = None,
+    identity_link: str = "",
+    image_link: str = "",
+    session=None,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+) -> tuple[list, dict]:
+    """Render a headshot again with its settings and a new seed (one image). image, identity_link,
+    image_link: as for refine. Returns the gallery and info (JSON)."""
+    own = _session(session, request)
+    loaded = _identity_required(identity, own, identity_link)
+    result = results.regenerate(
+        loaded, _headshot_required(image, own, image_link), progress=_progress(progress), session=own
+    )
+    _done(own, session, handed_out=True)
+    return _gallery(result), result.info
 
 
 def list_styles() -> list[dict]:

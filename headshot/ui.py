@@ -38,7 +38,10 @@ from .api import (
     generate_pack,
     list_options,
     list_styles,
+    more_like_this,
     preview,
+    refine,
+    regenerate,
     require_consent,
     selfie_cards,
     show_identity,
@@ -533,6 +536,39 @@ def build_demo() -> gr.Blocks:
             concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
             concurrency_id="gpu",
         )
+        # ---- Refine / More like this / Regenerate (issue 13): API endpoints only, for now. ----
+        # The UI work replaces these hidden inputs and buttons with visible controls (a chosen gallery
+        # image, a download for the refined PNG); the handlers, names and signatures stay.
+        chosen = gr.File(None, file_types=[".png"], visible=False, elem_id="chosen_headshot")
+        chosen_link = gr.Textbox("", visible=False)  # the headshot as a data: URL or link (MCP agents)
+        refine_scale = gr.Number(0, visible=False)  # 0: config.REFINE_SCALE
+        refine_strength = gr.Number(0, visible=False)  # 0: config.REFINE_STRENGTH
+        like_count = gr.Number(4, visible=False, precision=0)
+        like_strength = gr.Number(0, visible=False)  # 0: config.VARIATION_STRENGTH
+        refined_file = gr.File(None, visible=False, interactive=False)
+        gpu = {"concurrency_id": "gpu", "concurrency_limit": config.QUEUE_CONCURRENCY_PER_GPU}
+        gr.Button(visible=False).click(
+            refine,
+            [identity_file, chosen, refine_scale, refine_strength, identity_link, chosen_link, session],
+            [gallery, refined_file, info],
+            api_name="refine",
+            **gpu,
+        )
+        gr.Button(visible=False).click(
+            more_like_this,
+            [identity_file, chosen, like_count, like_strength, identity_link, chosen_link, session],
+            [gallery, info],
+            api_name="more_like_this",
+            **gpu,
+        )
+        gr.Button(visible=False).click(
+            regenerate,
+            [identity_file, chosen, identity_link, chosen_link, session],
+            [gallery, info],
+            api_name="regenerate",
+            **gpu,
+        )
+        # ---- end of the refine / more like this / regenerate endpoints ----
         gr.api(list_styles, api_name="list_styles")
         gr.api(list_options, api_name="list_options")
         for changed in (style, backdrop):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import config, sessions, studio
+from . import config, results, sessions, studio
 from .errors import HeadshotError
 from .webfiles import EXAMPLES_DIR, _done, _linked_files, _referenced_paths, _session
 
@@ -440,6 +440,100 @@ def generate_pack(
     return str(result.zip_path), _gallery(result), result.info
 
 
+# What a person can do with a headshot they made (results.py): each takes the identity and one of the
+# caller's own headshot PNGs, whose settings (written into it) are the recipe.
+
+
+def _headshot_required(image: str | None, session: sessions.Session, link: str = ""):
+    linked = _linked_files(link, session, "headshot")
+    if not image and not linked:
+        raise gr.Error("Choose one of your headshots (its PNG file) first.", title="No headshot")
+    return linked[0] if linked else session.adopt([image])[0]
+
+
+@_user_errors
+def refine(
+    identity: str | None = None,
+    image: str | None = None,
+    scale: float = 0,
+    strength: float = 0,
+    identity_link: str = "",
+    image_link: str = "",
+    session=None,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+) -> tuple[list, str, dict]:
+    """Refine a headshot to a higher resolution: upscaled (scale 0: 2x, at most 2048 px on the long side),
+    then a light image-to-image pass (strength 0: 0.3) with the same identity, prompt, settings and seed.
+
+    image: a headshot PNG this app made (its settings are read from it). Returns the gallery, the refined
+    PNG file and info (JSON). identity_link / image_link (MCP agents): data: URLs or links to this
+    app's files instead of the files.
+    """
+    own = _session(session, request)
+    loaded = _identity_required(identity, own, identity_link)
+    result = results.refine(
+        loaded,
+        _headshot_required(image, own, image_link),
+        scale=_unset(scale, 0),
+        strength=_unset(strength, 0),
+        progress=_progress(progress),
+        session=own,
+    )
+    _done(own, session, handed_out=True)
+    return _gallery(result), str(result.headshots[0].path), result.info
+
+
+@_user_errors
+def more_like_this(
+    identity: str | None = None,
+    image: str | None = None,
+    count: float = 4,
+    strength: float = 0,
+    identity_link: str = "",
+    image_link: str = "",
+    session=None,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+) -> tuple[list, dict]:
+    """More headshots like this one: `count` variations with its settings and new seeds, rendered from it
+    (strength 0: 0.55; lower stays closer), best likeness first. image, identity_link, image_link: as for
+    refine. Returns the gallery and info (JSON)."""
+    own = _session(session, request)
+    loaded = _identity_required(identity, own, identity_link)
+    result = results.more_like_this(
+        loaded,
+        _headshot_required(image, own, image_link),
+        count,
+        strength=_unset(strength, 0),
+        progress=_progress(progress),
+        session=own,
+    )
+    _done(own, session, handed_out=True)
+    return _gallery(result), result.info
+
+
+@_user_errors
+def regenerate(
+    identity: str | None = None,
+    image: str | None = None,
+    identity_link: str = "",
+    image_link: str = "",
+    session=None,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+) -> tuple[list, dict]:
+    """Render a headshot again with its settings and a new seed (one image). image, identity_link,
+    image_link: as for refine. Returns the gallery and info (JSON)."""
+    own = _session(session, request)
+    loaded = _identity_required(identity, own, identity_link)
+    result = results.regenerate(
+        loaded, _headshot_required(image, own, image_link), progress=_progress(progress), session=own
+    )
+    _done(own, session, handed_out=True)
+    return _gallery(result), result.info
+
+
 def list_styles() -> list[dict]:
     """The style presets: a list of {id, name, description}."""
     return studio.list_styles()
@@ -488,7 +582,8 @@ def _after_delete(result: dict):
     # selfies, identity file, gallery, pack, cards, reference, identity text, readiness, report, info, Nexts,
     # the chosen headshot's panel and path, the favourites, their ZIP and their section
     hidden = gr.update(visible=False)
-    return [None, None, None, None, None, None, "", "", None, {}, hidden, hidden, hidden, "", None, None, hidden]
+    gone = gr.update(value=None, visible=False)
+    return [None, None, None, None, None, None, "", "", None, {}, hidden, hidden, hidden, "", None, None, hidden, gone]
 
 
 def _style_choices() -> list[tuple[str, str]]:
@@ -528,7 +623,7 @@ def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.Select
     own = _session(session, request)
     items = gallery or []
     if evt is None or not isinstance(evt.index, int) or not (0 <= evt.index < len(items)):
-        return [gr.update()] * 6
+        return [gr.update()] * 7
     item = items[evt.index]
     image = item[0] if isinstance(item, (list, tuple)) else item
     loaded = _identity_required(identity, own, identity_link)
@@ -541,7 +636,40 @@ def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.Select
         pick.text(get_analyzer().same_person_threshold),
         gr.update(visible=True),
         gr.update(value=_star_label(starred)),
+        gr.update(value=None, visible=False),  # a refined PNG of the headshot chosen before
     )
+
+
+def _gallery_items(gallery) -> list[tuple[str, str | None]]:
+    return [(str(item[0]), item[1]) if isinstance(item, (list, tuple)) else (str(item), None) for item in gallery or []]
+
+
+def more_like_this_ui(gallery, identity, image: str, identity_link: str, session, request: gr.Request = None,
+                      progress=gr.Progress()):
+    """More like the chosen headshot, the variations first in the gallery (UI; /more_like_this in the API)."""
+    new, info = more_like_this(identity, image, 4, 0, identity_link, "", session, request, progress)
+    return new + _gallery_items(gallery), info
+
+
+def regenerate_ui(gallery, identity, image: str, identity_link: str, session, request: gr.Request = None,
+                  progress=gr.Progress()):
+    """The chosen headshot rendered again with a new seed, in its place in the gallery, and shown as chosen."""
+    from . import picks
+    from .faces import get_analyzer
+
+    new, info = regenerate(identity, image, identity_link, "", session, request, progress)
+    items = _gallery_items(gallery)
+    spot = next((i for i, (path, _) in enumerate(items) if path == str(image)), None)
+    items = new + items if spot is None else items[:spot] + new + items[spot + 1:]
+    path = str(new[0][0])
+    analyzer = get_analyzer()
+    return items, info, path, path, picks.read_pick(Path(path), analyzer).text(analyzer.same_person_threshold)
+
+
+def refine_ui(identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()):
+    """The chosen headshot at a higher resolution, as a download beside it (UI; /refine in the API)."""
+    _, path, info = refine(identity, image, 0, 0, identity_link, "", session, request, progress)
+    return gr.update(value=path, visible=True), info
 
 
 def _star_label(starred: bool) -> str:

@@ -277,6 +277,16 @@ MAX_RENDER_PROMPT_CHARS = 2000  # the composed prompt (style + subject + extra t
 RENDER_MIN_SIDE = 32
 RENDER_MAX_SIDE = 2048  # output width/height, multiples of 8
 VAE_TILING_ABOVE = 1024  # decode in tiles when a side is larger than this
+# Image-to-image (refine, more like this; recipe.RenderRequest.init_image): how far the render may move
+# from the image it starts from (0 keeps it, 1 ignores it). Only int(steps x strength) steps run.
+MIN_IMG2IMG_STRENGTH = 0.05
+MAX_IMG2IMG_STRENGTH = 1.0
+REFINE_STRENGTH = 0.3  # refine: new detail at the bigger size, the same picture
+VARIATION_STRENGTH = 0.55  # more like this: the same composition, new details
+REFINE_SCALE = 2.0  # refine: 1024 -> 2048 px (2x on the tiny profile too), within RENDER_MAX_SIDE
+MIN_REFINE_SCALE = 1.0
+MAX_REFINE_SCALE = 4.0
+MAX_VARIATIONS = 8  # images per "more like this"
 # Fast mode (few-step LoRA + LCMScheduler)
 FAST_MIN_STEPS = 4
 FAST_MAX_STEPS = 8

@@ -41,6 +41,12 @@ class RenderRequest:
     differs) limits the face adapter and the IdentityNet to that region (``instantid.FaceTokenControlNet``
     and diffusers' ``ip_adapter_masks``), so the prompt alone decides the outfit and the backdrop;
     ``None`` lets both act on the whole image.
+
+    ``init_image`` (a PIL image, resized to ``width`` x ``height`` if it differs) makes the render
+    image-to-image: it starts from that picture noised to ``strength`` (``config.MIN_IMG2IMG_STRENGTH``
+    ..``MAX_IMG2IMG_STRENGTH``) and runs only the last ``int(steps x strength)`` steps (at least one:
+    see :func:`img2img_steps`), with the same prompt, face and keypoint conditioning. ``None``:
+    text-to-image (``strength`` is not used).
     """
 
     prompt: str
@@ -58,6 +64,8 @@ class RenderRequest:
     fast: bool = False
     lora: dict | None = None
     face_mask: Image.Image | None = None
+    init_image: Image.Image | None = None
+    strength: float = 1.0
 
 
 def _finite_in(value: Any, low: float, high: float, what: str) -> float:
@@ -95,6 +103,17 @@ def check_request(request: RenderRequest) -> None:
         raise errors.InvalidRequest("The control image must be a PIL image.")
     if request.face_mask is not None and not isinstance(request.face_mask, Image.Image):
         raise errors.InvalidRequest("The face mask must be a PIL image (or None for the whole image).")
+    if request.init_image is not None:
+        if not isinstance(request.init_image, Image.Image):
+            raise errors.InvalidRequest("The starting image must be a PIL image (or None for text-to-image).")
+        if not all(config.RENDER_MIN_SIDE <= side <= config.RENDER_MAX_SIDE for side in request.init_image.size):
+            raise errors.InvalidRequest(
+                f"The starting image must be from {config.RENDER_MIN_SIDE} to {config.RENDER_MAX_SIDE} px on "
+                f"each side, not {request.init_image.width}x{request.init_image.height}."
+            )
+        _finite_in(
+            request.strength, config.MIN_IMG2IMG_STRENGTH, config.MAX_IMG2IMG_STRENGTH, "The image-to-image strength"
+        )
     for side, what in ((request.width, "Width"), (request.height, "Height")):
         if not isinstance(side, (int, np.integer)) or not (
             config.RENDER_MIN_SIDE <= side <= config.RENDER_MAX_SIDE
@@ -145,6 +164,21 @@ def effective_settings(request: RenderRequest) -> tuple[int, float]:
     if not (1.0 <= guidance <= config.FAST_MAX_GUIDANCE):
         guidance = config.FAST_GUIDANCE
     return steps, guidance
+
+
+def img2img_steps(request: RenderRequest) -> tuple[int, int]:
+    """(steps asked of the scheduler, steps that run) for an image-to-image request.
+
+    diffusers runs the last ``int(steps x strength)`` of the schedule; where that would be none (2 steps
+    at strength 0.3) the schedule is lengthened until one step runs. Text-to-image: (steps, steps).
+    """
+    steps, _ = effective_settings(request)
+    if request.init_image is None:
+        return steps, steps
+    strength = float(request.strength)
+    while int(steps * strength) < 1:
+        steps += 1
+    return steps, min(int(steps * strength), steps)
 
 
 def check_for_models(models: Models, request: RenderRequest) -> None:
@@ -260,19 +294,29 @@ def render_batch(
                 control = request.control_image.convert("RGB")
                 if control.size != (request.width, request.height):
                     control = control.resize((request.width, request.height), Image.BILINEAR)
+                init = None
+                if request.init_image is not None:  # image-to-image: the picture to start from
+                    init = request.init_image.convert("RGB")
+                    if init.size != (request.width, request.height):
+                        init = init.resize((request.width, request.height), Image.LANCZOS)
+                    steps = img2img_steps(request)[0]
 
                 images = []
                 for index in range(int(request.num_images)):
-                    # 6. Denoise: a fresh scheduler and a generator seeded for this image alone.
+                    # 6. Denoise: a fresh scheduler and a generator seeded for this image alone
+                    #    (image-to-image: from the starting picture, noised to the request's strength).
                     run = _request_pipeline(
-                        pipe, identitynet, _scheduler(pipe.scheduler.config, request.fast)
+                        pipe, identitynet, _scheduler(pipe.scheduler.config, request.fast), img2img=init is not None
                     )
+                    images_in = {"image": [control]} if init is None else {
+                        "image": init, "control_image": [control], "strength": float(request.strength)
+                    }
                     result = run(
                         prompt_embeds=prompt_embeds,
                         negative_prompt_embeds=negative_embeds,
                         pooled_prompt_embeds=pooled,
                         negative_pooled_prompt_embeds=negative_pooled,
-                        image=[control],
+                        **images_in,
                         width=request.width,
                         height=request.height,
                         num_inference_steps=steps,
@@ -304,10 +348,14 @@ def _scheduler(scheduler_config: Mapping[str, Any], fast: bool):
     )
 
 
-def _request_pipeline(pipe, identitynet, scheduler):
-    """A pipeline object for one image: the shared modules, this request's IdentityNet and scheduler."""
+def _request_pipeline(pipe, identitynet, scheduler, img2img: bool = False):
+    """A pipeline object for one image: the shared modules, this request's IdentityNet and scheduler;
+    diffusers' SDXL ControlNet image-to-image pipeline around the same modules for ``img2img``."""
     components = {**pipe.components, "controlnet": identitynet, "scheduler": scheduler}
-    run = type(pipe)(
+    kind = type(pipe)
+    if img2img:
+        from diffusers import StableDiffusionXLControlNetImg2ImgPipeline as kind
+    run = kind(
         **components,
         force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt,
         add_watermarker=False,

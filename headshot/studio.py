@@ -297,6 +297,7 @@ class Headshot:
     path: Path | None = None
     linkedin_path: Path | None = None
     prompt: str = ""
+    settings: dict = field(default_factory=dict)  # its recipe (see settings_for), written into its PNG
 
     def info(self) -> dict:
         return {
@@ -411,8 +412,19 @@ def instantid_scales_with_lora(identity: Identity) -> tuple[float, float]:
     )
 
 
-def build_request(identity: Identity, style: Style, options: GenerateOptions, seed: int, count: int):
-    """The render request for one style: prompts, sizes, scales and the control image, before the GPU."""
+def build_request(
+    identity: Identity,
+    style: Style,
+    options: GenerateOptions,
+    seed: int,
+    count: int,
+    size: tuple[int, int] | None = None,
+):
+    """The render request for one style: prompts, sizes, scales and the control image, before the GPU.
+
+    ``size`` (width, height) replaces the aspect's output size (a refined image's bigger one): the
+    keypoints are placed in it as in the aspect's frame, scaled.
+    """
     from . import pipeline
 
     for text, name in ((options.prompt, "prompt"), (options.negative_prompt, "negative prompt")):
@@ -423,7 +435,7 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
     sizes = config.output_sizes()
     if aspect not in sizes:
         raise InvalidRequest(f"Unknown size {aspect!r}: choose one of {', '.join(sizes)}.")
-    width, height = sizes[aspect]
+    width, height = sizes[aspect] if size is None else size
     scales = (config.MIN_ADAPTER_SCALE, config.MAX_ADAPTER_SCALE)
     steps = _or_style(options.steps, style.steps, config.MIN_STEPS, config.MAX_STEPS, "Steps", whole=True)
     guidance = _or_style(
@@ -471,12 +483,46 @@ def build_request(identity: Identity, style: Style, options: GenerateOptions, se
     )
 
 
+SETTINGS_VERSION = 1
+
+
+def settings_for(style: Style, options: GenerateOptions, request, seed: int, kind: str = "generate") -> dict:
+    """One image's recipe, as written into its PNG (``headshot:settings``, JSON): what a person chose and
+    the values the render used (the style's where none was chosen), so ``results`` can render it again."""
+    settings = {
+        "version": SETTINGS_VERSION,
+        "kind": kind,
+        "style": style.id,
+        "backdrop": options.backdrop or "style",
+        "outfit": options.outfit or "style",
+        "subject": options.subject or "",
+        "prompt": options.prompt or "",
+        "negative_prompt": options.negative_prompt or "",
+        "steps": int(request.steps),
+        "guidance": float(request.guidance),
+        "identity_strength": float(request.identity_strength),
+        "identitynet_strength": float(request.identitynet_strength),
+        "aspect": style.aspect if options.aspect is None else options.aspect,
+        "fast": bool(options.fast),
+        "lora_strength": float(options.lora_strength),
+        "face_region_only": bool(options.face_region_only),
+        "ai_mark": bool(options.ai_mark),
+        "seed": int(seed),
+    }
+    if request.init_image is not None:
+        settings["strength"] = float(request.strength)
+    return settings
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "headshot"
 
 
-def _write_outputs(headshots: list[Headshot], workdir: Path, options: GenerateOptions, analyzer) -> None:
-    """Save each headshot as a PNG with its disclosure metadata (and the LinkedIn crop if asked)."""
+def _write_outputs(
+    headshots: list[Headshot], workdir: Path, options: GenerateOptions, analyzer, suffix: str = ""
+) -> None:
+    """Save each headshot as a PNG (``<style>_<seed><suffix>.png``) with its disclosure metadata and
+    its settings (and the LinkedIn crop if asked)."""
     for shot in headshots:
         image = disclosure.add_ai_mark(shot.image) if options.ai_mark else shot.image
         meta = {
@@ -485,8 +531,9 @@ def _write_outputs(headshots: list[Headshot], workdir: Path, options: GenerateOp
             "prompt": shot.prompt,
             "seed": shot.seed,
             "likeness": "" if shot.likeness is None else f"{shot.likeness:.4f}",
+            "settings": json.dumps(shot.settings, sort_keys=True) if shot.settings else None,
         }
-        stem = f"{_slug(shot.style)}_{shot.seed}"
+        stem = f"{_slug(shot.style)}_{shot.seed}{suffix}"
         shot.path = workdir / f"{stem}.png"
         disclosure.save_png(image, shot.path, meta)
         if options.linkedin:
@@ -534,6 +581,7 @@ def _render_styles(identity, styles, options, seed, count, analyzer, progress) -
                 likeness=score,
                 verdict=verdict_for(score, analyzer),
                 prompt=request.prompt,
+                settings=settings_for(style, options, request, seed + i),
             )
             for i, (image, score) in enumerate(zip(images, scores, strict=True))
         ]

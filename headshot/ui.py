@@ -40,8 +40,14 @@ from .api import (
     generate_pack,
     list_options,
     list_styles,
+    more_like_this,
+    more_like_this_ui,
     pick_headshot,
     preview,
+    refine,
+    refine_ui,
+    regenerate,
+    regenerate_ui,
     require_consent,
     selfie_cards,
     show_identity,
@@ -404,6 +410,18 @@ def build_demo() -> gr.Blocks:
                                 favourite_btn = gr.Button(
                                     "☆ Add to favourites", size="sm", elem_id="favourite", min_width=120
                                 )
+                                more_btn = gr.Button("More like this", size="sm", elem_id="more", min_width=120)
+                                regenerate_btn = gr.Button(
+                                    "Regenerate this one", size="sm", elem_id="regenerate", min_width=120
+                                )
+                                refine_btn = gr.Button(
+                                    f"High resolution ({config.REFINE_SCALE:g}x)", size="sm", elem_id="refine",
+                                    min_width=120,
+                                )
+                            refined_download = gr.File(
+                                label="Your high-resolution headshot (PNG)", visible=False, interactive=False,
+                                elem_id="refined_download",
+                            )
                         picked_path = gr.Textbox("", visible=False)
                         with gr.Accordion("★ Your favourites", open=True, visible=False,
                                           elem_id="favourites_section") as favourites_section:
@@ -566,12 +584,61 @@ def build_demo() -> gr.Blocks:
         gallery.select(
             pick_headshot,
             [gallery, identity_file, identity_link, session],
-            [picked_path, picked_selfie, picked_image, picked_text, picked, favourite_btn],
+            [picked_path, picked_selfie, picked_image, picked_text, picked, favourite_btn, refined_download],
             api_visibility="private",
         )
         favourite_btn.click(
             favourite, [picked_path, session], [favourites, favourites_zip], api_name="favourite"
         ).then(favourites_view, [picked_path, session], [favourites_section, favourite_btn], api_visibility="private")
+        # ---- Refine / More like this / Regenerate (issue 13): API endpoints only, for now. ----
+        # The UI work replaces these hidden inputs and buttons with visible controls (a chosen gallery
+        # image, a download for the refined PNG); the handlers, names and signatures stay.
+        chosen = gr.File(None, file_types=[".png"], visible=False, elem_id="chosen_headshot")
+        chosen_link = gr.Textbox("", visible=False)  # the headshot as a data: URL or link (MCP agents)
+        refine_scale = gr.Number(0, visible=False)  # 0: config.REFINE_SCALE
+        refine_strength = gr.Number(0, visible=False)  # 0: config.REFINE_STRENGTH
+        like_count = gr.Number(4, visible=False, precision=0)
+        like_strength = gr.Number(0, visible=False)  # 0: config.VARIATION_STRENGTH
+        refined_file = gr.File(None, visible=False, interactive=False)
+        gpu = {"concurrency_id": "gpu", "concurrency_limit": config.QUEUE_CONCURRENCY_PER_GPU}
+        gr.Button(visible=False).click(
+            refine,
+            [identity_file, chosen, refine_scale, refine_strength, identity_link, chosen_link, session],
+            [gallery, refined_file, info],
+            api_name="refine",
+            **gpu,
+        )
+        gr.Button(visible=False).click(
+            more_like_this,
+            [identity_file, chosen, like_count, like_strength, identity_link, chosen_link, session],
+            [gallery, info],
+            api_name="more_like_this",
+            **gpu,
+        )
+        gr.Button(visible=False).click(
+            regenerate,
+            [identity_file, chosen, identity_link, chosen_link, session],
+            [gallery, info],
+            api_name="regenerate",
+            **gpu,
+        )
+        # ---- end of the refine / more like this / regenerate endpoints ----
+        # The same three for the chosen headshot in the page: variations first in the gallery, a
+        # regenerated image in the chosen one's place, the refined PNG as a download beside it.
+        more_btn.click(
+            more_like_this_ui, [gallery, identity_file, picked_path, identity_link, session], [gallery, info],
+            api_visibility="private", **gpu,
+        )
+        regenerate_btn.click(
+            regenerate_ui,
+            [gallery, identity_file, picked_path, identity_link, session],
+            [gallery, info, picked_path, picked_image, picked_text],
+            api_visibility="private", **gpu,
+        )
+        refine_btn.click(
+            refine_ui, [identity_file, picked_path, identity_link, session], [refined_download, info],
+            api_visibility="private", **gpu,
+        )
         gr.api(list_styles, api_name="list_styles")
         gr.api(list_options, api_name="list_options")
         for changed in (style, backdrop):
@@ -587,7 +654,7 @@ def build_demo() -> gr.Blocks:
             _after_delete,
             deleted,
             [selfies, identity_file, gallery, pack_zip, cards, reference, identity_text, readiness, report, info,
-             next_1, next_2, picked, picked_path, favourites, favourites_zip, favourites_section],
+             next_1, next_2, picked, picked_path, favourites, favourites_zip, favourites_section, refined_download],
             api_visibility="private",
         )
         demo.load(device_note, None, device_md, api_visibility="private")

@@ -109,3 +109,45 @@ def test_lora_identity_through_the_api(client, obama):
     assert with_lora == render(identity), "a LoRA render is deterministic"
     assert with_lora != render(plain), "the LoRA changes the output"
     assert render(identity, lora_strength=0.0) != with_lora, "the LoRA strength is applied"
+
+
+def test_refine_more_like_this_and_regenerate_through_the_api(client, obama, tmp_path):
+    from PIL import Image
+
+    from headshot import disclosure
+
+    identity, _ = client.predict(selfies=files(obama[:2]), method="instantid", api_name="/create_identity")
+    gallery, _ = client.predict(
+        identity=gradio_client.handle_file(identity), style="corporate-grey", num_images=1, seed=77, steps=2,
+        api_name="/generate",
+    )
+    source = gallery[0]["image"]
+    assert json.loads(disclosure.read_png_metadata(source)["headshot:settings"])["seed"] == 77
+
+    refined_gallery, refined, refined_info = client.predict(
+        identity=gradio_client.handle_file(identity), image=gradio_client.handle_file(source), api_name="/refine",
+    )
+    with Image.open(source) as small, Image.open(refined) as big:
+        assert big.size == (2 * small.width, 2 * small.height)
+    settings = json.loads(disclosure.read_png_metadata(refined)["headshot:settings"])
+    assert settings["kind"] == "refine" and settings["seed"] == 77 and settings["steps"] == 2
+    assert refined_info["kind"] == "refine" and len(refined_gallery) == 1
+
+    like, like_info = client.predict(
+        identity=gradio_client.handle_file(identity), image=gradio_client.handle_file(source), count=2,
+        api_name="/more_like_this",
+    )
+    assert len(like) == 2 and len(set(like_info["seeds"])) == 2 and like_info["kind"] == "more_like_this"
+
+    again, again_info = client.predict(
+        identity=gradio_client.handle_file(identity), image=gradio_client.handle_file(source),
+        api_name="/regenerate",
+    )
+    assert len(again) == 1 and again_info["seeds"] != [77]
+
+    plain = tmp_path / "screenshot.png"
+    with Image.open(source) as image:
+        image.save(plain)  # the same pixels without the app's settings
+    with pytest.raises(gradio_client.exceptions.AppError, match="not a headshot made by this app"):
+        client.predict(identity=gradio_client.handle_file(identity), image=gradio_client.handle_file(str(plain)),
+                       api_name="/refine")

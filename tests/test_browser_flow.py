@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 SHOTS = ROOT / ".cache" / "screenshots"
 RESULT_AREAS = (
     "#cards", "#gallery", "#pack_zip", "#reference", "#picked_selfie", "#picked_image", "#favourites",
-    "#favourites_zip",
+    "#favourites_zip", "#refined_download",
 )
 STEP_TABS = ("1 Selfies", "2 Identity", "3 Headshots")
 
@@ -106,7 +106,8 @@ def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
     assert not page.locator("#picked").is_visible() and not page.locator("#favourites_section").is_visible()
     page.locator("#gallery img").first.click()
     page.locator("#picked_text").get_by_text("Style: corporate-grey").wait_for()
-    assert page.locator("#picked_selfie img").is_visible() and page.locator("#picked_image img").is_visible()
+    page.locator("#picked_selfie img").wait_for()
+    page.locator("#picked_image img").wait_for()
     assert "ikeness" in page.locator("#picked_text").inner_text() or "No face" in page.locator("#picked_text").inner_text()
     page.locator("#favourite").click()
     page.locator("#favourites img").first.wait_for()
@@ -114,6 +115,25 @@ def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
     assert "favourite-headshots" in page.locator("#favourites_zip").inner_text()
     _no_upload_prompt_in_results(page)
     _shot(page, width, "4-pick")
+
+    # What to do with it: more like this (4 variations first in the gallery), regenerate it in its place,
+    # a high-resolution download.
+    items = "new Set([...document.querySelectorAll('#gallery img')].map(e => e.src)).size"  # preview + strip
+    before = page.evaluate(items)
+    seed_text = page.locator("#picked_text").inner_text()
+    page.locator("#more").click()
+    page.wait_for_function(f"{items} == {before + 4}", timeout=180_000)
+    page.locator("#regenerate").click()
+    page.wait_for_function(
+        "t => !document.querySelector('#picked_text').innerText.includes(t)", arg=seed_text.split("seed")[-1].strip(),
+        timeout=180_000,
+    )
+    assert page.evaluate(items) == before + 4  # in its place, not added
+    page.locator("#refine").click()
+    page.locator("#refined_download").get_by_text(".png").first.wait_for()
+    _no_upload_prompt_in_results(page)
+    _no_open_json(page)
+    _shot(page, width, "5-actions")
 
     # Every step stays reachable from the tabs.
     for name, marker in zip(STEP_TABS, ("#check", "#create", "#generate"), strict=True):

@@ -322,8 +322,13 @@ def test_a_bad_lora_is_refused_before_rendering(loaded):
         {"prompt": "x" * (config.MAX_RENDER_PROMPT_CHARS + 1)},
         {"control_image": "not an image"},
         {"lora": {"name": "x", "state_dict": {}}},
+        {"init_image": "not an image"},
+        {"init_image": Image.new("RGB", (SIZE, SIZE)), "strength": 0.0},
+        {"init_image": Image.new("RGB", (SIZE, SIZE)), "strength": float("nan")},
+        {"init_image": Image.new("RGB", (SIZE, SIZE)), "strength": 1.5},
+        {"init_image": Image.new("RGB", (4096, 8))},
     ],
-    ids=lambda c: next(iter(c)),
+    ids=lambda c: "-".join(f"{k}={v!r}"[:40] for k, v in c.items()),
 )
 def test_invalid_requests_are_refused(change):
     with pytest.raises(errors.InvalidRequest):
@@ -345,6 +350,40 @@ def test_duration_estimate_follows_the_work():
         == config.ZEROGPU_MAX_DURATION
     )
     assert est(full) >= config.ZEROGPU_BASE_SECONDS
+
+
+def test_image_to_image_estimate_counts_the_steps_it_runs_and_the_size():
+    full = make_request(width=1024, height=1024, steps=30, control_image=keypoints())
+    start = Image.new("RGB", (1024, 1024))
+    refine = dataclasses.replace(full, width=2048, height=2048, init_image=start, strength=0.3)
+
+    def est(request):
+        return pipeline._estimate_seconds([request])
+
+    assert recipe.img2img_steps(full) == (30, 30)
+    assert recipe.img2img_steps(dataclasses.replace(full, init_image=start, strength=0.3)) == (30, 9)
+    assert recipe.img2img_steps(dataclasses.replace(full, steps=2, init_image=start, strength=0.3)) == (4, 1)
+    assert est(dataclasses.replace(full, init_image=start, strength=0.3)) < est(full)
+    assert est(refine) > est(dataclasses.replace(refine, width=1024, height=1024))
+    assert est(dataclasses.replace(refine, strength=0.6)) > est(refine)
+    base = config.ZEROGPU_BASE_SECONDS
+    # 2048 px costs more than 4x 1024 px per step (self-attention grows with the square of the pixels).
+    per_step = (est(dataclasses.replace(full, width=2048, height=2048)) - base) / (est(full) - base)
+    assert 4.5 < per_step < 6
+    assert pipeline.estimate_duration([refine]) < config.ZEROGPU_MAX_DURATION
+
+
+def test_image_to_image_starts_from_the_image(loaded):
+    start = pipeline.render(make_request(seed=3))[0]
+    img2img = make_request(init_image=start, strength=0.5, steps=4)
+    first = pipeline.render(img2img)
+    assert same(first, pipeline.render(img2img)), "deterministic"
+    assert first[0].size == (SIZE, SIZE)
+    assert not same(first, pipeline.render(dataclasses.replace(img2img, init_image=start.rotate(90))))
+    assert not same(first, pipeline.render(dataclasses.replace(img2img, face_embedding=unit(5))))
+    bigger = pipeline.render(dataclasses.replace(img2img, width=2 * SIZE, height=2 * SIZE,
+                                                 control_image=keypoints().resize((2 * SIZE, 2 * SIZE))))
+    assert bigger[0].size == (2 * SIZE, 2 * SIZE)
 
 
 def test_spaces_gpu_is_a_no_op_off_zerogpu():

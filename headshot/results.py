@@ -1,0 +1,306 @@
+"""What a person can do with a headshot they made: refine it, make more like it, render it again.
+
+Every headshot PNG carries its recipe (``headshot:settings``, written by ``studio``): the style, the
+choices on top of it, the prompts, the values the render used and its seed. These flows need only the
+identity and the PNG file: they read its settings, check them again as ``studio.generate`` checks a
+request (a PNG is untrusted input), rebuild the request with ``studio.build_request`` and render it:
+
+* :func:`refine`: the image upscaled (``config.REFINE_SCALE``, within ``config.RENDER_MAX_SIDE``), then
+  a low-strength image-to-image pass (``config.REFINE_STRENGTH``) with the same models, prompt, face
+  embedding, keypoints and LoRA: new detail at the bigger size, the same picture, the same seed;
+* :func:`more_like_this`: N image-to-image renders from the image at a moderate strength
+  (``config.VARIATION_STRENGTH``) with new seeds: the same composition, new details;
+* :func:`regenerate`: the same settings, a new seed, one text-to-image render.
+
+Like ``studio``, plain Python (no Gradio, no torch): the GPU work happens in ``pipeline``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from . import config, disclosure, imaging
+from .errors import HeadshotError, InvalidRequest
+from .faces import FaceAnalyzer, get_analyzer
+from .identity import Identity
+from .sessions import Session, new_workdir
+from .studio import (
+    SETTINGS_VERSION,
+    GenerateOptions,
+    GenerateResult,
+    Headshot,
+    Progress,
+    _check_range,
+    _info,
+    _write_outputs,
+    build_request,
+    rank,
+    score_likeness,
+    settings_for,
+    verdict_for,
+)
+from .styles import Style, get_style
+
+SETTINGS_KEY = "headshot:settings"  # the PNG text field studio writes (disclosure's "settings" key)
+NOT_OURS = (
+    "This image is not a headshot made by this app: it carries no Headshot Studio settings. Choose one of "
+    "the PNG files of your headshots (as downloaded from the gallery, not a screenshot or an edited copy)."
+)
+TEXT_FIELDS = ("style", "backdrop", "outfit", "subject", "prompt", "negative_prompt", "aspect")
+NUMBER_FIELDS = ("steps", "guidance", "identity_strength", "identitynet_strength", "lora_strength", "seed")
+SWITCH_FIELDS = ("fast", "face_region_only", "ai_mark")
+
+
+@dataclass
+class Source:
+    """A headshot PNG of this app: its picture and its checked recipe."""
+
+    image: Image.Image
+    style: Style
+    options: GenerateOptions
+    seed: int
+    settings: dict
+    name: str
+
+
+def read_settings(path: str | Path) -> dict:
+    """The settings written into a headshot PNG, or :class:`errors.InvalidRequest` saying it is not one."""
+    try:
+        metadata = disclosure.read_png_metadata(path)
+    except (HeadshotError, OSError):
+        raise InvalidRequest(NOT_OURS) from None
+    raw = metadata.get(SETTINGS_KEY)
+    if not raw:
+        raise InvalidRequest(NOT_OURS)
+    try:
+        settings = json.loads(raw)
+    except ValueError:
+        settings = None
+    if not isinstance(settings, dict):
+        raise InvalidRequest("This headshot's settings are damaged (not a JSON object): " + NOT_OURS)
+    return settings
+
+
+def options_from_settings(settings: dict, count: int = 1) -> tuple[Style, GenerateOptions, int]:
+    """(style, options, seed) from a PNG's settings, each value checked as for a request to generate.
+
+    Types here; the ranges, the prompt screening and the choices (backdrop, outfit, subject, aspect) in
+    ``studio.build_request``, the same checks as for ``studio.generate``."""
+    version = settings.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SETTINGS_VERSION:
+        raise InvalidRequest(
+            f"This headshot's settings have version {version!r}; this app reads version {SETTINGS_VERSION}. "
+            + NOT_OURS
+        )
+    missing = [k for k in (*TEXT_FIELDS, *NUMBER_FIELDS, *SWITCH_FIELDS) if k not in settings]
+    if missing:
+        raise InvalidRequest(f"This headshot's settings lack {', '.join(missing)}: " + NOT_OURS)
+    for key in TEXT_FIELDS:
+        if not isinstance(settings[key], str):
+            raise InvalidRequest(f"The headshot's setting {key!r} must be text, not {settings[key]!r}.")
+    for key in NUMBER_FIELDS:
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidRequest(f"The headshot's setting {key!r} must be a number, not {value!r}.")
+    for key in SWITCH_FIELDS:
+        if not isinstance(settings[key], bool):
+            raise InvalidRequest(
+                f"The headshot's setting {key!r} must be true or false, not {settings[key]!r}."
+            )
+    style = get_style(settings["style"])
+    seed = _check_range(settings["seed"], 0, config.MAX_SEED, "The headshot's seed", whole=True)
+    options = GenerateOptions(
+        prompt=settings["prompt"],
+        negative_prompt=settings["negative_prompt"],
+        num_images=count,
+        seed=seed,
+        steps=settings["steps"],
+        guidance=settings["guidance"],
+        identity_strength=settings["identity_strength"],
+        identitynet_strength=settings["identitynet_strength"],
+        aspect=settings["aspect"],
+        fast=settings["fast"],
+        lora_strength=settings["lora_strength"],
+        ai_mark=settings["ai_mark"],
+        face_region_only=settings["face_region_only"],
+        backdrop=settings["backdrop"],
+        outfit=settings["outfit"],
+        subject=settings["subject"],
+    )
+    return style, options, seed
+
+
+def open_source(path: str | Path) -> Source:
+    """A headshot PNG of this app, its settings checked (before its pixels are decoded)."""
+    settings = read_settings(path)
+    style, options, seed = options_from_settings(settings)
+    image = imaging.load_image(path)
+    return Source(
+        image=image, style=style, options=options, seed=seed, settings=settings, name=Path(path).name
+    )
+
+
+def refined_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``size`` times ``scale``, at most ``config.RENDER_MAX_SIDE`` on the long side (the aspect kept),
+    in multiples of 8."""
+    factor = min(float(scale), config.RENDER_MAX_SIDE / max(size))
+    width, height = (max(config.RENDER_MIN_SIDE, int(side * factor) // 8 * 8) for side in size)
+    return width, height
+
+
+def refine(
+    identity: Identity,
+    image_path: str | Path,
+    *,
+    session: Session | None = None,
+    progress: Progress | None = None,
+    scale: float | None = None,
+    strength: float | None = None,
+    analyzer: FaceAnalyzer | None = None,
+) -> GenerateResult:
+    """The headshot at a higher resolution: upscaled by ``scale`` (``config.REFINE_SCALE``), then an
+    image-to-image pass at ``strength`` (``config.REFINE_STRENGTH``) with its own settings and seed.
+
+    The same image, identity and settings give the same refined image."""
+    scale = (
+        config.REFINE_SCALE
+        if scale is None
+        else _check_range(scale, config.MIN_REFINE_SCALE, config.MAX_REFINE_SCALE, "The refine scale")
+    )
+    strength = _strength(strength, config.REFINE_STRENGTH)
+    source = open_source(image_path)
+    size = refined_size(source.image.size, scale)
+    if size[0] <= source.image.width and size[1] <= source.image.height:
+        raise InvalidRequest(
+            f"This headshot is already {source.image.width}x{source.image.height} px: refining makes it "
+            f"bigger, up to {config.RENDER_MAX_SIDE} px on its long side."
+        )
+    request = build_request(identity, source.style, source.options, source.seed, 1, size=size)
+    request = dataclasses.replace(request, init_image=source.image, strength=strength)
+    extra = {"scale": round(size[0] / source.image.width, 4), "source": source.name}
+    return _render(identity, source, [request], "refine", "refined", session, progress, analyzer, extra)
+
+
+def more_like_this(
+    identity: Identity,
+    image_path: str | Path,
+    count: int = 4,
+    *,
+    session: Session | None = None,
+    progress: Progress | None = None,
+    strength: float | None = None,
+    analyzer: FaceAnalyzer | None = None,
+) -> GenerateResult:
+    """``count`` variations of the headshot: its settings, new seeds, image-to-image from it at
+    ``strength`` (``config.VARIATION_STRENGTH``), at its aspect's output size; best likeness first."""
+    count = _check_range(count, config.MIN_IMAGES, config.MAX_VARIATIONS, "Number of variations", whole=True)
+    strength = _strength(strength, config.VARIATION_STRENGTH)
+    source = open_source(image_path)
+    seed = _new_seed(count)
+    request = build_request(identity, source.style, source.options, seed, count)
+    start = source.image
+    if start.size != (request.width, request.height):  # a refined image: back to the output size
+        start = start.resize((request.width, request.height), Image.LANCZOS)
+    request = dataclasses.replace(request, init_image=start, strength=strength)
+    extra = {"source": source.name}
+    return _render(
+        identity, source, [request], "more_like_this", "variations", session, progress, analyzer, extra
+    )
+
+
+def regenerate(
+    identity: Identity,
+    image_path: str | Path,
+    *,
+    session: Session | None = None,
+    progress: Progress | None = None,
+    analyzer: FaceAnalyzer | None = None,
+) -> GenerateResult:
+    """The headshot's settings rendered again with a new seed: one text-to-image render."""
+    source = open_source(image_path)
+    request = build_request(identity, source.style, source.options, _new_seed(1), 1)
+    return _render(
+        identity,
+        source,
+        [request],
+        "generate",
+        "headshots",
+        session,
+        progress,
+        analyzer,
+        {"source": source.name},
+    )
+
+
+def _strength(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    return _check_range(
+        value, config.MIN_IMG2IMG_STRENGTH, config.MAX_IMG2IMG_STRENGTH, "The image-to-image strength"
+    )
+
+
+def _new_seed(count: int) -> int:
+    """A random seed whose ``count`` images (seed + i) all stay within ``config.MAX_SEED``."""
+    return random.SystemRandom().randint(0, config.MAX_SEED - count + 1)
+
+
+def _render(
+    identity: Identity,
+    source: Source,
+    requests: list,
+    kind: str,
+    folder: str,
+    session: Session | None,
+    progress: Progress | None,
+    analyzer: FaceAnalyzer | None,
+    extra: dict,
+) -> GenerateResult:
+    """Render the requests, score likeness, write the PNGs (with their settings) into the session's folder."""
+    from . import pipeline
+
+    analyzer = analyzer or get_analyzer()
+    started = time.perf_counter()
+    shots: list[Headshot] = []
+    for request, images in zip(requests, pipeline.render_all(requests, progress), strict=True):
+        scores = score_likeness(images, identity, analyzer)
+        for index, (image, score) in enumerate(zip(images, scores, strict=True)):
+            settings = settings_for(source.style, source.options, request, request.seed + index, kind)
+            if kind == "refine":
+                settings["scale"] = extra["scale"]
+            shots.append(
+                Headshot(
+                    image=image,
+                    style=source.style.id,
+                    seed=request.seed + index,
+                    likeness=score,
+                    verdict=verdict_for(score, analyzer),
+                    prompt=request.prompt,
+                    settings=settings,
+                )
+            )
+    shots = rank(shots)
+    workdir = session.new_dir(folder) if session else new_workdir(folder)
+    suffix = {"refine": f"_{requests[0].width}px", "more_like_this": "_like"}.get(kind, "")
+    _write_outputs(shots, workdir, source.options, analyzer, suffix=suffix)
+    if session:
+        session.record(*[h.path for h in shots])
+    info = _info(
+        shots,
+        shots[0].seed if len(shots) == 1 else requests[0].seed,
+        started,
+        style_ids=[source.style.id],
+        options=source.options,
+    )
+    info.update(kind=kind, size=[requests[0].width, requests[0].height], **extra)
+    if requests[0].init_image is not None:
+        info["strength"] = float(requests[0].strength)
+    return GenerateResult(headshots=shots, info=info, workdir=workdir)

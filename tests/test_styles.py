@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def test_shipped_styles_load_and_are_complete():
         assert style.prompt.count("{subject}") == 1
         assert style.prompt.count("{outfit}") == 1 and style.prompt.count("{backdrop}") == 1
         assert style.outfit_prompt and style.backdrop_prompt
+        # {expression} is optional in a style file, but every shipped style has one
+        assert style.prompt.count("{expression}") == 1 and style.expression_prompt
         assert style.aspect in config.OUTPUT_SIZES
         assert 20 <= style.steps <= config.MAX_STEPS
         assert 3.0 <= style.guidance <= 8.0  # photoreal SDXL with InstantID burns at high guidance
@@ -187,6 +190,19 @@ BAD_FILES = [
     ({"backdrop_prompt": "grey {subject}"}, "backdrop_prompt", "braces"),
     ({"backdrop_prompt": "x" * 201}, "backdrop_prompt", "limit is 200"),
     ({"outfit_prompt": 3}, "outfit_prompt", "must be str"),
+    # {expression} is optional, but with its own wording when there, and a clause of its own.
+    ({"expression_prompt": "calm smile"}, "expression_prompt", "prompt has none"),
+    ({"prompt": "{subject}, {outfit}, {expression}, {backdrop}"}, "expression_prompt", "missing: the style"),
+    ({"prompt": "{subject}, {outfit}, {expression}, {backdrop}, {expression}", "expression_prompt": "calm"},
+     "prompt", "{expression} at most once (found 2)"),
+    ({"prompt": "{subject}, {outfit}, in {expression}, {backdrop}", "expression_prompt": "calm"}, "prompt",
+     "{expression} must be a clause of its own"),
+    ({"prompt": "{subject}, {outfit}, {expression}, {backdrop}", "expression_prompt": "a {smile}"},
+     "expression_prompt", "braces"),
+    # Slot negatives: text without braces, and a phrase in one place only (else it would never be dropped).
+    ({"outfit_negative": "suit, blurry"}, "outfit_negative", "'blurry' is in negative_prompt too"),
+    ({"backdrop_negative": "dark {x}"}, "backdrop_negative", "braces"),
+    ({"expression_negative": ["frown"]}, "expression_negative", "must be str"),
     ({"negative_prompt": "blurry {x}"}, "negative_prompt", "braces"),
     ({"aspect": "16:9"}, "aspect", "square"),
     ({"name": "   "}, "name", "empty"),
@@ -285,6 +301,38 @@ def test_slots_get_the_styles_own_wording_or_drop_their_clause(tmp_path):
     assert style.template() == "wearing a dark suit , {subject},grey backdrop"
     assert style.template(own_outfit=False, own_backdrop=False) == "{subject}"
     assert style.build_prompt("a man", own_outfit=False, own_backdrop=False) == "a man"
+    # The optional {expression} slot works the same way; a style without it just has nothing to drop.
+    prompt = "headshot of {subject}, {outfit}, {expression}, {backdrop}, 85mm lens"
+    style = styles.read_style_file(write_style(tmp_path, "demo", prompt=prompt, expression_prompt="calm"))
+    assert style.template() == "headshot of {subject}, wearing a dark suit, calm, grey backdrop, 85mm lens"
+    assert style.template(own_expression=False) == style.template().replace(" calm,", "")
+    assert styles.compose(style, "a man", hints="neutral")[0] == (
+        "headshot of a man, calm neutral expression, lips closed, wearing a dark suit, grey backdrop, "
+        "85mm lens"
+    )
+    plain = styles.read_style_file(write_style(tmp_path, "plain"))
+    assert plain.expression_prompt == "" and plain.template(own_expression=False) == plain.template()
+    assert styles.compose(plain, "a man", hints="smile")[0] == (
+        "headshot of a man, warm natural smile, wearing a dark suit, grey backdrop, 85mm lens"
+    )
+
+
+def test_slot_negatives_are_dropped_with_their_slot(tmp_path):
+    """A style's outfit/backdrop/expression guard words go when that slot is replaced; a phrase guarding two
+    slots goes when either is."""
+    style = styles.read_style_file(write_style(
+        tmp_path, "demo", prompt="{subject}, {outfit}, {expression}, {backdrop}", expression_prompt="grin",
+        outfit_negative="suit and tie, dark", backdrop_negative="dark, gloomy", expression_negative="frown",
+    ))  # fmt: skip
+    assert style.slot_negative() == "suit and tie, dark, gloomy, frown"
+    assert style.slot_negative(own_outfit=False) == "gloomy, frown"
+    assert style.slot_negative(own_backdrop=False) == "suit and tie, frown"
+    assert style.slot_negative(own_expression=False) == "suit and tie, dark, gloomy"
+    assert style.slot_negative(own_outfit=False, own_backdrop=False, own_expression=False) == ""
+    expected = f"{styles.SAFETY_NEGATIVE}, suit and tie, dark, gloomy, frown, cartoon, blurry"
+    assert styles.negative_prompt(style) == expected
+    _, negative = styles.compose(style, "a man", outfit="smart-casual", hints="neutral")
+    assert negative == "big smile, laughing, open mouth, suit, tie, lab coat, formal wear, gloomy"
 
 
 def test_build_prompt_screens_extra_and_needs_subject():
@@ -304,7 +352,9 @@ def test_negative_prompt_always_carries_safety_terms_first():
         assert style.negative_prompt in negative
     style = styles.get_style("tech-casual")
     with_user = styles.negative_prompt(style, "  hats,  sunglasses , ")
-    assert with_user == f"{styles.SAFETY_NEGATIVE}, {style.negative_prompt}, hats, sunglasses"
+    own = style.slot_negative()  # nothing chosen: the style's slot negatives, all of them
+    assert own == "suit and tie, dark, gloomy"
+    assert with_user == f"{styles.SAFETY_NEGATIVE}, {own}, {style.negative_prompt}, hats, sunglasses"
     # Unwanted content named in a negative prompt is welcome: it is not screened.
     assert styles.negative_prompt(style, "nude, naked").endswith("nude, naked")
     with pytest.raises(errors.PromptRejected, match="negative prompt"):
@@ -552,12 +602,103 @@ def test_keeping_the_styles_own_outfit_and_backdrop_gives_todays_prompt():
         assert style.outfit_prompt in before and style.backdrop_prompt in before, style.id
 
 
-def _all_choices():
+# Every style's negative prompt as it was before the slot negatives (captured from styles/*.toml then): with
+# nothing chosen, the final negative prompt holds the same phrases (the slot negatives come first now).
+NEGATIVES_BEFORE_SLOTS = {
+    "corporate-grey": (
+        "cartoon, illustration, painting, 3d render, cgi, anime, plastic skin, airbrushed, oversaturated,"
+        " blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, bad teeth, watermark, text, "
+        "logo"
+    ),
+    "executive-office": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, harsh shadows, "
+        "cluttered desk, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text,"
+        " logo"
+    ),
+    "outdoor-natural": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, harsh midday sun, "
+        "squinting, overexposed, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, "
+        "watermark, text"
+    ),
+    "tech-casual": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, suit and tie, dark, "
+        "gloomy, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "creative-color": (
+        "cartoon, illustration, painting, 3d render, cgi, anime, plastic skin, airbrushed, muddy colours,"
+        " blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "classic-bw": (
+        "colour, color, sepia tint, cartoon, illustration, painting, 3d render, cgi, plastic skin, "
+        "airbrushed, flat lighting, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, "
+        "watermark, text"
+    ),
+    "medical": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, blood, hospital bed, "
+        "surgical mask, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, "
+        "logo"
+    ),
+    "legal-finance": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, casual clothes, harsh"
+        " shadows, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "academic": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, graduation gown, "
+        "cluttered, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "real-estate": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, dark, moody, serious "
+        "frown, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "actor-editorial": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, heavy makeup, props, "
+        "busy background, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text"
+    ),
+    "home-office": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, messy room, webcam "
+        "quality, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "bright-white": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, grey background, "
+        "shadows on background, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, "
+        "watermark, text, logo"
+    ),
+    "dramatic-low-key": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, flat lighting, "
+        "crushed blacks on the face, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, "
+        "watermark, text"
+    ),
+}
+
+
+@functools.cache
+def _whole_words(phrase: str) -> re.Pattern[str]:
+    return re.compile(r"\b" + re.escape(phrase) + r"\b", re.IGNORECASE)
+
+
+def _phrases(text: str) -> set[str]:
+    return {p.strip() for p in text.split(",") if p.strip()}
+
+
+def test_keeping_the_styles_own_choices_gives_todays_negative_phrases():
+    loaded = styles.load_styles()
+    assert set(loaded) == set(NEGATIVES_BEFORE_SLOTS)
+    for style in loaded.values():
+        expected = _phrases(styles.SAFETY_NEGATIVE) | _phrases(NEGATIVES_BEFORE_SLOTS[style.id])
+        _, options_negative = styles.compose(style, "a person")
+        assert options_negative == style.slot_negative(), style.id
+        assert _phrases(styles.negative_prompt(style, "", options_negative)) == expected, style.id
+        assert _phrases(styles.negative_prompt(style)) == expected, style.id
+
+
+def _all_choices(expressions=(None,)):
     options = styles.load_options()
     for style in styles.load_styles().values():
         for backdrop in [styles.STYLE_CHOICE, *options["backdrop"]]:
             for outfit in [styles.STYLE_CHOICE, *options["outfit"]]:
-                yield style, styles.get_option("backdrop", backdrop), styles.get_option("outfit", outfit)
+                for expression in expressions:
+                    found = styles.get_option("backdrop", backdrop), styles.get_option("outfit", outfit)
+                    yield (style, *found, expression) if expressions != (None,) else (style, *found)
 
 
 def test_a_chosen_option_replaces_the_styles_own_wording():
@@ -587,6 +728,62 @@ def test_no_option_negative_contradicts_the_composed_positive_prompt():
             if re.search(r"\b" + re.escape(phrase) + r"\b", prompt, re.IGNORECASE):
                 clashes.append((style.id, backdrop and backdrop.id, outfit and outfit.id, phrase))
     assert not clashes
+
+
+def test_no_negative_phrase_forbids_a_chosen_options_words():
+    """All styles x all backdrops x all outfits x expression hints (the style's own for any): no phrase of the
+    final negative prompt (safety, options' and style's negatives) appears, as whole words, in a chosen
+    option's positive words. The style's slot negatives are what makes this hold ("dark" in tech-casual's
+    negatives against the dark suit's "tailored dark suit")."""
+    clashes = []
+    for style, backdrop, outfit, expression in _all_choices((None, "smile", "neutral")):
+        prompt, options_negative = styles.compose(
+            style, "a person", backdrop=backdrop and backdrop.id, outfit=outfit and outfit.id,
+            hints=expression,
+        )
+        negative = styles.negative_prompt(style, "", options_negative)
+        chosen = [o for o in (backdrop, outfit, expression and styles.parse_subject(expression)[0]) if o]
+        for phrase in _phrases(negative):
+            for option in chosen:
+                assert option.prompt in prompt
+                if _whole_words(phrase).search(option.prompt):
+                    clashes.append((style.id, option.id, phrase))
+    assert not clashes
+
+
+# Negative words that fight a chosen option by meaning, not by the same words (so the whole-word test above
+# cannot see them): each is one of the style's slot negatives and goes with its slot.
+SEMANTIC_CLASHES = [
+    ("bright-white", {"backdrop": "studio-grey"}, ["grey background", "shadows on background"]),
+    ("tech-casual", {"outfit": "suit"}, ["suit and tie", "dark"]),
+    ("tech-casual", {"backdrop": "dark"}, ["dark", "gloomy"]),
+    ("legal-finance", {"outfit": "smart-casual"}, ["casual clothes"]),
+    ("real-estate", {"backdrop": "dark"}, ["dark", "moody"]),
+    ("real-estate", {"hints": "neutral"}, ["serious frown"]),
+    ("executive-office", {"backdrop": "outdoor"}, ["cluttered desk"]),
+    ("outdoor-natural", {"backdrop": "white"}, ["harsh midday sun"]),
+]
+
+
+@pytest.mark.parametrize(("style_id", "choice", "gone"), SEMANTIC_CLASHES)
+def test_a_chosen_option_drops_the_style_negatives_that_forbid_it(style_id, choice, gone):
+    style = styles.get_style(style_id)
+    assert set(gone) <= _phrases(styles.negative_prompt(style))  # there by default
+    _, options_negative = styles.compose(style, "a person", **choice)
+    assert not set(gone) & _phrases(styles.negative_prompt(style, "", options_negative))
+
+
+def test_chosen_expression_replaces_the_styles_own():
+    hints = [o for o in styles.load_options()["subject"].values() if o.group == "expression"]
+    assert {"smile", "neutral"} <= {h.id for h in hints}
+    for style in styles.load_styles().values():
+        for hint in hints:
+            prompt, _ = styles.compose(style, "a person", hints=hint.id)
+            assert hint.prompt in prompt, (style.id, hint.id)
+            assert style.expression_prompt not in prompt.replace(hint.prompt, "", 1), (style.id, hint.id)
+            assert prompt.startswith(style.prompt.split("{subject}")[0] + f"a person, {hint.prompt}, ")
+        # other hint groups keep it
+        assert style.expression_prompt in styles.compose(style, "a person", hints="woman, glasses")[0]
 
 
 def test_chosen_options_stay_inside_the_clip_window():
@@ -643,3 +840,4 @@ def test_a_bad_options_file_is_refused_naming_the_entry(tmp_path):
     with pytest.raises(errors.StyleFileError, match="colour"):
         styles.load_options(folder)
     styles.clear_cache()
+

@@ -343,6 +343,8 @@ def clear_cache() -> None:
     """Forget loaded styles and options (tests, or after editing style files)."""
     _load_folder.cache_clear()
     _load_options.cache_clear()
+    _load_colours.cache_clear()
+    brand_colour.cache_clear()
 
 
 def get_style(style_id: str, folder: str | Path | None = None) -> Style:
@@ -624,16 +626,124 @@ def load_options(folder: str | Path | None = None) -> dict[str, dict[str, Option
 
 
 def get_option(kind: str, option_id: str | None) -> Option | None:
-    """The backdrop or outfit with this id; None for the style's own (``"style"``, empty or None)."""
+    """The backdrop or outfit with this id; None for the style's own (``"style"``, empty or None).
+
+    A backdrop may also be any brand colour as ``#rrggbb`` (see :func:`brand_colour`)."""
     key = str(option_id or "").strip().lower()
     if key in ("", STYLE_CHOICE):
         return None
+    if kind == "backdrop" and key.startswith("#"):
+        return brand_colour(key)
     known = load_options()[kind]
     if key not in known:
+        also = f", or any brand colour as {COLOUR_FORMAT} (e.g. {COLOUR_EXAMPLE})" if kind == "backdrop" else ""
         raise errors.InvalidRequest(
-            f"There is no {kind} {key!r}. Choose one of: {', '.join([STYLE_CHOICE, *known])}."
+            f"There is no {kind} {key!r}. Choose one of: {', '.join([STYLE_CHOICE, *known])}{also}."
         )
     return known[key]
+
+
+# --------------------------------------------------------------------------------------
+# Any brand colour as a backdrop: "#rrggbb", named by the nearest of options/colours.toml
+# --------------------------------------------------------------------------------------
+
+COLOURS_FILE = "colours.toml"
+COLOUR_FORMAT = "#rrggbb"
+COLOUR_EXAMPLE = "#1f4f8f"
+_COLOUR_NAME_RE = re.compile(r"^[a-z][a-z -]{0,38}[a-z]$")
+
+
+@dataclass(frozen=True)
+class Palette:
+    """``options/colours.toml``: the brand colour backdrop's prompt (with ``{colour}``), its negative, and the
+    colour names with their Lab values."""
+
+    prompt: str
+    negative: str
+    names: tuple[tuple[str, str, tuple[float, float, float]], ...]  # (name, "#rrggbb", Lab)
+
+
+def _lab(colour: str) -> tuple[float, float, float]:
+    """CIELAB (D65) of an sRGB ``#rrggbb``."""
+    rgb = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    xyz = (
+        (0.4124564 * r + 0.3575761 * g + 0.1804375 * b) / 0.95047,
+        0.2126729 * r + 0.7151522 * g + 0.0721750 * b,
+        (0.0193339 * r + 0.1191920 * g + 0.9503041 * b) / 1.08883,
+    )
+    fx, fy, fz = [t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29 for t in xyz]
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_colours(path: Path) -> Palette:
+    where = f"options file {path.name}"
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise errors.StyleFileError(f"The {where} is missing.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.StyleFileError(f"The {where} is not valid TOML ({exc}).") from exc
+    unknown = set(data) - {"prompt", "negative", "names"}
+    if unknown:
+        raise errors.StyleFileError(f"The {where}: unknown field(s) {', '.join(sorted(unknown))}.")
+    prompt, negative, names = data.get("prompt"), data.get("negative", ""), data.get("names")
+    if not isinstance(prompt, str) or prompt.count("{colour}") != 1 or prompt.replace("{colour}", "").count("{"):
+        raise errors.StyleFileError(f"The {where}, field 'prompt': must be text with {{colour}} exactly once.")
+    if not isinstance(negative, str) or "{" in negative or "}" in negative:
+        raise errors.StyleFileError(f"The {where}, field 'negative': must be text without braces.")
+    if not isinstance(names, dict) or len(names) < 2:
+        raise errors.StyleFileError(f"The {where}, table [names]: must hold colour names = \"#rrggbb\".")
+    entries = []
+    for name, value in names.items():
+        if not _COLOUR_NAME_RE.match(name) or not isinstance(value, str) or not _COLOUR_RE.match(value):
+            raise errors.StyleFileError(
+                f"The {where}, [names] entry {name!r}: must be lower-case words = \"#rrggbb\", not {value!r}."
+            )
+        entries.append((name, value.lower(), _lab(value)))
+    return Palette(prompt=prompt.strip(), negative=_clean_clause(negative), names=tuple(entries))
+
+
+def load_colours(folder: str | Path | None = None) -> Palette:
+    """The colour names of ``styles/options/colours.toml`` (cached)."""
+    base = Path(folder).expanduser().resolve() if folder is not None else STYLES_DIR / OPTIONS_FOLDER
+    return _load_colours(base / COLOURS_FILE)
+
+
+def colour_name(colour: str, folder: str | Path | None = None) -> str:
+    """The nearest colour name of ``options/colours.toml`` to ``#rrggbb`` (distance in CIELAB)."""
+    lab = _lab(colour)
+    # CIE76 (straight Lab distance): with this palette it named vivid colours better than CIE94, whose chroma
+    # tolerance let lightness win (pure orange came out "mustard yellow", turquoise "mint green").
+    return min(load_colours(folder).names, key=lambda entry: math.dist(lab, entry[2]))[0]
+
+
+@functools.lru_cache(maxsize=256)
+def brand_colour(colour: str) -> Option:
+    """The backdrop option for any brand colour ``#rrggbb``: "Brand colour #1f4f8f", "in front of a solid deep
+    blue studio backdrop" (the nearest colour name), the brand colours' negative and a swatch in that colour.
+    Anything else is refused with :class:`errors.InvalidRequest` saying the format."""
+    value = str(colour or "").strip().lower()
+    if not _COLOUR_RE.match(value):
+        raise errors.InvalidRequest(
+            f"A brand colour backdrop must be {COLOUR_FORMAT}: '#' and six hex digits 0-9 or a-f "
+            f"(e.g. {COLOUR_EXAMPLE}), not {colour!r}."
+        )
+    palette, name = load_colours(), colour_name(value)
+    words = set(re.findall(r"[a-z]+", name))
+    # The brand negative keeps greys and white out; not when the colour asked for is one of them.
+    negative = [p for p in _phrases(palette.negative) if not words & set(re.findall(r"[a-z]+", p.lower()))]
+    return Option(
+        kind="backdrop",
+        id=value,
+        name=f"Brand colour {value}",
+        prompt=palette.prompt.replace("{colour}", name),
+        negative=", ".join(negative),
+        colour=value,
+        light="soft",
+    )
 
 
 def parse_subject(text: str | None) -> list[Option]:
@@ -703,7 +813,8 @@ def compose(
 
 
 def list_options() -> dict[str, list[dict[str, str]]]:
-    """What ``/list_options`` answers: styles, backdrops, outfits and subject hints, each with id and name."""
+    """What ``/list_options`` answers: styles, backdrops, outfits and subject hints, each with id and name,
+    and ``custom_backdrop``: the backdrop also takes any brand colour as ``#rrggbb``."""
     options = load_options()
     return {
         "styles": [{**s.summary(), "backdrop": s.backdrop} for s in load_styles().values()],
@@ -712,12 +823,21 @@ def list_options() -> dict[str, list[dict[str, str]]]:
         "outfits": [{"id": STYLE_CHOICE, "name": "The style's own"}]
         + [o.summary() for o in options["outfit"].values()],
         "subject": [o.summary() for o in options["subject"].values()],
+        # Not a list entry (the lists hold ids to pick from): any colour as a backdrop id.
+        "custom_backdrop": {
+            "id": COLOUR_FORMAT,
+            "name": f"Brand colour {COLOUR_FORMAT}",
+            "example": COLOUR_EXAMPLE,
+            "note": f"backdrop also takes any colour as {COLOUR_FORMAT}: a solid studio backdrop named by the "
+            f"nearest of {len(load_colours().names)} common colour names, the swatch in the exact colour",
+        },
     }
 
 
 def swatch(backdrop_id: str | None, size: tuple[int, int] = (160, 200)):
     """A preview of a backdrop's colour and light (a small PIL image, no GPU): a soft radial light on the
-    colour, a second colour for scenes (office, outdoor: a blurred horizon), a dark vignette for low key."""
+    colour, a second colour for scenes (office, outdoor: a blurred horizon), a dark vignette for low key.
+    A brand colour ``#rrggbb`` is drawn in exactly that colour (as the fixed brand colours are)."""
     from PIL import Image, ImageDraw, ImageFilter
 
     option = get_option("backdrop", backdrop_id) or get_option("backdrop", "studio-grey")

@@ -692,10 +692,14 @@ def test_keeping_the_styles_own_choices_gives_todays_negative_phrases():
 
 
 def _all_choices(expressions=(None,)):
+    """Every style x every backdrop x every outfit; and each colour name's "#rrggbb" as the backdrop with the
+    style's own outfit and with a suit (the colour's words only differ by its name, which no outfit names)."""
     options = styles.load_options()
+    colours = [colour for _, colour, _ in styles.load_colours().names]
     for style in styles.load_styles().values():
-        for backdrop in [styles.STYLE_CHOICE, *options["backdrop"]]:
-            for outfit in [styles.STYLE_CHOICE, *options["outfit"]]:
+        for backdrop in [styles.STYLE_CHOICE, *options["backdrop"], *colours]:
+            outfits = [styles.STYLE_CHOICE, *options["outfit"]] if backdrop in options["backdrop"] else ["style", "suit"]
+            for outfit in outfits:
                 for expression in expressions:
                     found = styles.get_option("backdrop", backdrop), styles.get_option("outfit", outfit)
                     yield (style, *found, expression) if expressions != (None,) else (style, *found)
@@ -841,3 +845,115 @@ def test_a_bad_options_file_is_refused_naming_the_entry(tmp_path):
         styles.load_options(folder)
     styles.clear_cache()
 
+
+# --------------------------------------------------------------------------------------
+# Any brand colour as a backdrop: "#rrggbb" (styles/options/colours.toml)
+# --------------------------------------------------------------------------------------
+
+
+def test_a_hex_colour_is_a_backdrop_named_by_the_nearest_colour():
+    blue = styles.get_option("backdrop", "brand-blue")
+    option = styles.get_option("backdrop", " #1F4F8F ")
+    assert option == styles.Option(
+        kind="backdrop", id="#1f4f8f", name="Brand colour #1f4f8f",
+        prompt="in front of a solid deep blue studio backdrop", negative=blue.negative, colour="#1f4f8f",
+        light="soft",
+    )  # fmt: skip
+    assert styles.load_colours().negative == blue.negative  # the same negative as the fixed brand colours
+    # The fixed brand entries' colours get the names their own prompts use.
+    for brand in ("brand-blue", "brand-green", "brand-burgundy"):
+        fixed = styles.get_option("backdrop", brand)
+        named = styles.get_option("backdrop", fixed.colour)
+        assert set(styles.colour_name(fixed.colour).split()) <= set(fixed.prompt.split()), brand
+        assert named.prompt.replace("solid ", "") in fixed.prompt.replace("solid ", "").replace(" green", "")
+    common = {"#13294b": "navy blue", "#ff0000": "bright red", "#e30613": "bright red", "#808080": "mid grey",
+              "#ffffff": "white", "#000000": "black", "#008080": "teal", "#ffa500": "tangerine orange",
+              "#40e0d0": "turquoise", "#800020": "burgundy", "#228b22": "emerald green", "#f5f5dc": "ivory"}  # fmt: skip
+    assert {c: styles.colour_name(c) for c in common} == common
+
+
+def test_cielab_conversion():
+    for colour, lab in {"#ffffff": (100, 0, 0), "#000000": (0, 0, 0), "#ff0000": (53.24, 80.09, 67.20),
+                        "#0000ff": (32.30, 79.19, -107.86), "#808080": (53.59, 0, 0)}.items():  # fmt: skip
+        assert styles._lab(colour) == pytest.approx(lab, abs=0.05), colour
+
+
+def test_the_colour_names_are_sound():
+    palette = styles.load_colours()
+    names = [name for name, _, _ in palette.names]
+    assert 30 <= len(names) <= 50 and len(set(names)) == len(names)
+    assert len({colour for _, colour, _ in palette.names}) == len(names)
+    for name, colour, _ in palette.names:
+        assert styles.colour_name(colour) == name  # every name is reachable: none hides behind another
+        assert styles.screen_prompt(name) is None
+        option = styles.brand_colour(colour)
+        # The negative never forbids the colour asked for: "light grey" drops "grey backdrop".
+        assert not set(name.split()) & set(re.findall(r"[a-z]+", option.negative)), name
+    assert "grey backdrop" not in styles.brand_colour("#c4c6c8").negative  # light grey
+    assert "white background" not in styles.brand_colour("#ffffff").negative
+
+
+@pytest.mark.parametrize("bad", ["#12", "#gggggg", "#1f4f8f0", "#", "#1f 4f8"])
+def test_a_bad_hex_colour_is_refused_with_the_format(bad):
+    with pytest.raises(errors.InvalidRequest, match=r"#rrggbb.*e\.g\. #1f4f8f"):
+        styles.get_option("backdrop", bad)
+    with pytest.raises(errors.InvalidRequest, match=r"#rrggbb"):
+        styles.compose(styles.get_style("corporate-grey"), "a person", backdrop=bad)
+
+
+@pytest.mark.parametrize("bad", ["red", "1f4f8f", "navy blue"])
+def test_an_unknown_backdrop_names_the_choices_and_the_colour_format(bad):
+    with pytest.raises(errors.InvalidRequest, match=r"no backdrop .*studio-grey.*any brand colour as #rrggbb"):
+        styles.get_option("backdrop", bad)
+    with pytest.raises(errors.InvalidRequest) as info:  # outfits take no colours
+        styles.get_option("outfit", "#1f4f8f")
+    assert "#rrggbb" not in str(info.value)
+
+
+def test_a_hex_backdrop_composes_like_any_backdrop():
+    style = styles.get_style("bright-white")
+    prompt, negative = styles.compose(style, "a person", backdrop="#800020")
+    assert prompt.startswith("clean high key headshot of a person, in front of a solid burgundy studio backdrop, ")
+    assert style.backdrop_prompt not in prompt
+    assert "grey background" not in negative and "grey backdrop" in negative
+
+
+def test_a_hex_backdrop_swatch_is_that_colour():
+    assert styles.swatch("#1f4f8f").tobytes() == styles.swatch("brand-blue").tobytes()
+    assert styles.swatch("#6e1f2e").tobytes() == styles.swatch("brand-burgundy").tobytes()
+    image = styles.swatch("#e30613", (80, 100))
+    assert image.size == (80, 100) and image.tobytes() != styles.swatch("#e30614", (80, 100)).tobytes()
+    red, green, blue = image.getpixel((40, 3))  # the backdrop above the head: the colour, lit a little
+    assert red > 150 and green < 90 and blue < 90
+
+
+def test_list_options_says_backdrops_take_a_hex_colour():
+    options = styles.list_options()
+    custom = options["custom_backdrop"]
+    assert custom["id"] == "#rrggbb" and custom["example"] == "#1f4f8f" and "#rrggbb" in custom["note"]
+    assert styles.get_option("backdrop", custom["example"]).name == "Brand colour #1f4f8f"
+    assert all(set(b) == {"id", "name"} for b in options["backdrops"][:1])  # "the style's own"
+    assert all(set(b) == {"id", "name", "prompt", "colour"} for b in options["backdrops"][1:])  # unchanged
+    assert {"brand-blue", "brand-green", "brand-burgundy"} <= {b["id"] for b in options["backdrops"]}
+
+
+BAD_COLOURS = [
+    ('prompt = "solid backdrop"\n[names]\nred = "#ff0000"\nblue = "#0000ff"\n', "'prompt'.*{colour}"),
+    ('prompt = "a {colour} {x}"\n[names]\nred = "#ff0000"\nblue = "#0000ff"\n', "'prompt'.*{colour}"),
+    ('prompt = "a {colour}"\nnegative = "x {y}"\n[names]\nred = "#ff0000"\nblue = "#0000ff"\n', "'negative'"),
+    ('prompt = "a {colour}"\n[names]\nred = "#ff0000"\n', r"\[names\]"),
+    ('prompt = "a {colour}"\n[names]\nred = "#ff0000"\nblue = "blue"\n', "'blue'.*#rrggbb"),
+    ('prompt = "a {colour}"\n[names]\nred = "#ff0000"\n"Blue 2" = "#0000ff"\n', "'Blue 2'"),
+    ('prompt = "a {colour}"\nextra = 1\n[names]\nred = "#ff0000"\nblue = "#0000ff"\n', "unknown field"),
+    ('prompt = "a {colour}\n', "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), BAD_COLOURS)
+def test_a_bad_colours_file_is_refused(tmp_path, text, problem):
+    (tmp_path / "colours.toml").write_text(text, encoding="utf-8")
+    try:
+        with pytest.raises(errors.StyleFileError, match=r"colours\.toml.*" + problem):
+            styles.load_colours(tmp_path)
+    finally:
+        styles.clear_cache()

@@ -2,8 +2,9 @@
 
 Each style is one TOML file named ``<id>.toml`` with the fields of :class:`Style`. Every file is checked
 when loaded: a wrong type, a value out of range, a prompt without exactly one ``{subject}``, ``{outfit}`` and
-``{backdrop}`` slot, a slot without the style's own wording for it (``outfit_prompt``, ``backdrop_prompt``) or an
-id that differs from the file name raises :class:`errors.StyleFileError` naming the file and the field.
+``{backdrop}`` slot (``{expression}``: at most one), a slot without the style's own wording for it
+(``outfit_prompt``, ``backdrop_prompt``, ``expression_prompt``), a negative phrase in two places or an id that
+differs from the file name raises :class:`errors.StyleFileError` naming the file and the field.
 
 Prompts typed by users go through :func:`check_prompt` (length limit, and refusal of requests for sexual or
 degrading images of the person), and every negative prompt built by :func:`negative_prompt` carries
@@ -28,7 +29,23 @@ SUBJECT_SLOT = "{subject}"
 # The outfit and backdrop slots of a style's prompt, each with the style's own wording for it (a style field).
 # Keeping the style's outfit/backdrop fills the slot with that wording; choosing an option empties the slot
 # (its clause is dropped), so the style's own outfit or backdrop never fights the chosen one (see compose).
-SLOT_FIELDS = {"{outfit}": "outfit_prompt", "{backdrop}": "backdrop_prompt"}
+SLOT_FIELDS = {
+    "{outfit}": "outfit_prompt",
+    "{backdrop}": "backdrop_prompt",
+    "{expression}": "expression_prompt",
+}
+# {expression} is optional: a style may leave the expression to the model and to the person's expression hint
+# (subject.toml group "expression"); with the slot it needs its own wording, like the other two.
+OPTIONAL_SLOTS = ("{expression}",)
+# The style's negative words that guard its own outfit / backdrop / expression ("suit and tie" for a sweater
+# look, "grey background" for a white one): dropped with that slot when the person chooses an option, so they
+# never forbid the chosen option's words. A phrase may guard two slots ("dark": a dark suit or a dark backdrop
+# both fight it); it is dropped when either is chosen.
+SLOT_NEGATIVES = {
+    "{outfit}": "outfit_negative",
+    "{backdrop}": "backdrop_negative",
+    "{expression}": "expression_negative",
+}
 MAX_SLOT_CHARS = 200
 ASPECTS = tuple(config.OUTPUT_SIZES)  # "square", "4:5", "3:4"
 
@@ -55,8 +72,8 @@ class Style:
     id: str
     name: str
     description: str
-    prompt: str  # contains "{subject}", "{outfit}" and "{backdrop}" exactly once each
-    negative_prompt: str
+    prompt: str  # "{subject}", "{outfit}" and "{backdrop}" exactly once each, "{expression}" at most once
+    negative_prompt: str  # the negative words that hold whatever is chosen (the slot negatives are apart)
     outfit_prompt: str  # the style's own outfit: fills "{outfit}" unless an outfit option is chosen
     backdrop_prompt: str  # the style's own backdrop: fills "{backdrop}" unless a backdrop option is chosen
     aspect: str  # "square" | "4:5" | "3:4"
@@ -66,13 +83,22 @@ class Style:
     identitynet_strength: float  # ControlNet conditioning scale (IdentityNet)
     order: int = 100  # position in the style list (then by name)
     backdrop: str = ""  # the closest backdrop of options/backdrops.toml: the style's preview swatch
+    expression_prompt: str = ""  # the style's own expression: fills "{expression}" unless a hint is chosen
+    outfit_negative: str = ""  # negative words guarding the style's own outfit: dropped when one is chosen
+    backdrop_negative: str = ""  # ... its own backdrop
+    expression_negative: str = ""  # ... its own expression
 
-    def template(self, *, own_outfit: bool = True, own_backdrop: bool = True) -> str:
-        """The prompt with its ``{outfit}`` and ``{backdrop}`` slots filled by the style's own wording, or,
-        where ``own_outfit`` / ``own_backdrop`` is False (an option replaces it), with that slot's clause
-        dropped. Only ``{subject}`` is left."""
+    def template(
+        self, *, own_outfit: bool = True, own_backdrop: bool = True, own_expression: bool = True
+    ) -> str:
+        """The prompt with its ``{outfit}``, ``{backdrop}`` and ``{expression}`` slots filled by the style's own
+        wording, or, where ``own_outfit`` / ``own_backdrop`` / ``own_expression`` is False (an option replaces
+        it), with that slot's clause dropped. Only ``{subject}`` is left."""
         text = self.prompt
-        for slot, own in (("{outfit}", own_outfit), ("{backdrop}", own_backdrop)):
+        owns = {"{outfit}": own_outfit, "{backdrop}": own_backdrop, "{expression}": own_expression}
+        for slot, own in owns.items():
+            if slot not in text:  # an optional slot the style does without
+                continue
             if own:
                 text = text.replace(slot, getattr(self, SLOT_FIELDS[slot]))
             else:  # a slot is a clause of its own (checked at load): drop it with one neighbouring comma
@@ -82,14 +108,20 @@ class Style:
         return text
 
     def build_prompt(
-        self, subject: str, extra: str = "", *, own_outfit: bool = True, own_backdrop: bool = True
+        self,
+        subject: str,
+        extra: str = "",
+        *,
+        own_outfit: bool = True,
+        own_backdrop: bool = True,
+        own_expression: bool = True,
     ) -> str:
         """The full positive prompt for ``subject`` (e.g. ``"a woman"`` or a LoRA token phrase).
 
         The user's ``extra`` text (checked with :func:`check_prompt`) goes right after the subject, where it
         describes the person ("with curly red hair and glasses") and stays inside CLIP's 77-token window;
-        the style's clothing, setting and camera wording follows (``own_outfit`` / ``own_backdrop`` False:
-        without the style's outfit / backdrop, see :meth:`template`).
+        the style's clothing, setting and camera wording follows (``own_outfit`` / ``own_backdrop`` /
+        ``own_expression`` False: without the style's outfit / backdrop / expression, see :meth:`template`).
         """
         subject = " ".join(str(subject).split())
         if not subject:
@@ -98,7 +130,23 @@ class Style:
         filled = f"{subject}, {extra}" if extra else subject
         # The slots are filled from data first, the subject (the user's text) last, and with str.replace,
         # never str.format: braces in the user's text stay inert.
-        return self.template(own_outfit=own_outfit, own_backdrop=own_backdrop).replace(SUBJECT_SLOT, filled)
+        template = self.template(
+            own_outfit=own_outfit, own_backdrop=own_backdrop, own_expression=own_expression
+        )
+        return template.replace(SUBJECT_SLOT, filled)
+
+    def slot_negative(
+        self, *, own_outfit: bool = True, own_backdrop: bool = True, own_expression: bool = True
+    ) -> str:
+        """The style's slot negatives (``outfit_negative`` ...) of the slots it keeps, without any phrase that a
+        replaced slot names (so "dark", guarding both outfit and backdrop, goes when either is chosen)."""
+        owns = {"{outfit}": own_outfit, "{backdrop}": own_backdrop, "{expression}": own_expression}
+        dropped = {p.lower() for slot, own in owns.items() if not own for p in _phrases(self._slot_neg(slot))}
+        kept = [p for slot, own in owns.items() if own for p in _phrases(self._slot_neg(slot))]
+        return ", ".join(_unique(p for p in kept if p.lower() not in dropped))
+
+    def _slot_neg(self, slot: str) -> str:
+        return getattr(self, SLOT_NEGATIVES[slot])
 
     def size(self) -> tuple[int, int]:
         """(width, height) of this style's aspect in the active profile."""
@@ -127,7 +175,12 @@ _REQUIRED: dict[str, tuple[type, ...]] = {
     "identity_strength": (int, float),
     "identitynet_strength": (int, float),
 }
-_OPTIONAL: dict[str, tuple[type, ...]] = {"order": (int,), "backdrop": (str,)}
+_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "order": (int,),
+    "backdrop": (str,),
+    "expression_prompt": (str,),
+    **dict.fromkeys(SLOT_NEGATIVES.values(), (str,)),
+}
 
 
 def _fail(path: Path, field: str | None, problem: str) -> errors.StyleFileError:
@@ -180,7 +233,9 @@ def parse_style(path: Path, data: dict[str, Any]) -> Style:
     rest = prompt
     for slot in (SUBJECT_SLOT, *SLOT_FIELDS):
         count = prompt.count(slot)
-        if count != 1:
+        if slot in OPTIONAL_SLOTS and count > 1:
+            raise _fail(path, "prompt", f"may contain {slot} at most once (found {count}).")
+        if slot not in OPTIONAL_SLOTS and count != 1:
             raise _fail(path, "prompt", f"must contain {slot} exactly once (found {count}).")
         rest = rest.replace(slot, "")
     if "{" in rest or "}" in rest:
@@ -188,6 +243,12 @@ def parse_style(path: Path, data: dict[str, Any]) -> Style:
                     f"{', '.join(SLOT_FIELDS)} (a typo?).")
     own: dict[str, str] = {}
     for slot, field in SLOT_FIELDS.items():
+        if slot in OPTIONAL_SLOTS and slot not in prompt:
+            if field in data:
+                raise _fail(path, field, f"is the wording for a {slot} slot, but the prompt has none.")
+            continue
+        if slot in OPTIONAL_SLOTS and field not in data:
+            raise _fail(path, field, f"is missing: the style's own wording for the {slot} slot of its prompt.")
         if not re.search(r"(?:^|,)\s*" + re.escape(slot) + r"\s*(?:,|$)", prompt):
             raise _fail(path, "prompt", f"{slot} must be a clause of its own, between commas (so that a chosen "
                         "option can drop it).")
@@ -197,6 +258,18 @@ def parse_style(path: Path, data: dict[str, Any]) -> Style:
     negative = _check_text(path, data, "negative_prompt", MAX_TEMPLATE_CHARS, empty_ok=True)
     if "{" in negative or "}" in negative:
         raise _fail(path, "negative_prompt", "must not contain braces.")
+    slot_negatives: dict[str, str] = {}
+    general = {p.lower() for p in _phrases(negative)}
+    for field in SLOT_NEGATIVES.values():
+        if field not in data:
+            continue
+        value = _clean_clause(_check_text(path, data, field, MAX_SLOT_CHARS, empty_ok=True))
+        if "{" in value or "}" in value:
+            raise _fail(path, field, "must not contain braces.")
+        twice = next((p for p in _phrases(value) if p.lower() in general), None)
+        if twice is not None:  # it would stay in the negative prompt whatever is chosen
+            raise _fail(path, field, f"{twice!r} is in negative_prompt too: keep it in one place.")
+        slot_negatives[field] = value
 
     aspect = data["aspect"].strip()
     if aspect not in ASPECTS:
@@ -219,6 +292,7 @@ def parse_style(path: Path, data: dict[str, Any]) -> Style:
         identitynet_strength=_check_number(path, data, "identitynet_strength", *SCALE_RANGE),
         order=data.get("order", 100),
         backdrop=data.get("backdrop", "").strip(),
+        **slot_negatives,
     )
 
 
@@ -269,6 +343,8 @@ def clear_cache() -> None:
     """Forget loaded styles and options (tests, or after editing style files)."""
     _load_folder.cache_clear()
     _load_options.cache_clear()
+    _load_colours.cache_clear()
+    brand_colour.cache_clear()
 
 
 def get_style(style_id: str, folder: str | Path | None = None) -> Style:
@@ -285,8 +361,12 @@ def list_styles(folder: str | Path | None = None) -> list[dict[str, str]]:
     return [style.summary() for style in load_styles(folder).values()]
 
 
-def negative_prompt(style: Style, user_negative: str = "", options_negative: str = "") -> str:
-    """The negative prompt for a render: :data:`SAFETY_NEGATIVE`, the style's, then the user's.
+def negative_prompt(style: Style, user_negative: str = "", options_negative: str | None = None) -> str:
+    """The negative prompt for a render: :data:`SAFETY_NEGATIVE`, the options', the style's, then the user's.
+
+    ``options_negative`` is what :func:`compose` returns with the prompt: the chosen options' negative words
+    and the style's slot negatives of the slots it keeps. None (nothing composed) means the style's defaults:
+    all of its slot negatives.
 
     The safety terms are always included and come first, so that CLIP's 77-token truncation can only ever
     drop the end of the user's text, never the safety terms. The user's text is length-checked only: a
@@ -298,8 +378,10 @@ def negative_prompt(style: Style, user_negative: str = "", options_negative: str
             f"The negative prompt is {len(user_negative)} characters long; "
             f"the limit is {config.MAX_PROMPT_CHARS}. Please shorten it."
         )
-    # The chosen options' words (backdrop, outfit, subject hints: data, never the user's) come next, so that
-    # the style's own backdrop or outfit is kept out before the style's generic terms.
+    # The chosen options' words (backdrop, outfit, subject hints: data, never the user's) and the style's kept
+    # slot negatives come next, so that the style's own backdrop or outfit is kept out before the generic terms.
+    if options_negative is None:
+        options_negative = style.slot_negative()
     parts = [SAFETY_NEGATIVE, _clean_clause(options_negative), style.negative_prompt, _clean_clause(user_negative)]
     return ", ".join(part for part in parts if part)
 
@@ -307,6 +389,17 @@ def negative_prompt(style: Style, user_negative: str = "", options_negative: str
 def _clean_clause(text: str) -> str:
     """Collapse whitespace and strip commas/periods at the ends, so the clause joins with ', '."""
     return " ".join(text.split()).strip(" ,;.")
+
+
+def _phrases(text: str) -> list[str]:
+    """The comma-separated phrases of a negative prompt, cleaned, empty ones left out."""
+    return [p for p in (_clean_clause(part) for part in str(text or "").split(",")) if p]
+
+
+def _unique(phrases) -> list[str]:
+    """Phrases without repeats (case-insensitive), first one kept."""
+    seen: set[str] = set()
+    return [p for p in phrases if not (p.lower() in seen or seen.add(p.lower()))]
 
 
 # --------------------------------------------------------------------------------------
@@ -533,16 +626,124 @@ def load_options(folder: str | Path | None = None) -> dict[str, dict[str, Option
 
 
 def get_option(kind: str, option_id: str | None) -> Option | None:
-    """The backdrop or outfit with this id; None for the style's own (``"style"``, empty or None)."""
+    """The backdrop or outfit with this id; None for the style's own (``"style"``, empty or None).
+
+    A backdrop may also be any brand colour as ``#rrggbb`` (see :func:`brand_colour`)."""
     key = str(option_id or "").strip().lower()
     if key in ("", STYLE_CHOICE):
         return None
+    if kind == "backdrop" and key.startswith("#"):
+        return brand_colour(key)
     known = load_options()[kind]
     if key not in known:
+        also = f", or any brand colour as {COLOUR_FORMAT} (e.g. {COLOUR_EXAMPLE})" if kind == "backdrop" else ""
         raise errors.InvalidRequest(
-            f"There is no {kind} {key!r}. Choose one of: {', '.join([STYLE_CHOICE, *known])}."
+            f"There is no {kind} {key!r}. Choose one of: {', '.join([STYLE_CHOICE, *known])}{also}."
         )
     return known[key]
+
+
+# --------------------------------------------------------------------------------------
+# Any brand colour as a backdrop: "#rrggbb", named by the nearest of options/colours.toml
+# --------------------------------------------------------------------------------------
+
+COLOURS_FILE = "colours.toml"
+COLOUR_FORMAT = "#rrggbb"
+COLOUR_EXAMPLE = "#1f4f8f"
+_COLOUR_NAME_RE = re.compile(r"^[a-z][a-z -]{0,38}[a-z]$")
+
+
+@dataclass(frozen=True)
+class Palette:
+    """``options/colours.toml``: the brand colour backdrop's prompt (with ``{colour}``), its negative, and the
+    colour names with their Lab values."""
+
+    prompt: str
+    negative: str
+    names: tuple[tuple[str, str, tuple[float, float, float]], ...]  # (name, "#rrggbb", Lab)
+
+
+def _lab(colour: str) -> tuple[float, float, float]:
+    """CIELAB (D65) of an sRGB ``#rrggbb``."""
+    rgb = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    xyz = (
+        (0.4124564 * r + 0.3575761 * g + 0.1804375 * b) / 0.95047,
+        0.2126729 * r + 0.7151522 * g + 0.0721750 * b,
+        (0.0193339 * r + 0.1191920 * g + 0.9503041 * b) / 1.08883,
+    )
+    fx, fy, fz = [t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29 for t in xyz]
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_colours(path: Path) -> Palette:
+    where = f"options file {path.name}"
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise errors.StyleFileError(f"The {where} is missing.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.StyleFileError(f"The {where} is not valid TOML ({exc}).") from exc
+    unknown = set(data) - {"prompt", "negative", "names"}
+    if unknown:
+        raise errors.StyleFileError(f"The {where}: unknown field(s) {', '.join(sorted(unknown))}.")
+    prompt, negative, names = data.get("prompt"), data.get("negative", ""), data.get("names")
+    if not isinstance(prompt, str) or prompt.count("{colour}") != 1 or prompt.replace("{colour}", "").count("{"):
+        raise errors.StyleFileError(f"The {where}, field 'prompt': must be text with {{colour}} exactly once.")
+    if not isinstance(negative, str) or "{" in negative or "}" in negative:
+        raise errors.StyleFileError(f"The {where}, field 'negative': must be text without braces.")
+    if not isinstance(names, dict) or len(names) < 2:
+        raise errors.StyleFileError(f"The {where}, table [names]: must hold colour names = \"#rrggbb\".")
+    entries = []
+    for name, value in names.items():
+        if not _COLOUR_NAME_RE.match(name) or not isinstance(value, str) or not _COLOUR_RE.match(value):
+            raise errors.StyleFileError(
+                f"The {where}, [names] entry {name!r}: must be lower-case words = \"#rrggbb\", not {value!r}."
+            )
+        entries.append((name, value.lower(), _lab(value)))
+    return Palette(prompt=prompt.strip(), negative=_clean_clause(negative), names=tuple(entries))
+
+
+def load_colours(folder: str | Path | None = None) -> Palette:
+    """The colour names of ``styles/options/colours.toml`` (cached)."""
+    base = Path(folder).expanduser().resolve() if folder is not None else STYLES_DIR / OPTIONS_FOLDER
+    return _load_colours(base / COLOURS_FILE)
+
+
+def colour_name(colour: str, folder: str | Path | None = None) -> str:
+    """The nearest colour name of ``options/colours.toml`` to ``#rrggbb`` (distance in CIELAB)."""
+    lab = _lab(colour)
+    # CIE76 (straight Lab distance): with this palette it named vivid colours better than CIE94, whose chroma
+    # tolerance let lightness win (pure orange came out "mustard yellow", turquoise "mint green").
+    return min(load_colours(folder).names, key=lambda entry: math.dist(lab, entry[2]))[0]
+
+
+@functools.lru_cache(maxsize=256)
+def brand_colour(colour: str) -> Option:
+    """The backdrop option for any brand colour ``#rrggbb``: "Brand colour #1f4f8f", "in front of a solid deep
+    blue studio backdrop" (the nearest colour name), the brand colours' negative and a swatch in that colour.
+    Anything else is refused with :class:`errors.InvalidRequest` saying the format."""
+    value = str(colour or "").strip().lower()
+    if not _COLOUR_RE.match(value):
+        raise errors.InvalidRequest(
+            f"A brand colour backdrop must be {COLOUR_FORMAT}: '#' and six hex digits 0-9 or a-f "
+            f"(e.g. {COLOUR_EXAMPLE}), not {colour!r}."
+        )
+    palette, name = load_colours(), colour_name(value)
+    words = set(re.findall(r"[a-z]+", name))
+    # The brand negative keeps greys and white out; not when the colour asked for is one of them.
+    negative = [p for p in _phrases(palette.negative) if not words & set(re.findall(r"[a-z]+", p.lower()))]
+    return Option(
+        kind="backdrop",
+        id=value,
+        name=f"Brand colour {value}",
+        prompt=palette.prompt.replace("{colour}", name),
+        negative=", ".join(negative),
+        colour=value,
+        light="soft",
+    )
 
 
 def parse_subject(text: str | None) -> list[Option]:
@@ -576,10 +777,13 @@ def compose(
 ) -> tuple[str, str]:
     """The positive prompt and the extra negative words for a style with the chosen options, by data.
 
-    Kept ("style", the default): the style's ``{outfit}`` / ``{backdrop}`` slot gets its own wording, so the
-    prompt is the style's as written. Chosen: that slot's clause is dropped (the style's own outfit or backdrop
-    is gone, so the option's ``negative`` words fight nothing left in the positive prompt) and the option's
-    words go right after the subject and hints, before the user's text.
+    Kept ("style", the default): the style's ``{outfit}`` / ``{backdrop}`` / ``{expression}`` slot gets its own
+    wording, so the prompt is the style's as written. Chosen (a backdrop, an outfit, an expression hint): that
+    slot's clause is dropped (the style's own outfit, backdrop or expression is gone, so the option's
+    ``negative`` words fight nothing left in the positive prompt) and the option's words go right after the
+    subject and hints, before the user's text. The negative words returned (for :func:`negative_prompt`) are
+    the chosen options' and the style's slot negatives of the slots kept: a chosen slot's guard words
+    (``outfit_negative`` ...) are dropped, so they never forbid the chosen option's words.
 
     Why there and not in the slot: SDXL's text encoders read only CLIP's first 77 tokens (75 after the start
     and end tokens) and drop the rest. Subject, hints (<= ~22 tokens), outfit (<= ~13) and backdrop (<= ~15)
@@ -592,19 +796,25 @@ def compose(
     chosen_outfit, chosen_backdrop = get_option("outfit", outfit), get_option("backdrop", backdrop)
     chosen = [o for o in (*parse_subject(hints), chosen_outfit, chosen_backdrop) if o is not None]
     person = next((o for o in chosen if o.kind == "subject" and o.group == "person"), None)
+    expression = next((o for o in chosen if o.kind == "subject" and o.group == "expression"), None)
+    owns = {
+        "own_outfit": chosen_outfit is None,
+        "own_backdrop": chosen_backdrop is None,
+        "own_expression": expression is None,
+    }
     words = " ".join(str(subject).split())
     if person is not None:
         words = person.prompt if words == "a person" else f"{words}, {person.prompt}"
     clauses = [o.prompt for o in chosen if o is not person]
     filled = ", ".join([words, *clauses])
-    prompt = style.build_prompt(
-        filled, extra, own_outfit=chosen_outfit is None, own_backdrop=chosen_backdrop is None
-    )
-    return prompt, ", ".join(o.negative for o in chosen if o.negative)
+    prompt = style.build_prompt(filled, extra, **owns)
+    negatives = [p for o in chosen for p in _phrases(o.negative)] + _phrases(style.slot_negative(**owns))
+    return prompt, ", ".join(_unique(negatives))
 
 
 def list_options() -> dict[str, list[dict[str, str]]]:
-    """What ``/list_options`` answers: styles, backdrops, outfits and subject hints, each with id and name."""
+    """What ``/list_options`` answers: styles, backdrops, outfits and subject hints, each with id and name,
+    and ``custom_backdrop``: the backdrop also takes any brand colour as ``#rrggbb``."""
     options = load_options()
     return {
         "styles": [{**s.summary(), "backdrop": s.backdrop} for s in load_styles().values()],
@@ -613,12 +823,21 @@ def list_options() -> dict[str, list[dict[str, str]]]:
         "outfits": [{"id": STYLE_CHOICE, "name": "The style's own"}]
         + [o.summary() for o in options["outfit"].values()],
         "subject": [o.summary() for o in options["subject"].values()],
+        # Not a list entry (the lists hold ids to pick from): any colour as a backdrop id.
+        "custom_backdrop": {
+            "id": COLOUR_FORMAT,
+            "name": f"Brand colour {COLOUR_FORMAT}",
+            "example": COLOUR_EXAMPLE,
+            "note": f"backdrop also takes any colour as {COLOUR_FORMAT}: a solid studio backdrop named by the "
+            f"nearest of {len(load_colours().names)} common colour names, the swatch in the exact colour",
+        },
     }
 
 
 def swatch(backdrop_id: str | None, size: tuple[int, int] = (160, 200)):
     """A preview of a backdrop's colour and light (a small PIL image, no GPU): a soft radial light on the
-    colour, a second colour for scenes (office, outdoor: a blurred horizon), a dark vignette for low key."""
+    colour, a second colour for scenes (office, outdoor: a blurred horizon), a dark vignette for low key.
+    A brand colour ``#rrggbb`` is drawn in exactly that colour (as the fixed brand colours are)."""
     from PIL import Image, ImageDraw, ImageFilter
 
     option = get_option("backdrop", backdrop_id) or get_option("backdrop", "studio-grey")

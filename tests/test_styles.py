@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def test_shipped_styles_load_and_are_complete():
         assert style.prompt.count("{subject}") == 1
         assert style.prompt.count("{outfit}") == 1 and style.prompt.count("{backdrop}") == 1
         assert style.outfit_prompt and style.backdrop_prompt
+        # {expression} is optional in a style file, but every shipped style has one
+        assert style.prompt.count("{expression}") == 1 and style.expression_prompt
         assert style.aspect in config.OUTPUT_SIZES
         assert 20 <= style.steps <= config.MAX_STEPS
         assert 3.0 <= style.guidance <= 8.0  # photoreal SDXL with InstantID burns at high guidance
@@ -187,6 +190,19 @@ BAD_FILES = [
     ({"backdrop_prompt": "grey {subject}"}, "backdrop_prompt", "braces"),
     ({"backdrop_prompt": "x" * 201}, "backdrop_prompt", "limit is 200"),
     ({"outfit_prompt": 3}, "outfit_prompt", "must be str"),
+    # {expression} is optional, but with its own wording when there, and a clause of its own.
+    ({"expression_prompt": "calm smile"}, "expression_prompt", "prompt has none"),
+    ({"prompt": "{subject}, {outfit}, {expression}, {backdrop}"}, "expression_prompt", "missing: the style"),
+    ({"prompt": "{subject}, {outfit}, {expression}, {backdrop}, {expression}", "expression_prompt": "calm"},
+     "prompt", "{expression} at most once (found 2)"),
+    ({"prompt": "{subject}, {outfit}, in {expression}, {backdrop}", "expression_prompt": "calm"}, "prompt",
+     "{expression} must be a clause of its own"),
+    ({"prompt": "{subject}, {outfit}, {expression}, {backdrop}", "expression_prompt": "a {smile}"},
+     "expression_prompt", "braces"),
+    # Slot negatives: text without braces, and a phrase in one place only (else it would never be dropped).
+    ({"outfit_negative": "suit, blurry"}, "outfit_negative", "'blurry' is in negative_prompt too"),
+    ({"backdrop_negative": "dark {x}"}, "backdrop_negative", "braces"),
+    ({"expression_negative": ["frown"]}, "expression_negative", "must be str"),
     ({"negative_prompt": "blurry {x}"}, "negative_prompt", "braces"),
     ({"aspect": "16:9"}, "aspect", "square"),
     ({"name": "   "}, "name", "empty"),
@@ -285,6 +301,38 @@ def test_slots_get_the_styles_own_wording_or_drop_their_clause(tmp_path):
     assert style.template() == "wearing a dark suit , {subject},grey backdrop"
     assert style.template(own_outfit=False, own_backdrop=False) == "{subject}"
     assert style.build_prompt("a man", own_outfit=False, own_backdrop=False) == "a man"
+    # The optional {expression} slot works the same way; a style without it just has nothing to drop.
+    prompt = "headshot of {subject}, {outfit}, {expression}, {backdrop}, 85mm lens"
+    style = styles.read_style_file(write_style(tmp_path, "demo", prompt=prompt, expression_prompt="calm"))
+    assert style.template() == "headshot of {subject}, wearing a dark suit, calm, grey backdrop, 85mm lens"
+    assert style.template(own_expression=False) == style.template().replace(" calm,", "")
+    assert styles.compose(style, "a man", hints="neutral")[0] == (
+        "headshot of a man, calm neutral expression, lips closed, wearing a dark suit, grey backdrop, "
+        "85mm lens"
+    )
+    plain = styles.read_style_file(write_style(tmp_path, "plain"))
+    assert plain.expression_prompt == "" and plain.template(own_expression=False) == plain.template()
+    assert styles.compose(plain, "a man", hints="smile")[0] == (
+        "headshot of a man, warm natural smile, wearing a dark suit, grey backdrop, 85mm lens"
+    )
+
+
+def test_slot_negatives_are_dropped_with_their_slot(tmp_path):
+    """A style's outfit/backdrop/expression guard words go when that slot is replaced; a phrase guarding two
+    slots goes when either is."""
+    style = styles.read_style_file(write_style(
+        tmp_path, "demo", prompt="{subject}, {outfit}, {expression}, {backdrop}", expression_prompt="grin",
+        outfit_negative="suit and tie, dark", backdrop_negative="dark, gloomy", expression_negative="frown",
+    ))  # fmt: skip
+    assert style.slot_negative() == "suit and tie, dark, gloomy, frown"
+    assert style.slot_negative(own_outfit=False) == "gloomy, frown"
+    assert style.slot_negative(own_backdrop=False) == "suit and tie, frown"
+    assert style.slot_negative(own_expression=False) == "suit and tie, dark, gloomy"
+    assert style.slot_negative(own_outfit=False, own_backdrop=False, own_expression=False) == ""
+    expected = f"{styles.SAFETY_NEGATIVE}, suit and tie, dark, gloomy, frown, cartoon, blurry"
+    assert styles.negative_prompt(style) == expected
+    _, negative = styles.compose(style, "a man", outfit="smart-casual", hints="neutral")
+    assert negative == "big smile, laughing, open mouth, suit, tie, lab coat, formal wear, gloomy"
 
 
 def test_build_prompt_screens_extra_and_needs_subject():
@@ -304,7 +352,9 @@ def test_negative_prompt_always_carries_safety_terms_first():
         assert style.negative_prompt in negative
     style = styles.get_style("tech-casual")
     with_user = styles.negative_prompt(style, "  hats,  sunglasses , ")
-    assert with_user == f"{styles.SAFETY_NEGATIVE}, {style.negative_prompt}, hats, sunglasses"
+    own = style.slot_negative()  # nothing chosen: the style's slot negatives, all of them
+    assert own == "suit and tie, dark, gloomy"
+    assert with_user == f"{styles.SAFETY_NEGATIVE}, {own}, {style.negative_prompt}, hats, sunglasses"
     # Unwanted content named in a negative prompt is welcome: it is not screened.
     assert styles.negative_prompt(style, "nude, naked").endswith("nude, naked")
     with pytest.raises(errors.PromptRejected, match="negative prompt"):
@@ -552,12 +602,107 @@ def test_keeping_the_styles_own_outfit_and_backdrop_gives_todays_prompt():
         assert style.outfit_prompt in before and style.backdrop_prompt in before, style.id
 
 
-def _all_choices():
+# Every style's negative prompt as it was before the slot negatives (captured from styles/*.toml then): with
+# nothing chosen, the final negative prompt holds the same phrases (the slot negatives come first now).
+NEGATIVES_BEFORE_SLOTS = {
+    "corporate-grey": (
+        "cartoon, illustration, painting, 3d render, cgi, anime, plastic skin, airbrushed, oversaturated,"
+        " blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, bad teeth, watermark, text, "
+        "logo"
+    ),
+    "executive-office": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, harsh shadows, "
+        "cluttered desk, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text,"
+        " logo"
+    ),
+    "outdoor-natural": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, harsh midday sun, "
+        "squinting, overexposed, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, "
+        "watermark, text"
+    ),
+    "tech-casual": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, suit and tie, dark, "
+        "gloomy, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "creative-color": (
+        "cartoon, illustration, painting, 3d render, cgi, anime, plastic skin, airbrushed, muddy colours,"
+        " blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "classic-bw": (
+        "colour, color, sepia tint, cartoon, illustration, painting, 3d render, cgi, plastic skin, "
+        "airbrushed, flat lighting, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, "
+        "watermark, text"
+    ),
+    "medical": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, blood, hospital bed, "
+        "surgical mask, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, "
+        "logo"
+    ),
+    "legal-finance": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, casual clothes, harsh"
+        " shadows, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "academic": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, graduation gown, "
+        "cluttered, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "real-estate": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, dark, moody, serious "
+        "frown, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "actor-editorial": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, heavy makeup, props, "
+        "busy background, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text"
+    ),
+    "home-office": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, messy room, webcam "
+        "quality, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, watermark, text, logo"
+    ),
+    "bright-white": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, grey background, "
+        "shadows on background, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, "
+        "watermark, text, logo"
+    ),
+    "dramatic-low-key": (
+        "cartoon, illustration, painting, 3d render, cgi, plastic skin, airbrushed, flat lighting, "
+        "crushed blacks on the face, blurry, lowres, jpeg artifacts, deformed face, asymmetric eyes, "
+        "watermark, text"
+    ),
+}
+
+
+@functools.cache
+def _whole_words(phrase: str) -> re.Pattern[str]:
+    return re.compile(r"\b" + re.escape(phrase) + r"\b", re.IGNORECASE)
+
+
+def _phrases(text: str) -> set[str]:
+    return {p.strip() for p in text.split(",") if p.strip()}
+
+
+def test_keeping_the_styles_own_choices_gives_todays_negative_phrases():
+    loaded = styles.load_styles()
+    assert set(loaded) == set(NEGATIVES_BEFORE_SLOTS)
+    for style in loaded.values():
+        expected = _phrases(styles.SAFETY_NEGATIVE) | _phrases(NEGATIVES_BEFORE_SLOTS[style.id])
+        _, options_negative = styles.compose(style, "a person")
+        assert options_negative == style.slot_negative(), style.id
+        assert _phrases(styles.negative_prompt(style, "", options_negative)) == expected, style.id
+        assert _phrases(styles.negative_prompt(style)) == expected, style.id
+
+
+def _all_choices(expressions=(None,)):
+    """Every style x every backdrop x every outfit; and each colour name's "#rrggbb" as the backdrop with the
+    style's own outfit and with a suit (the colour's words only differ by its name, which no outfit names)."""
     options = styles.load_options()
+    colours = [colour for _, colour, _ in styles.load_colours().names]
     for style in styles.load_styles().values():
-        for backdrop in [styles.STYLE_CHOICE, *options["backdrop"]]:
-            for outfit in [styles.STYLE_CHOICE, *options["outfit"]]:
-                yield style, styles.get_option("backdrop", backdrop), styles.get_option("outfit", outfit)
+        for backdrop in [styles.STYLE_CHOICE, *options["backdrop"], *colours]:
+            outfits = [styles.STYLE_CHOICE, *options["outfit"]] if backdrop in options["backdrop"] else ["style", "suit"]
+            for outfit in outfits:
+                for expression in expressions:
+                    found = styles.get_option("backdrop", backdrop), styles.get_option("outfit", outfit)
+                    yield (style, *found, expression) if expressions != (None,) else (style, *found)
 
 
 def test_a_chosen_option_replaces_the_styles_own_wording():
@@ -587,6 +732,62 @@ def test_no_option_negative_contradicts_the_composed_positive_prompt():
             if re.search(r"\b" + re.escape(phrase) + r"\b", prompt, re.IGNORECASE):
                 clashes.append((style.id, backdrop and backdrop.id, outfit and outfit.id, phrase))
     assert not clashes
+
+
+def test_no_negative_phrase_forbids_a_chosen_options_words():
+    """All styles x all backdrops x all outfits x expression hints (the style's own for any): no phrase of the
+    final negative prompt (safety, options' and style's negatives) appears, as whole words, in a chosen
+    option's positive words. The style's slot negatives are what makes this hold ("dark" in tech-casual's
+    negatives against the dark suit's "tailored dark suit")."""
+    clashes = []
+    for style, backdrop, outfit, expression in _all_choices((None, "smile", "neutral")):
+        prompt, options_negative = styles.compose(
+            style, "a person", backdrop=backdrop and backdrop.id, outfit=outfit and outfit.id,
+            hints=expression,
+        )
+        negative = styles.negative_prompt(style, "", options_negative)
+        chosen = [o for o in (backdrop, outfit, expression and styles.parse_subject(expression)[0]) if o]
+        for phrase in _phrases(negative):
+            for option in chosen:
+                assert option.prompt in prompt
+                if _whole_words(phrase).search(option.prompt):
+                    clashes.append((style.id, option.id, phrase))
+    assert not clashes
+
+
+# Negative words that fight a chosen option by meaning, not by the same words (so the whole-word test above
+# cannot see them): each is one of the style's slot negatives and goes with its slot.
+SEMANTIC_CLASHES = [
+    ("bright-white", {"backdrop": "studio-grey"}, ["grey background", "shadows on background"]),
+    ("tech-casual", {"outfit": "suit"}, ["suit and tie", "dark"]),
+    ("tech-casual", {"backdrop": "dark"}, ["dark", "gloomy"]),
+    ("legal-finance", {"outfit": "smart-casual"}, ["casual clothes"]),
+    ("real-estate", {"backdrop": "dark"}, ["dark", "moody"]),
+    ("real-estate", {"hints": "neutral"}, ["serious frown"]),
+    ("executive-office", {"backdrop": "outdoor"}, ["cluttered desk"]),
+    ("outdoor-natural", {"backdrop": "white"}, ["harsh midday sun"]),
+]
+
+
+@pytest.mark.parametrize(("style_id", "choice", "gone"), SEMANTIC_CLASHES)
+def test_a_chosen_option_drops_the_style_negatives_that_forbid_it(style_id, choice, gone):
+    style = styles.get_style(style_id)
+    assert set(gone) <= _phrases(styles.negative_prompt(style))  # there by default
+    _, options_negative = styles.compose(style, "a person", **choice)
+    assert not set(gone) & _phrases(styles.negative_prompt(style, "", options_negative))
+
+
+def test_chosen_expression_replaces_the_styles_own():
+    hints = [o for o in styles.load_options()["subject"].values() if o.group == "expression"]
+    assert {"smile", "neutral"} <= {h.id for h in hints}
+    for style in styles.load_styles().values():
+        for hint in hints:
+            prompt, _ = styles.compose(style, "a person", hints=hint.id)
+            assert hint.prompt in prompt, (style.id, hint.id)
+            assert style.expression_prompt not in prompt.replace(hint.prompt, "", 1), (style.id, hint.id)
+            assert prompt.startswith(style.prompt.split("{subject}")[0] + f"a person, {hint.prompt}, ")
+        # other hint groups keep it
+        assert style.expression_prompt in styles.compose(style, "a person", hints="woman, glasses")[0]
 
 
 def test_chosen_options_stay_inside_the_clip_window():
@@ -643,3 +844,116 @@ def test_a_bad_options_file_is_refused_naming_the_entry(tmp_path):
     with pytest.raises(errors.StyleFileError, match="colour"):
         styles.load_options(folder)
     styles.clear_cache()
+
+
+# --------------------------------------------------------------------------------------
+# Any brand colour as a backdrop: "#rrggbb" (styles/options/colours.toml)
+# --------------------------------------------------------------------------------------
+
+
+def test_a_hex_colour_is_a_backdrop_named_by_the_nearest_colour():
+    blue = styles.get_option("backdrop", "brand-blue")
+    option = styles.get_option("backdrop", " #1F4F8F ")
+    assert option == styles.Option(
+        kind="backdrop", id="#1f4f8f", name="Brand colour #1f4f8f",
+        prompt="in front of a solid deep blue studio backdrop", negative=blue.negative, colour="#1f4f8f",
+        light="soft",
+    )  # fmt: skip
+    assert styles.load_colours().negative == blue.negative  # the same negative as the fixed brand colours
+    # The fixed brand entries' colours get the names their own prompts use.
+    for brand in ("brand-blue", "brand-green", "brand-burgundy"):
+        fixed = styles.get_option("backdrop", brand)
+        named = styles.get_option("backdrop", fixed.colour)
+        assert set(styles.colour_name(fixed.colour).split()) <= set(fixed.prompt.split()), brand
+        assert named.prompt.replace("solid ", "") in fixed.prompt.replace("solid ", "").replace(" green", "")
+    common = {"#13294b": "navy blue", "#ff0000": "bright red", "#e30613": "bright red", "#808080": "mid grey",
+              "#ffffff": "white", "#000000": "black", "#008080": "teal", "#ffa500": "tangerine orange",
+              "#40e0d0": "turquoise", "#800020": "burgundy", "#228b22": "emerald green", "#f5f5dc": "ivory"}  # fmt: skip
+    assert {c: styles.colour_name(c) for c in common} == common
+
+
+def test_cielab_conversion():
+    for colour, lab in {"#ffffff": (100, 0, 0), "#000000": (0, 0, 0), "#ff0000": (53.24, 80.09, 67.20),
+                        "#0000ff": (32.30, 79.19, -107.86), "#808080": (53.59, 0, 0)}.items():  # fmt: skip
+        assert styles._lab(colour) == pytest.approx(lab, abs=0.05), colour
+
+
+def test_the_colour_names_are_sound():
+    palette = styles.load_colours()
+    names = [name for name, _, _ in palette.names]
+    assert 30 <= len(names) <= 50 and len(set(names)) == len(names)
+    assert len({colour for _, colour, _ in palette.names}) == len(names)
+    for name, colour, _ in palette.names:
+        assert styles.colour_name(colour) == name  # every name is reachable: none hides behind another
+        assert styles.screen_prompt(name) is None
+        option = styles.brand_colour(colour)
+        # The negative never forbids the colour asked for: "light grey" drops "grey backdrop".
+        assert not set(name.split()) & set(re.findall(r"[a-z]+", option.negative)), name
+    assert "grey backdrop" not in styles.brand_colour("#c4c6c8").negative  # light grey
+    assert "white background" not in styles.brand_colour("#ffffff").negative
+
+
+@pytest.mark.parametrize("bad", ["#12", "#gggggg", "#1f4f8f0", "#", "#1f 4f8"])
+def test_a_bad_hex_colour_is_refused_with_the_format(bad):
+    with pytest.raises(errors.InvalidRequest, match=r"#rrggbb.*e\.g\. #1f4f8f"):
+        styles.get_option("backdrop", bad)
+    with pytest.raises(errors.InvalidRequest, match=r"#rrggbb"):
+        styles.compose(styles.get_style("corporate-grey"), "a person", backdrop=bad)
+
+
+@pytest.mark.parametrize("bad", ["red", "1f4f8f", "navy blue"])
+def test_an_unknown_backdrop_names_the_choices_and_the_colour_format(bad):
+    with pytest.raises(errors.InvalidRequest, match=r"no backdrop .*studio-grey.*any brand colour as #rrggbb"):
+        styles.get_option("backdrop", bad)
+    with pytest.raises(errors.InvalidRequest) as info:  # outfits take no colours
+        styles.get_option("outfit", "#1f4f8f")
+    assert "#rrggbb" not in str(info.value)
+
+
+def test_a_hex_backdrop_composes_like_any_backdrop():
+    style = styles.get_style("bright-white")
+    prompt, negative = styles.compose(style, "a person", backdrop="#800020")
+    assert prompt.startswith("clean high key headshot of a person, in front of a solid burgundy studio backdrop, ")
+    assert style.backdrop_prompt not in prompt
+    assert "grey background" not in negative and "grey backdrop" in negative
+
+
+def test_a_hex_backdrop_swatch_is_that_colour():
+    assert styles.swatch("#1f4f8f").tobytes() == styles.swatch("brand-blue").tobytes()
+    assert styles.swatch("#6e1f2e").tobytes() == styles.swatch("brand-burgundy").tobytes()
+    image = styles.swatch("#e30613", (80, 100))
+    assert image.size == (80, 100) and image.tobytes() != styles.swatch("#e30614", (80, 100)).tobytes()
+    red, green, blue = image.getpixel((40, 3))  # the backdrop above the head: the colour, lit a little
+    assert red > 150 and green < 90 and blue < 90
+
+
+def test_list_options_says_backdrops_take_a_hex_colour():
+    options = styles.list_options()
+    custom = options["custom_backdrop"]
+    assert custom["id"] == "#rrggbb" and custom["example"] == "#1f4f8f" and "#rrggbb" in custom["note"]
+    assert styles.get_option("backdrop", custom["example"]).name == "Brand colour #1f4f8f"
+    assert all(set(b) == {"id", "name"} for b in options["backdrops"][:1])  # "the style's own"
+    assert all(set(b) == {"id", "name", "prompt", "colour"} for b in options["backdrops"][1:])  # unchanged
+    assert {"brand-blue", "brand-green", "brand-burgundy"} <= {b["id"] for b in options["backdrops"]}
+
+
+BAD_COLOURS = [
+    ('prompt = "solid backdrop"\n[names]\nred = "#ff0000"\nblue = "#0000ff"\n', "'prompt'.*{colour}"),
+    ('prompt = "a {colour} {x}"\n[names]\nred = "#ff0000"\nblue = "#0000ff"\n', "'prompt'.*{colour}"),
+    ('prompt = "a {colour}"\nnegative = "x {y}"\n[names]\nred = "#ff0000"\nblue = "#0000ff"\n', "'negative'"),
+    ('prompt = "a {colour}"\n[names]\nred = "#ff0000"\n', r"\[names\]"),
+    ('prompt = "a {colour}"\n[names]\nred = "#ff0000"\nblue = "blue"\n', "'blue'.*#rrggbb"),
+    ('prompt = "a {colour}"\n[names]\nred = "#ff0000"\n"Blue 2" = "#0000ff"\n', "'Blue 2'"),
+    ('prompt = "a {colour}"\nextra = 1\n[names]\nred = "#ff0000"\nblue = "#0000ff"\n', "unknown field"),
+    ('prompt = "a {colour}\n', "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), BAD_COLOURS)
+def test_a_bad_colours_file_is_refused(tmp_path, text, problem):
+    (tmp_path / "colours.toml").write_text(text, encoding="utf-8")
+    try:
+        with pytest.raises(errors.StyleFileError, match=r"colours\.toml.*" + problem):
+            styles.load_colours(tmp_path)
+    finally:
+        styles.clear_cache()

@@ -258,12 +258,21 @@ def build_demo() -> gr.Blocks:
                         choices = studio.list_options()
                         with gr.Row(equal_height=False):
                             with gr.Column(scale=3, min_width=160):
-                                backdrop = gr.Dropdown(
-                                    [(o["name"], o["id"]) for o in choices["backdrops"]],
+                                backdrop_choice = gr.Dropdown(
+                                    [(o["name"], o["id"]) for o in choices["backdrops"]]
+                                    + [("Your brand colour…", BRAND_COLOUR)],
                                     value="style",
                                     label="Backdrop",
                                     elem_id="backdrop",
                                 )
+                                brand_colour = gr.ColorPicker(
+                                    choices["custom_backdrop"]["example"],
+                                    label="Brand colour",
+                                    visible=False,
+                                    elem_id="brand_colour",
+                                )
+                                # What /generate gets as `backdrop`: the chosen id, or the brand colour as #rrggbb.
+                                backdrop = gr.Textbox("style", visible=False)
                                 outfit = gr.Dropdown(
                                     [(o["name"], o["id"]) for o in choices["outfits"]],
                                     value="style",
@@ -641,6 +650,10 @@ def build_demo() -> gr.Blocks:
         )
         gr.api(list_styles, api_name="list_styles")
         gr.api(list_options, api_name="list_options")
+        for changed in (backdrop_choice, brand_colour):
+            changed.change(
+                _backdrop_value, [backdrop_choice, brand_colour], [backdrop, brand_colour], api_visibility="private"
+            )
         for changed in (style, backdrop):
             changed.change(preview, [style, backdrop], swatch, api_visibility="private")
 
@@ -668,6 +681,29 @@ def build_demo() -> gr.Blocks:
         api_open=False,
     )
     return demo
+
+
+BRAND_COLOUR = "brand-colour"  # the Backdrop menu's "Your brand colour…": the colour picker decides
+
+
+def _backdrop_value(choice: str | None, colour: str | None):
+    """The backdrop /generate gets (an id, or the picked colour as #rrggbb) and the picker shown with it."""
+    if choice != BRAND_COLOUR:
+        return choice or "style", gr.update(visible=False)
+    return _hex(colour), gr.update(visible=True)
+
+
+def _hex(colour: str | None) -> str:
+    """The colour picker's value as #rrggbb (browsers may send rgb()/rgba() or #rgb)."""
+    import re
+
+    text = (colour or "").strip().lower()
+    found = re.fullmatch(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+).*\)", text)
+    if found:
+        return "#" + "".join(f"{min(255, round(float(v))):02x}" for v in found.groups())
+    if re.fullmatch(r"#[0-9a-f]{3}", text):
+        return "#" + "".join(c * 2 for c in text[1:])
+    return text[:7]
 
 
 def queue_max_size() -> int:

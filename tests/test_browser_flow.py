@@ -95,6 +95,13 @@ def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
 
     page.locator("#next_2").click()
     page.locator("#generate").wait_for(state="visible")
+    # Any brand colour: the menu's last choice shows a colour picker, and the preview follows it.
+    swatch = page.locator("#swatch img").get_attribute("src")
+    assert not page.locator("#brand_colour").is_visible()
+    page.locator("#backdrop input").click()
+    page.get_by_role("option", name="Your brand colour…").click()
+    page.locator("#brand_colour").wait_for(state="visible")
+    page.wait_for_function(f"document.querySelector('#swatch img').src != {swatch!r}")
     page.locator("#generate").click()
     page.locator("#gallery img").first.wait_for()
     assert page.locator("#gallery img").count() >= 2

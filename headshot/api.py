@@ -610,14 +610,14 @@ def device_note() -> str:
 
 
 # --------------------------------------------------------------------------------------
-# A chosen headshot: next to the selfie, favourites (picks)
+# A chosen headshot: next to the selfie, favourites (results)
 # --------------------------------------------------------------------------------------
 
 
 @_user_errors
 def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.SelectData, request: gr.Request = None):
     """The headshot clicked in the gallery, next to the reference selfie, with its likeness (UI only)."""
-    from . import picks
+    from . import results
     from .faces import get_analyzer
 
     own = _session(session, request)
@@ -627,7 +627,7 @@ def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.Select
     item = items[evt.index]
     image = item[0] if isinstance(item, (list, tuple)) else item
     loaded = _identity_required(identity, own, identity_link)
-    reference, pick = picks.comparison(own, loaded, image, get_analyzer())
+    reference, pick = results.comparison(own, loaded, image, get_analyzer())
     starred = str(pick.path) in own.favourites
     return (
         str(pick.path),
@@ -654,7 +654,7 @@ def more_like_this_ui(gallery, identity, image: str, identity_link: str, session
 def regenerate_ui(gallery, identity, image: str, identity_link: str, session, request: gr.Request = None,
                   progress=gr.Progress()):
     """The chosen headshot rendered again with a new seed, in its place in the gallery, and shown as chosen."""
-    from . import picks
+    from . import results
     from .faces import get_analyzer
 
     new, info = regenerate(identity, image, identity_link, "", session, request, progress)
@@ -663,7 +663,7 @@ def regenerate_ui(gallery, identity, image: str, identity_link: str, session, re
     items = new + items if spot is None else items[:spot] + new + items[spot + 1:]
     path = str(new[0][0])
     analyzer = get_analyzer()
-    return items, info, path, path, picks.read_pick(Path(path), analyzer).text(analyzer.same_person_threshold)
+    return items, info, path, path, results.read_pick(Path(path), analyzer).text(analyzer.same_person_threshold)
 
 
 def refine_ui(identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()):
@@ -683,14 +683,14 @@ def favourite(image: str = "", session=None, request: gr.Request = None) -> tupl
     image: the headshot's file name as /generate's info lists it (`images[i].file`), or its path. Returns
     the favourites (a gallery, in the order they were starred) and a ZIP of them (null when none).
     """
-    from . import picks
+    from . import results
     from .faces import get_analyzer
 
     own = _session(session, request)
-    picks.toggle_favourite(own, image)
-    chosen = picks.favourites(own)
+    results.toggle_favourite(own, image)
+    chosen = results.favourites(own)
     return [(str(p), p.stem) for p in chosen], (
-        str(picks.favourites_zip(own, get_analyzer())) if chosen else None
+        str(results.favourites_zip(own, get_analyzer())) if chosen else None
     )
 
 

@@ -161,7 +161,7 @@ class Session:
     id: str = field(default_factory=new_token)
     files: list[str] = field(default_factory=list)  # every path handed in or out, in order
     copies: dict[str, str] = field(default_factory=dict)  # a received file -> this session's copy
-    favourites: list[str] = field(default_factory=list)  # headshots the person starred, in order (picks)
+    favourites: list[str] = field(default_factory=list)  # headshots the person starred, in order (results)
 
     @property
     def folder(self) -> Path:

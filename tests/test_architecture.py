@@ -28,7 +28,7 @@ PKG = ROOT / "headshot"
 ORDER = [
     "config", "errors", "progress", "imaging", "disclosure", "faces", "validation", "styles", "identity", "sessions",
     "instantid", "tiny",
-    "models", "adapters", "lora", "recipe", "aoti", "zerogpu", "pipeline", "studio", "results", "picks", "webfiles", "api",
+    "models", "adapters", "lora", "recipe", "aoti", "zerogpu", "pipeline", "studio", "results", "webfiles", "api",
     "ui", "__main__",
 ]  # fmt: skip
 WEB_LAYER = {"webfiles", "api", "ui"}  # the Gradio app: its file handling, its endpoints, its page
@@ -42,7 +42,7 @@ TENSOR_LIBRARIES = {
     "accelerate",
     "safetensors.torch",
 }
-NO_TENSORS = {"studio", "results", "picks", "styles", "imaging", "progress"} | WEB_LAYER
+NO_TENSORS = {"studio", "results", "styles", "imaging", "progress"} | WEB_LAYER
 OUTSIDE = {"app", "benchmarks", "tests"}  # below the package: never imported by it
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from PIL import Image
 
 from . import config, disclosure, imaging
+from . import progress as progress_
 from .errors import HeadshotError, InvalidRequest
 from .faces import FaceAnalyzer, get_analyzer
 from .identity import Identity
@@ -44,6 +45,8 @@ from .studio import (
     Progress,
     _check_range,
     _info,
+    _report,
+    _scaled,
     _write_outputs,
     build_request,
     rank,
@@ -273,8 +276,15 @@ def _render(
 
     analyzer = analyzer or get_analyzer()
     started = time.perf_counter()
+    # The same progress as a render from scratch: what is happening, N of M, the time left.
+    count = sum(int(r.num_images) for r in requests)
+    what = {"refine": "Refining", "more_like_this": "Variation"}.get(kind, "Image")
+    eta = progress_.Eta(pipeline.expected_seconds(requests))
+    label = progress_.pack_label([source.style.name], count, what.lower())
+    rendered = pipeline.render_all(requests, progress_.tracked(_scaled(progress, 0.0, 0.95), eta, label))
+    _report(progress, 0.96, "Checking the likeness")
     shots: list[Headshot] = []
-    for request, images in zip(requests, pipeline.render_all(requests, progress), strict=True):
+    for request, images in zip(requests, rendered, strict=True):
         scores = score_likeness(images, identity, analyzer)
         for index, (image, score) in enumerate(zip(images, scores, strict=True)):
             settings = settings_for(source.style, source.options, request, request.seed + index, kind)

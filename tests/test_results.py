@@ -98,9 +98,11 @@ def test_refine_doubles_the_size_with_disclosure_and_settings(identity, source, 
 
 def steps_run(flow, *args, **kwargs) -> int:
     """How many denoising steps a flow ran (the progress reports one per step)."""
-    reports = []
-    flow(*args, progress=lambda fraction, desc="": reports.append(fraction), **kwargs)
-    return len(reports)
+    reports: list[str] = []
+    flow(*args, progress=lambda fraction, desc="": reports.append(desc), **kwargs)
+    assert reports[-1] == "Checking the likeness"
+    assert all(r.startswith(("Refining 1 of 1", "Variation ", "Image 1 of 1")) for r in reports[:-1]), reports
+    return len(reports) - 1
 
 
 def test_refine_is_reproducible_and_follows_the_identity(identity, stranger, source, analyzer):

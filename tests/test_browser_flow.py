@@ -2,11 +2,14 @@
 
 Walks the whole flow (selfies, identity, headshots) with the Next buttons, and asserts what a person sees:
 result areas are results (no "Drop" upload prompt), raw JSON is folded away, every step is reachable on
-the phone (no tab hidden behind an overflow menu), refusals say why. Screenshots of every step go to
+the phone (no tab hidden behind an overflow menu), refusals say why; a chosen headshot's actions, and a
+pack downloaded as a ZIP. Screenshots of every step go to
 ``.cache/screenshots/flow-<width>-<step>.png`` (gitignored) for a person to look at.
 """
 
 from __future__ import annotations
+
+import zipfile
 
 import pytest
 
@@ -141,6 +144,21 @@ def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
     _no_upload_prompt_in_results(page)
     _no_open_json(page)
     _shot(page, width, "5-actions")
+
+    if not phone:  # A pack of two styles, downloaded as a ZIP (once: the same page on the phone).
+        page.get_by_text("Headshot pack: several styles at once").first.click()
+        page.locator("#pack_styles").get_by_text("Outdoor natural light").click()
+        page.locator("#pack").click()
+        link = page.locator("#pack_zip a[download]").first
+        link.wait_for()
+        with page.expect_download() as download_info:
+            link.click()
+        target = SHOTS / "pack.zip"
+        download_info.value.save_as(target)
+        with zipfile.ZipFile(target) as archive:
+            pngs = [n for n in archive.namelist() if n.endswith(".png")]
+        assert len(pngs) == 4  # two styles x two images
+        _shot(page, width, "6-pack")
 
     # Every step stays reachable from the tabs.
     for name, marker in zip(STEP_TABS, ("#check", "#create", "#generate"), strict=True):

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from . import config, errors, imaging
+from . import config, errors
 
 log = logging.getLogger(__name__)
 # insightface's face_align calls scikit-image's deprecated SimilarityTransform.estimate on every face: one
@@ -563,7 +563,10 @@ def _analysis_bgr(img: Image.Image) -> tuple[np.ndarray, float]:
         shrink = config.ANALYSIS_MAX_SIDE / long_side
         size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
         img = img.resize(size, Image.Resampling.BOX)
-    return imaging.to_bgr(img), max(img.size) / long_side
+    # cv2's channel swap: the same pixels as imaging.to_bgr, 1 ms instead of 6 on a 1024 px photo (numpy's
+    # reversed-stride copy is slow); imaging stays free of OpenCV (the web layer imports it).
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), max(img.size) / long_side
 
 
 def _short_side(det: _Detection) -> float:

@@ -22,7 +22,7 @@ import threading
 import urllib.request
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -767,10 +767,14 @@ class FaceAnalyzer:
 
     # -- public ------------------------------------------------------------------------
 
-    def detect(self, img: Image.Image, *, embed: int | None = None) -> list[Face]:
+    def detect(
+        self, img: Image.Image, *, embed: int | None = None, on_largest: Callable[[Face], object] | None = None
+    ) -> list[Face]:
         """Faces in ``img``, largest box first (``[]`` if none), in ``img``'s pixel coordinates.
 
         ``embed``: how many of the largest faces get an embedding (None: all; the rest get ``None``).
+        ``on_largest``: called with the largest detection (no embedding yet, before the plausibility gate)
+        as soon as it is known, so a caller can measure it while the embedding runs.
         Big photos are analysed downscaled to ``config.ANALYSIS_MAX_SIDE``, in up to three passes (a
         quick one at 320 px that settles most selfies, the full one at 640 px for small faces, and one
         inside a black border for faces that fill the whole frame; see ``QUICK_DET_SIDE``)."""
@@ -810,6 +814,8 @@ class FaceAnalyzer:
             wanted = embed is None or embedded < embed
             yaw, pitch, roll = pose_from_kps(det.kps)
             face = Face(det.bbox, det.score, det.kps, None, yaw, pitch, roll)
+            if on_largest is not None and det is found[0]:
+                on_largest(face.scaled(1.0 / scale, offset=(pad, pad)))
             if wanted:
                 # The plausibility gate (is_human) runs on every face that gets an embedding: a face
                 # that fails it is left out, and the next one takes its place.

@@ -117,9 +117,10 @@ ORIENTATION_CHECKS = 4  # only the largest faces that get an embedding are check
 # A face with the orientation check needs three model runs that do not depend on each other (its
 # embedding, the region as it is, the region turned); two worker threads run two of them beside the
 # caller's (FaceAnalyzer._measure_unlocked). At 160 px a second intra-op thread barely helps one run
-# (7.7 -> 7.0 ms), so side by side they use the second core: on the 63 faces under FACE_SURE_SCORE of
-# shared/testdata/faces (embedding and both scores, median per face; the results are bit-identical), 21.6-27.8 ms one after the other, 16.9-20.7 ms side by side, with another process busy on one
-# of the 2 cores (load average 2.3); the photos with the check are about a third of the selfies.
+# (7.7 -> 7.0 ms), so side by side they use the second core. On the 63 faces under FACE_SURE_SCORE of
+# shared/testdata/faces (embedding and both scores, median per face; bit-identical results): 21.6-27.8 ms
+# one after the other, 16.9-20.7 ms side by side, with another process busy on one of the 2 cores (load
+# average 2.3). About a third of the selfies of benchmarks/validate_bench.py have a face with the check.
 ORIENT_WORKERS = 2
 MAX_ASPECT = 4  # slimmer photos are padded to this aspect before detection
 DOWNLOAD_TIMEOUT_S = 60
@@ -768,7 +769,11 @@ class FaceAnalyzer:
     # -- public ------------------------------------------------------------------------
 
     def detect(
-        self, img: Image.Image, *, embed: int | None = None, on_largest: Callable[[Face], object] | None = None
+        self,
+        img: Image.Image,
+        *,
+        embed: int | None = None,
+        on_largest: Callable[[Face], object] | None = None,
     ) -> list[Face]:
         """Faces in ``img``, largest box first (``[]`` if none), in ``img``'s pixel coordinates.
 

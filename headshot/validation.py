@@ -443,7 +443,7 @@ def _check_faces(selfie: _Selfie) -> None:
     _check_pose(selfie, face)
 
 
-# Work beside the face analysis, on this thread (Pillow and numpy let go of the GIL on whole images):
+# Work beside the face analysis, on one worker thread (Pillow and numpy let go of the GIL on whole images):
 # * the image hash (a grey thumbnail of the whole photo) needs nothing from the face analysis: it runs while
 #   the detector does. Inline it costs 1-2 ms of a selfie's ~50; beside the detector, 1.9 ms less per selfie
 #   (median over the photos of benchmarks/validate_bench.py, paired runs in one process, load average 4);

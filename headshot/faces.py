@@ -11,6 +11,7 @@ detector's session pool and anchor cache are plain Python state). Details: the R
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import math
@@ -21,7 +22,7 @@ import threading
 import urllib.request
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from . import config, errors, imaging
+from . import config, errors
 
 log = logging.getLogger(__name__)
 # insightface's face_align calls scikit-image's deprecated SimilarityTransform.estimate on every face: one
@@ -113,6 +114,14 @@ ORIENTATION_CROP_SCALE = 2.0
 ORIENTATION_SIZE = 160
 ORIENTATION_MARGIN = -0.07  # upside down when turned - as_is > this
 ORIENTATION_CHECKS = 4  # only the largest faces that get an embedding are checked
+# A face with the orientation check needs three model runs that do not depend on each other (its
+# embedding, the region as it is, the region turned); two worker threads run two of them beside the
+# caller's (FaceAnalyzer._measure_unlocked). At 160 px a second intra-op thread barely helps one run
+# (7.7 -> 7.0 ms), so side by side they use the second core. On the 63 faces under FACE_SURE_SCORE of
+# shared/testdata/faces (embedding and both scores, median per face; bit-identical results): 21.6-27.8 ms
+# one after the other, 16.9-20.7 ms side by side, with another process busy on one of the 2 cores (load
+# average 2.3). About a third of the selfies of benchmarks/validate_bench.py have a face with the check.
+ORIENT_WORKERS = 2
 MAX_ASPECT = 4  # slimmer photos are padded to this aspect before detection
 DOWNLOAD_TIMEOUT_S = 60
 
@@ -563,7 +572,10 @@ def _analysis_bgr(img: Image.Image) -> tuple[np.ndarray, float]:
         shrink = config.ANALYSIS_MAX_SIDE / long_side
         size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
         img = img.resize(size, Image.Resampling.BOX)
-    return imaging.to_bgr(img), max(img.size) / long_side
+    # cv2's channel swap: the same pixels as imaging.to_bgr, 1 ms instead of 6 on a 1024 px photo (numpy's
+    # reversed-stride copy is slow); imaging stays free of OpenCV (the web layer imports it).
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), max(img.size) / long_side
 
 
 def _short_side(det: _Detection) -> float:
@@ -627,6 +639,7 @@ class FaceAnalyzer:
         out_shape = getattr(self._rec, "output_shape", None)
         self.embedding_size = int(out_shape[-1]) if out_shape and isinstance(out_shape[-1], int) else 0
         self._lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # see ORIENT_WORKERS
         if not self.embedding_size:
             self.embedding_size = int(self._embed(np.zeros((112, 112, 3), np.uint8), _TEMPLATE).shape[0])
 
@@ -651,7 +664,10 @@ class FaceAnalyzer:
 
     def _best_score(self, bgr: np.ndarray, size: tuple[int, int]) -> float:
         with self._lock:
-            bboxes, _ = self._det.detect(bgr, input_size=size, max_num=0, det_thresh=0.05)
+            return self._best_score_unlocked(bgr, size)
+
+    def _best_score_unlocked(self, bgr: np.ndarray, size: tuple[int, int]) -> float:
+        bboxes, _ = self._det.detect(bgr, input_size=size, max_num=0, det_thresh=0.05)
         return float(bboxes[:, 4].max()) if bboxes.shape[0] else 0.0
 
     def _upside_down(self, bgr: np.ndarray, det: _Detection) -> bool:
@@ -665,6 +681,27 @@ class FaceAnalyzer:
     def _orientation_scores(self, bgr: np.ndarray, det: _Detection) -> tuple[float, float]:
         """Best detection scores of the square around ``det`` (2x its box, at ORIENTATION_SIZE px) as it
         is and turned by 180 degrees."""
+        with self._lock:
+            return self._measure_unlocked(bgr, det, embed=False, orient=True)[2:]
+
+    def _measure(
+        self, bgr: np.ndarray, det: _Detection, *, orient: bool
+    ) -> tuple[np.ndarray | None, float, float, float]:
+        """``(embedding, raw norm, as-is score, turned score)`` of a detected face (scores 0 when
+        ``orient`` is false): :meth:`_embed_raw` and :meth:`_orientation_scores` in one go."""
+        with self._lock:
+            return self._measure_unlocked(bgr, det, embed=True, orient=orient)
+
+    def _measure_unlocked(
+        self, bgr: np.ndarray, det: _Detection, *, embed: bool, orient: bool
+    ) -> tuple[np.ndarray | None, float, float, float]:
+        """The work of :meth:`_measure`, with ``self._lock`` held by the caller. The three model runs
+        (the embedding, the region as it is, the region turned) do not depend on each other, so with the
+        orientation check they run side by side on ORIENT_WORKERS threads (ONNX Runtime's ``run`` is
+        thread-safe, and releases the GIL): same inputs, same sessions, the same numbers as one after the
+        other (see ORIENT_WORKERS for the time it saves)."""
+        if not orient:
+            return (*self._embed_raw_unlocked(bgr, det.kps), 0.0, 0.0) if embed else (None, 0.0, 0.0, 0.0)
         x0, y0, x1, y1 = (float(v) for v in det.bbox)
         side = ORIENTATION_CROP_SCALE * max(x1 - x0, y1 - y0, 1.0)
         out = ORIENTATION_SIZE
@@ -673,22 +710,40 @@ class FaceAnalyzer:
             [[s, 0.0, out / 2 - s * (x0 + x1) / 2], [0.0, s, out / 2 - s * (y0 + y1) / 2]], dtype=np.float32
         )
         crop = cv2.warpAffine(bgr, matrix, (out, out), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
-        as_is = self._best_score(crop, (out, out))
-        turned = self._best_score(np.ascontiguousarray(crop[::-1, ::-1]), (out, out))
-        return as_is, turned
+        flipped = np.ascontiguousarray(crop[::-1, ::-1])
+        futures = [self._workers().submit(self._best_score_unlocked, flipped, (out, out))]
+        if embed:
+            futures.append(self._workers().submit(self._embed_raw_unlocked, bgr, det.kps))
+        try:
+            as_is = self._best_score_unlocked(crop, (out, out))
+        finally:
+            concurrent.futures.wait(futures)  # nothing of this face runs on after the lock is released
+        turned = futures[0].result()
+        embedding, norm = futures[1].result() if embed else (None, 0.0)
+        return embedding, norm, as_is, turned
+
+    def _workers(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=ORIENT_WORKERS, thread_name_prefix="face-analysis"
+            )
+        return self._pool
 
     def _embed(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
         return self._embed_raw(bgr, kps)[0]
 
     def _embed_raw(self, bgr: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, float]:
         """The L2-normalised embedding of the aligned face and the recogniser's raw output norm."""
+        with self._lock:
+            return self._embed_raw_unlocked(bgr, kps)
+
+    def _embed_raw_unlocked(self, bgr: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, float]:
         from insightface.utils import face_align
 
         crop = face_align.norm_crop(
             bgr, landmark=np.asarray(kps, dtype=np.float32), image_size=self._rec.input_size[0]
         )
-        with self._lock:
-            feat = np.asarray(self._rec.get_feat(crop), dtype=np.float32).ravel()
+        feat = np.asarray(self._rec.get_feat(crop), dtype=np.float32).ravel()
         return _normalise(feat), float(np.linalg.norm(feat))
 
     def is_human(self, face: Face) -> bool:
@@ -713,10 +768,18 @@ class FaceAnalyzer:
 
     # -- public ------------------------------------------------------------------------
 
-    def detect(self, img: Image.Image, *, embed: int | None = None) -> list[Face]:
+    def detect(
+        self,
+        img: Image.Image,
+        *,
+        embed: int | None = None,
+        on_largest: Callable[[Face], object] | None = None,
+    ) -> list[Face]:
         """Faces in ``img``, largest box first (``[]`` if none), in ``img``'s pixel coordinates.
 
         ``embed``: how many of the largest faces get an embedding (None: all; the rest get ``None``).
+        ``on_largest``: called with the largest detection (no embedding yet, before the plausibility gate)
+        as soon as it is known, so a caller can measure it while the embedding runs.
         Big photos are analysed downscaled to ``config.ANALYSIS_MAX_SIDE``, in up to three passes (a
         quick one at 320 px that settles most selfies, the full one at 640 px for small faces, and one
         inside a black border for faces that fill the whole frame; see ``QUICK_DET_SIDE``)."""
@@ -756,14 +819,16 @@ class FaceAnalyzer:
             wanted = embed is None or embedded < embed
             yaw, pitch, roll = pose_from_kps(det.kps)
             face = Face(det.bbox, det.score, det.kps, None, yaw, pitch, roll)
+            if on_largest is not None and det is found[0]:
+                on_largest(face.scaled(1.0 / scale, offset=(pad, pad)))
             if wanted:
                 # The plausibility gate (is_human) runs on every face that gets an embedding: a face
                 # that fails it is left out, and the next one takes its place.
-                face.embedding, face.embedding_norm = self._embed_raw(bgr, det.kps)
+                orient = checked < ORIENTATION_CHECKS and det.score < config.FACE_SURE_SCORE
+                face.embedding, face.embedding_norm, as_is, turned = self._measure(bgr, det, orient=orient)
                 face.shape_error = kps_shape_error(det.kps)
-                if checked < ORIENTATION_CHECKS and det.score < config.FACE_SURE_SCORE:
+                if orient:
                     checked += 1
-                    as_is, turned = self._orientation_scores(bgr, det)
                     face.frame_score = max(as_is, turned)  # an upside-down face is still a face
                     if turned - as_is > ORIENTATION_MARGIN:
                         face.roll = _wrap_degrees(roll + 180.0)

@@ -126,8 +126,23 @@ def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
     _no_upload_prompt_in_results(page)
     _shot(page, width, "4-pick")
 
-    # What to do with it: more like this (4 variations first in the gallery), regenerate it in its place,
-    # a high-resolution download.
+    # What to do with it: on the phone the buttons are there and fit; they run once, on the desktop.
+    for button in ("#more", "#regenerate", "#refine"):
+        box = page.locator(button).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, button
+    if not phone:
+        _actions_and_pack(page, width)
+
+    # Every step stays reachable from the tabs.
+    for name, marker in zip(STEP_TABS, ("#check", "#create", "#generate"), strict=True):
+        page.get_by_role("tab", name=name).click()
+        page.locator(marker).wait_for(state="visible")
+    context.close()
+
+
+def _actions_and_pack(page, width: int) -> None:
+    """More like this (4 variations first in the gallery), regenerate in its place, a high-resolution
+    download, then a pack of two styles downloaded as a ZIP (on the desktop: the same page on the phone)."""
     items = "new Set([...document.querySelectorAll('#gallery img')].map(e => e.src)).size"  # preview + strip
     before = page.evaluate(items)
     seed_text = page.locator("#picked_text").inner_text()
@@ -145,26 +160,20 @@ def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
     _no_open_json(page)
     _shot(page, width, "5-actions")
 
-    if not phone:  # A pack of two styles, downloaded as a ZIP (once: the same page on the phone).
-        page.get_by_text("Headshot pack: several styles at once").first.click()
-        page.locator("#pack_styles").get_by_text("Outdoor natural light").click()
-        page.locator("#pack").click()
-        link = page.locator("#pack_zip a[download]").first
-        link.wait_for()
-        with page.expect_download() as download_info:
-            link.click()
-        target = SHOTS / "pack.zip"
-        download_info.value.save_as(target)
-        with zipfile.ZipFile(target) as archive:
-            pngs = [n for n in archive.namelist() if n.endswith(".png")]
-        assert len(pngs) == 4  # two styles x two images
-        _shot(page, width, "6-pack")
-
-    # Every step stays reachable from the tabs.
-    for name, marker in zip(STEP_TABS, ("#check", "#create", "#generate"), strict=True):
-        page.get_by_role("tab", name=name).click()
-        page.locator(marker).wait_for(state="visible")
-    context.close()
+    # A pack of two styles, downloaded as a ZIP.
+    page.get_by_text("Headshot pack: several styles at once").first.click()
+    page.locator("#pack_styles").get_by_text("Outdoor natural light").click()
+    page.locator("#pack").click()
+    link = page.locator("#pack_zip a[download]").first
+    link.wait_for()
+    with page.expect_download() as download_info:
+        link.click()
+    target = SHOTS / "pack.zip"
+    download_info.value.save_as(target)
+    with zipfile.ZipFile(target) as archive:
+        pngs = [n for n in archive.namelist() if n.endswith(".png")]
+    assert len(pngs) == 4  # two styles x two images
+    _shot(page, width, "6-pack")
 
 
 def test_the_api_says_which_photo_was_refused_and_why(client, faces_dir):

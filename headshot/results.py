@@ -213,10 +213,8 @@ def more_like_this(
     source = open_source(image_path)
     seed = _new_seed(count)
     request = build_request(identity, source.style, source.options, seed, count)
-    start = source.image
-    if start.size != (request.width, request.height):  # a refined image: back to the output size
-        start = start.resize((request.width, request.height), Image.LANCZOS)
-    request = dataclasses.replace(request, init_image=start, strength=strength)
+    # A refined source goes back to the output size in the recipe (init_image is resized to the request's).
+    request = dataclasses.replace(request, init_image=source.image, strength=strength)
     extra = {"source": source.name}
     return _render(
         identity, source, [request], "more_like_this", "variations", session, progress, analyzer, extra

@@ -603,18 +603,23 @@ def _parse_option(path: Path, kind: str, option_id: str, data: Any) -> Option:
     return Option(kind=kind, id=option_id, **values)
 
 
+def _read_options_file(path: Path, missing: str, invalid: str) -> dict:
+    """An options file's TOML, or a StyleFileError naming the file (``missing``/``invalid``: how to name it)."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise errors.StyleFileError(f"The {missing} is missing.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.StyleFileError(f"The {invalid} is not valid TOML ({exc}).") from exc
+
+
 @functools.lru_cache(maxsize=8)
 def _load_options(folder: Path) -> dict[str, dict[str, Option]]:
     out: dict[str, dict[str, Option]] = {}
     for kind, name in OPTION_KINDS.items():
         path = folder / name
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise errors.StyleFileError(f"The options file {path} is missing.") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise errors.StyleFileError(f"The options file {name} is not valid TOML ({exc}).") from exc
+        data = _read_options_file(path, f"options file {path}", f"options file {name}")
         out[kind] = {key: _parse_option(path, kind, key, value) for key, value in data.items()}
     return out
 
@@ -679,13 +684,7 @@ def _lab(colour: str) -> tuple[float, float, float]:
 @functools.lru_cache(maxsize=8)
 def _load_colours(path: Path) -> Palette:
     where = f"options file {path.name}"
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise errors.StyleFileError(f"The {where} is missing.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise errors.StyleFileError(f"The {where} is not valid TOML ({exc}).") from exc
+    data = _read_options_file(path, where, where)
     unknown = set(data) - {"prompt", "negative", "names"}
     if unknown:
         raise errors.StyleFileError(f"The {where}: unknown field(s) {', '.join(sorted(unknown))}.")

@@ -32,7 +32,6 @@ from typing import Any
 from PIL import Image
 
 from . import config, disclosure, imaging
-from . import progress as progress_
 from .errors import HeadshotError, InvalidRequest
 from .faces import FaceAnalyzer, get_analyzer
 from .identity import Identity
@@ -45,11 +44,10 @@ from .studio import (
     Progress,
     _check_range,
     _info,
-    _report,
-    _scaled,
     _write_outputs,
     build_request,
     rank,
+    render_tracked,
     score_likeness,
     settings_for,
     verdict_for,
@@ -270,17 +268,12 @@ def _render(
     extra: dict,
 ) -> GenerateResult:
     """Render the requests, score likeness, write the PNGs (with their settings) into the session's folder."""
-    from . import pipeline
-
     analyzer = analyzer or get_analyzer()
     started = time.perf_counter()
     # The same progress as a render from scratch: what is happening, N of M, the time left.
     count = sum(int(r.num_images) for r in requests)
-    what = {"refine": "Refining", "more_like_this": "Variation"}.get(kind, "Image")
-    eta = progress_.Eta(pipeline.expected_seconds(requests))
-    label = progress_.pack_label([source.style.name], count, what.lower())
-    rendered = pipeline.render_all(requests, progress_.tracked(_scaled(progress, 0.0, 0.95), eta, label))
-    _report(progress, 0.96, "Checking the likeness")
+    what = {"refine": "refining", "more_like_this": "variation"}.get(kind, "image")
+    rendered = render_tracked(requests, [source.style.name], count, what, progress)
     shots: list[Headshot] = []
     for request, images in zip(requests, rendered, strict=True):
         scores = score_likeness(images, identity, analyzer)

@@ -549,10 +549,33 @@ def _write_outputs(
             disclosure.save_png(crop, shot.linkedin_path, meta)
 
 
-def _render_styles(identity, styles, options, seed, count, analyzer, progress) -> list[Headshot]:
-    """Render ``count`` kept images per style (best of ``options.best_of`` candidates each)."""
+def render_tracked(
+    requests: list,
+    names: Sequence[str],
+    per_style: int,
+    what: str,
+    progress: Progress | None,
+    *,
+    starting: bool = False,
+    checking: str = "Checking the likeness",
+) -> list[list[Image.Image]]:
+    """``pipeline.render_all`` with progress a person trusts: "Style 2 of 3, <name>: image 1 of 2 · about
+    40 s left" (the first time left from the GPU estimate, see ``progress.Eta``) over the first 95%, then
+    ``checking`` (the likeness scoring that follows); ``starting`` first says how many renders are coming."""
     from . import pipeline
 
+    eta = progress_.Eta(pipeline.expected_seconds(requests))
+    if starting:
+        count = f"{len(names) * per_style} {what}s"
+        _report(progress, 0.0, f"Starting: {count} to render · {progress_.eta_text(eta.left(0.0))}".strip(" ·"))
+    label = progress_.pack_label(names, per_style, what)
+    rendered = pipeline.render_all(requests, progress_.tracked(_scaled(progress, 0.0, 0.95), eta, label))
+    _report(progress, 0.96, checking)
+    return rendered
+
+
+def _render_styles(identity, styles, options, seed, count, analyzer, progress) -> list[Headshot]:
+    """Render ``count`` kept images per style (best of ``options.best_of`` candidates each)."""
     keep = count
     candidates = keep * _check_range(
         options.best_of, 1, config.MAX_BEST_OF, "Candidates per image", whole=True
@@ -563,13 +586,11 @@ def _render_styles(identity, styles, options, seed, count, analyzer, progress) -
             f"at most {config.MAX_PACK_IMAGES} per request. Ask for fewer images or candidates."
         )
     requests = [build_request(identity, style, options, seed, candidates) for style in styles]
-    # Progress: "Style 2 of 3, <name>: image 1 of 2 · about 40 s left", the first ETA from the GPU estimate.
-    eta = progress_.Eta(pipeline.expected_seconds(requests))
-    count = f"{len(styles) * candidates} {'candidates' if candidates > keep else 'images'}"
-    _report(progress, 0.0, f"Starting: {count} to render · {progress_.eta_text(eta.left(0.0))}".strip(" ·"))
-    label = progress_.pack_label([s.name for s in styles], candidates, "candidate" if candidates > keep else "image")
-    rendered = pipeline.render_all(requests, progress_.tracked(_scaled(progress, 0.0, 0.95), eta, label))
-    _report(progress, 0.96, "Checking the likeness of each headshot")
+    what = "candidate" if candidates > keep else "image"
+    rendered = render_tracked(
+        requests, [s.name for s in styles], candidates, what, progress,
+        starting=True, checking="Checking the likeness of each headshot",
+    )
     shots: list[Headshot] = []
     for style, request, images in zip(styles, requests, rendered, strict=True):
         scores = score_likeness(images, identity, analyzer)

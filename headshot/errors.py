@@ -68,9 +68,24 @@ class InvalidRequest(HeadshotError):
 
 
 class GpuQuotaExceeded(HeadshotError):
-    """ZeroGPU (or its emulation) refused a GPU call: the user's daily GPU time is used up."""
+    """ZeroGPU (or its emulation) refused a GPU call: the user's daily GPU time is used up.
+
+    ``requested`` and ``left`` are the seconds the call asked for and the quota left, ``retry_after`` the
+    seconds until GPU time returns (each ``None`` where the platform's answer did not say).
+    """
 
     code = "gpu_quota"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        requested: float | None = None,
+        left: float | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message)
+        self.requested, self.left, self.retry_after = requested, left, retry_after
 
 
 class GpuAborted(HeadshotError):

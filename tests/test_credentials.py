@@ -335,3 +335,68 @@ def test_verify_endpoint_answers_for_signed_tampered_and_plain_files(signing, tm
     assert "c2pa.created" in api.verify_text(answers[signed.name])
     assert state["files"].owns(state["files"].adopt([str(signed)])[0])  # the tab's session holds its copy
     state["files"].delete()
+
+
+# --------------------------------------------------------------------------------------
+# Through the running app (slow tier): the API, /verify, and the MCP tool
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_headshot_made_through_the_api_and_its_refine_are_read_in_a_separate_process(app, faces_dir, tmp_path):
+    import httpx
+
+    gradio_client = pytest.importorskip("gradio_client")
+    client = gradio_client.Client(app[0], verbose=False, download_files=False)
+    obama = sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))[:1]
+    identity, _ = client.predict(
+        selfies=[gradio_client.handle_file(str(p)) for p in obama], method="instantid", api_name="/create_identity"
+    )
+    gallery, _ = client.predict(identity=identity, style="corporate-grey", num_images=1, seed=3, steps=1,
+                                api_name="/generate")  # fmt: skip
+    first = tmp_path / "first.png"
+    first.write_bytes(httpx.get(gallery[0]["image"]["url"], timeout=30).content)  # as a browser downloads it
+    _, refined_file, _ = client.predict(
+        identity=identity, image=gradio_client.handle_file(str(first)), api_name="/refine"
+    )
+    refined = tmp_path / "refined.png"
+    refined.write_bytes(httpx.get(refined_file["url"], timeout=30).content)
+    run = subprocess.run([sys.executable, "-c", READER_SCRIPT, str(first), str(refined)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+    assert seen[str(first)]["state"] in ("Valid", "Trusted")
+    assert seen[str(first)]["actions"] == [["c2pa.created", DST]]
+    assert seen[str(refined)]["state"] in ("Valid", "Trusted")
+    assert seen[str(refined)]["parents"] == [seen[str(first)]["label"]]
+
+    tampered = tmp_path / "tampered.png"
+    tampered.write_bytes(with_pixel_changed(first.read_bytes()))
+    screenshot = tmp_path / "screenshot.jpg"
+    Image.open(first).convert("RGB").save(screenshot)
+    answers = {
+        p.name: client.predict(image=gradio_client.handle_file(str(p)), api_name="/verify")
+        for p in (first, refined, tampered, screenshot)
+    }
+    assert answers["first.png"]["status"] == "valid" and answers["first.png"]["ours"], answers["first.png"]
+    assert answers["refined.png"]["status"] == "valid" and len(answers["refined.png"]["history"]) == 2
+    assert answers["tampered.png"]["status"] == "tampered" and not answers["tampered.png"]["valid"]
+    assert answers["screenshot.jpg"]["status"] == "none"
+    client.predict(api_name="/delete_my_data")
+
+
+@pytest.mark.slow
+def test_verify_is_an_mcp_tool_that_takes_a_data_url(app, tmp_path):
+    import base64
+
+    import httpx
+
+    tools = {t["name"]: t for t in httpx.get(app[0] + "gradio_api/mcp/schema", timeout=30).json()}
+    assert "verify" in tools and "image_link" in json.dumps(tools["verify"]["inputSchema"])
+    gradio_client = pytest.importorskip("gradio_client")
+    client = gradio_client.Client(app[0], verbose=False, download_files=False)
+    plain = io.BytesIO()
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(plain, "PNG")
+    link = "data:image/png;base64," + base64.b64encode(plain.getvalue()).decode()
+    answer = client.predict(image=None, image_link=link, api_name="/verify")
+    assert answer["status"] == "none", answer

@@ -570,7 +570,7 @@ def verify_text(report: dict | None) -> str:
     if not report:
         return ""
     steps = [
-        f"- {a.get('when') or ''} **{a.get('action', '?')}**"
+        f"- {credentials.readable_time(a.get('when'))} **{a.get('action', '?')}**"
         + (f" ({a['digital_source_type']})" if a.get("digital_source_type") else "")
         + (f" · {a['software']}" if a.get("software") else "")
         for step in report.get("history", [])

@@ -24,6 +24,7 @@ Settings: ``HEADSHOT_C2PA`` (``off`` disables signing), ``HEADSHOT_C2PA_CERT``, 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
@@ -279,9 +280,31 @@ def make_chain(folder: Path) -> tuple[Path, Path, Path]:
     return folder / ROOT_FILE, folder / CHAIN_FILE, folder / KEY_FILE
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """One process at a time makes or reads the chain (two starting together would mix their files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, the check after making it still catches a mix-up
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _self_made(tsa_url: str | None) -> tuple[SigningKey, str]:
     """Our own chain from the cache folder, made (again) when missing, unreadable or near its end."""
     folder = config.cache_dir() / FOLDER
+    with _folder_lock(folder):
+        return _self_made_locked(folder, tsa_url)
+
+
+def _self_made_locked(folder: Path, tsa_url: str | None) -> tuple[SigningKey, str]:
     note = ""
     chain_file, key_file = folder / CHAIN_FILE, folder / KEY_FILE
     if chain_file.is_file() and key_file.is_file():
@@ -602,7 +625,8 @@ def verify(source: str | os.PathLike | bytes) -> dict:
     status_ = "valid" if valid else "tampered" if tampered else "invalid"
     ai = any(a.get("digital_source_type") in ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
              for a in actions)  # fmt: skip
-    made = next((a.get("when") for a in actions if a.get("when")), None)
+    # When this file was made: its own manifest's first action (its parents' are in the history).
+    made = next((a.get("when") for a in (history[-1]["actions"] if history else []) if a.get("when")), None)
     return {
         **base,
         "status": status_,
@@ -618,6 +642,17 @@ def verify(source: str | os.PathLike | bytes) -> dict:
         "problems": problems,
         "message": _message(status_, ours, ai, made, signature.get("issuer"), history, problems),
     }
+
+
+def readable_time(when: str | None) -> str:
+    """An ISO 8601 time as "2026-12-07 15:21 UTC" (as given when it does not parse)."""
+    try:
+        moment = datetime.datetime.fromisoformat(str(when))
+    except ValueError:
+        return str(when or "")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M") + (" UTC" if moment.tzinfo is not None else "")
 
 
 def _serial_hex(value: Any) -> str:
@@ -640,7 +675,7 @@ def _message(
         first = problems[0]["explanation"] if problems else "a check failed"
         return f"⚠️ Invalid Content Credentials: {first}."
     who = (
-        "signed by this Headshot Studio"
+        "signed by this app (Headshot Studio)"
         if ours
         else f"signed by {issuer!r}, not by this app's key"
         if issuer
@@ -653,7 +688,7 @@ def _message(
     if ai:
         parts.append("It says the image was made by AI (trainedAlgorithmicMedia).")
     if made:
-        parts.append(f"Made {made}.")
+        parts.append(f"Made {readable_time(made)}.")
     if chain:
         parts.append(f"History: {chain}.")
     return " ".join(parts)

@@ -113,7 +113,7 @@ def test_verify_says_valid_ours_when_and_the_action_chain(signing, tmp_path):
     assert report["status"] == "valid" and report["valid"] and report["ours"] and report["ai_generated"]
     assert report["made"] and report["problems"] == []
     assert [a["action"] for step in report["history"] for a in step["actions"]] == ["c2pa.created"]
-    assert "Valid Content Credentials" in report["message"] and "this Headshot Studio" in report["message"]
+    assert "Valid Content Credentials" in report["message"] and "signed by this app" in report["message"]
 
 
 def test_a_refine_names_its_source_as_parent_ingredient(signing, tmp_path):
@@ -400,3 +400,13 @@ def test_verify_is_an_mcp_tool_that_takes_a_data_url(app, tmp_path):
     link = "data:image/png;base64," + base64.b64encode(plain.getvalue()).decode()
     answer = client.predict(image=None, image_link=link, api_name="/verify")
     assert answer["status"] == "none", answer
+
+
+def test_concurrent_renders_sign_side_by_side(signing, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda i: headshot_png(tmp_path, f"shot-{i}", colour=(i * 20, 90, 90)), range(8)))
+    reports = [credentials.verify(p) for p in paths]
+    assert all(r["status"] == "valid" and r["ours"] for r in reports)
+    assert len({r["manifest"] for r in reports}) == 8

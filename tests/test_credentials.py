@@ -410,3 +410,58 @@ def test_concurrent_renders_sign_side_by_side(signing, tmp_path):
     reports = [credentials.verify(p) for p in paths]
     assert all(r["status"] == "valid" and r["ours"] for r in reports)
     assert len({r["manifest"] for r in reports}) == 8
+
+
+def _ca_chain():
+    """A CA's root, its intermediate, and two customers' signer certificates with their keys."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    no = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                        "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"), False)  # fmt: skip
+
+    def issue(subject, issuer, public, signing_key, issuer_public, ca):
+        name = lambda cn: x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example CA Inc"),  # noqa: E731
+                                     x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # fmt: skip
+        usage = {"key_cert_sign": True, "crl_sign": True} if ca else {"digital_signature": True}
+        builder = (
+            x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer)).public_key(public)
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=300))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(**{**no, **usage}), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False)
+        )  # fmt: skip
+        if not ca:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        return builder.sign(signing_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    root, inter, mine, theirs = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
+    inter_pem = issue("intermediate", "root", inter.public_key(), root, root.public_key(), True)
+    pem = lambda k: k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,  # noqa: E731
+                                    serialization.NoEncryption()).decode()  # fmt: skip
+    return [
+        ((issue(cn, "intermediate", k.public_key(), inter, inter.public_key(), False) + inter_pem).decode(), pem(k))
+        for cn, k in (("our signer", mine), ("another customer", theirs))
+    ]
+
+
+def test_a_ca_issued_chain_is_ours_and_another_customer_of_that_ca_is_not(signing, tmp_path, monkeypatch):
+    (our_chain, our_key), (their_chain, their_key) = _ca_chain()
+    monkeypatch.setenv(credentials.ENV_CERT, their_chain)
+    monkeypatch.setenv(credentials.ENV_KEY, their_key)
+    credentials.status(reload=True)
+    theirs = headshot_png(tmp_path, "theirs")
+    monkeypatch.setenv(credentials.ENV_CERT, our_chain.replace("\n", "\\n"))  # a one-line secret works too
+    monkeypatch.setenv(credentials.ENV_KEY, our_key)
+    assert credentials.status(reload=True).key.source == "deployer"
+    ours = credentials.verify(headshot_png(tmp_path, "ours"))
+    assert ours["status"] == "valid" and ours["ours"] and ours["signed_by"] == "Example CA Inc"
+    other = credentials.verify(theirs)
+    assert other["status"] == "valid" and not other["ours"]

@@ -56,7 +56,7 @@ TITLE = "AI-generated headshot"  # the manifest's title: never the file's name
 PARENT_TITLE = "source headshot"
 PARENT_ID = "parent"
 MAX_VERIFY_BYTES = config.MAX_UPLOAD_BYTES
-TAMPER_CODES = ("mismatch", "claimSignature.missing", "assertion.missing", "hashedURI")
+TAMPER_CODES = ("mismatch", "claimSignature.missing", "assertion.missing")
 KINDS = {  # settings["kind"] -> what the edit says
     "refine": "Refined: upscaled and re-rendered at a higher resolution by the model",
     "more_like_this": "A variation rendered by the model from the source headshot",

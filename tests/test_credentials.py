@@ -465,3 +465,13 @@ def test_a_ca_issued_chain_is_ours_and_another_customer_of_that_ca_is_not(signin
     assert ours["status"] == "valid" and ours["ours"] and ours["signed_by"] == "Example CA Inc"
     other = credentials.verify(theirs)
     assert other["status"] == "valid" and not other["ours"]
+
+
+def test_the_sign_benchmark_prints_one_figure_per_size(signing, shared_dir, capsys):
+    from benchmarks import sign_bench
+
+    figures = sign_bench.main(["--data", str(shared_dir), "--repeats", "1"])
+    assert [f["name"] for f in figures] == [name for name, _, _ in sign_bench.SIZES]
+    assert all(f["unit"] == "ms" and f["value"] > 0 for f in figures)
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert printed == figures

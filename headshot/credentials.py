@@ -223,10 +223,19 @@ def make_chain(folder: Path) -> tuple[Path, Path, Path]:
 
     def usage(**allowed: bool) -> x509.KeyUsage:
         flags = dict.fromkeys(
-            ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-             "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"),
+            (
+                "digital_signature",
+                "content_commitment",
+                "key_encipherment",
+                "data_encipherment",
+                "key_agreement",
+                "key_cert_sign",
+                "crl_sign",
+                "encipher_only",
+                "decipher_only",
+            ),
             False,
-        )  # fmt: skip
+        )
         return x509.KeyUsage(**{**flags, **allowed})
 
     root_key = ec.generate_private_key(ec.SECP256R1())
@@ -395,8 +404,12 @@ def _agent() -> dict:
 def _actions(kind: str, style: str, parent: Path | None, *, crop: bool) -> list[dict]:
     """The action chain: created by the model, or opened (the parent) then edited by it; then cropped."""
     when = _now()
-    made = {"digitalSourceType": DIGITAL_SOURCE_TYPE, "softwareAgent": _agent(), "when": when,
-            "parameters": {"style": style}}  # fmt: skip
+    made = {
+        "digitalSourceType": DIGITAL_SOURCE_TYPE,
+        "softwareAgent": _agent(),
+        "when": when,
+        "parameters": {"style": style},
+    }
     if parent is None:
         actions = [
             {"action": "c2pa.created", **made, "description": f"Rendered by the model in the style {style!r}"}
@@ -569,8 +582,9 @@ def verify(source: str | os.PathLike | bytes) -> dict:
     but the picture or the manifest changed after signing), ``invalid`` (a manifest that fails another
     check), ``none`` (no credentials: a screenshot, a re-saved copy) or ``unsupported`` (not a format
     that carries them). With a manifest: ``ours`` (signed with this app's key), ``ai_generated``,
-    ``made`` (when its first action happened), ``signed_by``, ``history`` (the manifests from the oldest
-    parent to this file, each with its actions), ``problems`` (the failed checks) and ``message``."""
+    ``made`` (the first time this file's own manifest names), ``signed_by``, ``history`` (the manifests
+    from the oldest parent to this file, each with its actions), ``problems`` (the failed checks) and
+    ``message``."""
     import c2pa
 
     data = _read_bytes(source)
@@ -586,20 +600,26 @@ def verify(source: str | os.PathLike | bytes) -> dict:
     try:
         reader = c2pa.Reader.try_create(None, io.BytesIO(data), None, _reader_context(key))
     except c2pa.C2paError as exc:
-        if (
-            "NotSupported" in type(exc).__name__
-            or "not supported" in str(exc).lower()
-            or "unsupported" in str(exc)
-        ):
-            return {**base, "status": "unsupported",
-                    "message": "This file is not an image format that carries Content Credentials."}  # fmt: skip
-        return {**base, "status": "invalid", "problems": [{"code": "unreadable", "explanation": str(exc)}],
-                "message": f"This file's Content Credentials could not be read: {exc}"}  # fmt: skip
+        if isinstance(exc, c2pa.C2paError.NotSupported):
+            return {
+                **base,
+                "status": "unsupported",
+                "message": "This file is not an image format that carries Content Credentials.",
+            }
+        return {
+            **base,
+            "status": "invalid",
+            "problems": [{"code": "unreadable", "explanation": str(exc)}],
+            "message": f"This file's Content Credentials could not be read: {exc}",
+        }
     if reader is None:
-        return {**base, "message": (
-            "No Content Credentials: this image carries no C2PA manifest (a screenshot, a copy re-saved by "
-            "another app, or an image from elsewhere). Nothing can be said about where it came from."
-        )}  # fmt: skip
+        return {
+            **base,
+            "message": (
+                "No Content Credentials: this image carries no C2PA manifest (a screenshot, a copy re-saved by "
+                "another app, or an image from elsewhere). Nothing can be said about where it came from."
+            ),
+        }
     with reader:
         store = json.loads(reader.json())
         state = reader.get_validation_state() or ""
@@ -617,14 +637,18 @@ def verify(source: str | os.PathLike | bytes) -> dict:
     actions = [a for step in history for a in step["actions"]]
     valid = state in ("Valid", "Trusted") and not problems
     ours = bool(
-        valid and key is not None and state == "Trusted"
+        valid
+        and key is not None
+        and state == "Trusted"
         and str(signature.get("cert_serial_number", "")).strip()
         and _serial_hex(signature.get("cert_serial_number")) == key.serial
-    )  # fmt: skip
+    )
     tampered = any(any(t in str(p["code"]) for t in TAMPER_CODES) for p in problems)
     status_ = "valid" if valid else "tampered" if tampered else "invalid"
-    ai = any(a.get("digital_source_type") in ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
-             for a in actions)  # fmt: skip
+    ai = any(
+        a.get("digital_source_type") in ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
+        for a in actions
+    )
     # When this file was made: its own manifest's first action (its parents' are in the history).
     made = next((a.get("when") for a in (history[-1]["actions"] if history else []) if a.get("when")), None)
     return {

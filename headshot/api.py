@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import config, results, sessions, studio
+from . import config, credentials, results, sessions, studio
 from .errors import HeadshotError
 from .webfiles import EXAMPLES_DIR, _done, _linked_files, _referenced_paths, _session
 
@@ -544,6 +544,39 @@ def list_options() -> dict:
     a list of {id, name, ...}. Pass a backdrop or outfit id as `backdrop` / `outfit` ("style" keeps the
     style's own) and subject hint ids as `subject` (at most one per group: person, age, glasses, expression)."""
     return studio.list_options()
+
+
+@_user_errors
+def verify(image: str | None = None, image_link: str = "", session=None, request: gr.Request = None) -> dict:
+    """Check an image's Content Credentials (C2PA): any image, a headshot of this app or not.
+
+    image: the image file, as downloaded (a screenshot or a re-saved copy has none). image_link (MCP
+    agents): a data: URL or a link to a file uploaded to this app instead. Returns JSON: `status`
+    (`valid`, `tampered`, `invalid`, `none` or `unsupported`), `valid`, `ours` (signed with this app's
+    key), `ai_generated`, `made` (when), `signed_by`, `history` (each manifest from the oldest parent on,
+    with its actions: c2pa.created, c2pa.opened, c2pa.edited, c2pa.cropped), `problems` and `message`.
+    """
+    own = _session(session, request)
+    linked = _linked_files(image_link, own, "image")
+    if not image and not linked:
+        raise gr.Error("Choose an image to check first.", title="No image")
+    report = credentials.verify(linked[0] if linked else own.adopt([image])[0])
+    _done(own, session, handed_out=False)
+    return report
+
+
+def verify_text(report: dict | None) -> str:
+    """What the "Check an image" panel says about a /verify report."""
+    if not report:
+        return ""
+    steps = [
+        f"- {credentials.readable_time(a.get('when'))} **{a.get('action', '?')}**"
+        + (f" ({a['digital_source_type']})" if a.get("digital_source_type") else "")
+        + (f" · {a['software']}" if a.get("software") else "")
+        for step in report.get("history", [])
+        for a in step.get("actions", [])
+    ]
+    return "\n".join([report.get("message", ""), *(["", *steps] if steps else [])])
 
 
 def preview(style_id: str | None, backdrop_id: str | None):

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -124,10 +124,20 @@ def png_bytes(img: Image.Image, metadata: Mapping[str, Any] | None = None) -> by
     return buffer.getvalue()
 
 
-def save_png(img: Image.Image, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write :func:`png_bytes` to ``path`` (atomically: a temporary file renamed into place)."""
+def save_png(
+    img: Image.Image,
+    path: str | os.PathLike,
+    metadata: Mapping[str, Any] | None = None,
+    finish: Callable[[bytes], bytes] | None = None,
+) -> Path:
+    """Write :func:`png_bytes` to ``path`` (atomically: a temporary file renamed into place).
+
+    ``finish`` takes the finished PNG bytes and returns what is written: ``credentials.signer_for``
+    signs them last, after every text field, as a C2PA manifest hashes the whole file."""
     path = Path(path)
     data = png_bytes(img, metadata)
+    if finish is not None:
+        data = finish(data)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -74,6 +74,7 @@ class Source:
     seed: int
     settings: dict
     name: str
+    path: Path | None = None  # the file: a refine's or a variation's parent in its Content Credentials
 
 
 def read_settings(path: str | Path) -> dict:
@@ -149,7 +150,8 @@ def open_source(path: str | Path) -> Source:
     style, options, seed = options_from_settings(settings)
     image = imaging.load_image(path)
     return Source(
-        image=image, style=style, options=options, seed=seed, settings=settings, name=Path(path).name
+        image=image, style=style, options=options, seed=seed, settings=settings, name=Path(path).name,
+        path=Path(path),
     )
 
 
@@ -295,7 +297,8 @@ def _render(
     shots = rank(shots)
     workdir = session.new_dir(folder) if session else new_workdir(folder)
     suffix = {"refine": f"_{requests[0].width}px", "more_like_this": "_like"}.get(kind, "")
-    _write_outputs(shots, workdir, source.options, analyzer, suffix=suffix)
+    parent = source.path if kind in ("refine", "more_like_this") else None  # image-to-image: from its pixels
+    _write_outputs(shots, workdir, source.options, analyzer, suffix=suffix, parent=parent)
     if session:
         session.record(*[h.path for h in shots])
     info = _info(

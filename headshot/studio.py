@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from . import __version__, config, disclosure, imaging, sessions
+from . import __version__, config, credentials, disclosure, imaging, sessions
 from . import progress as progress_
 from .errors import HeadshotError, InvalidRequest, NotEnoughSelfies, TrainingPaused
 from .faces import FaceAnalyzer, cosine, get_analyzer
@@ -519,11 +519,18 @@ def _slug(text: str) -> str:
 
 
 def _write_outputs(
-    headshots: list[Headshot], workdir: Path, options: GenerateOptions, analyzer, suffix: str = ""
+    headshots: list[Headshot],
+    workdir: Path,
+    options: GenerateOptions,
+    analyzer,
+    suffix: str = "",
+    parent: Path | None = None,
 ) -> None:
     """Save each headshot as a PNG (``<style>_<seed><suffix>.png``) with its disclosure metadata and
-    its settings (and the LinkedIn crop if asked)."""
+    its settings (and the LinkedIn crop if asked), each signed with Content Credentials last
+    (``credentials``; ``parent``: the source headshot of a refine or a variation)."""
     for shot in headshots:
+        kind = (shot.settings or {}).get("kind", "generate")
         image = disclosure.add_ai_mark(shot.image) if options.ai_mark else shot.image
         meta = {
             "software": SOFTWARE,
@@ -535,7 +542,8 @@ def _write_outputs(
         }
         stem = f"{_slug(shot.style)}_{shot.seed}{suffix}"
         shot.path = workdir / f"{stem}.png"
-        disclosure.save_png(image, shot.path, meta)
+        sign = credentials.signer_for(style=shot.style, kind=kind, parent=parent)  # last: C2PA hashes the file
+        disclosure.save_png(image, shot.path, meta, sign)
         if options.linkedin:
             faces = analyzer.detect(shot.image)
             size = (config.LINKEDIN_SIZE, config.LINKEDIN_SIZE)
@@ -546,7 +554,8 @@ def _write_outputs(
             if options.ai_mark:
                 crop = disclosure.add_ai_mark(crop)
             shot.linkedin_path = workdir / f"{stem}_linkedin.png"
-            disclosure.save_png(crop, shot.linkedin_path, meta)
+            sign = credentials.signer_for(style=shot.style, kind=kind, parent=parent, crop=True)
+            disclosure.save_png(crop, shot.linkedin_path, meta, sign)
 
 
 def render_tracked(

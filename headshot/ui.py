@@ -671,6 +671,7 @@ def build_demo() -> gr.Blocks:
             api_visibility="private",
         )
         demo.load(device_note, None, device_md, api_visibility="private")
+        check_image_panel(session)
     # A bounded queue (a full queue answers "busy" at once instead of piling up work), and no REST route
     # around it: Gradio leaves /gradio_api/run/<name> open off Spaces, which would skip the queue, its
     # size bound and the GPU concurrency limit. Settings only (no thread): they belong to the built demo,
@@ -681,6 +682,29 @@ def build_demo() -> gr.Blocks:
         api_open=False,
     )
     return demo
+
+
+def check_image_panel(session: gr.State) -> None:
+    """"Check an image": any image's Content Credentials (C2PA), and the ``/verify`` endpoint (API, MCP).
+
+    A file input, not an image one: the bytes must arrive as they are, since re-encoding drops them."""
+    from .api import verify, verify_text
+
+    with gr.Accordion("Check an image: Content Credentials", open=False, elem_id="check_image"):
+        gr.Markdown(
+            "Every headshot this app makes carries signed Content Credentials (C2PA): that AI made it, with "
+            "which software and style, and when. Drop any image here to read what its credentials say."
+        )
+        with gr.Row():
+            checked = gr.File(None, label="Image to check", file_types=["image"], elem_id="check_file")
+            checked_link = gr.Textbox("", visible=False)  # MCP agents: a data: URL or a link
+            with gr.Column():
+                check_btn = gr.Button("Check", elem_id="check_btn")
+                verdict = gr.Markdown(elem_id="check_verdict")
+        details = gr.JSON(label="What the credentials say", visible=True, elem_id="check_details")
+    check_btn.click(verify, [checked, checked_link, session], details, api_name="verify").then(
+        verify_text, details, verdict, api_visibility="private"
+    )
 
 
 BRAND_COLOUR = "brand-colour"  # the Backdrop menu's "Your brand colour…": the colour picker decides
@@ -783,5 +807,8 @@ def serve(demo: gr.Blocks | None = None, **launch_overrides) -> None:
     if config.on_zerogpu() or Path("/proc/driver/nvidia/version").exists():
         studio.start_preload()
     sessions.start_sweeper()
+    from . import credentials
+
+    credentials.startup_check()  # which key signs the headshots, or why none can (renders go on)
     demo = build_demo() if demo is None else demo
     demo.launch(**{**launch_kwargs(), **launch_overrides})

@@ -27,6 +27,7 @@ PKG = ROOT / "headshot"
 # skipped; a module file missing from this list fails test_every_module_is_in_the_map.
 ORDER = [
     "config", "errors", "progress", "imaging", "disclosure", "faces", "validation", "styles", "identity", "sessions",
+    "credentials",  # Content Credentials (C2PA): config, errors and disclosure below it; studio, api, ui above
     "instantid", "tiny",
     "models", "adapters", "lora", "recipe", "aoti", "zerogpu", "pipeline", "studio", "results", "webfiles", "api",
     "ui", "__main__",

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from headshot import errors, models, pipeline, sessions, studio, zerogpu
+from headshot import config, errors, models, pipeline, sessions, studio, zerogpu
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -353,3 +353,53 @@ def test_a_pack_reports_style_n_of_m_and_a_time_left_from_the_gpu_estimate(ident
     assert texts[-2:] == ["Checking the likeness of each headshot", "4 headshots ready"]
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0  # the bar never goes back
+
+
+def test_a_free_visitors_flow_leaves_quota_and_is_charged_the_time_its_calls_ran(
+    obama, analyzer, emulated, monkeypatch
+):
+    """The free tier (5 min a day): InstantID, 4 headshots, a 2-style pack leave quota; each call is charged
+    the time it ran (timed here around each GPU call), not the duration it asked; once the day is used, the
+    refusal says what the step needs, what is left and when GPU time returns."""
+    quota = zerogpu.Quota(300, tier="free")
+    monkeypatch.setattr(zerogpu, "_quota", quota)
+    ran: list[float] = []
+    real = zerogpu._call_in_worker
+
+    def timed(*args):
+        started = time.monotonic()
+        try:
+            yield from real(*args)
+        finally:
+            ran.append(time.monotonic() - started)
+
+    monkeypatch.setattr(zerogpu, "_call_in_worker", timed)
+    person = studio.create_identity(obama[:3], "instantid", analyzer=analyzer).identity
+    options = studio.GenerateOptions(num_images=4, seed=1, steps=2)
+    assert len(studio.generate(person, "corporate-grey", options, analyzer=analyzer).headshots) == 4
+    studio.generate_pack(person, ["corporate-grey", "classic-bw"], 1, options, analyzer=analyzer)
+    charged = [charge for _, charge in quota.charges]
+    assert len(charged) == len(ran) >= 2
+    for charge, seconds in zip(charged, ran, strict=True):
+        assert seconds - 0.5 <= charge <= seconds  # the time it ran (less the admission and the fork)
+    assert all(charge < requested for requested, charge in quota.charges)  # not what it asked
+    assert quota.left() == pytest.approx(300 - sum(charged)) and quota.left() > 200
+
+    quota.used = 295  # the day is used but for 5 s
+    with pytest.raises(errors.GpuQuotaExceeded) as refused:
+        studio.generate(person, "corporate-grey", options, analyzer=analyzer)
+    error = refused.value
+    assert error.requested == zerogpu.requested_quota(pipeline.estimate_duration([_tiny_request(4)])) > 5
+    assert error.left == 5 and 0 < error.retry_after <= zerogpu.DAY_SECONDS
+    assert f"needs {error.requested:.0f} s of GPU time and 5 s are left" in error.message
+    assert "again in about 24 h" in error.message and "PRO" in error.message
+
+
+def _tiny_request(num_images):
+    from headshot.recipe import RenderRequest
+
+    size = config.TINY_OUTPUT_SIZES["square"]
+    return RenderRequest(
+        prompt="p", negative_prompt="", face_embedding=np.ones(4), control_image=None, width=size[0],
+        height=size[1], num_images=num_images, steps=2,
+    )  # fmt: skip

@@ -335,7 +335,7 @@ def gpu(
             try:
                 yield from _call_in_worker(task, payload, seconds, allowed_seconds(seconds, size), account, ticket, size)
             finally:
-                account.settle(ticket, 0.0, size)  # a no-op when the worker settled it
+                account.settle(ticket, 0.0, size)  # a call that never started is charged nothing
 
         run.zerogpu_emulated = True
         return run

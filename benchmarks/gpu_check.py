@@ -11,7 +11,8 @@ the images are noise. In one run, each with its peak GPU memory:
 
 * s/image at 1024x1024, 30 steps, CFG 5: ours (``pipeline.render_on`` on ``models.Models`` assembled
   from the modules), the app's default request (face-region control on: the face mask from the
-  keypoints), against stock diffusers ``StableDiffusionXLControlNetPipeline`` on the same modules;
+  keypoints), the same with a person's LoRA (random, the app's rank), against stock diffusers
+  ``StableDiffusionXLControlNetPipeline`` on the same modules;
 * fast mode s/image (the fast LoRA, LCM, CFG-free, the app's fast step count) against the same in
   stock diffusers;
 * LoRA s/step at 1024 px (``lora.train_lora`` with the app's defaults, so autocast to the UNet's dtype)
@@ -135,7 +136,7 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     import torch
 
     from benchmarks import gpu_bench, lora_bench
-    from headshot import imaging, lora, models, pipeline, recipe
+    from headshot import imaging, lora, models, pipeline, recipe, tiny
 
     started = time.perf_counter() if started is None else started
     p, size, steps, reps, warm = settings.prefix, settings.size, settings.steps, settings.repeats, settings.warmup
@@ -188,6 +189,14 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     models.prepare_models(loaded, base_paths)
     say(f"ours, {size} px, {steps} steps")
     ours = gpu_bench.timed(lambda: pipeline.render_on(loaded, request), device, reps, warm)
+    person = {  # a person's LoRA (random, the app's rank): the UNet runs eagerly with one
+        "name": "person",
+        "state_dict": tiny.random_unet_lora(loaded.pipe.unet, rank=lora_defaults.rank, seed=2),
+        "scale": 1.0,
+    }
+    person_request = dataclasses.replace(request, lora=person)
+    say(f"ours with a person's LoRA (rank {lora_defaults.rank}), {size} px, {steps} steps")
+    ours_person = gpu_bench.timed(lambda: pipeline.render_on(loaded, person_request), device, reps, warm)
     say(f"ours, fast mode ({fast_steps} steps)")
     ours_fast = gpu_bench.timed(lambda: pipeline.render_on(loaded, fast_request), device, reps, warm)
     say(f"ours, LoRA training steps at {size} px")
@@ -238,6 +247,10 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
             ours["peak"], pick(compiled, "median"), pick(compiled, "peak"),
             f"x{ours['median'] / base['median']:.2f} of diffusers eager; the app's default request; {paths}"
             f"{first_compile}", uncompiled="not compiled"),
+        Row(f"ours with a person's LoRA (rank {lora_defaults.rank}), face region on", "s/image",
+            ours_person["median"], ours_person["peak"],
+            notes="the UNet eager with a LoRA (compiled programs have the base weights baked in); "
+            "the IdentityNet compiled where it is", uncompiled="not compiled"),
         Row(f"diffusers SDXL + ControlNet, {size}², {steps} steps", "s/image", base["median"], base["peak"],
             notes="StableDiffusionXLControlNetPipeline, no face adapter"),
         Row(f"ours, fast mode, {fast_steps} steps", "s/image", ours_fast["median"], ours_fast["peak"],
@@ -253,7 +266,7 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
             notes=f"rank {lora_defaults.rank}, " + (
                 "no autocast" if dtype == torch.float32 else f"{dtype_name} autocast, no scaler")),
     ]  # fmt: skip
-    keys = ("ours", "baseline", "ours_fast", "baseline_fast", "ours_lora", "baseline_lora")
+    keys = ("ours", "ours_person_lora", "baseline", "ours_fast", "baseline_fast", "ours_lora", "baseline_lora")
     for row, key in zip(rows, keys, strict=True):
         emit(f"{p}_{key}_{size}px_s", row.eager, row.unit, notes=row.what)
         emit(f"{p}_{key}_peak_memory_gib", row.eager_peak, "GiB", notes=row.what)

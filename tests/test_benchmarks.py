@@ -165,7 +165,7 @@ def test_likeness_arguments():
 # benchmarks/gpu_check.py
 # --------------------------------------------------------------------------------------
 
-GPU_CHECK_KEYS = ("ours", "baseline", "ours_fast", "baseline_fast", "ours_lora", "baseline_lora")
+GPU_CHECK_KEYS = ("ours", "ours_person_lora", "baseline", "ours_fast", "baseline_fast", "ours_lora", "baseline_lora")
 
 
 def test_gpu_check_refuses_without_cuda(monkeypatch, capsys):

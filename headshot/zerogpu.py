@@ -270,7 +270,8 @@ def user_error(exc: BaseException) -> errors.HeadshotError | None:
             + int(found["minutes"]) * 60
             + float(found["seconds"])
         )
-        back = time.strftime("%H:%M UTC", time.gmtime(time.time() + retry_after))
+        now, then = time.gmtime(), time.gmtime(time.time() + retry_after)
+        back = time.strftime("%H:%M UTC", then) + (" tomorrow" if then.tm_yday != now.tm_yday else "")
         return errors.GpuQuotaExceeded(
             f"Your GPU time on this Space is used up for now: this step needs {requested} s of GPU time and "
             f"{left} s are left. More GPU time is yours again in {words_for(retry_after)} (at {back})."

@@ -266,12 +266,16 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int
     return {"first": times[0], "median": statistics.median(times[warmup:]), "all": times, "peak": peak["gib"]}
 
 
+def face_keypoints(size: int) -> np.ndarray:
+    """Five keypoints of a frontal face in a square of ``size`` px (eyes, nose, mouth corners)."""
+    return np.array([[0.38, 0.42], [0.62, 0.42], [0.5, 0.55], [0.41, 0.68], [0.59, 0.68]]) * size
+
+
 def face_and_control(size: int) -> tuple[np.ndarray, Any]:
     rng = np.random.default_rng(0)
     face = rng.standard_normal(EMBEDDING_SIZE).astype(np.float32)
     face /= np.linalg.norm(face)
-    kps = np.array([[0.38, 0.42], [0.62, 0.42], [0.5, 0.55], [0.41, 0.68], [0.59, 0.68]]) * size
-    return face, imaging.draw_kps(size, size, kps)
+    return face, imaging.draw_kps(size, size, face_keypoints(size))
 
 
 def baseline_lora_step(

@@ -10,14 +10,17 @@ app's dtype (``HEADSHOT_DTYPE``; float16 by default). Random weights cost the co
 the images are noise. In one run, each with its peak GPU memory:
 
 * s/image at 1024x1024, 30 steps, CFG 5: ours (``pipeline.render_on`` on ``models.Models`` assembled
-  from the modules) against stock diffusers ``StableDiffusionXLControlNetPipeline`` on the same modules;
+  from the modules), the app's default request (face-region control on: the face mask from the
+  keypoints), the same with a person's LoRA (random, the app's rank), against stock diffusers
+  ``StableDiffusionXLControlNetPipeline`` on the same modules;
 * fast mode s/image (the fast LoRA, LCM, CFG-free, the app's fast step count) against the same in
   stock diffusers;
 * LoRA s/step at 1024 px (``lora.train_lora`` with the app's defaults, so autocast to the UNet's dtype)
   against a plain peft training step;
 * ours again after ``torch.compile`` (``models.prepare_models`` with ``FastPaths(compile=...)``, what
   ``HEADSHOT_COMPILE`` does; the square size only, compiled at its first render, which is reported).
-  LoRA training runs eagerly in the app, so it has no compiled figure.
+  LoRA training runs eagerly in the app, so it has no compiled figure. Where nothing was compiled (no
+  torch.compile on the device, over the budget, ``--no-compile``) the compiled cells say "not compiled".
 
 Each figure is a JSON line on stdout, as the other benchmarks print them; progress and, at the end, one
 markdown table (GPU name, date, figures) go to stderr (``--table`` also writes it to a file).
@@ -92,6 +95,7 @@ class Row:
     compiled: float | None = None
     compiled_peak: float | None = None
     notes: str = ""
+    uncompiled: str = "-"  # the compiled cells of a measure that has a compiled variant but no figure
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -107,7 +111,8 @@ def markdown(rows: list[Row], title: str) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = [r.what, r.unit, _fmt(r.eager), _fmt(r.eager_peak), _fmt(r.compiled), _fmt(r.compiled_peak)]
+        compiled = [_fmt(r.compiled), _fmt(r.compiled_peak)] if r.compiled is not None else [r.uncompiled] * 2
+        cells = [r.what, r.unit, _fmt(r.eager), _fmt(r.eager_peak), *compiled]
         lines.append("| " + " | ".join([*cells, r.notes]) + " |")
     return "\n".join(lines)
 
@@ -131,7 +136,7 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     import torch
 
     from benchmarks import gpu_bench, lora_bench
-    from headshot import lora, models, pipeline, recipe
+    from headshot import imaging, lora, models, pipeline, recipe, tiny
 
     started = time.perf_counter() if started is None else started
     p, size, steps, reps, warm = settings.prefix, settings.size, settings.steps, settings.repeats, settings.warmup
@@ -150,9 +155,12 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     parts = gpu_bench.build_components(device, dtype, configs)
     emit(f"{p}_build_s", time.perf_counter() - started, "s", notes=f"imports and building, {dtype_name}")
     face, control = gpu_bench.face_and_control(size)
+    # The render people get: face-region control on (the app's default), its mask from the keypoints.
+    face_mask = imaging.face_region_mask(size, size, gpu_bench.face_keypoints(size))
     request = recipe.RenderRequest(
         prompt=gpu_bench.PROMPT, negative_prompt=gpu_bench.NEGATIVE, face_embedding=face,
         control_image=control, width=size, height=size, steps=steps, guidance=settings.guidance,
+        face_mask=face_mask,
     )  # fmt: skip
     fast_request = dataclasses.replace(request, fast=True)  # a style's steps: the app's fast step count
     fast_steps, fast_guidance = recipe.effective_settings(fast_request)
@@ -181,6 +189,14 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     models.prepare_models(loaded, base_paths)
     say(f"ours, {size} px, {steps} steps")
     ours = gpu_bench.timed(lambda: pipeline.render_on(loaded, request), device, reps, warm)
+    person = {  # a person's LoRA (random, the app's rank): the UNet runs eagerly with one
+        "name": "person",
+        "state_dict": tiny.random_unet_lora(loaded.pipe.unet, rank=lora_defaults.rank, seed=2),
+        "scale": 1.0,
+    }
+    person_request = dataclasses.replace(request, lora=person)
+    say(f"ours with a person's LoRA (rank {lora_defaults.rank}), {size} px, {steps} steps")
+    ours_person = gpu_bench.timed(lambda: pipeline.render_on(loaded, person_request), device, reps, warm)
     say(f"ours, fast mode ({fast_steps} steps)")
     ours_fast = gpu_bench.timed(lambda: pipeline.render_on(loaded, fast_request), device, reps, warm)
     say(f"ours, LoRA training steps at {size} px")
@@ -203,7 +219,8 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
             base_paths, compile=settings.compile_mode, compile_scope=settings.compile_scope
         )
         if not compiled_paths.resolved(device).compile:
-            compile_note = f"torch.compile does not run on {device.type} (eager figures)"
+            compile_note = f"not compiled: torch.compile does not run on {device.type}"
+            compiled_paths = None
         elif time.perf_counter() - started + settings.compile_reserve_s > settings.budget_s:
             compile_note = f"skipped: compiling would not fit the {settings.budget_s:.0f} s budget"
             compiled_paths = None
@@ -226,14 +243,20 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     paths = f"{dtype_name}, sdpa={base_paths.sdpa}, channels_last={loaded.fast_paths.channels_last}"
     first_compile = f"; first compiled render {compiled['first']:.1f} s" if compiled else ""
     rows = [
-        Row(f"ours, {size}², {steps} steps, CFG {settings.guidance:g}", "s/image", ours["median"], ours["peak"],
-            pick(compiled, "median"), pick(compiled, "peak"),
-            f"x{ours['median'] / base['median']:.2f} of diffusers eager; {paths}{first_compile}"),
+        Row(f"ours, {size}², {steps} steps, CFG {settings.guidance:g}, face region on", "s/image", ours["median"],
+            ours["peak"], pick(compiled, "median"), pick(compiled, "peak"),
+            f"x{ours['median'] / base['median']:.2f} of diffusers eager; the app's default request; {paths}"
+            f"{first_compile}", uncompiled="not compiled"),
+        Row(f"ours with a person's LoRA (rank {lora_defaults.rank}), face region on", "s/image",
+            ours_person["median"], ours_person["peak"],
+            notes="the UNet eager with a LoRA (compiled programs have the base weights baked in); "
+            "the IdentityNet compiled where it is", uncompiled="not compiled"),
         Row(f"diffusers SDXL + ControlNet, {size}², {steps} steps", "s/image", base["median"], base["peak"],
             notes="StableDiffusionXLControlNetPipeline, no face adapter"),
         Row(f"ours, fast mode, {fast_steps} steps", "s/image", ours_fast["median"], ours_fast["peak"],
             pick(compiled_fast, "median"), pick(compiled_fast, "peak"),
-            f"x{ours_fast['median'] / base_fast['median']:.2f} of diffusers; fast LoRA + LCM, CFG-free"),
+            f"x{ours_fast['median'] / base_fast['median']:.2f} of diffusers; fast LoRA + LCM, CFG-free, face region "
+            "on", uncompiled="not compiled"),
         Row(f"diffusers fast mode, {fast_steps} steps", "s/image", base_fast["median"], base_fast["peak"],
             notes="LCM LoRA + LCMScheduler, no CFG"),
         Row(f"ours, LoRA training, {size} px", "s/step", ours_lora["per_step"], ours_lora.get("peak_gb"),
@@ -243,7 +266,7 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
             notes=f"rank {lora_defaults.rank}, " + (
                 "no autocast" if dtype == torch.float32 else f"{dtype_name} autocast, no scaler")),
     ]  # fmt: skip
-    keys = ("ours", "baseline", "ours_fast", "baseline_fast", "ours_lora", "baseline_lora")
+    keys = ("ours", "ours_person_lora", "baseline", "ours_fast", "baseline_fast", "ours_lora", "baseline_lora")
     for row, key in zip(rows, keys, strict=True):
         emit(f"{p}_{key}_{size}px_s", row.eager, row.unit, notes=row.what)
         emit(f"{p}_{key}_peak_memory_gib", row.eager_peak, "GiB", notes=row.what)

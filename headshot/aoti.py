@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from PIL import Image
 
 from . import config
 from .models import AOTI_IP_SCALE, Models, output_sizes
@@ -147,8 +148,11 @@ def _program(models: Models, module, call: tuple[tuple, dict], compile: Callable
 def build_programs(models: Models, capture: Callable, compile: Callable) -> dict[str, AotiProgram]:
     """Capture, export and compile the IdentityNet and the UNet (the GPU work; the caller holds the lock)."""
     size = output_sizes(models)["square"]
-    request = dataclasses.replace(
-        warm_up_request(models, size), identity_strength=AOTI_IP_SCALE, identitynet_strength=1.0
+    request = dataclasses.replace(  # with a face mask: the default render's UNet call carries one
+        warm_up_request(models, size),
+        identity_strength=AOTI_IP_SCALE,
+        identitynet_strength=1.0,
+        face_mask=Image.new("L", size, 255),
     )
     net, unet = models.identitynet, models.pipe.unet
     net_call = _capture(models, net, request, capture)

@@ -295,17 +295,39 @@ FAST_GUIDANCE = 1.0  # <= 1 runs without classifier-free guidance
 # ZeroGPU duration estimates (seconds): a fixed cost plus the compute; clamped to the maximum a call asks.
 # The hardware is half an RTX Pro 6000 Blackwell (48 GB): about 125 dense bf16/fp16 TFLOPS (half of the
 # card's ~250), of which SDXL sustains about half.
+# A call asks ZEROGPU_BASE_SECONDS plus 1.25x its compute (a margin for the fixed costs and for the estimate),
+# and is expected to run (and be charged) ZEROGPU_CALL_SECONDS plus its compute: GPU attach, weights in,
+# prompt encoding, decode. The estimates are not measured on ZeroGPU yet (no GPU lent): see the README.
 ZEROGPU_BASE_SECONDS = 10
+ZEROGPU_CALL_SECONDS = 3
 ZEROGPU_EFFECTIVE_TFLOPS = 60.0
-ZEROGPU_MAX_DURATION = 120
+# The most one call asks: spaces asks x1.5 of it on `large`, so 80 s requests 120 s of quota, an
+# unauthenticated visitor's whole day: a bigger call would be refused to every such visitor.
+ZEROGPU_MAX_DURATION = 80
 # Quick LoRA on ZeroGPU. A step at 1024 px is a UNet forward (6.76 TFLOP) plus a backward for the
 # activations only (~2x), plus a re-forward where gradient checkpointing is on: 13.5-20 TFLOP, so
 # 0.23-0.34 s at 60 TFLOPS; 0.3 s is assumed, with a 1.2x margin. Preparation (crops, 8 VAE encodes, the
-# caption) is ~8 s. 250 steps then ask 10 + 8 + 250 x 0.36 = 108 s: the default recipe fits one call.
+# caption) is ~8 s. 250 steps then ask 10 + 8 + 250 x 0.36 = 108 s: two calls of at most 80 s.
 ZEROGPU_LORA_SECONDS_PER_STEP = 0.3
 ZEROGPU_LORA_PREP_SECONDS = 8
 ZEROGPU_LORA_MARGIN = 1.2
 ZEROGPU_LORA_STEPS = 250  # the full profile's default steps on ZeroGPU (400 elsewhere)
+
+# ZeroGPU, the platform itself: what it supports and how it counts GPU time. From the Hugging Face hub docs
+# (docs/hub/spaces-zerogpu.md) of ZEROGPU_DOCS_DATE and `spaces` 0.51.3 (spaces/zero/client.py, configs.json).
+# tests/test_deploy.py fails when the README card's python_version or requirements.txt's torch leaves these
+# lists (a ZeroGPU Space with another torch fails to build: "No candidate PyTorch version found for ZeroGPU").
+ZEROGPU_DOCS_DATE = "2026-08-22"
+ZEROGPU_PYTHON_VERSIONS = ("3.10.13", "3.12.12")
+ZEROGPU_TORCH_VERSIONS = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
+# Daily GPU seconds per visitor tier; the quota comes back 24 h after the first use.
+ZEROGPU_QUOTA_SECONDS = {"unauthenticated": 120, "free": 300, "pro": 2400}
+ZEROGPU_QUOTA_WINDOW = 24 * 3600
+# A call is admitted when its requested duration (as spaces asks it: x DURATION_FACTOR on `large`, x2 on
+# `xlarge`) fits in what is left, and then charged the *effective* seconds it ran (x2 on `xlarge`).
+ZEROGPU_XLARGE_QUOTA_FACTOR = 2
+ZEROGPU_DURATION_FACTOR = 1.5  # `large` (half an RTX Pro 6000) asks 1.5x the duration (spaces' configs.json)
+ZEROGPU_GPU_SIZE = "large"  # what this app's models need (SDXL + IdentityNet, ~8 GB, under xlarge_threshold)
 
 
 # --------------------------------------------------------------------------------------

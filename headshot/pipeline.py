@@ -51,7 +51,9 @@ __all__ = [
     "base_model_id",
     "device_summary",
     "estimate_duration",
+    "expected_charge",
     "expected_seconds",
+    "expected_train_charge",
     "expected_train_seconds",
     "ready_models",
     "render",
@@ -71,6 +73,7 @@ ATTENTION_SHARE_1024 = 0.11
 AOTI_COMPILE_SECONDS = 1500  # GPU time asked of ZeroGPU for compiling at startup
 
 _GPU_LOCK = threading.Lock()  # one GPU: renders and training run one at a time
+zerogpu.guard_forks(_GPU_LOCK)  # the emulation forks its workers only while no render holds it
 _START_LOCK = threading.Lock()
 
 
@@ -83,7 +86,8 @@ def _gpu(duration: int | Callable[..., int]) -> Callable[[Callable[..., Iterator
     """
 
     def decorate(task: Callable[..., Iterator]) -> Callable[..., Iterator]:
-        real, emulated = spaces.GPU(duration=duration)(task), zerogpu.gpu(duration)(task)
+        size = config.ZEROGPU_GPU_SIZE
+        real, emulated = spaces.GPU(duration=duration, size=size)(task), zerogpu.gpu(duration, size)(task)
 
         @functools.wraps(task)
         def call(*args: Any, **kwargs: Any) -> Iterator:
@@ -323,8 +327,33 @@ def expected_train_seconds(steps_left: int) -> float | None:
     return calls * (base + config.ZEROGPU_LORA_PREP_SECONDS) + steps_left * config.ZEROGPU_LORA_SECONDS_PER_STEP
 
 
+def expected_train_charge(steps: int) -> float:
+    """GPU seconds ZeroGPU should charge for ``steps`` LoRA steps in calls of :func:`lora_steps_per_call`."""
+    calls = math.ceil(max(1, steps) / lora_steps_per_call())
+    return calls * (config.ZEROGPU_CALL_SECONDS + config.ZEROGPU_LORA_PREP_SECONDS) + (
+        steps * config.ZEROGPU_LORA_SECONDS_PER_STEP
+    )
+
+
 def _estimate_seconds(requests: Sequence[RenderRequest]) -> float:
-    seconds = float(config.ZEROGPU_BASE_SECONDS)
+    """The duration a call asks: a fixed margin plus 1.25x the denoising compute, plus LoRA loading."""
+    denoise, loras = _work_seconds(requests)
+    return config.ZEROGPU_BASE_SECONDS + 1.25 * denoise + LORA_LOAD_SECONDS * loras
+
+
+def expected_charge(requests: Sequence[RenderRequest]) -> float:
+    """GPU seconds ZeroGPU should charge for rendering ``requests`` (its calls' effective time, by the same
+    estimate as their durations without the margins): what a visitor's daily quota pays."""
+    total = 0.0
+    for call in _gpu_calls(requests):
+        denoise, loras = _work_seconds([part for _, part in call])
+        total += config.ZEROGPU_CALL_SECONDS + denoise + LORA_LOAD_SECONDS * loras
+    return total
+
+
+def _work_seconds(requests: Sequence[RenderRequest]) -> tuple[float, int]:
+    """(seconds of denoising compute at ZeroGPU's effective speed, distinct LoRAs to load)."""
+    seconds = 0.0
     loras = set()
     for request in requests:
         _, guidance = recipe.effective_settings(request)
@@ -336,10 +365,10 @@ def _estimate_seconds(requests: Sequence[RenderRequest]) -> float:
         tflop_per_step = (
             (SDXL_UNET_TFLOP_1024 + IDENTITYNET_TFLOP_1024) * size_factor * (2 if guidance > 1 else 1)
         )
-        seconds += 1.25 * request.num_images * steps * tflop_per_step / config.ZEROGPU_EFFECTIVE_TFLOPS
+        seconds += request.num_images * steps * tflop_per_step / config.ZEROGPU_EFFECTIVE_TFLOPS
         if request.lora is not None:
             loras.add(id(request.lora["state_dict"]))
-    return seconds + LORA_LOAD_SECONDS * len(loras)
+    return seconds, len(loras)
 
 
 @_gpu(estimate_duration)
@@ -379,7 +408,8 @@ def _streamed(work: Callable[[Progress], Any]) -> Iterator[tuple]:
 def _drain(events: Iterator[tuple], progress: Progress | None) -> Any:
     """Consume a GPU call's events in the main process: progress to ``progress``, then the result.
 
-    ZeroGPU's refusals (quota) and aborts (past the duration) become :mod:`errors` a person understands.
+    ZeroGPU's refusals (quota, in ``spaces``' words) and aborts become :mod:`errors` a person understands,
+    with the seconds requested, left and until GPU time returns (``zerogpu.user_error``).
     """
     try:
         for event in events:
@@ -391,14 +421,9 @@ def _drain(events: Iterator[tuple], progress: Progress | None) -> Any:
     except errors.HeadshotError:
         raise
     except Exception as exc:
-        text = str(exc)
-        if "quota" in text.lower():
-            raise errors.GpuQuotaExceeded(
-                f"Your free GPU time for today is used ({text.strip()}). Try again later, or log in to "
-                "Hugging Face for more."
-            ) from exc
-        if "GPU task aborted" in text or "ZeroGPU worker error" in text:
-            raise errors.GpuAborted(f"The GPU step was stopped ({text.strip()}). Try again.") from exc
+        mapped = zerogpu.user_error(exc)  # the platform's words (quota, aborts) -> a person's
+        if mapped is not None:
+            raise mapped from exc
         raise
     raise errors.GpuAborted("The GPU step ended without a result. Try again.")
 

@@ -286,9 +286,13 @@ def render_batch(
                 identitynet = instantid.identitynet_for_request(
                     models.identitynet, pipe.unet, image_embeds, mask
                 )
-                attention_kwargs = (
-                    None if mask is None else {"ip_adapter_masks": instantid.ip_adapter_mask(mask)}
-                )
+                if mask is None and models.aoti_gate:  # the AoTI UNet program takes a mask: all ones is none
+                    mask_in = torch.ones(1, 1, request.height, request.width, device=device, dtype=dtype)
+                    attention_kwargs = {"ip_adapter_masks": instantid.ip_adapter_mask(mask_in)}
+                else:
+                    attention_kwargs = (
+                        None if mask is None else {"ip_adapter_masks": instantid.ip_adapter_mask(mask)}
+                    )
 
                 # 5. Prepare the control image (the keypoints at the output size).
                 control = request.control_image.convert("RGB")

@@ -14,6 +14,7 @@ from unittest.mock import patch
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from headshot import aoti, models, pipeline
 from tests.test_models import own_models, pixels, request  # noqa: F401 (a fixture)
@@ -40,16 +41,25 @@ def _capture(module, call_method="forward"):
             call.args, call.kwargs = exc.call
 
 
+def _face_mask(width: int, height: int):
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (width // 4, height // 8, 3 * width // 4, 7 * height // 8))
+    return mask
+
+
 @pytest.mark.slow
 def test_aoti_routing_with_exported_programs(own_models):  # noqa: F811 (the fixture)
     """The AoTI path on the CPU: capture, export with dynamic sizes, route calls; exported programs
-    stand in for the Inductor-compiled ones (``spaces.aoti_compile`` needs CUDA)."""
+    stand in for the Inductor-compiled ones (``spaces.aoti_compile`` needs CUDA). The default render (face
+    region on) and a render without the region (an all-ones mask) both take the UNet program."""
     torch.set_num_threads(1)
     eager = {
         size: pixels(pipeline.render_on(own_models, request(width=size, height=64))) for size in (64, 48)
     }
     weak_net = request(identitynet_strength=0.3)
     eager_weak_net = pixels(pipeline.render_on(own_models, weak_net))
+    face_region = request(face_mask=_face_mask(64, 64))  # the default render: face-region control on
+    eager_face_region = pixels(pipeline.render_on(own_models, face_region))
     try:
         with torch.no_grad():
             programs = aoti.build_programs(own_models, _capture, lambda exported: exported.module())
@@ -58,7 +68,10 @@ def test_aoti_routing_with_exported_programs(own_models):  # noqa: F811 (the fix
         net_calls = own_models.identitynet.forward.calls
         for size in (64, 48):  # the captured size and another one (dynamic height/width)
             images = pixels(pipeline.render_on(own_models, request(width=size, height=64)))
-            assert np.abs(images - eager[size]).max() <= 2.0
+            assert np.abs(images - eager[size]).max() <= 2.0  # region off: an all-ones mask, the same image
+        # The default render carries a face mask: the program was captured with one.
+        assert np.abs(pixels(pipeline.render_on(own_models, face_region)) - eager_face_region).max() <= 2.0
+        pipeline.render_on(own_models, request(width=48, height=64, face_mask=_face_mask(48, 64)))
         assert unet_calls["aoti"] > 0 and unet_calls["eager"] == 0
         assert net_calls["aoti"] > 0 and net_calls["eager"] == 0
         # The IdentityNet program is built at scale 1: another strength scales its residuals.

@@ -165,7 +165,7 @@ def test_likeness_arguments():
 # benchmarks/gpu_check.py
 # --------------------------------------------------------------------------------------
 
-GPU_CHECK_KEYS = ("ours", "baseline", "ours_fast", "baseline_fast", "ours_lora", "baseline_lora")
+GPU_CHECK_KEYS = ("ours", "ours_person_lora", "baseline", "ours_fast", "baseline_fast", "ours_lora", "baseline_lora")
 
 
 def test_gpu_check_refuses_without_cuda(monkeypatch, capsys):
@@ -185,12 +185,14 @@ def test_gpu_check_settings_and_table():
     assert smoke.reduced and smoke.size == 128 and not smoke.compile and smoke.repeats == 3
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         gpu_check.parse_args(["--repeats", "0"])
-    rows = [gpu_check.Row("ours", "s/image", 4.25, 11.5, 3.1, 11.9, "x1.05"), gpu_check.Row("other", "s")]
+    rows = [gpu_check.Row("ours", "s/image", 4.25, 11.5, 3.1, 11.9, "x1.05"), gpu_check.Row("other", "s"),
+            gpu_check.Row("ours, fast", "s/image", 1.5, uncompiled="not compiled")]  # fmt: skip
     text = gpu_check.markdown(rows, "**title**")
     lines = text.splitlines()
     assert lines[0] == "**title**" and lines[2].startswith("| measure |")
     assert lines[4] == "| ours | s/image | 4.25 | 11.50 | 3.10 | 11.90 | x1.05 |"
     assert lines[5] == "| other | s | - | - | - | - |  |"
+    assert lines[6] == "| ours, fast | s/image | 1.50 | - | not compiled | not compiled |  |"
 
 
 def check_gpu_check_output(text: str, table: str, prefix: str, gpu: bool) -> dict[str, dict]:
@@ -212,8 +214,12 @@ def test_gpu_check_cpu_smoke_runs_its_code_path(tmp_path):
     assert gpu_check.main(["--cpu-smoke", "--table", str(table_file)], stream=out) == 0
     table = table_file.read_text()
     results = check_gpu_check_output(out.getvalue(), table, "gpu_check_smoke", gpu=False)
-    assert "compile_first_render_s" in " ".join(results)  # the compiled phase's code ran (eagerly)
-    assert "torch.compile does not run on cpu" in table
+    assert "compile_first_render_s" not in " ".join(results)  # nothing compiled: no compiled figures
+    assert results.get("gpu_check_smoke_ours_compiled_128px_s", {}).get("value") is None  # no eager figure
+    assert "not compiled: torch.compile does not run on cpu" in table
+    ours = next(line for line in table.splitlines() if line.startswith("| ours, 128²"))
+    assert "face region on" in ours
+    assert "| not compiled | not compiled |" in ours
     assert "CPU" in table.splitlines()[0]
 
 

@@ -4,6 +4,7 @@ driven through ``gradio_client`` as a Space visitor's client would."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def test_a_tight_quota_pauses_lora_training_and_continue_reaches_the_same_weight
     env = {
         "HEADSHOT_ZEROGPU_EMULATE": "1",
         "HEADSHOT_LORA_STEPS_PER_CALL": "3",
-        "HEADSHOT_ZEROGPU_QUOTA": "30",  # a training call of 3 steps asks 10 + 8 + 3 x 0.36 -> 20 s
+        # A training call of 3 steps asks 10 + 8 + 3 x 0.36 -> 20 s, 30 s of quota on a half GPU: the first
+        # is admitted and charged the seconds it ran, after which less than 30 s is left.
+        "HEADSHOT_ZEROGPU_QUOTA": "30",
         "HEADSHOT_ZEROGPU_QUOTA_WINDOW": "25",
     }
     with running_app(extra_env=env) as (url, _):
@@ -105,6 +108,8 @@ def test_a_tight_quota_pauses_lora_training_and_continue_reaches_the_same_weight
         with pytest.raises(gradio_client.exceptions.AppError, match="saved at step 3 of 6") as refused:
             client.predict(selfies=files(obama[:3]), method="lora", lora_steps=6, api_name="/create_identity")
         assert "GPU time" in str(refused.value)
+        assert re.search(r"this step needs 30 s of GPU time and \d+ s are left\. More GPU time is yours again in "
+                         r"\d+ s", str(refused.value))  # fmt: skip
         other = _client(url)  # another visitor has nothing to continue
         with pytest.raises(gradio_client.exceptions.AppError, match="no paused LoRA training"):
             other.predict(api_name="/continue_identity")

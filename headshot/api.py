@@ -555,24 +555,24 @@ NOTHING_TO_DELETE = "Nothing to delete: this session has no files on the server 
 
 
 def delete_my_data(files: str = "", session=None, request: gr.Request = None):
-    """Delete this session's data from the server now: the selfies it sent, their thumbnails, identity
-    files and headshots of every run. Every link to them answers 404 afterwards.
+    """Delete this session's data from the server now: the selfies it sent, their thumbnails, identity files and headshots of every run. Every link to them answers 404 afterwards.
 
-    files: optional links (or server paths) the app returned, separated by spaces, for callers without
-    a lasting session (an MCP agent): each deletes the whole call's folder that holds it. Returns
-    {deleted_files, message}.
+    Args:
+        files: optional; links (or server paths) this session was given, separated by spaces: then only those files are deleted. Empty: everything of this session.
+
+    Returns:
+        {deleted_files, message}
     """
     own = _session(session, request)
-    lasting = isinstance(session, dict) and own is session.get("files")
-    result = own.delete() if lasting else {"deleted_files": 0}
-    by_reference = sessions.delete_by_reference(_referenced_paths((files or "").split()))
-    count = result["deleted_files"] + by_reference["deleted_files"]
+    named = _referenced_paths((files or "").split())
+    result = sessions.delete_named(own, named) if named else {**own.delete(), "not_yours": 0}
+    count = result["deleted_files"]
     if count:
         message = f"Deleted your data from this server: {count} file{'s' if count != 1 else ''}."
     else:
         message = NOTHING_TO_DELETE
-    if by_reference["not_ours"]:
-        message += f" {by_reference['not_ours']} link(s) were not files of this app and were left alone."
+    if result["not_yours"]:
+        message += f" {result['not_yours']} link(s) were not files of this session and were left alone."
     return {"deleted_files": count, "message": message}
 
 

@@ -53,7 +53,7 @@ from .api import (
     show_identity,
     validate_selfies,
 )
-from .webfiles import PrivateFiles, _fix_list_schema
+from .webfiles import PrivateFiles, _fix_list_schema, use_mcp_sessions
 
 CONSENT_LABEL = "These are photos of me, or I have the person's permission to use them to make AI headshots."
 
@@ -132,6 +132,7 @@ non-commercial research only. Before using this app or its images commercially, 
 def build_demo() -> gr.Blocks:
     """The Blocks app, its events and its queue settings. Starts nothing: no thread, no model load
     (``serve`` does that), so importing ``app`` or building the demo in a test has no side effects."""
+    use_mcp_sessions()  # one MCP session (Mcp-Session-Id) is one app session (webfiles)
     styles = _style_choices()
     default_style = "corporate-grey" if any(v == "corporate-grey" for _, v in styles) else styles[0][1]
 

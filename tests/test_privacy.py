@@ -81,17 +81,64 @@ def test_a_file_of_another_session_is_refused(root):
     assert b.adopt([str(theirs).replace(a.id, b.id)]) == [Path(str(theirs).replace(a.id, b.id))]  # not found
 
 
-def test_delete_by_reference_removes_only_the_named_folders(root):
+def test_delete_with_named_files_removes_only_those_files_of_the_callers_session(root):
     a, b = sessions.Session(), sessions.Session()
-    mine = a.new_dir("headshots") / "x.png"
-    mine.write_bytes(b"png")
+    run = a.new_dir("headshots")
+    mine, other_of_mine = run / "x.png", run / "x2.png"
+    for path in (mine, other_of_mine):
+        path.write_bytes(b"png")
     keep = b.new_dir("headshots") / "y.png"
     keep.write_bytes(b"png")
     link = f"http://127.0.0.1:7860/gradio_api/file={mine}"
+    b_link = f"http://127.0.0.1:7860/gradio_api/file={keep}"
 
-    result = sessions.delete_by_reference([*webfiles._referenced_paths([link]), "/etc/passwd", str(root / "..")])
-    assert result == {"deleted_files": 1, "not_ours": 2}
-    assert not mine.exists() and keep.exists() and Path("/etc/passwd").exists()
+    # B names A's file and its own: only its own named file goes
+    result = sessions.delete_named(b, webfiles._referenced_paths([link, b_link, "/etc/passwd", str(root / "..")]))
+    assert result == {"deleted_files": 1, "not_yours": 3}
+    assert mine.exists() and other_of_mine.exists() and not keep.exists() and Path("/etc/passwd").exists()
+    # A names one of its files: that file only, never its run folder
+    assert sessions.delete_named(a, webfiles._referenced_paths([link])) == {"deleted_files": 1, "not_yours": 0}
+    assert not mine.exists() and other_of_mine.exists()
+
+
+def test_an_upload_belongs_to_the_first_session_that_uses_it(root):
+    upload = _upload(root, "me.jpg", b"selfie")
+    a, b = sessions.Session(), sessions.Session()
+    (copy,) = a.adopt([upload])
+    with pytest.raises(InvalidRequest, match="another session"):
+        b.adopt([upload])
+    with pytest.raises(InvalidRequest, match="another session"):
+        sessions.check_file(b, copy)
+    assert sessions.check_file(a, upload) == upload  # still the owner's
+    # named delete by B leaves it; A's removes the upload and A's copy of it
+    assert sessions.delete_named(b, [upload])["not_yours"] == 1 and upload.exists()
+    assert sessions.delete_named(a, [upload])["deleted_files"] == 2
+    assert not upload.exists() and not copy.exists()
+    sessions.sweep_workdirs(max_age_s=3600)
+    assert upload.parent.name not in sessions._CLAIMS  # the record goes with the file
+
+
+def test_served_folders_carry_128_random_bits(root):
+    import re
+
+    session = sessions.Session()
+    for folder in (session.new_dir("headshots"), sessions.new_workdir("identity")):
+        assert re.fullmatch(r"[a-z]+-[0-9a-f]{32}", folder.name), folder.name
+    assert re.fullmatch(r"[0-9a-f]{32}", session.id)
+
+
+def test_a_lasting_session_ends_with_its_files_or_by_the_sweep(root):
+    kept = sessions.lasting("mcp:abc")
+    assert sessions.find_lasting("mcp:abc") is kept and sessions.is_lasting(kept)
+    (kept.new_dir("headshots") / "a.png").write_bytes(b"png")
+    sessions.hold(kept, object())
+    assert sessions.end_session("mcp:abc") == {"deleted_files": 1, "already_gone": 0}
+    assert sessions.find_lasting("mcp:abc") is None and not kept.folder.exists() and sessions.held(kept) is None
+    quiet = sessions.lasting("mcp:quiet")
+    (quiet.new_dir("headshots") / "a.png").write_bytes(b"png")
+    time.sleep(0.05)
+    assert sessions.end_quiet_sessions(0.01) == 1 and not quiet.folder.exists()
+    assert sessions.end_session("mcp:quiet") is None
 
 
 def test_the_sweeper_removes_sessions_and_uploads_past_their_age(root):
@@ -161,21 +208,46 @@ def test_the_list_of_files_schema_has_no_refs():
     assert info["type"] == "array" and "path" in info["items"]["properties"]
 
 
-def test_links_are_data_urls_or_files_of_this_app(root):
+def test_links_are_data_urls_or_files_of_the_callers_session(root):
     import base64
 
     import gradio as gr
 
-
-    session = sessions.Session()
+    session, other = sessions.Session(), sessions.Session()
     data = "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8 bytes").decode()
     (saved,) = webfiles._linked_files(data, session, "selfie")
     assert saved.read_bytes() == b"\xff\xd8 bytes" and session.owns(saved)
     upload = _upload(root, "me.jpg", b"x")
     assert webfiles._linked_files(f"http://h/gradio_api/file={upload}", session, "selfie") == [upload]
-    for bad in ("/etc/passwd", "https://example.com/me.jpg", f"{root}/../../../etc/passwd", "data:;base64,@@"):
+    assert webfiles._linked_files(str(saved), session, "identity") == [saved]
+    theirs = other.new_dir("identity") / "identity.safetensors"
+    theirs.write_bytes(b"x")
+    for bad in ("/etc/passwd", "https://example.com/me.jpg", f"{root}/../../../etc/passwd", "data:;base64,@@",
+                str(theirs), f"http://h/gradio_api/file={theirs}", str(upload).replace(session.id, other.id)):
         with pytest.raises(gr.Error):
-            webfiles._linked_files(bad, session, "selfie")
+            webfiles._linked_files(bad, other if bad == str(upload) else session, "selfie")
+    with pytest.raises(gr.Error, match="not a file of this session"):
+        webfiles._linked_files(str(upload), other, "selfie")  # A's upload, once A used it
+    with pytest.raises(gr.Error, match="not a file of this session"):
+        webfiles.check_caller_file(session, {"path": str(theirs)})
+    assert webfiles.check_caller_file(other, {"path": str(theirs)}) == theirs
+
+
+def test_mcp_file_positions_cover_every_item_of_a_list_and_check_ownership(root):
+    import gradio as gr
+
+    positions = webfiles._expand_list_positions({"selfies": ["a", "b"], "identity": "x"},
+                                                [["selfies", "items"], ["identity"]])
+    assert positions == [["selfies", 0], ["selfies", 1], ["identity"]]
+    mine, theirs = sessions.Session(), sessions.Session()
+    own = _upload(root, "me.jpg", b"x")
+    other = theirs.new_dir("identity") / "identity.safetensors"
+    other.write_bytes(b"x")
+    value = {"selfies": [f"http://h/gradio_api/file={own}", "data:image/png;base64,AA=="]}
+    out = webfiles._own_files_as_paths(value, [["selfies", 0], ["selfies", 1]], mine)
+    assert out["selfies"][0]["path"] == str(own) and out["selfies"][1] == "data:image/png;base64,AA=="
+    with pytest.raises(gr.Error, match="not a file of this session"):
+        webfiles._own_files_as_paths({"identity": str(other)}, [["identity"]], mine)
 
 
 # --------------------------------------------------------------------------------------

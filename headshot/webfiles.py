@@ -334,25 +334,30 @@ def _private_cache(send):
 
 
 async def _mcp_error(scope, receive, send, text: str) -> None:
-    """Answer an MCP request with a JSON-RPC error for its id (read from the start of the body), as
+    """Answer an MCP request with a JSON-RPC error for its id (read from the body), as
     HTTP 200 JSON, so that the client reports the message for that call and its session lives on (the
     Python client drops its session on an HTTP error status)."""
     import json
     import re
 
-    head = b""
+    head = tail = b""
     drained = 0
-    while drained < 64 * MCP_MAX_BODY_BYTES:  # read the body to its end (keeping its start), so the
-        message = await receive()  # client, still sending, gets the answer rather than a reset
+    while drained < 64 * MCP_MAX_BODY_BYTES:  # read the body to its end (keeping its start and end), so
+        message = await receive()  # the client, still sending, gets the answer rather than a reset
         if message["type"] != "http.request":
             break
         chunk = message.get("body", b"")
         drained += len(chunk)
         if len(head) < 4096:
             head += chunk[: 4096 - len(head)]
+        tail = (tail + chunk)[-4096:]
         if not message.get("more_body", False):
             break
-    found = re.search(rb'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)', head[:4096])
+    # The request's id: the SDK writes it after the (large) params, others before them.
+    value = rb'("(?:[^"\\]|\\.)*"|-?\d+)'
+    found = re.search(rb'"id"\s*:\s*' + value + rb'\s*}\s*$', tail) or re.match(
+        rb'\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*' + value, head
+    )
     request_id = json.loads(found.group(1)) if found else None
     error = {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32600, "message": text}}
     body = json.dumps(error).encode()

@@ -468,7 +468,8 @@ def _expand_list_positions(value, positions: list[list]) -> list[list]:
 def _own_files_as_paths(value, positions: list[list], session: sessions.Session):
     """The strings at ``positions`` that name this app's own files (a server path, a ``/gradio_api/file=``
     URL of any host) replaced by the local path, after the file-parameter check for ``session`` (an
-    MCP caller may pass only its own files). Other strings (data URLs, outside URLs) are left to Gradio."""
+    MCP caller may pass only its own files); data URLs written into the session's folder (deleted with
+    it). Outside URLs are left to Gradio (which fetches public addresses only)."""
     import copy
 
     value = copy.deepcopy(value)
@@ -480,10 +481,13 @@ def _own_files_as_paths(value, positions: list[list], session: sessions.Session)
         if node is None or last is None or not _has(node, last) or not isinstance(node[last], str):
             continue
         text = node[last].strip()
-        if "/gradio_api/file=" in text or text.startswith("/"):
-            from gradio_client.utils import handle_file
+        from gradio_client.utils import handle_file
 
+        if "/gradio_api/file=" in text or text.startswith("/"):
             node[last] = handle_file(str(check_caller_file(session, text)))
+        elif text.startswith("data:"):  # kept in the session's folder (Gradio would keep a shared copy)
+            (saved,) = _linked_files(text, session, "file")
+            node[last] = handle_file(str(saved))
     return value
 
 

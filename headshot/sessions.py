@@ -73,7 +73,18 @@ def sweep_workdirs(max_age_s: float | None = None) -> int:
     release_older_than(max_age)  # what sessions gone quiet held in memory
     end_quiet_sessions(max_age)  # lasting sessions (MCP) that went quiet: their files and memory
     forget_claims()  # ownership records of uploads that are gone
+    for hook in list(_SWEEP_HOOKS):  # what the web layer keeps per session (Gradio's session states)
+        hook(max_age)
     return removed
+
+
+_SWEEP_HOOKS: list = []  # callables(max_age_s) the sweep runs too (see on_sweep)
+
+
+def on_sweep(hook) -> None:
+    """Run ``hook(max_age_s)`` at every sweep: the web layer releases what it keeps per session there."""
+    if hook not in _SWEEP_HOOKS:
+        _SWEEP_HOOKS.append(hook)
 
 
 _SWEEPER_LOCK = threading.Lock()

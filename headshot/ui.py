@@ -53,7 +53,7 @@ from .api import (
     show_identity,
     validate_selfies,
 )
-from .webfiles import PrivateFiles, _fix_list_schema, use_mcp_sessions
+from .webfiles import PrivateFiles, _fix_list_schema, release_quiet_states, use_mcp_sessions
 
 CONSENT_LABEL = "These are photos of me, or I have the person's permission to use them to make AI headshots."
 
@@ -783,6 +783,7 @@ def serve(demo: gr.Blocks | None = None, **launch_overrides) -> None:
     """
     if config.on_zerogpu() or Path("/proc/driver/nvidia/version").exists():
         studio.start_preload()
-    sessions.start_sweeper()
     demo = build_demo() if demo is None else demo
+    release_quiet_states(demo)  # the sweep frees Gradio's state of quiet sessions too
+    sessions.start_sweeper()
     demo.launch(**{**launch_kwargs(), **launch_overrides})

@@ -495,3 +495,38 @@ def _has(node, key) -> bool:
     if isinstance(node, dict):
         return key in node
     return isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+
+
+# --------------------------------------------------------------------------------------
+# Memory: what Gradio keeps per session, released by the sweep
+# --------------------------------------------------------------------------------------
+
+
+def release_quiet_states(blocks) -> None:
+    """Let the sweep drop Gradio's per-session state of sessions idle past the file age.
+
+    Gradio keeps a ``SessionState`` for every session hash it has seen (each browser tab, each API
+    client): a copy of the page's config (about 230 KiB) and the session's ``gr.State`` (here the
+    :class:`sessions.Session`), until 10 000 sessions push the oldest out. Their files are swept after
+    the file age; this lets their memory go at the same time (a tab that comes back later starts a new
+    session, as its files are gone)."""
+
+    def sweep(max_age_s: float) -> int:
+        import datetime
+
+        holder = getattr(blocks, "state_holder", None)
+        if holder is None:
+            return 0
+        now = datetime.datetime.now()
+        quiet = [key for key, when in list(holder.time_last_used.items())
+                 if (now - when).total_seconds() > max_age_s]  # fmt: skip
+        for key in quiet:
+            with holder.lock:
+                state = holder.session_data.pop(key, None)
+                holder.time_last_used.pop(key, None)
+            for value in getattr(state, "state_data", {}).values():
+                if isinstance(value, dict) and isinstance(value.get("files"), sessions.Session):
+                    sessions.release(value["files"])  # what it held in memory (its files are swept)
+        return len(quiet)
+
+    sessions.on_sweep(sweep)

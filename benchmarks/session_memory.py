@@ -5,7 +5,7 @@
 
 Starts ``python app.py`` (tiny profile, offline, ``../shared`` test data) with a short sweep (files and
 sessions older than ``--max-age`` s are removed every ``--sweep-every`` s) and, unless
-``--no-tracemalloc``, Python's ``tracemalloc`` running in the server. Then:
+``--no-tracemalloc``, Python's ``tracemalloc`` running in the server (from the moment it serves). Then:
 
 1. warm-up: two whole sessions (one ``gradio_client``, one MCP) so that every code path has run once,
    then a wait past the sweep: the **warm baseline** (RSS, and a tracemalloc snapshot in the server);
@@ -55,9 +55,9 @@ def serve(report_path: str) -> None:
     import tracemalloc
 
     tracing = os.environ.get("BENCH_TRACEMALLOC") == "1"
-    if tracing:
-        tracemalloc.start(10)
     baseline: list = []
+    # Tracing starts on SIGUSR2, once the app serves (tracing the imports of torch and gradio takes minutes).
+    signal.signal(signal.SIGUSR2, lambda *_: tracemalloc.start(4) if tracing else None)
 
     def report(*_args) -> None:
         import ctypes
@@ -71,7 +71,8 @@ def serve(report_path: str) -> None:
             trimmed = ctypes.CDLL("libc.so.6").malloc_trim(0)
         out: dict = {"rss_before_trim_mib": rss_before_trim, "rss_after_trim_mib": _rss_mib(os.getpid()),
                      "malloc_trim": trimmed, "kept_sessions": sessions.lasting_count(),
-                     "upload_claims": len(sessions._CLAIMS), "held": len(sessions._HELD)}  # fmt: skip
+                     "upload_claims": len(sessions._CLAIMS), "held": len(sessions._HELD),
+               "claimed_uploads_on_disk": sum((sessions.uploads_root() / t).exists() for t in list(sessions._CLAIMS))}
         holders = [o for o in gc.get_objects() if type(o).__name__ == "StateHolder"]
         out["gradio_session_states"] = sum(len(h.session_data) for h in holders)
         out["session_objects"] = sum(1 for o in gc.get_objects() if isinstance(o, sessions.Session))
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     env = {**os.environ, "HEADSHOT_PROFILE": "tiny", "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1",
            "HEADSHOT_SWEEP_EVERY_S": str(args.sweep_every), "HEADSHOT_MAX_FILE_AGE_S": str(args.max_age),
-           "BENCH_TRACEMALLOC": "0" if args.no_tracemalloc else "1", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+           "BENCH_TRACEMALLOC": "0" if args.no_tracemalloc else "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONUNBUFFERED": "1"}  # fmt: skip
     env.setdefault("HEADSHOT_FACE_MODELS", str(shared / "models" / "faces-small"))
     env.setdefault("HEADSHOT_CACHE_DIR", str(ROOT / ".cache" / "bench"))
     photos = _photos()
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     try:
         _wait_until_serving(proc, url, 300)
+        proc.send_signal(signal.SIGUSR2)  # start tracemalloc (when on) before the warm-up
         say("warm-up: one gradio_client session and one MCP session")
         client_session(url, photos, 8, 0)
         mcp_session(url, photos, 8, 0)

@@ -339,6 +339,8 @@ def claim_upload(session: Session, path: str | Path) -> bool:
     found = _owner(Path(str(path)))
     if found is None or found[0] != UPLOADS:
         return False
+    if not found[1].exists():  # swept or deleted: nothing to own (using it answers "not found")
+        return _claimant(found[1].name) in (None, session.id)
     with _CLAIMS_LOCK:
         owner = _CLAIMS.setdefault(found[1].name, session.id)
     if owner == session.id:

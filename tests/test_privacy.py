@@ -389,3 +389,28 @@ def test_the_ui_handlers_keep_every_file_in_the_session(root, analyzer):
     assert answer["deleted_files"] >= 4 and not any(p.exists() for p in [*made, photo])
     assert "Nothing to delete" in api.delete_my_data("", state)["message"]
     assert api._after_delete(answer)[0] is None
+
+
+def test_the_sweep_releases_gradios_state_of_quiet_sessions(root):
+    """Gradio keeps a SessionState per session hash (a copy of the page's config and the gr.State): the
+    sweep drops those idle past the file age, with what their session held in memory."""
+    import datetime
+    from types import SimpleNamespace
+
+    from gradio.state_holder import StateHolder
+
+    holder = StateHolder()
+    quiet, busy = sessions.Session(), sessions.Session()
+    sessions.hold(quiet, object())
+    now = datetime.datetime.now()
+    for key, session, when in (("quiet", quiet, now - datetime.timedelta(seconds=100)), ("busy", busy, now)):
+        holder.session_data[key] = SimpleNamespace(state_data={7: {"files": session}})
+        holder.time_last_used[key] = when
+    hooks = list(sessions._SWEEP_HOOKS)
+    try:
+        webfiles.release_quiet_states(SimpleNamespace(state_holder=holder))
+        sessions.sweep_workdirs(max_age_s=50)
+    finally:
+        sessions._SWEEP_HOOKS[:] = hooks
+    assert list(holder.session_data) == ["busy"] and list(holder.time_last_used) == ["busy"]
+    assert sessions.held(quiet) is None

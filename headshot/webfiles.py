@@ -246,6 +246,8 @@ class PrivateFiles:
                 return await self._upload(scope, receive, send)
             if _is_mcp_path(path):
                 return await self._mcp(scope, receive, send)
+            if method == "POST" and path.rstrip("/").endswith("/gradio_api/queue/join"):
+                return await self._join(scope, receive, send)
             if "/gradio_api/file=" in path and method in ("GET", "HEAD"):
                 target = path.split("/gradio_api/file=", 1)[1]
                 if _is_gone(target):
@@ -279,6 +281,40 @@ class PrivateFiles:
         if scope["method"] == "DELETE" and sid and status.get("code", 500) < 400:
             sessions.end_session(f"mcp:{sid}")  # the client closed its MCP session: its data goes
 
+    async def _join(self, scope, receive, send):
+        """A queued call whose file parameter is a URL of this app's own file (``https://<this
+        app>/gradio_api/file=<path>``) goes on with the path itself, so the file-parameter check decides
+        (Gradio would fetch its own URL, and on a public address a leaked link would come back as a
+        fresh file of the caller's)."""
+        import json
+
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if b"/gradio_api/file=" in body and size <= 16 * 2**20:
+            with contextlib.suppress(ValueError):
+                body = json.dumps(_own_urls_as_paths(json.loads(body))).encode()
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app({**scope, "headers": headers}, replay, send)
+
     async def _upload(self, scope, receive, send):
         import json
 
@@ -309,6 +345,21 @@ class PrivateFiles:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _own_urls_as_paths(value):
+    """``value`` with every file dict whose path or url is a ``/gradio_api/file=`` URL given the server
+    path instead (checked later, by the handler, like any server path)."""
+    if isinstance(value, list):
+        return [_own_urls_as_paths(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _own_urls_as_paths(v) for k, v in value.items()}
+    target = out.get("path") if isinstance(out.get("path"), str) else None
+    if target and target.startswith(("http://", "https://")) and "/gradio_api/file=" in target:
+        out["path"] = _referenced_paths([target])[0]
+        out.pop("url", None)
+    return out
 
 
 def _is_ours(target: str) -> bool:

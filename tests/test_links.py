@@ -152,6 +152,10 @@ def test_a_leaked_link_is_refused_by_every_parameter_of_another_session(app):
         ]
         refusals += [call(url, b, name, identity_link=b_identity["url"], image=fd(path))
                      for name in ("refine", "more_like_this", "regenerate")]  # fmt: skip
+        # the link as a URL file (as gradio_client sends handle_file(url)): Gradio would fetch it anew
+        as_url = {"path": link, "url": link, "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}}
+        refusals += [call(url, b, "generate", identity=as_url, steps=1),
+                     call(url, b, "validate_selfies", selfies=[as_url])]  # fmt: skip
         for value in (link, path):  # link parameters: the URL and the bare server path
             refusals += [
                 call(url, b, "validate_selfies", selfie_links=value),

@@ -414,3 +414,14 @@ def test_the_sweep_releases_gradios_state_of_quiet_sessions(root):
         sessions._SWEEP_HOOKS[:] = hooks
     assert list(holder.session_data) == ["busy"] and list(holder.time_last_used) == ["busy"]
     assert sessions.held(quiet) is None
+
+
+def test_a_url_of_this_apps_file_in_a_file_parameter_becomes_its_path():
+    """Gradio would fetch such a URL anew (on a public address, a leaked link would come back as a fresh
+    file of the caller's): the queue call goes on with the server path, which the file check decides."""
+    link = "https://space.example/gradio_api/file=/tmp/gradio/headshot-studio/sessions/abc/x.png"
+    body = {"data": [{"path": link, "url": link, "meta": {"_type": "gradio.FileData"}},
+                     [{"path": "https://example.com/me.jpg", "meta": {}}], "text /gradio_api/file=x"]}
+    out = webfiles._own_urls_as_paths(body)
+    assert out["data"][0] == {"path": "/tmp/gradio/headshot-studio/sessions/abc/x.png", "meta": {"_type": "gradio.FileData"}}
+    assert out["data"][1:] == body["data"][1:]

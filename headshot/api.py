@@ -3,7 +3,8 @@
 Handlers turn component values into calls to ``studio`` and ``HeadshotError`` into ``gr.Error`` with the
 same message. The API's "the style's value" sentinels (``-1``, and ``0`` for steps and the LoRA
 settings) become ``None`` here, at the boundary: the core reads every other value, 0 included, as given.
-Files are the caller's session's (``webfiles``).
+Files and links are the caller's session's own (``webfiles.check_caller_file``); an MCP session is one
+session across its calls.
 """
 
 from __future__ import annotations
@@ -342,8 +343,8 @@ def _identity_required(identity, session: sessions.Session, link: str = ""):
         raise gr.Error(
             "Create an identity in step 2, or upload your identity file, first.", title="No identity"
         )
-    # A link is as good as the file it names (an unguessable path the app returned); a file parameter
-    # is this caller's own upload or output, never another session's.
+    # A link or a file parameter names this caller's own upload or output, never another session's
+    # (webfiles.check_caller_file: a link is a read capability, not a way to use someone's file).
     return studio.open_identity(linked[0] if linked else session.adopt([identity])[0])
 
 

@@ -1,10 +1,13 @@
 """Every file the app keeps, by session: working folders, sessions that own their files, the sweeper.
 
-A :class:`Session` (a browser tab, an API client, one MCP call) copies the uploads it uses into its own
-folder, whose name holds 128 random bits, writes its outputs there and records every file it was given
-or handed out, so :meth:`Session.delete` removes all of it and nothing of another session. The sweeper
-removes what sessions that never press Delete leave behind. Objects a session holds in memory (a paused
-LoRA training) are released with its files (:func:`hold`).
+A :class:`Session` (a browser tab, an API client, an MCP session) copies the uploads it uses into its own
+folder, whose name holds 128 random bits (as does every run folder in it), writes its outputs there and
+records every file it was given or handed out, so :meth:`Session.delete` removes all of it and nothing of
+another session. :func:`check_file` is the one ownership check for a file or link a caller passes: its
+own session's file, or an upload no other session has used (then claimed for it). :func:`delete_named`
+deletes only named files of the caller's. Sessions the server keeps by a key (an MCP session) live in
+:func:`lasting` until ended or swept. The sweeper removes what sessions that never press Delete leave
+behind, and what they held in memory (:func:`hold`, a paused LoRA training; :func:`on_sweep` hooks).
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
-"""The web layer's files: private uploads, a session per tab, client or MCP call, and links as files.
+"""The web layer's files: private uploads, a session per tab, client or MCP session, links as files.
 
 Gradio names an upload by its content, so two people who upload the same photo would share one path:
-:class:`PrivateFiles` (ASGI middleware) gives every upload a folder of its own and answers 404 for
-files that were deleted. :func:`_session` is the :class:`sessions.Session` a handler works in (kept in
-the tab's ``gr.State``; one per call for MCP), :func:`_linked_files` turns ``data:`` URLs and links to
-this app's files into files (how MCP agents send photos), and :func:`_fix_list_schema` inlines the
-list-of-files JSON schema MCP clients could not resolve.
+:class:`PrivateFiles` (ASGI middleware) gives every upload a folder of its own, answers 404 for files
+that were deleted, serves the app's files with ``Cache-Control: private, no-store``, and ties each MCP
+session (its ``Mcp-Session-Id``) to one app session. :func:`_session` is the :class:`sessions.Session` a
+handler works in (kept in the tab's ``gr.State``; for MCP, the one of its MCP session). A link is a read
+capability for one file, nothing more: :func:`check_caller_file` is the one check behind every file and
+link parameter (the caller's own session's file, or its own upload, else refused), :func:`_linked_files`
+turns ``data:`` URLs and links into files with it, and :func:`use_mcp_sessions` makes Gradio's MCP server
+keep sessions and apply it to MCP file parameters. :func:`release_quiet_states` lets the sweep free what
+Gradio keeps per session.
 """
 
 from __future__ import annotations

@@ -173,6 +173,15 @@ def test_a_leaked_link_is_refused_by_every_parameter_of_another_session(app):
         assert not message["success"], message
         text = json.dumps(message["output"])
         assert any(r in text for r in REFUSED), text
+    # the same through gradio_client, as a script holding the links would: URLs as files and as links
+    thief = gradio_client.Client(url, verbose=False, download_files=False)
+    for link in leaked:
+        for kwargs in ({"identity": gradio_client.handle_file(link)}, {"identity_link": link}):
+            with pytest.raises(gradio_client.exceptions.AppError, match=r"not a file of this session|Invalid file"):
+                thief.predict(steps=1, api_name="/generate", **kwargs)
+        with pytest.raises(gradio_client.exceptions.AppError, match=r"not a file of this session|Invalid file"):
+            thief.predict(selfies=[gradio_client.handle_file(link)], api_name="/validate_selfies")
+    assert thief.predict(files=" ".join(leaked), api_name="/delete_my_data")["deleted_files"] == 0
     deleted = ok(call(url, b, "delete_my_data", files=" ".join(leaked + [path_of(u) for u in leaked])))[0]
     assert deleted["deleted_files"] == 0 and "not files of this session" in deleted["message"], deleted
 

@@ -68,17 +68,34 @@ def sweep_workdirs(max_age_s: float | None = None) -> int:
     entries += [p for c in containers if c.is_dir() for p in c.iterdir()]
     for path in entries:
         try:
-            if now - path.stat().st_mtime > max_age:
+            age = now - path.stat().st_mtime
+            # An upload folder Gradio's own cache cleaner emptied (it ages files by ctime) holds nothing
+            # (not one just made, whose file is being linked in).
+            empty_upload = path.parent.name == UPLOADS and age > 2 and path.is_dir() and not any(path.iterdir())
+            if empty_upload or age > max_age:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
                 removed += 1
         except FileNotFoundError:
             continue
-    release_older_than(max_age)  # what sessions gone quiet held in memory
-    end_quiet_sessions(max_age)  # lasting sessions (MCP) that went quiet: their files and memory
+    # what sessions gone quiet held in memory; lasting sessions (MCP) gone quiet: their files and memory
     forget_claims()  # ownership records of uploads that are gone
+    released = release_older_than(max_age) + end_quiet_sessions(max_age)
     for hook in list(_SWEEP_HOOKS):  # what the web layer keeps per session (Gradio's session states)
-        hook(max_age)
+        released += hook(max_age) or 0
+    if released:
+        _give_memory_back()
     return removed
+
+
+def _give_memory_back() -> None:
+    """After sessions were released: collect their objects, and hand the heap memory glibc keeps for
+    reuse back to the OS (``malloc_trim``), so the process's RSS goes down with them (glibc only)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 _SWEEP_HOOKS: list = []  # callables(max_age_s) the sweep runs too (see on_sweep)

@@ -425,3 +425,16 @@ def test_a_url_of_this_apps_file_in_a_file_parameter_becomes_its_path():
     out = webfiles._own_urls_as_paths(body)
     assert out["data"][0] == {"path": "/tmp/gradio/headshot-studio/sessions/abc/x.png", "meta": {"_type": "gradio.FileData"}}
     assert out["data"][1:] == body["data"][1:]
+
+
+def test_the_sweep_removes_an_emptied_upload_folder_and_forgets_its_claim(root):
+    """Gradio's cache cleaner ages files by ctime and may empty an upload folder before our sweep's age:
+    the empty folder and the upload's owner record go at the next sweep, not one file age later."""
+    upload = _upload(root, "me.jpg", b"x")
+    owner = sessions.Session()
+    owner.adopt([upload])
+    upload.unlink()
+    os.utime(upload.parent, (time.time() - 5, time.time() - 5))
+    fresh = _upload(root, "new.jpg", b"y")
+    sessions.sweep_workdirs(max_age_s=3600)
+    assert not upload.parent.exists() and fresh.exists() and upload.parent.name not in sessions._CLAIMS

@@ -4,18 +4,19 @@ list the tools, send selfies, read the report, create an identity, generate head
     python app.py &
     python examples/mcp_flow.py http://127.0.0.1:7860 examples/astronaut.jpg examples/astronaut-mirrored.jpg
 
-How files travel (Gradio's MCP server takes no file paths):
+How files travel. One MCP session (the ``Mcp-Session-Id`` the server issues at ``initialize``) is one app
+session: everything its calls upload or make is its own, usable in all its later calls and refused in
+any other session, and it all goes with ``delete_my_data`` or when the client closes the session (the
+server also ends sessions idle for 30 minutes).
 
-* selfies go in ``selfie_links`` as ``data:`` URLs (base64), separated by spaces. Links to files uploaded
-  to this app (the paths that ``POST /gradio_api/upload`` returns, or their ``/gradio_api/file=`` URLs)
-  work too. Gradio's own file parameters (``selfies``, ``identity``) accept https URLs only where the app
-  can fetch them from a public address: on a local app they fail ("Hostname 127.0.0.1 failed
-  validation"), so use the ``*_links`` parameters there.
-* the identity file comes back as a link (its ``url``); pass that link as ``identity_link`` to
-  ``generate`` (or a ``data:`` URL of the file).
-* headshots come back as links to PNGs (with their likeness and seed in the info); ``delete_my_data`` with those links (``files``) deletes
-  everything each call stored. MCP calls have no lasting session: every call keeps its files in a
-  folder of its own, and without Delete the server removes them after 30 minutes.
+* small photos: ``data:`` URLs, in ``selfie_links`` (separated by spaces) or one per item of ``selfies``.
+  A request holds at most 4 MiB, so four phone photos do not fit in one call:
+* larger photos: upload them once, ``POST /gradio_api/upload`` (multipart, field ``files``; send the MCP
+  session's ``Mcp-Session-Id`` header with it), which answers with their server paths; pass those paths
+  (or their ``/gradio_api/file=`` URLs) in ``selfie_links`` or ``selfies`` in every later call.
+* the identity file comes back as a link (its ``url``); pass it as ``identity_link`` (or ``identity``).
+* headshots come back as links to PNGs (with their likeness and seed in the info). ``delete_my_data``
+  deletes everything of the session (``files=`` some of its links: only those files).
 
 Calling the tools asserts that the photos are of you, or that the person agreed.
 """
@@ -74,8 +75,7 @@ async def run(url: str, photos: list[str], *, style: str = "corporate-grey", ste
             async with httpx.AsyncClient() as http:  # the links serve the PNGs (until Delete)
                 out["served"] = [(await http.get(link)).status_code for link in out["headshot_links"]]
 
-            links = " ".join([out["identity_link"], *out["headshot_links"]])
-            out["deleted"] = text_of(await session.call_tool("delete_my_data", {"files": links}))
+            out["deleted"] = text_of(await session.call_tool("delete_my_data", {}))
     return out
 
 

@@ -3,7 +3,8 @@
 Handlers turn component values into calls to ``studio`` and ``HeadshotError`` into ``gr.Error`` with the
 same message. The API's "the style's value" sentinels (``-1``, and ``0`` for steps and the LoRA
 settings) become ``None`` here, at the boundary: the core reads every other value, 0 included, as given.
-Files are the caller's session's (``webfiles``).
+Files and links are the caller's session's own (``webfiles.check_caller_file``); an MCP session is one
+session across its calls.
 """
 
 from __future__ import annotations
@@ -64,10 +65,16 @@ def validate_selfies(
 ) -> dict:
     """Check 1-12 selfies and report, per photo, whether it is usable and why not.
 
-    selfies: image files. selfie_links (MCP agents, plain HTTP): the selfies as data: URLs (base64), or
-    links to files uploaded to this app, separated by spaces. Returns the validation report: `ready`
-    (enough for InstantID), `ready_lora`, `accepted`, and per selfie its issues (code, severity,
-    message) and face measurements.
+    Send the photos as files (selfies) or as text (selfie_links). Photos over a few MB: upload them first (POST
+    /gradio_api/upload) and pass the returned paths in selfie_links; they stay usable for the whole session.
+
+    Args:
+        selfies: the selfie photos (1-12 image files). Over MCP: per file an http(s) URL or a data: URL.
+        selfie_links: the selfies as text, separated by spaces: data: URLs, or paths from /gradio_api/upload.
+
+    Returns:
+        the validation report: ready (enough for InstantID), ready_lora, accepted, and per selfie its issues
+        (code, severity, message) and face measurements.
     """
     own = _session(session, request)
     files = [*_paths(selfies), *_linked_files(selfie_links, own, "selfie")]
@@ -159,11 +166,20 @@ def create_identity(
 ) -> tuple[str, dict]:
     """Build a reusable identity file from the accepted selfies.
 
-    method: "instantid" (seconds, one face embedding) or "lora" (a quick fine-tune, minutes).
-    lora_steps / lora_rank / lora_learning_rate: 0 keeps the defaults. selfie_links: as for
-    validate_selfies (data: URLs or links to files uploaded to this app). Returns the identity file
-    (.safetensors) and a summary (JSON). When the GPU time runs out during LoRA training, the error
-    says so and the training is kept: /continue_identity goes on from the step it reached.
+    When the GPU time runs out during LoRA training, the error says so and the training is kept for this
+    session: continue_identity goes on from the step it reached.
+
+    Args:
+        selfies: the selfie photos (1-12 image files). Over MCP: per file an http(s) URL or a data: URL.
+        method: "instantid" (seconds, one face embedding) or "lora" (a quick fine-tune, minutes).
+        lora_steps: LoRA training steps; 0 keeps the default.
+        lora_rank: LoRA rank; 0 keeps the default.
+        lora_learning_rate: LoRA learning rate; 0 keeps the default.
+        seed: the LoRA training seed (the same seed gives the same weights).
+        selfie_links: the selfies as text, separated by spaces: data: URLs, or paths from /gradio_api/upload.
+
+    Returns:
+        the identity file (.safetensors) and a summary (JSON).
     """
     own = _session(session, request)
     result = studio.create_identity(
@@ -184,7 +200,11 @@ def create_identity(
 def continue_identity(session=None, request: gr.Request = None, progress=gr.Progress()) -> tuple[str, dict]:
     """Continue this session's LoRA training from the step it reached when the GPU time ran out.
 
-    Returns the identity file and summary, as /create_identity does.
+    Takes no parameters: the paused training belongs to the calling session (a browser tab, an API client, or
+    an MCP session, across its calls).
+
+    Returns:
+        the identity file and summary, as create_identity does.
     """
     own = _session(session, request)
     result = studio.continue_identity(own, progress=_progress(progress))
@@ -323,8 +343,8 @@ def _identity_required(identity, session: sessions.Session, link: str = ""):
         raise gr.Error(
             "Create an identity in step 2, or upload your identity file, first.", title="No identity"
         )
-    # A link is as good as the file it names (an unguessable path the app returned); a file parameter
-    # is this caller's own upload or output, never another session's.
+    # A link or a file parameter names this caller's own upload or output, never another session's
+    # (webfiles.check_caller_file: a link is a read capability, not a way to use someone's file).
     return studio.open_identity(linked[0] if linked else session.adopt([identity])[0])
 
 
@@ -355,16 +375,34 @@ def generate(
     request: gr.Request = None,
     progress=gr.Progress(),
 ) -> tuple[list, dict]:
-    """Render headshots of one style for an identity file, best likeness first.
+    """Render headshots of one style for an identity, best likeness first.
 
-    seed -1 is random (the seed used is returned); steps 0 and guidance / strengths -1 use the style's
-    values; aspect "style", "square", "4:5" or "3:4"; linkedin adds a 400x400 crop after each
-    headshot; face_region_only (default true) keeps the identity on the face so the prompt decides
-    outfit and backdrop. Returns the gallery and info (JSON: seed per image, style, likeness per image,
-    the LinkedIn crop's file name; likeness is null where no face is found). identity_link (MCP
-    agents): the identity as a data: URL, or the link create_identity returned, instead of the file.
-    backdrop / outfit: an id from /list_options ("style" keeps the style's own); subject: subject hint
-    ids from /list_options (e.g. ["woman", "age-30s", "glasses", "smile"]; at most one per group).
+    Args:
+        identity: the identity file (.safetensors) from create_identity. Over MCP: its URL, or use identity_link.
+        style: a style id from list_styles (e.g. "corporate-grey").
+        prompt: extra words for the picture (outfit, expression, ...); empty for none.
+        negative_prompt: what to keep out of the picture; empty for the style's own.
+        num_images: how many headshots to keep (1-8).
+        seed: -1 for a random seed (the seeds used are returned), else 0 or more: same seed, same image.
+        steps: denoising steps; 0 uses the style's.
+        guidance: prompt guidance scale; -1 uses the style's.
+        identity_strength: how strongly the face embedding acts; -1 uses the style's.
+        identitynet_strength: how strongly the face keypoints act; -1 uses the style's.
+        aspect: "style" (the style's own), "square", "4:5" or "3:4".
+        fast: true renders in fewer steps (quicker, a little less detail).
+        best_of: candidates rendered per kept image (1-4); the best likeness is kept.
+        lora_strength: how strongly a LoRA identity acts (0 turns it off; 1 is the default).
+        ai_mark: true adds a visible "AI-generated" mark to each image (the metadata always says so).
+        linkedin: true adds a 400x400 crop, centred on the face, after each headshot.
+        identity_link: the identity as text: the link create_identity returned, or a data: URL of the file.
+        face_region_only: true (default) keeps the identity on the face; the prompt decides the rest.
+        backdrop: a backdrop id from list_options, a colour as "#rrggbb", or "style" for the style's own.
+        outfit: an outfit id from list_options, or "style" for the style's own.
+        subject: subject hint ids from list_options (at most one per group), e.g. ["woman", "smile"].
+
+    Returns:
+        the gallery and info (JSON: seed per image, style, likeness per image (null where no face is found),
+        the LinkedIn crop's file name).
     """
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
@@ -415,8 +453,29 @@ def generate_pack(
     request: gr.Request = None,
     progress=gr.Progress(),
 ) -> tuple[str, list, dict]:
-    """A headshot pack: several styles in one run. Returns a ZIP of PNGs (named by style and seed),
-    the gallery, and info (JSON). identity_link, backdrop, outfit, subject: as for generate."""
+    """A headshot pack: several styles in one run.
+
+    Args:
+        identity: the identity file (.safetensors) from create_identity. Over MCP: its URL, or use identity_link.
+        styles: the style ids to render (from list_styles).
+        images_per_style: headshots per style (1-8).
+        prompt: extra words for the picture (outfit, expression, ...); empty for none.
+        negative_prompt: what to keep out of the picture; empty for the style's own.
+        seed: -1 for a random seed (the seeds used are returned), else 0 or more: same seed, same image.
+        fast: true renders in fewer steps (quicker, a little less detail).
+        best_of: candidates rendered per kept image (1-4); the best likeness is kept.
+        lora_strength: how strongly a LoRA identity acts (0 turns it off; 1 is the default).
+        ai_mark: true adds a visible "AI-generated" mark to each image (the metadata always says so).
+        linkedin: true adds a 400x400 crop, centred on the face, after each headshot.
+        identity_link: the identity as text: the link create_identity returned, or a data: URL of the file.
+        face_region_only: true (default) keeps the identity on the face; the prompt decides the rest.
+        backdrop: a backdrop id from list_options, a colour as "#rrggbb", or "style" for the style's own.
+        outfit: an outfit id from list_options, or "style" for the style's own.
+        subject: subject hint ids from list_options (at most one per group), e.g. ["woman", "smile"].
+
+    Returns:
+        a ZIP of PNGs (named by style and seed), the gallery, and info (JSON).
+    """
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     options = _options(
@@ -463,12 +522,18 @@ def refine(
     request: gr.Request = None,
     progress=gr.Progress(),
 ) -> tuple[list, str, dict]:
-    """Refine a headshot to a higher resolution: upscaled (scale 0: 2x, at most 2048 px on the long side),
-    then a light image-to-image pass (strength 0: 0.3) with the same identity, prompt, settings and seed.
+    """Refine a headshot to a higher resolution: upscaled, then a light image-to-image pass with the same identity, prompt, settings and seed.
 
-    image: a headshot PNG this app made (its settings are read from it). Returns the gallery, the refined
-    PNG file and info (JSON). identity_link / image_link (MCP agents): data: URLs or links to this
-    app's files instead of the files.
+    Args:
+        identity: the identity file (.safetensors) from create_identity. Over MCP: its URL, or use identity_link.
+        image: one of this session's headshot PNGs (its settings are read from it). Over MCP: its URL.
+        scale: the upscale factor; 0 is 2x (at most 2048 px on the long side).
+        strength: how much the image-to-image pass may change; 0 is 0.3.
+        identity_link: the identity as text: the link create_identity returned, or a data: URL of the file.
+        image_link: the headshot as text: the link this session was given for it, or a data: URL.
+
+    Returns:
+        the gallery, the refined PNG file and info (JSON).
     """
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
@@ -496,9 +561,19 @@ def more_like_this(
     request: gr.Request = None,
     progress=gr.Progress(),
 ) -> tuple[list, dict]:
-    """More headshots like this one: `count` variations with its settings and new seeds, rendered from it
-    (strength 0: 0.55; lower stays closer), best likeness first. image, identity_link, image_link: as for
-    refine. Returns the gallery and info (JSON)."""
+    """More headshots like this one: variations with its settings and new seeds, best likeness first.
+
+    Args:
+        identity: the identity file (.safetensors) from create_identity. Over MCP: its URL, or use identity_link.
+        image: one of this session's headshot PNGs (its settings are read from it). Over MCP: its URL.
+        count: how many variations (1-8).
+        strength: how far they may stray from it; 0 is 0.55 (lower stays closer).
+        identity_link: the identity as text: the link create_identity returned, or a data: URL of the file.
+        image_link: the headshot as text: the link this session was given for it, or a data: URL.
+
+    Returns:
+        the gallery and info (JSON).
+    """
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     result = results.more_like_this(
@@ -523,8 +598,17 @@ def regenerate(
     request: gr.Request = None,
     progress=gr.Progress(),
 ) -> tuple[list, dict]:
-    """Render a headshot again with its settings and a new seed (one image). image, identity_link,
-    image_link: as for refine. Returns the gallery and info (JSON)."""
+    """Render a headshot again with its settings and a new seed (one image).
+
+    Args:
+        identity: the identity file (.safetensors) from create_identity. Over MCP: its URL, or use identity_link.
+        image: one of this session's headshot PNGs (its settings are read from it). Over MCP: its URL.
+        identity_link: the identity as text: the link create_identity returned, or a data: URL of the file.
+        image_link: the headshot as text: the link this session was given for it, or a data: URL.
+
+    Returns:
+        the gallery and info (JSON).
+    """
     own = _session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     result = results.regenerate(
@@ -588,24 +672,24 @@ NOTHING_TO_DELETE = "Nothing to delete: this session has no files on the server 
 
 
 def delete_my_data(files: str = "", session=None, request: gr.Request = None):
-    """Delete this session's data from the server now: the selfies it sent, their thumbnails, identity
-    files and headshots of every run. Every link to them answers 404 afterwards.
+    """Delete this session's data from the server now: the selfies it sent, their thumbnails, identity files and headshots of every run. Every link to them answers 404 afterwards.
 
-    files: optional links (or server paths) the app returned, separated by spaces, for callers without
-    a lasting session (an MCP agent): each deletes the whole call's folder that holds it. Returns
-    {deleted_files, message}.
+    Args:
+        files: optional; links (or server paths) this session was given, separated by spaces: then only those files are deleted. Empty: everything of this session.
+
+    Returns:
+        {deleted_files, message}
     """
     own = _session(session, request)
-    lasting = isinstance(session, dict) and own is session.get("files")
-    result = own.delete() if lasting else {"deleted_files": 0}
-    by_reference = sessions.delete_by_reference(_referenced_paths((files or "").split()))
-    count = result["deleted_files"] + by_reference["deleted_files"]
+    named = _referenced_paths((files or "").split())
+    result = sessions.delete_named(own, named) if named else {**own.delete(), "not_yours": 0}
+    count = result["deleted_files"]
     if count:
         message = f"Deleted your data from this server: {count} file{'s' if count != 1 else ''}."
     else:
         message = NOTHING_TO_DELETE
-    if by_reference["not_ours"]:
-        message += f" {by_reference['not_ours']} link(s) were not files of this app and were left alone."
+    if result["not_yours"]:
+        message += f" {result['not_yours']} link(s) were not files of this session and were left alone."
     return {"deleted_files": count, "message": message}
 
 
@@ -713,14 +797,17 @@ def _star_label(starred: bool) -> str:
 def favourite(image: str = "", session=None, request: gr.Request = None) -> tuple[list, str | None]:
     """Star a headshot made in this session, or unstar it if it is starred already.
 
-    image: the headshot's file name as /generate's info lists it (`images[i].file`), or its path. Returns
-    the favourites (a gallery, in the order they were starred) and a ZIP of them (null when none).
+    Args:
+        image: the headshot's file name as generate's info lists it (images[i].file), or its path or link.
+
+    Returns:
+        the favourites (a gallery, in the order they were starred) and a ZIP of them (null when none).
     """
     from . import results
     from .faces import get_analyzer
 
     own = _session(session, request)
-    results.toggle_favourite(own, image)
+    results.toggle_favourite(own, (_referenced_paths([image]) or [image])[0])
     chosen = results.favourites(own)
     return [(str(p), p.stem) for p in chosen], (
         str(results.favourites_zip(own, get_analyzer())) if chosen else None

@@ -1,14 +1,18 @@
 """Every file the app keeps, by session: working folders, sessions that own their files, the sweeper.
 
-A :class:`Session` (a browser tab, an API client, one MCP call) copies the uploads it uses into its own
-folder, whose name holds 128 random bits, writes its outputs there and records every file it was given
-or handed out, so :meth:`Session.delete` removes all of it and nothing of another session. The sweeper
-removes what sessions that never press Delete leave behind. Objects a session holds in memory (a paused
-LoRA training) are released with its files (:func:`hold`).
+A :class:`Session` (a browser tab, an API client, an MCP session) copies the uploads it uses into its own
+folder, whose name holds 128 random bits (as does every run folder in it), writes its outputs there and
+records every file it was given or handed out, so :meth:`Session.delete` removes all of it and nothing of
+another session. :func:`check_file` is the one ownership check for a file or link a caller passes: its
+own session's file, or an upload no other session has used (then claimed for it). :func:`delete_named`
+deletes only named files of the caller's. Sessions the server keeps by a key (an MCP session) live in
+:func:`lasting` until ended or swept. The sweeper removes what sessions that never press Delete leave
+behind, and what they held in memory (:func:`hold`, a paused LoRA training; :func:`on_sweep` hooks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -48,7 +52,7 @@ def work_root() -> Path:
 def new_workdir(kind: str) -> Path:
     """A fresh folder for one request's files; old folders are swept at the same time."""
     sweep_workdirs()
-    path = work_root() / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    path = work_root() / f"{kind}-{new_token()}"
     path.mkdir(parents=True)
     return path
 
@@ -64,13 +68,43 @@ def sweep_workdirs(max_age_s: float | None = None) -> int:
     entries += [p for c in containers if c.is_dir() for p in c.iterdir()]
     for path in entries:
         try:
-            if now - path.stat().st_mtime > max_age:
+            age = now - path.stat().st_mtime
+            # An upload folder Gradio's own cache cleaner emptied (it ages files by ctime) holds nothing
+            # (not one just made, whose file is being linked in).
+            empty_upload = path.parent.name == UPLOADS and age > 2 and path.is_dir() and not any(path.iterdir())
+            if empty_upload or age > max_age:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
                 removed += 1
         except FileNotFoundError:
             continue
-    release_older_than(max_age)  # what sessions gone quiet held in memory
+    # what sessions gone quiet held in memory; lasting sessions (MCP) gone quiet: their files and memory
+    forget_claims()  # ownership records of uploads that are gone
+    released = release_older_than(max_age) + end_quiet_sessions(max_age)
+    for hook in list(_SWEEP_HOOKS):  # what the web layer keeps per session (Gradio's session states)
+        released += hook(max_age) or 0
+    if released:
+        _give_memory_back()
     return removed
+
+
+def _give_memory_back() -> None:
+    """After sessions were released: collect their objects, and hand the heap memory glibc keeps for
+    reuse back to the OS (``malloc_trim``), so the process's RSS goes down with them (glibc only)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+_SWEEP_HOOKS: list = []  # callables(max_age_s) the sweep runs too (see on_sweep)
+
+
+def on_sweep(hook) -> None:
+    """Run ``hook(max_age_s)`` at every sweep: the web layer releases what it keeps per session there."""
+    if hook not in _SWEEP_HOOKS:
+        _SWEEP_HOOKS.append(hook)
 
 
 _SWEEPER_LOCK = threading.Lock()
@@ -170,7 +204,7 @@ class Session:
     def new_dir(self, kind: str) -> Path:
         """A fresh folder for one request of this session (old folders of all sessions are swept first)."""
         sweep_workdirs()
-        path = self.folder / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        path = self.folder / f"{kind}-{new_token()}"
         path.mkdir(parents=True)
         return path
 
@@ -184,12 +218,9 @@ class Session:
         return found is not None and found[0] == SESSIONS and found[1].name == self.id
 
     def check_not_foreign(self, path: str | Path) -> None:
-        """Refuse a file that lies in another session's folder (a server path passed as a parameter)."""
-        found = _owner(Path(path))
-        if found is not None and found[0] == SESSIONS and found[1].name != self.id:
-            raise InvalidRequest(
-                f"{Path(path).name!r} belongs to another session: upload your own file instead."
-            )
+        """Refuse a file of another session's, or an upload another session uses (see :func:`check_file`).
+        Files outside the app's own folders are left to the caller's other checks."""
+        check_file(self, path, outside_ok=True)
 
     def adopt(self, files: Sequence) -> list[Path]:
         """This session's own copies of the received files (made once; file names kept), in order.
@@ -248,6 +279,9 @@ class Session:
             removed += sum(1 for p in self.folder.rglob("*") if p.is_file())
             shutil.rmtree(self.folder, ignore_errors=True)
         self.files, self.copies, self.favourites = [], {}, []
+        with _CLAIMS_LOCK:
+            for token in [t for t, owner in _CLAIMS.items() if owner == self.id]:
+                del _CLAIMS[token]
         release(self)  # what it held in memory (a paused LoRA training) goes too
         return {"deleted_files": removed, "already_gone": missing}
 
@@ -264,27 +298,164 @@ class Session:
         self.copies = {}
 
 
-def delete_by_reference(paths: Sequence[str | Path | None]) -> dict:
-    """Delete the whole session (or upload) folder that holds each of these files.
-
-    A file's server path is unguessable (128 random bits in its folder name), so knowing it is what
-    proves the caller was given it: this is how a caller without a lasting session (an MCP agent)
-    deletes what it made. Paths outside the app's own folders are counted and left alone."""
-    removed = unknown = 0
-    folders: set[Path] = set()
+def delete_named(session: Session, paths: Sequence[str | Path | None]) -> dict:
+    """Delete only the named files, and only those of ``session``: a file in its folder, or an upload it
+    uses (with this session's copies of it). Never a folder of runs, never another session's file: those
+    are counted as ``not_yours`` and left alone."""
+    removed = not_yours = 0
     for value in paths:
         if not value:
             continue
-        found = _owner(Path(str(value)))
-        if found is None:
-            unknown += 1
-        else:
-            folders.add(found[1])
-    for folder in folders:
-        if folder.exists():
-            removed += sum(1 for p in folder.rglob("*") if p.is_file())
-            shutil.rmtree(folder, ignore_errors=True)
-    return {"deleted_files": removed, "not_ours": unknown}
+        path = Path(str(value))
+        found = _owner(path)
+        mine = found is not None and (
+            (found[0] == SESSIONS and found[1].name == session.id)
+            or (found[0] == UPLOADS and _claimant(found[1].name) == session.id)
+        )
+        if not mine:
+            not_yours += 1
+            continue
+        targets = [path, *(Path(c) for s, c in session.copies.items() if s == str(path))]
+        for target in targets:
+            try:
+                if target.is_file():
+                    target.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        if found[0] == UPLOADS:
+            shutil.rmtree(found[1], ignore_errors=True)
+            session.copies.pop(str(path), None)
+        if str(path) in session.favourites:
+            session.favourites.remove(str(path))
+    return {"deleted_files": removed, "not_yours": not_yours}
+
+
+# --------------------------------------------------------------------------------------
+# Whose file is this: one check for every file or link a caller passes
+# --------------------------------------------------------------------------------------
+
+# An upload (uploads/<token>/<name>) belongs to no session until one uses it: the first session that
+# passes it claims it, and from then on it is that session's (refused everywhere else, deleted with it).
+_CLAIMS: dict[str, str] = {}  # upload token -> session id
+_CLAIMS_LOCK = threading.Lock()
+
+
+def not_yours_message(path: str | Path) -> str:
+    """What every file or link parameter answers for a file that is not the caller's."""
+    return (
+        f"{Path(str(path)).name!r} is not a file of this session (it belongs to another session, or is not a "
+        "file of this app): upload your own file, or use a link this session was given."
+    )
+
+
+def _claimant(token: str) -> str | None:
+    with _CLAIMS_LOCK:
+        return _CLAIMS.get(token)
+
+
+def claim_upload(session: Session, path: str | Path) -> bool:
+    """Make an upload ``session``'s own if no other session has used it yet; False when another has."""
+    found = _owner(Path(str(path)))
+    if found is None or found[0] != UPLOADS:
+        return False
+    if not found[1].exists():  # swept or deleted: nothing to own (using it answers "not found")
+        return _claimant(found[1].name) in (None, session.id)
+    with _CLAIMS_LOCK:
+        owner = _CLAIMS.setdefault(found[1].name, session.id)
+    if owner == session.id:
+        session.record(path)
+        return True
+    return False
+
+
+def forget_claims() -> int:
+    """Drop the ownership records of uploads whose folder is gone (swept or deleted)."""
+    with _CLAIMS_LOCK:
+        gone = [token for token in _CLAIMS if not (uploads_root() / token).exists()]
+        for token in gone:
+            del _CLAIMS[token]
+    return len(gone)
+
+
+def check_file(session: Session, path: str | Path, *, outside_ok: bool = False) -> Path:
+    """``path`` if it is the caller's: a file in ``session``'s own folder, or an upload that no other
+    session has used (the caller's own: it is claimed for ``session`` now). Anything else raises
+    :class:`InvalidRequest` with :func:`not_yours_message`: a file of another session, an upload another
+    session uses, and (unless ``outside_ok``: Gradio's own checked file parameters, the public examples)
+    any path outside the app's own folders.
+
+    This is the one check behind every file and link parameter: a link the app hands out lets its
+    holder read that one file, never use it as an input of another session."""
+    value = Path(str(path))
+    found = _owner(value)
+    if found is None:
+        inside_root = False
+        with contextlib.suppress(OSError, ValueError):
+            inside_root = value.resolve().is_relative_to(work_root().resolve())
+        if outside_ok and not inside_root:
+            return value
+        raise InvalidRequest(not_yours_message(value))
+    kind, folder = found
+    if kind == SESSIONS and folder.name == session.id:
+        return value
+    if kind == UPLOADS and claim_upload(session, value):
+        return value
+    raise InvalidRequest(not_yours_message(value))
+
+
+# --------------------------------------------------------------------------------------
+# Lasting sessions kept by the server (an MCP session: one per Mcp-Session-Id)
+# --------------------------------------------------------------------------------------
+
+_LASTING: dict[str, tuple[float, Session]] = {}  # key -> (last used, session)
+_LASTING_LOCK = threading.Lock()
+
+
+def lasting(key: str) -> Session:
+    """The session kept for ``key`` (made on first use); every use keeps it from being swept."""
+    with _LASTING_LOCK:
+        entry = _LASTING.get(key)
+        session = entry[1] if entry else Session()
+        _LASTING[key] = (time.monotonic(), session)
+    return session
+
+
+def find_lasting(key: str) -> Session | None:
+    """The session kept for ``key`` if there is one (using it keeps it from being swept), else None."""
+    with _LASTING_LOCK:
+        entry = _LASTING.get(key)
+        if entry is None:
+            return None
+        _LASTING[key] = (time.monotonic(), entry[1])
+        return entry[1]
+
+
+def is_lasting(session: Session) -> bool:
+    with _LASTING_LOCK:
+        return any(s is session for _, s in _LASTING.values())
+
+
+def end_session(key: str) -> dict | None:
+    """End the session kept for ``key``: all its files and what it holds in memory go (None if none)."""
+    with _LASTING_LOCK:
+        entry = _LASTING.pop(key, None)
+    return None if entry is None else entry[1].delete()
+
+
+def end_quiet_sessions(max_age_s: float) -> int:
+    """End the kept sessions not used for ``max_age_s`` seconds (the sweep)."""
+    now = time.monotonic()
+    with _LASTING_LOCK:
+        quiet = [key for key, (when, _) in _LASTING.items() if now - when > max_age_s]
+    for key in quiet:
+        end_session(key)
+    return len(quiet)
+
+
+def lasting_count() -> int:
+    with _LASTING_LOCK:
+        return len(_LASTING)
 
 
 # --------------------------------------------------------------------------------------

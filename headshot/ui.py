@@ -53,7 +53,7 @@ from .api import (
     show_identity,
     validate_selfies,
 )
-from .webfiles import PrivateFiles, _fix_list_schema
+from .webfiles import PrivateFiles, _fix_list_schema, release_quiet_states, use_mcp_sessions
 
 CONSENT_LABEL = "These are photos of me, or I have the person's permission to use them to make AI headshots."
 
@@ -132,6 +132,7 @@ non-commercial research only. Before using this app or its images commercially, 
 def build_demo() -> gr.Blocks:
     """The Blocks app, its events and its queue settings. Starts nothing: no thread, no model load
     (``serve`` does that), so importing ``app`` or building the demo in a test has no side effects."""
+    use_mcp_sessions()  # one MCP session (Mcp-Session-Id) is one app session (webfiles)
     styles = _style_choices()
     default_style = "corporate-grey" if any(v == "corporate-grey" for _, v in styles) else styles[0][1]
 
@@ -806,9 +807,10 @@ def serve(demo: gr.Blocks | None = None, **launch_overrides) -> None:
     """
     if config.on_zerogpu() or Path("/proc/driver/nvidia/version").exists():
         studio.start_preload()
-    sessions.start_sweeper()
     from . import credentials
 
     credentials.startup_check()  # which key signs the headshots, or why none can (renders go on)
     demo = build_demo() if demo is None else demo
+    release_quiet_states(demo)  # the sweep frees Gradio's state of quiet sessions too
+    sessions.start_sweeper()
     demo.launch(**{**launch_kwargs(), **launch_overrides})

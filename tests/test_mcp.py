@@ -49,23 +49,28 @@ def test_agent_flow_validate_identity_generate_delete(app):
         assert httpx.get(link, timeout=30).status_code == 404, link
 
 
-def test_a_list_of_files_in_gradios_own_parameter_is_refused_clearly(app):
-    """Gradio's MCP layer cannot turn strings in a list-of-files parameter into files: the call fails
-    with a message, not a schema crash (PointerToNowhere), and the server keeps serving."""
+def test_a_list_of_files_in_gradios_own_parameter_takes_data_urls_and_urls(app):
+    """Gradio's MCP layer marks a list of files by its schema path but looks items up by index, so it
+    never turned their strings into files ("The 'meta' field must be explicitly provided"): each item is
+    a file now, as a data URL or as a link to a file of the session's."""
     flow = _flow()
 
     async def call():
+        import httpx
         from mcp import ClientSession
         from mcp.client.streamable_http import streamablehttp_client
 
         async with streamablehttp_client(app[0] + "gradio_api/mcp/") as (read, write, _):
             async with ClientSession(read, write) as session:
                 await session.initialize()
-                photo = flow.data_url(str(ROOT / "examples" / "astronaut.jpg"))
-                bad = await session.call_tool("validate_selfies", {"selfies": [photo]})
-                good = await session.call_tool("list_styles", {})
-                return bad, good
+                photo = str(ROOT / "examples" / "astronaut.jpg")
+                by_data = await session.call_tool("validate_selfies", {"selfies": [flow.data_url(photo)]})
+                files = [("files", (p.name, p.read_bytes())) for p in sorted((ROOT / "examples").glob("*.jpg"))]
+                first, second = httpx.post(app[0] + "gradio_api/upload", files=files, timeout=30).json()
+                by_link = await session.call_tool(
+                    "validate_selfies", {"selfies": [first, app[0] + "gradio_api/file=" + second]}
+                )
+                return flow.text_of(by_data), flow.text_of(by_link)
 
-    bad, good = asyncio.run(call())
-    assert bad.isError and "PointerToNowhere" not in bad.content[0].text
-    assert not good.isError
+    by_data, by_link = asyncio.run(call())
+    assert "'accepted': 1" in by_data and "'accepted': 2" in by_link

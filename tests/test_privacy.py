@@ -81,17 +81,64 @@ def test_a_file_of_another_session_is_refused(root):
     assert b.adopt([str(theirs).replace(a.id, b.id)]) == [Path(str(theirs).replace(a.id, b.id))]  # not found
 
 
-def test_delete_by_reference_removes_only_the_named_folders(root):
+def test_delete_with_named_files_removes_only_those_files_of_the_callers_session(root):
     a, b = sessions.Session(), sessions.Session()
-    mine = a.new_dir("headshots") / "x.png"
-    mine.write_bytes(b"png")
+    run = a.new_dir("headshots")
+    mine, other_of_mine = run / "x.png", run / "x2.png"
+    for path in (mine, other_of_mine):
+        path.write_bytes(b"png")
     keep = b.new_dir("headshots") / "y.png"
     keep.write_bytes(b"png")
     link = f"http://127.0.0.1:7860/gradio_api/file={mine}"
+    b_link = f"http://127.0.0.1:7860/gradio_api/file={keep}"
 
-    result = sessions.delete_by_reference([*webfiles._referenced_paths([link]), "/etc/passwd", str(root / "..")])
-    assert result == {"deleted_files": 1, "not_ours": 2}
-    assert not mine.exists() and keep.exists() and Path("/etc/passwd").exists()
+    # B names A's file and its own: only its own named file goes
+    result = sessions.delete_named(b, webfiles._referenced_paths([link, b_link, "/etc/passwd", str(root / "..")]))
+    assert result == {"deleted_files": 1, "not_yours": 3}
+    assert mine.exists() and other_of_mine.exists() and not keep.exists() and Path("/etc/passwd").exists()
+    # A names one of its files: that file only, never its run folder
+    assert sessions.delete_named(a, webfiles._referenced_paths([link])) == {"deleted_files": 1, "not_yours": 0}
+    assert not mine.exists() and other_of_mine.exists()
+
+
+def test_an_upload_belongs_to_the_first_session_that_uses_it(root):
+    upload = _upload(root, "me.jpg", b"selfie")
+    a, b = sessions.Session(), sessions.Session()
+    (copy,) = a.adopt([upload])
+    with pytest.raises(InvalidRequest, match="another session"):
+        b.adopt([upload])
+    with pytest.raises(InvalidRequest, match="another session"):
+        sessions.check_file(b, copy)
+    assert sessions.check_file(a, upload) == upload  # still the owner's
+    # named delete by B leaves it; A's removes the upload and A's copy of it
+    assert sessions.delete_named(b, [upload])["not_yours"] == 1 and upload.exists()
+    assert sessions.delete_named(a, [upload])["deleted_files"] == 2
+    assert not upload.exists() and not copy.exists()
+    sessions.sweep_workdirs(max_age_s=3600)
+    assert upload.parent.name not in sessions._CLAIMS  # the record goes with the file
+
+
+def test_served_folders_carry_128_random_bits(root):
+    import re
+
+    session = sessions.Session()
+    for folder in (session.new_dir("headshots"), sessions.new_workdir("identity")):
+        assert re.fullmatch(r"[a-z]+-[0-9a-f]{32}", folder.name), folder.name
+    assert re.fullmatch(r"[0-9a-f]{32}", session.id)
+
+
+def test_a_lasting_session_ends_with_its_files_or_by_the_sweep(root):
+    kept = sessions.lasting("mcp:abc")
+    assert sessions.find_lasting("mcp:abc") is kept and sessions.is_lasting(kept)
+    (kept.new_dir("headshots") / "a.png").write_bytes(b"png")
+    sessions.hold(kept, object())
+    assert sessions.end_session("mcp:abc") == {"deleted_files": 1, "already_gone": 0}
+    assert sessions.find_lasting("mcp:abc") is None and not kept.folder.exists() and sessions.held(kept) is None
+    quiet = sessions.lasting("mcp:quiet")
+    (quiet.new_dir("headshots") / "a.png").write_bytes(b"png")
+    time.sleep(0.05)
+    assert sessions.end_quiet_sessions(0.01) == 1 and not quiet.folder.exists()
+    assert sessions.end_session("mcp:quiet") is None
 
 
 def test_the_sweeper_removes_sessions_and_uploads_past_their_age(root):
@@ -161,21 +208,47 @@ def test_the_list_of_files_schema_has_no_refs():
     assert info["type"] == "array" and "path" in info["items"]["properties"]
 
 
-def test_links_are_data_urls_or_files_of_this_app(root):
+def test_links_are_data_urls_or_files_of_the_callers_session(root):
     import base64
 
     import gradio as gr
 
-
-    session = sessions.Session()
+    session, other = sessions.Session(), sessions.Session()
     data = "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8 bytes").decode()
     (saved,) = webfiles._linked_files(data, session, "selfie")
     assert saved.read_bytes() == b"\xff\xd8 bytes" and session.owns(saved)
     upload = _upload(root, "me.jpg", b"x")
     assert webfiles._linked_files(f"http://h/gradio_api/file={upload}", session, "selfie") == [upload]
-    for bad in ("/etc/passwd", "https://example.com/me.jpg", f"{root}/../../../etc/passwd", "data:;base64,@@"):
+    assert webfiles._linked_files(str(saved), session, "identity") == [saved]
+    theirs = other.new_dir("identity") / "identity.safetensors"
+    theirs.write_bytes(b"x")
+    for bad in ("/etc/passwd", "https://example.com/me.jpg", f"{root}/../../../etc/passwd", "data:;base64,@@",
+                str(theirs), f"http://h/gradio_api/file={theirs}", str(upload).replace(session.id, other.id)):
         with pytest.raises(gr.Error):
-            webfiles._linked_files(bad, session, "selfie")
+            webfiles._linked_files(bad, other if bad == str(upload) else session, "selfie")
+    with pytest.raises(gr.Error, match="not a file of this session"):
+        webfiles._linked_files(str(upload), other, "selfie")  # A's upload, once A used it
+    with pytest.raises(gr.Error, match="not a file of this session"):
+        webfiles.check_caller_file(session, {"path": str(theirs)})
+    assert webfiles.check_caller_file(other, {"path": str(theirs)}) == theirs
+
+
+def test_mcp_file_positions_cover_every_item_of_a_list_and_check_ownership(root):
+    import gradio as gr
+
+    positions = webfiles._expand_list_positions({"selfies": ["a", "b"], "identity": "x"},
+                                                [["selfies", "items"], ["identity"]])
+    assert positions == [["selfies", 0], ["selfies", 1], ["identity"]]
+    mine, theirs = sessions.Session(), sessions.Session()
+    own = _upload(root, "me.jpg", b"x")
+    other = theirs.new_dir("identity") / "identity.safetensors"
+    other.write_bytes(b"x")
+    value = {"selfies": [f"http://h/gradio_api/file={own}", "data:image/png;base64,AA=="]}
+    out = webfiles._own_files_as_paths(value, [["selfies", 0], ["selfies", 1]], mine)
+    assert out["selfies"][0]["path"] == str(own)
+    assert mine.owns(out["selfies"][1]["path"])  # a data URL: kept in the session's folder, deleted with it
+    with pytest.raises(gr.Error, match="not a file of this session"):
+        webfiles._own_files_as_paths({"identity": str(other)}, [["identity"]], mine)
 
 
 # --------------------------------------------------------------------------------------
@@ -316,3 +389,52 @@ def test_the_ui_handlers_keep_every_file_in_the_session(root, analyzer):
     assert answer["deleted_files"] >= 4 and not any(p.exists() for p in [*made, photo])
     assert "Nothing to delete" in api.delete_my_data("", state)["message"]
     assert api._after_delete(answer)[0] is None
+
+
+def test_the_sweep_releases_gradios_state_of_quiet_sessions(root):
+    """Gradio keeps a SessionState per session hash (a copy of the page's config and the gr.State): the
+    sweep drops those idle past the file age, with what their session held in memory."""
+    import datetime
+    from types import SimpleNamespace
+
+    from gradio.state_holder import StateHolder
+
+    holder = StateHolder()
+    quiet, busy = sessions.Session(), sessions.Session()
+    sessions.hold(quiet, object())
+    now = datetime.datetime.now()
+    for key, session, when in (("quiet", quiet, now - datetime.timedelta(seconds=100)), ("busy", busy, now)):
+        holder.session_data[key] = SimpleNamespace(state_data={7: {"files": session}})
+        holder.time_last_used[key] = when
+    hooks = list(sessions._SWEEP_HOOKS)
+    try:
+        webfiles.release_quiet_states(SimpleNamespace(state_holder=holder))
+        sessions.sweep_workdirs(max_age_s=50)
+    finally:
+        sessions._SWEEP_HOOKS[:] = hooks
+    assert list(holder.session_data) == ["busy"] and list(holder.time_last_used) == ["busy"]
+    assert sessions.held(quiet) is None
+
+
+def test_a_url_of_this_apps_file_in_a_file_parameter_becomes_its_path():
+    """Gradio would fetch such a URL anew (on a public address, a leaked link would come back as a fresh
+    file of the caller's): the queue call goes on with the server path, which the file check decides."""
+    link = "https://space.example/gradio_api/file=/tmp/gradio/headshot-studio/sessions/abc/x.png"
+    body = {"data": [{"path": link, "url": link, "meta": {"_type": "gradio.FileData"}},
+                     [{"path": "https://example.com/me.jpg", "meta": {}}], "text /gradio_api/file=x"]}
+    out = webfiles._own_urls_as_paths(body)
+    assert out["data"][0] == {"path": "/tmp/gradio/headshot-studio/sessions/abc/x.png", "meta": {"_type": "gradio.FileData"}}
+    assert out["data"][1:] == body["data"][1:]
+
+
+def test_the_sweep_removes_an_emptied_upload_folder_and_forgets_its_claim(root):
+    """Gradio's cache cleaner ages files by ctime and may empty an upload folder before our sweep's age:
+    the empty folder and the upload's owner record go at the next sweep, not one file age later."""
+    upload = _upload(root, "me.jpg", b"x")
+    owner = sessions.Session()
+    owner.adopt([upload])
+    upload.unlink()
+    os.utime(upload.parent, (time.time() - 5, time.time() - 5))
+    fresh = _upload(root, "new.jpg", b"y")
+    sessions.sweep_workdirs(max_age_s=3600)
+    assert not upload.parent.exists() and fresh.exists() and upload.parent.name not in sessions._CLAIMS

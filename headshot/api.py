@@ -634,11 +634,15 @@ def list_options() -> dict:
 def verify(image: str | None = None, image_link: str = "", session=None, request: gr.Request = None) -> dict:
     """Check an image's Content Credentials (C2PA): any image, a headshot of this app or not.
 
-    image: the image file, as downloaded (a screenshot or a re-saved copy has none). image_link (MCP
-    agents): a data: URL or a link to a file uploaded to this app instead. Returns JSON: `status`
-    (`valid`, `tampered`, `invalid`, `none` or `unsupported`), `valid`, `ours` (signed with this app's
-    key), `ai_generated`, `made` (when), `signed_by`, `history` (each manifest from the oldest parent on,
-    with its actions: c2pa.created, c2pa.opened, c2pa.edited, c2pa.cropped), `problems` and `message`.
+    Args:
+        image: the image file, as downloaded (a screenshot or a re-saved copy has none). Over MCP: an http(s)
+            URL or a data: URL.
+        image_link: the image as text instead: a data: URL, or a path from /gradio_api/upload.
+
+    Returns:
+        JSON: status (valid, tampered, invalid, none or unsupported), valid, ours (signed with this app's key),
+        ai_generated, made (when), signed_by, history (each manifest from the oldest parent on, with its
+        actions: c2pa.created, c2pa.opened, c2pa.edited, c2pa.cropped), problems and message.
     """
     own = _session(session, request)
     linked = _linked_files(image_link, own, "image")

@@ -152,6 +152,7 @@ def test_a_leaked_link_is_refused_by_every_parameter_of_another_session(app):
         ]
         refusals += [call(url, b, name, identity_link=b_identity["url"], image=fd(path))
                      for name in ("refine", "more_like_this", "regenerate")]  # fmt: skip
+        refusals.append(call(url, b, "verify", image=fd(path)))  # its credentials are A's to read
         # the link as a URL file (as gradio_client sends handle_file(url)): Gradio would fetch it anew
         as_url = {"path": link, "url": link, "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}}
         refusals += [call(url, b, "generate", identity=as_url, steps=1),
@@ -163,6 +164,7 @@ def test_a_leaked_link_is_refused_by_every_parameter_of_another_session(app):
                 call(url, b, "generate", identity_link=value, steps=1),
                 call(url, b, "generate_pack", identity_link=value, styles=["corporate-grey"], images_per_style=1),
                 call(url, b, "favourite", image=value),
+                call(url, b, "verify", image_link=value),
             ]
             for api_name in ("refine", "more_like_this", "regenerate"):
                 refusals += [

@@ -707,6 +707,34 @@ def list_styles() -> list[dict]:
     return [{"id": s.id, "name": s.name, "description": s.description} for s in load_styles().values()]
 
 
+def style_blurb(style_id: str | None, backdrop: str | None = "style", outfit: str | None = "style") -> str:
+    """What the chosen look is, in words: the style's description, or, once a backdrop or outfit of the
+    options replaces the style's own, the outfit, backdrop and light as they will be rendered ("" for an
+    unknown style)."""
+    from . import styles
+
+    try:
+        style = get_style(style_id)
+    except HeadshotError:
+        return ""
+
+    def option(kind: str, value: str | None):
+        try:
+            return styles.get_option(kind, value)
+        except HeadshotError:
+            return None
+
+    chosen_backdrop, chosen_outfit = option("backdrop", backdrop), option("outfit", outfit)
+    if chosen_backdrop is None and chosen_outfit is None:
+        return style.description
+    wearing = chosen_outfit.name if chosen_outfit else style.outfit_prompt.removeprefix("wearing ")
+    behind = chosen_backdrop.name if chosen_backdrop else style.backdrop_prompt
+    return (
+        f"Outfit: {wearing[0].upper() + wearing[1:]}. Backdrop: {behind[0].upper() + behind[1:]}. "
+        f"Light and framing: {style.name}."
+    )
+
+
 def list_options() -> dict:
     """Styles, backdrops, outfits and subject hints (``/list_options``): see ``styles.list_options``."""
     from . import styles

@@ -74,7 +74,8 @@ class Quota:
                 raise errors.GpuQuotaExceeded(
                     f"You have used your GPU time for today ({max(0, math.floor(left))} s left, this step "
                     f"needs {math.ceil(requested)} s). More is free again in {_words(back)}; logging in to "
-                    "Hugging Face gives more."
+                    "Hugging Face gives more.",
+                    requested=requested, left=left, retry_after=back,
                 )
             self._charges.append((now, float(requested)))
 

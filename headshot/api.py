@@ -684,6 +684,10 @@ def _example_selfies() -> list[list[list[str]]]:
 def device_note() -> str:
     """What the person is told about the machine (no GPU, the tiny profile, ...)."""
     note = studio.device_summary().get("note")
+    offline = studio.models_notice()
+    if offline:  # "The models cannot be reached: ..." with its head in bold
+        head, _, rest = offline.partition(": ")
+        return f"> **{head}.** {rest}" + (f"\n\n> {note}" if note else "")
     return f"> {note}" if note else ""
 
 
@@ -912,7 +916,8 @@ def gallery_view(session=None, show: str = results.ALL, request: gr.Request = No
     if show not in {value for _, value in choices}:
         show = results.ALL
     items = [(str(i.path), i.caption) for i in results.session_gallery(own, analyzer, show=show)]
-    return items, gr.update(choices=choices, value=show, visible=len(choices) > 2)
+    # The filter once there is something to filter: two runs, or two styles.
+    return items, gr.update(choices=choices, value=show, visible=len(choices) > 3)
 
 
 def _headshots_after(result, arguments: dict, notice: str):

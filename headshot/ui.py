@@ -434,7 +434,7 @@ def build_demo() -> gr.Blocks:
                                     min_width=120,
                                 )
                             refined_download = gr.Image(
-                                label="Your high-resolution headshot (PNG: the download button is on it)",
+                                label="High resolution (PNG)",
                                 type="filepath", format="png", visible=False, interactive=False,
                                 buttons=["download", "fullscreen"], elem_id="refined_download",
                             )
@@ -771,9 +771,9 @@ CSS = """
 .hs-reason summary::after { content: " (more)"; opacity: 0.6; font-size: 0.8rem; }
 .hs-reason[open] summary::after { content: " (less)"; }
 .hs-reason p { margin: 4px 0 0; font-size: 0.85rem; }
-.notice:not(:empty) { border-left: 4px solid var(--color-accent); padding: 6px 12px;
+.notice:has(p) { border-left: 4px solid var(--color-accent); padding: 6px 12px;
   background: var(--background-fill-secondary); border-radius: 6px; }
-#picked_selfie, #picked_image { padding-top: 34px; }
+#picked_selfie, #picked_image, #refined_download { padding-top: 34px; }  /* labels clear of the icons */
 #pack_section > .label-wrap > span, #pack_section button > span:first-child { padding-right: 28px; }
 #readiness ul { margin-top: 4px; }
 #favourites .grid-wrap { min-height: 0 !important; height: auto !important; }

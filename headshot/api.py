@@ -302,7 +302,7 @@ def show_identity(identity: str | None, session=None):
     method = "LoRA" if summary.get("has_lora") else "InstantID"
     count = summary["selfie_count"]
     text = (
-        f"✅ **Identity ready**: your face, learned with {method} from {count} selfie{'s' if count != 1 else ''}. "
+        f"**Identity ready**: your face, learned with {method} from {count} selfie{'s' if count != 1 else ''}. "
         "Press **Next** to make your headshots."
     )
     picture = own.new_dir("reference") / "reference.png"

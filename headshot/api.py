@@ -177,7 +177,7 @@ def selfie_cards_view(selfies: list[str] | None, report: dict, session=None):
         reason = ""
         if short:
             reason = (
-                f'<details class="hs-reason"><summary>{html.escape(short)}</summary>'
+                f'<details class="hs-reason"><summary><span>{html.escape(short)}</span></summary>'
                 f"<p>{html.escape(whole)}</p></details>"
             )
         html_cards.append(
@@ -789,8 +789,13 @@ def favourite(image: str = "", session=None, request: gr.Request = None) -> tupl
     own = _session(session, request)
     results.toggle_favourite(own, image)
     chosen = results.favourites(own)
-    return [(str(p), p.stem) for p in chosen], (
-        str(results.favourites_zip(own, get_analyzer())) if chosen else None
+    analyzer = get_analyzer()
+    shown = []
+    for path in chosen:
+        pick = results.read_pick(path, analyzer)
+        shown.append((str(path), results.caption(pick.likeness, pick.verdict, pick.style)))
+    return shown, (
+        str(results.favourites_zip(own, analyzer)) if chosen else None
     )
 
 

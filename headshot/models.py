@@ -304,7 +304,23 @@ def _assemble(
     )
     instantid.load_face_adapter(pipe, adapter, weight_name=adapter_weight, revision=instantid_revision)
     pipe.set_progress_bar_config(disable=True)
+    quiet_long_negative(pipe)
     return pipe, identitynet
+
+
+# transformers' warning for a text longer than the tokenizer's window (once per tokenizer and process).
+LONG_TEXT_WARNING = "sequence-length-is-longer-than-the-specified-maximum"
+
+
+def quiet_long_negative(pipe) -> None:
+    """No "Token indices sequence length is longer ..." in the log for the negative prompt: it is long by
+    design (``styles.negative_prompt``: the safety words first, so CLIP's 77-token window cuts only its tail),
+    and diffusers' textual-inversion check tokenizes it whole. The positive prompt keeps diffusers' own
+    warning ("The following part of your input was truncated"), which names the words lost."""
+    for tokenizer in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)):
+        warnings = getattr(tokenizer, "deprecation_warnings", None)
+        if isinstance(warnings, dict):
+            warnings[LONG_TEXT_WARNING] = True
 
 
 def _load_tiny(embedding_size: int, device: torch.device, dtype: torch.dtype, fast: FastPaths) -> Models:

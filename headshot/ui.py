@@ -753,7 +753,8 @@ CSS = """
 .next { max-width: 420px; margin-left: auto; }
 #flow > .tab-wrapper button[role=tab] { font-size: 1.0rem; font-weight: 600; padding-left: 14px; padding-right: 14px; }
 #gallery .grid-wrap { min-height: 0 !important; height: auto !important; }
-.hs-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px; }
+.hs-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px;
+  align-items: start; }
 .hs-card { margin: 0; border: 1px solid var(--border-color-primary); border-radius: 12px; overflow: hidden;
   background: var(--background-fill-primary); display: flex; flex-direction: column; min-width: 0; }
 .hs-card img { width: 100%; aspect-ratio: 1 / 1; object-fit: cover; display: block; }
@@ -765,11 +766,11 @@ CSS = """
 .hs-bad .hs-mark { color: #b91c1c; } .hs-bad .hs-mark svg circle { fill: #dc2626; }
 .hs-bad { border-color: #fca5a5; }
 .hs-file { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; opacity: 0.85; }
-.hs-reason summary { cursor: pointer; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
-  list-style: none; }
+.hs-reason summary { cursor: pointer; list-style: none; display: flex; gap: 4px; min-width: 0; }
+.hs-reason summary span { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; min-width: 0; }
 .hs-reason summary::-webkit-details-marker { display: none; }
-.hs-reason summary::after { content: " (more)"; opacity: 0.6; font-size: 0.8rem; }
-.hs-reason[open] summary::after { content: " (less)"; }
+.hs-reason summary::after { content: "\25B8"; flex: none; opacity: 0.7; }  /* a text triangle, no emoji */
+.hs-reason[open] summary::after { content: "\25BE"; }
 .hs-reason p { margin: 4px 0 0; font-size: 0.85rem; }
 .notice:has(p) { border-left: 4px solid var(--color-accent); padding: 6px 12px;
   background: var(--background-fill-secondary); border-radius: 6px; }

@@ -29,7 +29,7 @@ from . import config
 
 __all__ = ["TINY_FORMAT", "build_spec", "ensure_tiny_models", "random_unet_lora"]
 
-TINY_FORMAT = 2  # bump when the layout or the construction below changes
+TINY_FORMAT = 1  # bump when the layout or the construction below changes
 SEED = 20240601
 
 # Dimensions. The adapter keeps InstantID's depth 4, head size 64 and feed-forward ratio 4 (what
@@ -244,29 +244,8 @@ def _build(spec: dict[str, Any], out: Path) -> None:
         )
 
 
-# The prompts' words, learnt by the tiny tokenizer (see _write_tokenizer): the styles and their options.
-_STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
-_BASE_WORDS = ("photo portrait headshot person studio light the of and a ohwx man woman wearing in front with "
-               "professional natural soft background")
-
-
-def _prompt_corpus() -> list[str]:
-    """The text the tiny tokenizer learns its words from: every style and option file (their prompts)."""
-    from .styles import SAFETY_NEGATIVE
-
-    lines = [_BASE_WORDS, SAFETY_NEGATIVE]
-    for path in sorted(_STYLES_DIR.glob("**/*.toml")):
-        lines.extend(path.read_text(encoding="utf-8").lower().splitlines())
-    return lines
-
-
 def _write_tokenizer(folder: Path):
-    """A CLIP BPE tokenizer over a small byte-level vocabulary, written as vocab.json + merges.txt.
-
-    Its merges are learnt (byte-pair encoding, ``tokenizers``' trainer) from the words of the style and
-    option files, so a style's prompt takes about as many tokens as in CLIP's own vocabulary: a prompt that
-    fits CLIP's 77 tokens fits here too (no truncation warning), and words it never saw are spelt out."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """A CLIP BPE tokenizer over a small byte-level vocabulary, written as vocab.json + merges.txt."""
     from transformers import CLIPTokenizer
 
     # CLIP's byte-to-unicode table: printable bytes map to themselves, the rest to code points >= 256.
@@ -277,20 +256,18 @@ def _write_tokenizer(folder: Path):
     ]
     chars = [chr(b) for b in printable]
     chars += [chr(256 + i) for i in range(256 - len(printable))]
-    learner = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    learner.normalizer = normalizers.Lowercase()
-    # CLIP splits words from digits and punctuation; each digit is a word of its own.
-    learner.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Digits(True)])
-    learner.train_from_iterator(
-        _prompt_corpus(),
-        trainers.BpeTrainer(vocab_size=4000, min_frequency=1, show_progress=False, end_of_word_suffix="</w>"),
-    )
-    merges = [" ".join(pair) for pair in json.loads(learner.to_str())["model"]["merges"]]
+    words = ["photo", "portrait", "headshot", "person", "studio", "light", "the", "of", "and", "a"]
     vocab: dict[str, int] = {}
     for token in [*chars, *(c + "</w>" for c in chars)]:
         vocab.setdefault(token, len(vocab))
-    for merge in merges:
-        vocab.setdefault(merge.replace(" ", ""), len(vocab))
+    merges: list[str] = []
+    for word in words:  # merge each word's characters left to right so common words become one token
+        current = word[0]
+        for i, ch in enumerate(word[1:], start=1):
+            right = ch + "</w>" if i == len(word) - 1 else ch
+            merges.append(f"{current} {right}")
+            current = current + right
+            vocab.setdefault(current, len(vocab))
     for token in _SPECIAL_TOKENS:
         vocab.setdefault(token, len(vocab))
     folder.mkdir(parents=True, exist_ok=True)

@@ -227,6 +227,9 @@ def build_demo() -> gr.Blocks:
                         continue_btn = gr.Button(
                             "Continue LoRA training", visible=False, variant="primary", elem_id="continue"
                         )
+                        # After ZeroGPU refused or stopped the training: what is saved, when GPU time returns
+                        # (right under the button pressed, so a phone shows it without scrolling).
+                        identity_notice = gr.Markdown("", elem_id="identity_notice", elem_classes="notice")
                     with gr.Column(min_width=300):
                         reference = gr.Image(
                             label="Your face, as the app sees it",
@@ -236,8 +239,6 @@ def build_demo() -> gr.Blocks:
                             elem_id="reference",
                         )
                         identity_text = gr.Markdown(elem_id="identity_text")
-                        # After ZeroGPU refused or stopped the training: what is saved, when GPU time returns.
-                        identity_notice = gr.Markdown("", elem_id="identity_notice", elem_classes="notice")
                         identity_file = gr.File(
                             label="Your identity file (keep it to come back later)",
                             file_types=[".safetensors"],
@@ -772,7 +773,7 @@ CSS = """
 .hs-reason summary::after { content: "\25B8"; flex: none; opacity: 0.7; }  /* a text triangle, no emoji */
 .hs-reason[open] summary::after { content: "\25BE"; }
 .hs-reason p { margin: 4px 0 0; font-size: 0.85rem; }
-.notice:has(p) { border-left: 4px solid var(--color-accent); padding: 6px 12px;
+.notice:has(p):not(:has(.notice)) { border-left: 4px solid var(--color-accent); padding: 6px 12px;
   background: var(--background-fill-secondary); border-radius: 6px; }
 #picked_selfie, #picked_image, #refined_download { padding-top: 34px; }  /* labels clear of the icons */
 #pack_section > .label-wrap > span, #pack_section button > span:first-child { padding-right: 28px; }

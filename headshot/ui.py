@@ -770,8 +770,8 @@ CSS = """
 .hs-reason summary { cursor: pointer; list-style: none; display: flex; gap: 4px; min-width: 0; }
 .hs-reason summary span { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; min-width: 0; }
 .hs-reason summary::-webkit-details-marker { display: none; }
-.hs-reason summary::after { content: "\25B8"; flex: none; opacity: 0.7; }  /* a text triangle, no emoji */
-.hs-reason[open] summary::after { content: "\25BE"; }
+.hs-reason summary::after { content: "\\25B8"; flex: none; opacity: 0.7; }  /* a text triangle, no emoji */
+.hs-reason[open] summary::after { content: "\\25BE"; }
 .hs-reason p { margin: 4px 0 0; font-size: 0.85rem; }
 .notice:has(p):not(:has(.notice)) { border-left: 4px solid var(--color-accent); padding: 6px 12px;
   background: var(--background-fill-secondary); border-radius: 6px; }

@@ -198,3 +198,11 @@ def test_an_offline_machine_is_told_on_load(monkeypatch):
     monkeypatch.setattr(studio, "missing_models", lambda: [])
     monkeypatch.setattr(studio, "hub_reachable", lambda timeout=3.0: pytest.fail("no network check needed"))
     assert "cannot be reached" not in api.device_note()
+
+
+def test_the_page_css_has_no_stray_control_characters():
+    """A CSS escape written once-escaped in Python ("\\25B8" as "\25B8") becomes a control character and
+    the card's triangle an empty box."""
+    from headshot import ui
+
+    assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", ui.CSS)

@@ -504,6 +504,7 @@ def build_demo() -> gr.Blocks:
             selfie_cards_view, [selfies, report, session], [cards, readiness], api_visibility="private"
         ).then(_next_after_check, report, next_1, api_visibility="private")
         next_1.click(lambda: gr.Tabs(selected="identity"), None, tabs, api_visibility="private")
+        consent.input(None, None, None, js=DISMISS_TOASTS)  # ticked: the reminder has done its job
 
         gpu = {"concurrency_id": "gpu", "concurrency_limit": config.QUEUE_CONCURRENCY_PER_GPU}
         # Step 2. The API endpoints raise on a GPU refusal (for programs); the page's buttons call the same
@@ -696,6 +697,9 @@ def build_demo() -> gr.Blocks:
     )
     return demo
 
+
+# Close the toasts on the page (Gradio's own close buttons): the consent reminder once the box is ticked.
+DISMISS_TOASTS = "() => document.querySelectorAll('.toast-close').forEach(button => button.click())"
 
 # On a phone the results column sits below the settings: bring it into view as a run starts.
 SCROLL_TO_RESULTS = """() => {

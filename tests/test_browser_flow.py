@@ -36,6 +36,17 @@ EMOJI = re.compile("[\u2705\u2714\u2716\u274c\u274e\u26a0\u2757\u2753\U0001f000-
 GALLERY_ITEMS = "new Set([...document.querySelectorAll('#gallery img')].map(e => e.src)).size"  # preview + strip
 
 
+@pytest.fixture(scope="module")
+def app(shared_dir, tmp_path_factory):
+    """This module's ``python app.py`` with a Gradio cache of its own: an app of another test that sweeps
+    with short file ages (tests/test_abuse.py) shares /tmp/gradio otherwise, and removed this walk's
+    identity file midway when both ran at once."""
+    from tests.e2e import running_app
+
+    with running_app(extra_env={"GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio"))}) as (url, proc):
+        yield url, proc
+
+
 def _shot(page, width: int, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"flow-{width}-{name}.png"), full_page=True)
@@ -109,6 +120,7 @@ def test_the_flow_as_a_person_sees_it(browser, app, faces_dir, width):
     assert "Consent needed" in toast.inner_text() and "Error" not in toast.inner_text()
     assert page.locator(".toast-body.error").count() == 0
     page.locator("#consent input[type=checkbox]").check()
+    toast.wait_for(state="hidden", timeout=5_000)  # ticking the box closes the reminder (it covers the page)
     page.locator("#check").click()
     page.locator("#readiness").get_by_text(f"{len(selfies)} of {len(selfies) + 1} selfies accepted").wait_for()
     page.locator("#cards img").first.wait_for()
@@ -323,7 +335,7 @@ def _to_lora_identity(page, selfies) -> None:
     page.locator("#lora_steps_field input").fill("6")
 
 
-def test_the_gpu_quota_is_no_dead_end(browser, faces_dir, shared_dir):
+def test_the_gpu_quota_is_no_dead_end(browser, faces_dir, shared_dir, tmp_path_factory):
     """Emulated ZeroGPU, one training call's worth of quota. At 1280 px a LoRA is refused partway: the step
     says what is saved and when GPU time returns, Continue appears (no "Error" badge) and finishes it once
     the quota is back. Meanwhile on a 390 px phone another LoRA is refused before its first step: it says
@@ -332,7 +344,8 @@ def test_the_gpu_quota_is_no_dead_end(browser, faces_dir, shared_dir):
 
     selfies = sorted(str(p) for p in (faces_dir / "same_person" / "obama").glob("*.jpg"))[:3]
     others = [str(faces_dir / "same_person" / "deepface_p01" / name) for name in ("img1.jpg", "img11.jpg", "img2.jpg")]
-    with running_app(extra_env=QUOTA_ENV) as (url, _):
+    own_cache = {"GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio-quota"))}
+    with running_app(extra_env={**QUOTA_ENV, **own_cache}) as (url, _):
         desk = browser.new_context(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
         phone = browser.new_context(viewport={"width": 390, "height": 900}, device_scale_factor=1, is_mobile=True,
                                     has_touch=True)

@@ -10,19 +10,32 @@ session across its calls.
 from __future__ import annotations
 
 import functools
+import html
+import inspect
+import logging
+import math
 import os
+import time
 from pathlib import Path
 
 import gradio as gr
 
 from . import config, credentials, results, sessions, studio
-from .errors import HeadshotError
+from .errors import GpuAborted, GpuQuotaExceeded, HeadshotError, TrainingPaused
 from .webfiles import EXAMPLES_DIR, _done, _linked_files, _referenced_paths, _session
 
 CONSENT_MISSING = "Please tick the consent box first: these must be photos of you, or of someone who agreed."
 
 
 API_CONSENT = "Calling this endpoint asserts that the photos are of you, or that the person agreed."
+
+
+log = logging.getLogger("headshot")
+
+
+def log_refusal(code: str, message: str) -> None:
+    """A refusal is one line of the server's log, with its stable code (no traceback: nothing broke)."""
+    log.warning("refused [%s] %s", code, " ".join(str(message).split()))
 
 
 def _user_errors(fn):
@@ -34,7 +47,8 @@ def _user_errors(fn):
             return fn(*args, **kwargs)
         except HeadshotError as err:
             title = "Training paused" if err.code == "training_paused" else "Could not do that"
-            raise gr.Error(err.message, title=title) from err
+            log_refusal(err.code, err.message)
+            raise gr.Error(err.message, title=title, print_exception=False) from err
 
     return wrapper
 
@@ -56,7 +70,8 @@ def require_consent(consent: bool) -> None:
     title, so the reminder is a warning ("Consent needed: ..."), never an "Error"; the stop is silent."""
     if not consent:
         gr.Warning(f"Consent needed. {CONSENT_MISSING}", duration=8, title="Consent needed")
-        raise gr.Error(CONSENT_MISSING, title="Consent needed", visible=False)
+        log_refusal("consent_missing", CONSENT_MISSING)
+        raise gr.Error(CONSENT_MISSING, title="Consent needed", visible=False, print_exception=False)
 
 
 @_user_errors
@@ -102,35 +117,105 @@ def selfie_cards(selfies: list[str] | None, report: dict, session=None):
             own.record(thumb)
         except (HeadshotError, OSError):
             thumb = None
-        errors = [i["message"] for i in entry["issues"] if i["severity"] == "error"]
-        warnings = [i["message"] for i in entry["issues"] if i["severity"] == "warning"]
-        if entry.get("accepted"):
-            caption = "✅ " + Path(path).name + (f" — note: {warnings[0]}" if warnings else "")
-        else:
-            caption = "❌ " + Path(path).name + (f" — {errors[0]}" if errors else "")
         if thumb is not None:
-            cards.append((str(thumb), caption))
+            mark = "Accepted" if entry.get("accepted") else "Refused"
+            short, _ = card_reason(entry)
+            cards.append((str(thumb), f"{mark} · {Path(path).name}" + (f" · {short}" if short else "")))
     return cards, readiness_text(report)
+
+
+# The short line of a selfie card, by issue code; the whole message is one tap away (and in the list below).
+SHORT_REASONS = {
+    "unreadable_image": "Cannot be read",
+    "too_large": "File too large",
+    "no_face": "No face found",
+    "multiple_faces": "More than one face",
+    "low_resolution": "Resolution too low",
+    "face_too_small": "Face too small",
+    "blurry": "Blurry",
+    "too_dark": "Too dark",
+    "overexposed": "Too bright",
+    "extreme_pose": "Face turned away",
+    "duplicate": "Same photo twice",
+    "different_person": "Looks like someone else",
+}
+
+
+def card_reason(entry: dict) -> tuple[str, str]:
+    """(the short line, the whole reason) of one checked selfie: its first error, or for an accepted one its
+    first warning as a note; ("", "") for a clean pass."""
+    accepted = bool(entry.get("accepted"))
+    issues = [i for i in entry.get("issues", []) if i.get("severity") == ("warning" if accepted else "error")]
+    if not issues:
+        return ("", "") if accepted else ("Did not pass the checks", "This photo did not pass the checks.")
+    first = issues[0]
+    message = str(first.get("message", ""))
+    short = SHORT_REASONS.get(first.get("code", "")) or message.split(":")[0].split(". ")[0].rstrip(".")
+    if len(issues) > 1:
+        short += f" (+{len(issues) - 1} more)"
+    whole = " ".join(str(i.get("message", "")) for i in issues)
+    return ("Note: " + short) if accepted else short, whole
+
+
+# Pass and fail marks drawn in SVG (no emoji font needed), with their words for screen readers.
+_MARKS = {
+    True: '<svg viewBox="0 0 20 20" aria-hidden="true"><circle cx="10" cy="10" r="10"/>'
+    '<path d="M5.5 10.5l3 3 6-7" fill="none" stroke="#fff" stroke-width="2.4" stroke-linecap="round" '
+    'stroke-linejoin="round"/></svg>',
+    False: '<svg viewBox="0 0 20 20" aria-hidden="true"><circle cx="10" cy="10" r="10"/>'
+    '<path d="M6.5 6.5l7 7M13.5 6.5l-7 7" fill="none" stroke="#fff" stroke-width="2.4" '
+    'stroke-linecap="round"/></svg>',
+}
+
+
+def selfie_cards_view(selfies: list[str] | None, report: dict, session=None):
+    """The checked selfies as cards for the page (HTML): a drawn pass/fail mark with its word, the file
+    name, the main reason on one line and the whole reason on a tap; and the readiness text below."""
+    import base64
+
+    cards, readiness = selfie_cards(selfies, report, session)
+    entries = report.get("selfies", []) if isinstance(report, dict) else []
+    html_cards = []
+    for (thumb, _), entry in zip(cards, entries, strict=False):
+        ok = bool(entry.get("accepted"))
+        name = html.escape(str(entry.get("file") or Path(thumb).name))
+        short, whole = card_reason(entry)
+        data = base64.b64encode(Path(thumb).read_bytes()).decode("ascii")
+        reason = ""
+        if short:
+            reason = (
+                f'<details class="hs-reason"><summary><span>{html.escape(short)}</span></summary>'
+                f"<p>{html.escape(whole)}</p></details>"
+            )
+        html_cards.append(
+            f'<figure class="hs-card {"hs-ok" if ok else "hs-bad"}">'
+            f'<img src="data:image/png;base64,{data}" alt="{name}">'
+            f'<figcaption><span class="hs-mark">{_MARKS[ok]}{"Accepted" if ok else "Refused"}</span>'
+            f'<span class="hs-file" title="{name}">{name}</span>{reason}</figcaption></figure>'
+        )
+    body = f'<div class="hs-cards">{"".join(html_cards)}</div>' if html_cards else ""
+    return body, readiness
 
 
 def readiness_text(report: dict) -> str:
     total = len(report.get("selfies", []))
     accepted = report.get("accepted", 0)
     lines = [f"**{accepted} of {total} selfies accepted.**"]
+
+    def ready(flag) -> str:
+        return "**ready**" if flag else "**not yet**"
+
     lines.append(
-        ("✅" if report.get("ready") else "❌")
-        + f" InstantID (needs {config.INSTANTID_MIN_ACCEPTED} or more)"
-    )
-    lines.append(
-        ("✅" if report.get("ready_lora") else "❌") + f" LoRA (needs {config.LORA_MIN_ACCEPTED} or more)"
+        f"Quick InstantID: {ready(report.get('ready'))} (needs {config.INSTANTID_MIN_ACCEPTED} or more) · "
+        f"LoRA: {ready(report.get('ready_lora'))} (needs {config.LORA_MIN_ACCEPTED} or more)"
     )
     for err in report.get("errors", []):
-        lines.append(f"⚠️ {err.get('message', err)}")
+        lines.append(f"**Note:** {err.get('message', err) if isinstance(err, dict) else err}")
     rejected = [s for s in report.get("selfies", []) if not s.get("accepted")]
     for s in rejected:
         reasons = "; ".join(i["message"] for i in s["issues"] if i["severity"] == "error")
         lines.append(f"- **{s['file']}**: {reasons}")
-    return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if len(lines) > 3 else "")
+    return "\n\n".join(lines[:2]) + ("\n\n" + "\n".join(lines[2:]) if len(lines) > 2 else "")
 
 
 # The Gradio API's sentinels for "the style's value" / "the default" (turned into None by _unset).
@@ -213,9 +298,10 @@ def continue_identity(session=None, request: gr.Request = None, progress=gr.Prog
 
 
 def continue_button(session=None, request: gr.Request = None):
-    """Show Continue while this session has a paused LoRA training."""
+    """Show Continue while this session has a LoRA training paused after some of its steps (refused before
+    its first step, nothing is saved: Create starts it again)."""
     paused = studio.paused_training(_session(session, request))
-    if paused is None:
+    if paused is None or not paused["steps_done"]:
         return gr.update(visible=False)
     label = f"Continue LoRA training (saved at step {paused['steps_done']} of {paused['steps_total']})"
     return gr.update(visible=True, value=label)
@@ -236,7 +322,7 @@ def show_identity(identity: str | None, session=None):
     method = "LoRA" if summary.get("has_lora") else "InstantID"
     count = summary["selfie_count"]
     text = (
-        f"✅ **Identity ready**: your face, learned with {method} from {count} selfie{'s' if count != 1 else ''}. "
+        f"**Identity ready**: your face, learned with {method} from {count} selfie{'s' if count != 1 else ''}. "
         "Press **Next** to make your headshots."
     )
     picture = own.new_dir("reference") / "reference.png"
@@ -321,19 +407,13 @@ def _options(
 
 
 def _gallery(result: studio.GenerateResult) -> list[tuple[str, str]]:
-    """Each headshot, best first, followed by its LinkedIn crop when one was asked for."""
+    """Each headshot, best first, followed by its LinkedIn crop when one was asked for (captions name the
+    style; the seeds are in the info)."""
     items = []
-    size = f"{config.LINKEDIN_SIZE}x{config.LINKEDIN_SIZE}"
     for shot in result.headshots:
-        if shot.likeness is None:
-            badge = "⚠️ no face found"
-        elif shot.verdict == "good":
-            badge = f"★ likeness {shot.likeness:.2f}"
-        else:
-            badge = f"⚠️ low likeness {shot.likeness:.2f}"
-        items.append((str(shot.path), f"{badge} · {shot.style} · seed {shot.seed}"))
+        items.append((str(shot.path), results.caption(shot.likeness, shot.verdict, shot.style)))
         if shot.linkedin_path:
-            items.append((str(shot.linkedin_path), f"LinkedIn {size} · {shot.style} · seed {shot.seed}"))
+            items.append((str(shot.linkedin_path), results.caption(None, "", shot.style, linkedin=True)))
     return items
 
 
@@ -711,11 +791,10 @@ def _style_choices() -> list[tuple[str, str]]:
     return [(s["name"], s["id"]) for s in studio.list_styles()]
 
 
-def _style_blurb(style_id: str) -> str:
-    for s in studio.list_styles():
-        if s["id"] == style_id:
-            return f"*{s['description']}*"
-    return ""
+def _style_blurb(style_id: str, backdrop: str = "style", outfit: str = "style") -> str:
+    """The style's words under the menu, following the chosen backdrop and outfit."""
+    text = studio.style_blurb(style_id, backdrop, outfit)
+    return f"*{text}*" if text else ""
 
 
 def _example_selfies() -> list[list[list[str]]]:
@@ -726,6 +805,10 @@ def _example_selfies() -> list[list[list[str]]]:
 def device_note() -> str:
     """What the person is told about the machine (no GPU, the tiny profile, ...)."""
     note = studio.device_summary().get("note")
+    offline = studio.models_notice()
+    if offline:  # "The models cannot be reached: ..." with its head in bold
+        head, _, rest = offline.partition(": ")
+        return f"> **{head}.** {rest}" + (f"\n\n> {note}" if note else "")
     return f"> {note}" if note else ""
 
 
@@ -761,36 +844,53 @@ def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.Select
     )
 
 
-def _gallery_items(gallery) -> list[tuple[str, str | None]]:
-    return [(str(item[0]), item[1]) if isinstance(item, (list, tuple)) else (str(item), None) for item in gallery or []]
+def _gpu_call(endpoint, *args):
+    """Call an endpoint's core for the page: (result, "") or, when ZeroGPU refused or stopped it,
+    (None, the step's notice); other refusals stay error messages."""
+    try:
+        return endpoint.__wrapped__(*args), ""
+    except GPU_REFUSALS as err:
+        log_refusal(err.code, err.message)
+        return None, gpu_notice(err, "refine" if endpoint is refine else "headshots")
+    except HeadshotError as err:
+        log_refusal(err.code, err.message)
+        raise gr.Error(err.message, title="Could not do that", print_exception=False) from err
 
 
-def more_like_this_ui(gallery, identity, image: str, identity_link: str, session, request: gr.Request = None,
+def more_like_this_ui(identity, image: str, identity_link: str, session, request: gr.Request = None,
                       progress=gr.Progress()):
-    """More like the chosen headshot, the variations first in the gallery (UI; /more_like_this in the API)."""
-    new, info = more_like_this(identity, image, 4, 0, identity_link, "", session, request, progress)
-    return new + _gallery_items(gallery), info
+    """More like the chosen headshot, added to the session gallery (UI; /more_like_this in the API):
+    gallery, filter, info, notice."""
+    result, notice = _gpu_call(more_like_this, identity, image, 4, 0, identity_link, "", session, request, progress)
+    return _headshots_after(result, {"session": session, "request": request}, notice)
 
 
-def regenerate_ui(gallery, identity, image: str, identity_link: str, session, request: gr.Request = None,
+def regenerate_ui(identity, image: str, identity_link: str, session, request: gr.Request = None,
                   progress=gr.Progress()):
-    """The chosen headshot rendered again with a new seed, in its place in the gallery, and shown as chosen."""
+    """The chosen headshot rendered again with a new seed, added to the gallery and shown as chosen:
+    gallery, filter, info, notice, and the chosen path, picture and text."""
     from . import results
     from .faces import get_analyzer
 
-    new, info = regenerate(identity, image, identity_link, "", session, request, progress)
-    items = _gallery_items(gallery)
-    spot = next((i for i, (path, _) in enumerate(items) if path == str(image)), None)
-    items = new + items if spot is None else items[:spot] + new + items[spot + 1:]
-    path = str(new[0][0])
+    result, notice = _gpu_call(regenerate, identity, image, identity_link, "", session, request, progress)
+    shown = _headshots_after(result, {"session": session, "request": request}, notice)
+    if result is None:
+        return *shown, gr.update(), gr.update(), gr.update()
+    path = str(result[0][0][0])
     analyzer = get_analyzer()
-    return items, info, path, path, results.read_pick(Path(path), analyzer).text(analyzer.same_person_threshold)
+    return *shown, path, path, results.read_pick(Path(path), analyzer).text(analyzer.same_person_threshold)
 
 
 def refine_ui(identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()):
-    """The chosen headshot at a higher resolution, as a download beside it (UI; /refine in the API)."""
-    _, path, info = refine(identity, image, 0, 0, identity_link, "", session, request, progress)
-    return gr.update(value=path, visible=True), info
+    """The chosen headshot at a higher resolution, shown as a picture with its download (UI; /refine in
+    the API), and added to the gallery: the picture, gallery, filter, info, notice."""
+    result, notice = _gpu_call(refine, identity, image, 0, 0, identity_link, "", session, request, progress)
+    shown = _headshots_after(
+        None if result is None else (result[2],), {"session": session, "request": request}, notice
+    )
+    if result is None:
+        return gr.update(), *shown
+    return gr.update(value=result[1], visible=True), *shown
 
 
 def _star_label(starred: bool) -> str:
@@ -813,8 +913,13 @@ def favourite(image: str = "", session=None, request: gr.Request = None) -> tupl
     own = _session(session, request)
     results.toggle_favourite(own, (_referenced_paths([image]) or [image])[0])
     chosen = results.favourites(own)
-    return [(str(p), p.stem) for p in chosen], (
-        str(results.favourites_zip(own, get_analyzer())) if chosen else None
+    analyzer = get_analyzer()
+    shown = []
+    for path in chosen:
+        pick = results.read_pick(path, analyzer)
+        shown.append((str(path), results.caption(pick.likeness, pick.verdict, pick.style)))
+    return shown, (
+        str(results.favourites_zip(own, analyzer)) if chosen else None
     )
 
 
@@ -822,3 +927,145 @@ def favourites_view(image: str, session=None, request: gr.Request = None):
     """The UI after a star: the section shown while there are favourites, the button's label (UI only)."""
     own = _session(session, request)
     return gr.update(visible=bool(own.favourites)), gr.update(value=_star_label(str(image) in own.favourites))
+
+
+# --------------------------------------------------------------------------------------
+# The page's side of the GPU steps: a refusal is a notice in the step, not an error
+# --------------------------------------------------------------------------------------
+
+GPU_REFUSALS = (GpuQuotaExceeded, GpuAborted, TrainingPaused)
+
+
+def retry_after(err: BaseException | None) -> float | None:
+    """Seconds until GPU time returns, as the platform's answer said (the error or what caused it)."""
+    while err is not None:
+        seconds = getattr(err, "retry_after", None)
+        if seconds is not None and math.isfinite(float(seconds)):
+            return max(0.0, float(seconds))
+        err = err.__cause__
+    return None
+
+
+def _quota_refused(err: BaseException | None) -> bool:
+    while err is not None:
+        if isinstance(err, GpuQuotaExceeded):
+            return True
+        err = err.__cause__
+    return False
+
+
+def when_back(seconds: float | None, now: float | None = None) -> str:
+    """"in about 25 s", "in about 3 h 20 min (around 18:40 UTC)"; "later today" when the answer did not say."""
+    if seconds is None:
+        return "later (the platform did not say when)"
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 90:
+        return f"in about {seconds} s"
+    minutes = math.ceil(seconds / 60)
+    words = f"{minutes} min" if minutes < 60 else f"{minutes // 60} h" + (f" {minutes % 60} min" if minutes % 60 else "")
+    clock = time.strftime("%H:%M UTC", time.gmtime((time.time() if now is None else now) + seconds))
+    return f"in about {words} (around {clock})"
+
+
+def gpu_notice(err: HeadshotError, step: str) -> str:
+    """What the step says after ZeroGPU refused or stopped its GPU work: what was saved, when GPU time
+    returns, and which button finishes the work. ``step``: "identity", "headshots" or "refine"."""
+    quota = _quota_refused(err)
+    head = "**GPU time is used up for now.**" if quota else "**The GPU stopped before the work was done.**"
+    back = when_back(retry_after(err))
+    if isinstance(err, TrainingPaused) and err.steps_done:
+        saved = f"Your LoRA training is saved at step {err.steps_done} of {err.steps_total}."
+        then = "press **Continue LoRA training** to finish it from there."
+    elif isinstance(err, TrainingPaused):
+        saved = "The LoRA training could not start, so there is nothing to continue yet."
+        then = (
+            "press **Create my identity** again. The quick InstantID identity needs no GPU time: "
+            "you can make one now."
+        )
+    elif step == "refine":
+        saved = "The high-resolution version was not made; your headshots are all still in the gallery."
+        then = "press **High resolution** again."
+    else:
+        saved = "These headshots were not made; every headshot you made before is still in the gallery."
+        then = "press the same button again."
+    when = f"GPU time returns {back}; then {then}" if quota else f"You can try again now: {then}"
+    return f"{head} {saved} {when}"
+
+
+def _page_step(endpoint, after, step: str):
+    """``endpoint`` for the page: its result through ``after(result, arguments, notice)``; a GPU refusal or
+    abort becomes ``after(None, arguments, notice)`` (a notice in the step, no error badge); any other
+    refusal stays an error message. Same parameters as the endpoint (Gradio reads the signature)."""
+    raw = endpoint.__wrapped__
+    signature = inspect.signature(raw)
+
+    @functools.wraps(raw)
+    def page(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        try:
+            result = raw(*args, **kwargs)
+        except GPU_REFUSALS as err:
+            log_refusal(err.code, err.message)
+            return after(None, bound.arguments, gpu_notice(err, step))
+        except HeadshotError as err:
+            log_refusal(err.code, err.message)
+            raise gr.Error(err.message, title="Could not do that", print_exception=False) from err
+        return after(result, bound.arguments, "")
+
+    page.__name__ = f"{raw.__name__}_page"
+    return page
+
+
+def _identity_after(result, arguments: dict, notice: str):
+    # identity file, summary, notice, Continue
+    button = continue_button(arguments.get("session"), arguments.get("request"))
+    if result is None:
+        return gr.update(), gr.update(), notice, button
+    return result[0], result[1], "", button
+
+
+create_identity_page = _page_step(create_identity, _identity_after, "identity")
+continue_identity_page = _page_step(continue_identity, _identity_after, "identity")
+
+
+def identity_next(identity: str | None):
+    """Next (to the headshots) once there is an identity."""
+    return gr.update(visible=bool(identity))
+
+
+def gallery_view(session=None, show: str = results.ALL, request: gr.Request = None):
+    """The session gallery (every headshot of this session, newest first; ``show`` filters by run or style)
+    and its filter menu."""
+    from .faces import get_analyzer
+
+    own = _session(session, request)
+    analyzer = get_analyzer()
+    choices = results.gallery_filters(own, analyzer)
+    if show not in {value for _, value in choices}:
+        show = results.ALL
+    items = [(str(i.path), i.caption) for i in results.session_gallery(own, analyzer, show=show)]
+    # The filter once there is something to filter: two runs, or two styles.
+    return items, gr.update(choices=choices, value=show, visible=len(choices) > 3)
+
+
+def _headshots_after(result, arguments: dict, notice: str):
+    # gallery, filter, info, notice
+    items, menu = gallery_view(arguments.get("session"), results.ALL, arguments.get("request"))
+    return items, menu, (gr.update() if result is None else result[-1]), notice
+
+
+def _pack_after(result, arguments: dict, notice: str):
+    # pack ZIP, gallery, filter, info, notice
+    return (gr.update() if result is None else result[0]), *_headshots_after(result, arguments, notice)
+
+
+generate_page = _page_step(generate, _headshots_after, "headshots")
+generate_pack_page = _page_step(generate_pack, _pack_after, "headshots")
+
+
+def _after_delete_page(result: dict):
+    """The page after Delete: what ``_after_delete`` empties, then the consent box unticked, the identity's
+    summary, the notices, Continue, the gallery filter, the chosen pictures, and the question closed."""
+    hidden = gr.update(visible=False)
+    return [*_after_delete(result), False, None, "", hidden, "", hidden, None, None, hidden]

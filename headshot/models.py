@@ -304,7 +304,23 @@ def _assemble(
     )
     instantid.load_face_adapter(pipe, adapter, weight_name=adapter_weight, revision=instantid_revision)
     pipe.set_progress_bar_config(disable=True)
+    quiet_long_negative(pipe)
     return pipe, identitynet
+
+
+# transformers' warning for a text longer than the tokenizer's window (once per tokenizer and process).
+LONG_TEXT_WARNING = "sequence-length-is-longer-than-the-specified-maximum"
+
+
+def quiet_long_negative(pipe) -> None:
+    """No "Token indices sequence length is longer ..." in the log for the negative prompt: it is long by
+    design (``styles.negative_prompt``: the safety words first, so CLIP's 77-token window cuts only its tail),
+    and diffusers' textual-inversion check tokenizes it whole. The positive prompt keeps diffusers' own
+    warning ("The following part of your input was truncated"), which names the words lost."""
+    for tokenizer in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)):
+        warnings = getattr(tokenizer, "deprecation_warnings", None)
+        if isinstance(warnings, dict):
+            warnings[LONG_TEXT_WARNING] = True
 
 
 def _load_tiny(embedding_size: int, device: torch.device, dtype: torch.dtype, fast: FastPaths) -> Models:
@@ -323,6 +339,7 @@ def _load_tiny(embedding_size: int, device: torch.device, dtype: torch.dtype, fa
         vae_revision=None,
         dtype=dtype,
     )
+    _quiet_tiny_truncation(pipe)
     fast_lora = {
         "pretrained_model_name_or_path_or_dict": str(paths["fast_lora"]),
         "weight_name": "pytorch_lora_weights.safetensors",
@@ -330,6 +347,26 @@ def _load_tiny(embedding_size: int, device: torch.device, dtype: torch.dtype, fa
     return Models(
         pipe, identitynet, device, dtype, "tiny", embedding_size, TINY_BASE_MODEL, fast_lora, fast_paths=fast
     )
+
+
+TRUNCATION_NOTICE = "The following part of your input was truncated"  # diffusers' encode_prompt
+
+
+class _TinyTruncation(logging.Filter):
+    """Drops diffusers' "... was truncated because CLIP can only handle sequences up to 77 tokens": the
+    tiny tokenizer spells most words letter by letter (a small vocabulary, ``tiny._write_tokenizer``), so
+    every style's prompt, which fits CLIP's real 77 tokens, runs past 77 tiny tokens. Not a fact about the
+    prompt; the full profile keeps the warning, where it names words a render really lost."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(TRUNCATION_NOTICE)
+
+
+def _quiet_tiny_truncation(pipe) -> None:
+    """Install :class:`_TinyTruncation` on the logger of the pipeline's module (once)."""
+    logger = logging.getLogger(type(pipe).__module__)
+    if not any(isinstance(f, _TinyTruncation) for f in logger.filters):
+        logger.addFilter(_TinyTruncation())
 
 
 def unavailable(exc: BaseException) -> bool:

@@ -331,10 +331,9 @@ class Pick:
     verdict: str  # "good", "low_likeness" or "no_face"
 
     def text(self, threshold: float) -> str:
-        """What the comparison says under the two pictures."""
-        seed = "" if self.seed is None else f" · seed {self.seed}"
+        """What the comparison says under the two pictures (the style by its name; the seed is in Details)."""
         if self.likeness is None:
-            head = "⚠️ **No face was found in this headshot.** Try Regenerate or More like this."
+            head = "**No face was found in this headshot.** Try Regenerate or More like this."
         elif self.verdict == "good":
             head = (
                 f"★ **Likeness {self.likeness:.2f}**: reads as the same person as your selfies "
@@ -342,10 +341,10 @@ class Pick:
             )
         else:
             head = (
-                f"⚠️ **Likeness {self.likeness:.2f}**: below the face models' same-person line "
+                f"**Low likeness {self.likeness:.2f}**: below the face models' same-person line "
                 f"({threshold:.2f}); it may not look like you. Try More like this or Regenerate."
             )
-        return f"{head}\n\nStyle: {self.style}{seed}"
+        return f"{head}\n\nStyle: {style_name(self.style)}"
 
 
 def headshot_file(session: Session, image: str | Path | None) -> Path:
@@ -428,3 +427,88 @@ def favourites_zip(session: Session, analyzer: FaceAnalyzer) -> Path | None:
         archive.writestr("info.json", json.dumps({"favourites": info, "ai_generated": True}, indent=2))
     session.record(path)
     return path
+
+
+# --------------------------------------------------------------------------------------
+# The session gallery: every headshot of this session, newest run first
+# --------------------------------------------------------------------------------------
+
+# The folders the flows write headshots into (studio and the flows above), and what a person calls each run.
+RUN_KINDS = {"headshots": "Headshots", "pack": "Pack", "variations": "More like this", "refined": "High resolution"}
+ALL = "all"  # the gallery filter that shows everything
+
+
+@dataclass
+class GalleryItem:
+    """One picture of the session gallery: its file, its run and what the caption says."""
+
+    path: Path
+    run: str  # the run's folder name (one generate, pack, variations or refine)
+    style: str  # the style id
+    caption: str
+
+
+def style_name(style_id: str) -> str:
+    """A style's display name ("Corporate grey backdrop"), or the id itself for one no longer shipped."""
+    try:
+        return get_style(style_id).name
+    except HeadshotError:
+        return style_id
+
+
+def caption(likeness: float | None, verdict: str, style_id: str, linkedin: bool = False) -> str:
+    """What a gallery picture says: its likeness and its style's display name (seeds stay in Details)."""
+    name = style_name(style_id)
+    if linkedin:
+        return f"LinkedIn {config.LINKEDIN_SIZE}x{config.LINKEDIN_SIZE} · {name}"
+    if likeness is None:
+        return f"No face found · {name}"
+    if verdict == "good":
+        return f"★ Likeness {likeness:.2f} · {name}"
+    return f"Low likeness {likeness:.2f} · {name}"
+
+
+def _run_kind(run: str) -> str:
+    return run.split("-", 1)[0]
+
+
+def session_gallery(session: Session, analyzer: FaceAnalyzer, *, show: str = ALL) -> list[GalleryItem]:
+    """Every headshot this session made that still exists: the newest run first, each run best first (its
+    own order), LinkedIn crops after their headshot. ``show``: ``"all"``, ``"run:<folder>"`` or
+    ``"style:<id>"``."""
+    runs: dict[str, list[Path]] = {}
+    for name in session.files:
+        path = Path(name)
+        if path.suffix.lower() != ".png" or _run_kind(path.parent.name) not in RUN_KINDS or not path.is_file():
+            continue
+        runs.setdefault(path.parent.name, []).append(path)
+    items: list[GalleryItem] = []
+    for run, paths in reversed(list(runs.items())):
+        for path in paths:
+            try:
+                pick = read_pick(path, analyzer)
+            except (HeadshotError, OSError):
+                continue
+            linkedin = path.stem.endswith("_linkedin")
+            items.append(
+                GalleryItem(path, run, pick.style, caption(pick.likeness, pick.verdict, pick.style, linkedin))
+            )
+    kind, _, value = show.partition(":")
+    if kind == "run":
+        items = [i for i in items if i.run == value]
+    elif kind == "style":
+        items = [i for i in items if i.style == value]
+    return items
+
+
+def gallery_filters(session: Session, analyzer: FaceAnalyzer) -> list[tuple[str, str]]:
+    """The gallery's filter choices: everything, each run (newest first, numbered in order), each style."""
+    items = session_gallery(session, analyzer)
+    runs = list(dict.fromkeys(i.run for i in items))
+    choices = [(f"All your headshots ({len(items)})", ALL)]
+    for number, run in zip(range(len(runs), 0, -1), runs, strict=True):
+        count = sum(1 for i in items if i.run == run)
+        choices.append((f"Run {number}: {RUN_KINDS[_run_kind(run)]} ({count})", f"run:{run}"))
+    for style in dict.fromkeys(i.style for i in items):
+        choices.append((f"Style: {style_name(style)}", f"style:{style}"))
+    return choices

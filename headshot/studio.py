@@ -8,6 +8,7 @@ analysis, prompt building and PNG writing happen here, before and after it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import re
@@ -716,6 +717,34 @@ def list_styles() -> list[dict]:
     return [{"id": s.id, "name": s.name, "description": s.description} for s in load_styles().values()]
 
 
+def style_blurb(style_id: str | None, backdrop: str | None = "style", outfit: str | None = "style") -> str:
+    """What the chosen look is, in words: the style's description, or, once a backdrop or outfit of the
+    options replaces the style's own, the outfit, backdrop and light as they will be rendered ("" for an
+    unknown style)."""
+    from . import styles
+
+    try:
+        style = get_style(style_id)
+    except HeadshotError:
+        return ""
+
+    def option(kind: str, value: str | None):
+        try:
+            return styles.get_option(kind, value)
+        except HeadshotError:
+            return None
+
+    chosen_backdrop, chosen_outfit = option("backdrop", backdrop), option("outfit", outfit)
+    if chosen_backdrop is None and chosen_outfit is None:
+        return style.description
+    wearing = chosen_outfit.name if chosen_outfit else style.outfit_prompt.removeprefix("wearing ")
+    behind = chosen_backdrop.name if chosen_backdrop else style.backdrop_prompt
+    return (
+        f"Outfit: {wearing[0].upper() + wearing[1:]}. Backdrop: {behind[0].upper() + behind[1:]}. "
+        "The style's light, lens and framing stay."
+    )
+
+
 def list_options() -> dict:
     """Styles, backdrops, outfits and subject hints (``/list_options``): see ``styles.list_options``."""
     from . import styles
@@ -746,6 +775,79 @@ def device_summary() -> dict:
     from . import pipeline
 
     return pipeline.device_summary()
+
+
+OFFLINE_HOW = (
+    "To try the app with no network, start it with the tiny test models and a local face-model pack: "
+    "`HEADSHOT_PROFILE=tiny HEADSHOT_FACE_MODELS=<folder with a detector and a recognizer .onnx> python app.py` "
+    "(README, \"Offline, or without a GPU\")."
+)
+HUB_HOST, HUB_PORT = "huggingface.co", 443
+
+
+def missing_models() -> list[str]:
+    """What this profile needs from the Hugging Face Hub and does not find on this machine (cheap: looks at
+    files only): "the face models" and, for the full profile, "the diffusion models"."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(repo: str, revision: str, filename: str) -> bool:
+        try:
+            return isinstance(try_to_load_from_cache(repo, filename, revision=revision), str)
+        except Exception:  # a malformed cache answers "not there"
+            return False
+
+    missing = []
+    local = config.face_models_dir()
+    pack = config.cache_dir() / "face_packs" / "antelopev2"
+    face = config.ANTELOPEV2
+    if not (
+        (local is not None and local.is_dir())
+        or any(pack.glob("*.onnx"))
+        or cached(face.repo_id, face.revision, str(face.filename or "antelopev2.zip"))
+    ):
+        missing.append("the face models")
+    if config.profile() == "full":
+        repos = [h for h in config.hub_files() if h.repo_id != face.repo_id]
+        if not all(cached(h.repo_id, h.revision, f) for h in repos for f in h.files):
+            missing.append("the diffusion models")
+    return missing
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a connection (False with ``HF_HUB_OFFLINE`` set)."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, HUB_PORT), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+_models_notice: list[str] = []  # the answer of the first page load (one network check per process)
+_models_notice_lock = threading.Lock()
+
+
+def models_notice() -> str:
+    """A sentence for the page when the models this profile needs are neither on this machine nor
+    downloadable (offline), with how to run offline; "" when they are there or can be fetched."""
+    with _models_notice_lock:
+        if not _models_notice:
+            missing = missing_models()
+            if not missing or hub_reachable():
+                _models_notice.append("")
+            else:
+                what = " and ".join(missing)
+                _models_notice.append(
+                    f"The models cannot be reached: {what[0].upper() + what[1:]} are not on this machine and "
+                    f"the Hugging Face Hub ({HUB_HOST}) does not answer, so checking selfies and making "
+                    "headshots will fail. " + OFFLINE_HOW
+                )
+                logging.getLogger("headshot").warning("models unavailable: %s", _models_notice[0])
+        return _models_notice[0]
 
 
 def start_preload() -> threading.Thread | None:

@@ -22,22 +22,27 @@ from .api import (
     RANDOM_SEED,
     STYLE_STEPS,
     STYLE_VALUE,
-    _after_delete,
+    _after_delete_page,
     _empty_means,
     _example_selfies,
     _next_after_check,
     _show,
     _style_blurb,
     _style_choices,
-    continue_button,
     continue_identity,
+    continue_identity_page,
     create_identity,
+    create_identity_page,
     delete_my_data,
     device_note,
     favourite,
     favourites_view,
+    gallery_view,
     generate,
     generate_pack,
+    generate_pack_page,
+    generate_page,
+    identity_next,
     list_options,
     list_styles,
     more_like_this,
@@ -49,7 +54,7 @@ from .api import (
     regenerate,
     regenerate_ui,
     require_consent,
-    selfie_cards,
+    selfie_cards_view,
     show_identity,
     validate_selfies,
 )
@@ -59,7 +64,7 @@ CONSENT_LABEL = "These are photos of me, or I have the person's permission to us
 
 HEADER = """
 <div class="hs-header">
-  <div class="hs-title">📸 Headshot Studio</div>
+  <div class="hs-title">Headshot Studio</div>
   <div class="hs-tagline">Professional studio headshots from 3-6 selfies: business attire, studio or outdoor
   backdrops, good light. Three steps: your selfies, your face, your headshots.</div>
 </div>
@@ -162,14 +167,8 @@ def build_demo() -> gr.Blocks:
                     with gr.Column(scale=2, min_width=300):
                         gr.Markdown(TIPS, elem_classes="tips")
                 readiness = gr.Markdown(elem_id="readiness")
-                cards = gr.Gallery(
-                    label="Your checked selfies",
-                    columns=6,
-                    height="auto",
-                    interactive=False,
-                    allow_preview=True,
-                    elem_id="cards",
-                )
+                # One card per checked selfie: a drawn pass/fail mark, the file name, the reason (tap for all of it).
+                cards = gr.HTML("", elem_id="cards")
                 next_1 = gr.Button(
                     "Next: learn my face →", variant="primary", visible=False, elem_id="next_1",
                     elem_classes="next",
@@ -229,6 +228,9 @@ def build_demo() -> gr.Blocks:
                         continue_btn = gr.Button(
                             "Continue LoRA training", visible=False, variant="primary", elem_id="continue"
                         )
+                        # After ZeroGPU refused or stopped the training: what is saved, when GPU time returns
+                        # (right under the button pressed, so a phone shows it without scrolling).
+                        identity_notice = gr.Markdown("", elem_id="identity_notice", elem_classes="notice")
                     with gr.Column(min_width=300):
                         reference = gr.Image(
                             label="Your face, as the app sees it",
@@ -395,9 +397,14 @@ def build_demo() -> gr.Blocks:
                                 value=True,
                                 elem_id="face_region_only",
                             )
-                    with gr.Column(scale=3, min_width=300):
+                    with gr.Column(scale=3, min_width=300, elem_id="results"):
+                        headshots_notice = gr.Markdown("", elem_id="headshots_notice", elem_classes="notice")
+                        gallery_filter = gr.Dropdown(
+                            [("All your headshots", "all")], value="all", label="Show", visible=False,
+                            elem_id="gallery_filter",
+                        )
                         gallery = gr.Gallery(
-                            label="Your headshots (best likeness first)",
+                            label="Your headshots (newest run first, best likeness first)",
                             columns=2,
                             height="auto",
                             format="png",
@@ -428,9 +435,10 @@ def build_demo() -> gr.Blocks:
                                     f"High resolution ({config.REFINE_SCALE:g}x)", size="sm", elem_id="refine",
                                     min_width=120,
                                 )
-                            refined_download = gr.File(
-                                label="Your high-resolution headshot (PNG)", visible=False, interactive=False,
-                                elem_id="refined_download",
+                            refined_download = gr.Image(
+                                label="High resolution (PNG)",
+                                type="filepath", format="png", visible=False, interactive=False,
+                                buttons=["download", "fullscreen"], elem_id="refined_download",
                             )
                         picked_path = gr.Textbox("", visible=False)
                         with gr.Accordion("★ Your favourites", open=True, visible=False,
@@ -463,6 +471,16 @@ def build_demo() -> gr.Blocks:
             gr.Markdown(PRIVACY)
             gr.Markdown(LICENCES, elem_id="licences")
         delete_btn = gr.Button("Delete my data", variant="stop", size="sm", elem_id="delete")
+        # Delete asks first: the question and its two answers, shown by the button above.
+        with gr.Group(visible=False, elem_id="delete_confirm") as delete_confirm:
+            gr.Markdown(
+                "**Delete everything of this session?** Your selfies, identity and every headshot go from "
+                "the server and from this page. Download what you want to keep first.",
+                elem_classes="notice",
+            )
+            with gr.Row():
+                delete_yes = gr.Button("Yes, delete everything", variant="stop", size="sm", elem_id="delete_yes")
+                delete_no = gr.Button("Cancel", size="sm", elem_id="delete_no")
         # /delete_my_data's optional links (for callers without a lasting session) and its answer.
         delete_links = gr.Textbox("", visible=False)
         deleted = gr.JSON(None, visible=False)
@@ -475,7 +493,7 @@ def build_demo() -> gr.Blocks:
         # part of the API. The sweeper removes the files of sessions that never press Delete.
         session = gr.State({})
 
-        # Step 1: consent first, then the API endpoint, then the thumbnails (UI only).
+        # Step 1: consent first, then the API endpoint, then the cards (UI only).
         check_btn.click(require_consent, consent, None, api_visibility="private").success(
             validate_selfies,
             [selfies, selfie_links, session],
@@ -484,45 +502,46 @@ def build_demo() -> gr.Blocks:
             api_description=validate_selfies.__doc__ + "\n" + API_CONSENT,
             concurrency_limit=4,
         ).then(
-            selfie_cards, [selfies, report, session], [cards, readiness], api_visibility="private"
+            selfie_cards_view, [selfies, report, session], [cards, readiness], api_visibility="private"
         ).then(_next_after_check, report, next_1, api_visibility="private")
         next_1.click(lambda: gr.Tabs(selected="identity"), None, tabs, api_visibility="private")
+        consent.input(None, None, None, js=DISMISS_TOASTS)  # ticked: the reminder has done its job
 
-        # Step 2
-        create_event = create_btn.click(require_consent, consent, None, api_visibility="private").success(
+        gpu = {"concurrency_id": "gpu", "concurrency_limit": config.QUEUE_CONCURRENCY_PER_GPU}
+        # Step 2. The API endpoints raise on a GPU refusal (for programs); the page's buttons call the same
+        # code through *_page, which shows a refusal in the step (what is saved, when GPU time returns,
+        # Continue) instead of an error badge.
+        identity_inputs = [selfies, method, lora_steps, lora_rank, lora_lr, identity_seed, selfie_links, session]
+        gr.Button(visible=False).click(
             create_identity,
-            [selfies, method, lora_steps, lora_rank, lora_lr, identity_seed, selfie_links, session],
+            identity_inputs,
             [identity_file, identity_summary],
             api_name="create_identity",
             api_description=create_identity.__doc__ + "\n" + API_CONSENT,
-            concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
-            concurrency_id="gpu",
+            **gpu,
         )
-        create_event.success(
-            show_identity,
-            [identity_file, session],
-            [reference, identity_text],
-            api_visibility="private",
-        ).success(_show, None, next_2, api_visibility="private")
-        # After success or failure: when ZeroGPU refused or stopped a LoRA training call, the
-        # training is kept for this session and Continue goes on from there.
-        create_event.then(continue_button, session, continue_btn, api_visibility="private")
-        continue_event = continue_btn.click(
+        gr.Button(visible=False).click(
             continue_identity,
             [session],
             [identity_file, identity_summary],
             api_name="continue_identity",
             api_description=continue_identity.__doc__,
-            concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
-            concurrency_id="gpu",
+            **gpu,
         )
-        continue_event.success(
-            show_identity,
-            [identity_file, session],
-            [reference, identity_text],
-            api_visibility="private",
-        ).success(_show, None, next_2, api_visibility="private")
-        continue_event.then(continue_button, session, continue_btn, api_visibility="private")
+        identity_outputs = [identity_file, identity_summary, identity_notice, continue_btn]
+        create_event = create_btn.click(require_consent, consent, None, api_visibility="private").success(
+            create_identity_page, identity_inputs, identity_outputs, api_visibility="private", **gpu
+        )
+        continue_event = continue_btn.click(
+            continue_identity_page, [session], identity_outputs, api_visibility="private", **gpu
+        )
+        for event in (create_event, continue_event):
+            event.success(
+                show_identity,
+                [identity_file, session],
+                [reference, identity_text],
+                api_visibility="private",
+            ).success(identity_next, identity_file, next_2, api_visibility="private")
         identity_file.upload(
             show_identity,
             [identity_file, session],
@@ -532,64 +551,66 @@ def build_demo() -> gr.Blocks:
         next_2.click(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
 
         # Step 3
-        style.change(_style_blurb, style, style_blurb, api_visibility="private")
-        generate_btn.click(
-            generate,
-            [
-                identity_file,
-                style,
-                prompt,
-                negative,
-                num_images,
-                seed,
-                steps,
-                guidance,
-                identity_strength,
-                identitynet_strength,
-                aspect,
-                fast,
-                best_of,
-                lora_strength,
-                ai_mark,
-                linkedin,
-                identity_link,
-                face_region_only,
-                backdrop,
-                outfit,
-                subject,
-                session,
-            ],
-            [gallery, info],
-            api_name="generate",
-            concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
-            concurrency_id="gpu",
+        for changed in (style, backdrop, outfit):
+            changed.change(_style_blurb, [style, backdrop, outfit], style_blurb, api_visibility="private")
+        generate_inputs = [
+            identity_file,
+            style,
+            prompt,
+            negative,
+            num_images,
+            seed,
+            steps,
+            guidance,
+            identity_strength,
+            identitynet_strength,
+            aspect,
+            fast,
+            best_of,
+            lora_strength,
+            ai_mark,
+            linkedin,
+            identity_link,
+            face_region_only,
+            backdrop,
+            outfit,
+            subject,
+            session,
+        ]
+        pack_inputs = [
+            identity_file,
+            pack_styles,
+            per_style,
+            prompt,
+            negative,
+            seed,
+            fast,
+            best_of,
+            lora_strength,
+            ai_mark,
+            linkedin,
+            identity_link,
+            face_region_only,
+            backdrop,
+            outfit,
+            subject,
+            session,
+        ]
+        gr.Button(visible=False).click(
+            generate, generate_inputs, [gallery, info], api_name="generate", **gpu
         )
-        pack_btn.click(
-            generate_pack,
-            [
-                identity_file,
-                pack_styles,
-                per_style,
-                prompt,
-                negative,
-                seed,
-                fast,
-                best_of,
-                lora_strength,
-                ai_mark,
-                linkedin,
-                identity_link,
-                face_region_only,
-                backdrop,
-                outfit,
-                subject,
-                session,
-            ],
-            [pack_zip, gallery, info],
-            api_name="generate_pack",
-            concurrency_limit=config.QUEUE_CONCURRENCY_PER_GPU,
-            concurrency_id="gpu",
+        gr.Button(visible=False).click(
+            generate_pack, pack_inputs, [pack_zip, gallery, info], api_name="generate_pack", **gpu
         )
+        # The page: every run adds to the session gallery (newest first); on a phone the results scroll
+        # into view as the run starts.
+        shown = [gallery, gallery_filter, info, headshots_notice]
+        generate_btn.click(None, None, None, js=SCROLL_TO_RESULTS)
+        generate_btn.click(generate_page, generate_inputs, shown, api_visibility="private", **gpu)
+        pack_btn.click(None, None, None, js=SCROLL_TO_RESULTS)
+        pack_btn.click(generate_pack_page, pack_inputs, [pack_zip, *shown], api_visibility="private", **gpu)
+        gallery_filter.input(gallery_view, [session, gallery_filter], [gallery, gallery_filter],
+                             api_visibility="private")
         # A chosen headshot: next to the selfie, with its likeness; favourites (also /favourite in the API).
         gallery.select(
             pick_headshot,
@@ -600,9 +621,7 @@ def build_demo() -> gr.Blocks:
         favourite_btn.click(
             favourite, [picked_path, session], [favourites, favourites_zip], api_name="favourite"
         ).then(favourites_view, [picked_path, session], [favourites_section, favourite_btn], api_visibility="private")
-        # ---- Refine / More like this / Regenerate (issue 13): API endpoints only, for now. ----
-        # The UI work replaces these hidden inputs and buttons with visible controls (a chosen gallery
-        # image, a download for the refined PNG); the handlers, names and signatures stay.
+        # Refine / More like this / Regenerate as API endpoints (hidden inputs: files or links).
         chosen = gr.File(None, file_types=[".png"], visible=False, elem_id="chosen_headshot")
         chosen_link = gr.Textbox("", visible=False)  # the headshot as a data: URL or link (MCP agents)
         refine_scale = gr.Number(0, visible=False)  # 0: config.REFINE_SCALE
@@ -610,7 +629,6 @@ def build_demo() -> gr.Blocks:
         like_count = gr.Number(4, visible=False, precision=0)
         like_strength = gr.Number(0, visible=False)  # 0: config.VARIATION_STRENGTH
         refined_file = gr.File(None, visible=False, interactive=False)
-        gpu = {"concurrency_id": "gpu", "concurrency_limit": config.QUEUE_CONCURRENCY_PER_GPU}
         gr.Button(visible=False).click(
             refine,
             [identity_file, chosen, refine_scale, refine_strength, identity_link, chosen_link, session],
@@ -632,23 +650,15 @@ def build_demo() -> gr.Blocks:
             api_name="regenerate",
             **gpu,
         )
-        # ---- end of the refine / more like this / regenerate endpoints ----
-        # The same three for the chosen headshot in the page: variations first in the gallery, a
-        # regenerated image in the chosen one's place, the refined PNG as a download beside it.
-        more_btn.click(
-            more_like_this_ui, [gallery, identity_file, picked_path, identity_link, session], [gallery, info],
-            api_visibility="private", **gpu,
-        )
+        # The same three for the chosen headshot in the page: the new headshots join the session gallery,
+        # a regenerated one becomes the chosen one, the refined picture shows beside it with its download.
+        chosen_inputs = [identity_file, picked_path, identity_link, session]
+        more_btn.click(more_like_this_ui, chosen_inputs, shown, api_visibility="private", **gpu)
         regenerate_btn.click(
-            regenerate_ui,
-            [gallery, identity_file, picked_path, identity_link, session],
-            [gallery, info, picked_path, picked_image, picked_text],
+            regenerate_ui, chosen_inputs, [*shown, picked_path, picked_image, picked_text],
             api_visibility="private", **gpu,
         )
-        refine_btn.click(
-            refine_ui, [identity_file, picked_path, identity_link, session], [refined_download, info],
-            api_visibility="private", **gpu,
-        )
+        refine_btn.click(refine_ui, chosen_inputs, [refined_download, *shown], api_visibility="private", **gpu)
         gr.api(list_styles, api_name="list_styles")
         gr.api(list_options, api_name="list_options")
         for changed in (backdrop_choice, brand_colour):
@@ -658,17 +668,22 @@ def build_demo() -> gr.Blocks:
         for changed in (style, backdrop):
             changed.change(preview, [style, backdrop], swatch, api_visibility="private")
 
-        # The API endpoint answers {deleted_files, message}; the UI then empties its fields.
-        delete_btn.click(
+        # Delete asks first. The API endpoint answers {deleted_files, message}; the page then empties every
+        # field that showed the session's files, the consent box and the notices.
+        delete_btn.click(lambda: gr.update(visible=True), None, delete_confirm, api_visibility="private")
+        delete_no.click(lambda: gr.update(visible=False), None, delete_confirm, api_visibility="private")
+        delete_yes.click(
             delete_my_data,
             [delete_links, session],
             deleted,
             api_name="delete_my_data",
         ).then(
-            _after_delete,
+            _after_delete_page,
             deleted,
             [selfies, identity_file, gallery, pack_zip, cards, reference, identity_text, readiness, report, info,
-             next_1, next_2, picked, picked_path, favourites, favourites_zip, favourites_section, refined_download],
+             next_1, next_2, picked, picked_path, favourites, favourites_zip, favourites_section, refined_download,
+             consent, identity_summary, identity_notice, continue_btn, headshots_notice, gallery_filter,
+             picked_selfie, picked_image, delete_confirm],
             api_visibility="private",
         )
         demo.load(device_note, None, device_md, api_visibility="private")
@@ -706,6 +721,18 @@ def check_image_panel(session: gr.State) -> None:
     check_btn.click(verify, [checked, checked_link, session], details, api_name="verify").then(
         verify_text, details, verdict, api_visibility="private"
     )
+
+
+# Close the toasts on the page (Gradio's own close buttons): the consent reminder once the box is ticked.
+DISMISS_TOASTS = "() => document.querySelectorAll('.toast-close').forEach(button => button.click())"
+
+# On a phone the results column sits below the settings: bring it into view as a run starts.
+SCROLL_TO_RESULTS = """() => {
+  if (window.innerWidth < 700) {
+    const results = document.querySelector('#results');
+    if (results) results.scrollIntoView({behavior: 'smooth', block: 'start'});
+  }
+}"""
 
 
 BRAND_COLOUR = "brand-colour"  # the Backdrop menu's "Your brand colour…": the colour picker decides
@@ -755,9 +782,30 @@ CSS = """
 .step-lead { font-size: 1.02rem; }
 .next { max-width: 420px; margin-left: auto; }
 #flow > .tab-wrapper button[role=tab] { font-size: 1.0rem; font-weight: 600; padding-left: 14px; padding-right: 14px; }
-#cards .grid-wrap, #gallery .grid-wrap { min-height: 0 !important; height: auto !important; }
-#cards .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }
-#cards .caption-label { white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }
+#gallery .grid-wrap { min-height: 0 !important; height: auto !important; }
+.hs-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px;
+  align-items: start; }
+.hs-card { margin: 0; border: 1px solid var(--border-color-primary); border-radius: 12px; overflow: hidden;
+  background: var(--background-fill-primary); display: flex; flex-direction: column; min-width: 0; }
+.hs-card img { width: 100%; aspect-ratio: 1 / 1; object-fit: cover; display: block; }
+.hs-card figcaption { padding: 8px 10px 10px; display: flex; flex-direction: column; gap: 2px; min-width: 0;
+  font-size: 0.9rem; line-height: 1.3; }
+.hs-mark { display: inline-flex; align-items: center; gap: 6px; font-weight: 700; }
+.hs-mark svg { width: 18px; height: 18px; flex: none; }
+.hs-ok .hs-mark { color: #15803d; } .hs-ok .hs-mark svg circle { fill: #16a34a; }
+.hs-bad .hs-mark { color: #b91c1c; } .hs-bad .hs-mark svg circle { fill: #dc2626; }
+.hs-bad { border-color: #fca5a5; }
+.hs-file { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; opacity: 0.85; }
+.hs-reason summary { cursor: pointer; list-style: none; display: flex; gap: 4px; min-width: 0; }
+.hs-reason summary span { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; min-width: 0; }
+.hs-reason summary::-webkit-details-marker { display: none; }
+.hs-reason summary::after { content: "\\25B8"; flex: none; opacity: 0.7; }  /* a text triangle, no emoji */
+.hs-reason[open] summary::after { content: "\\25BE"; }
+.hs-reason p { margin: 4px 0 0; font-size: 0.85rem; }
+.notice:has(p):not(:has(.notice)) { border-left: 4px solid var(--color-accent); padding: 6px 12px;
+  background: var(--background-fill-secondary); border-radius: 6px; }
+#picked_selfie, #picked_image, #refined_download { padding-top: 34px; }  /* labels clear of the icons */
+#pack_section > .label-wrap > span, #pack_section button > span:first-child { padding-right: 28px; }
 #readiness ul { margin-top: 4px; }
 #favourites .grid-wrap { min-height: 0 !important; height: auto !important; }
 #favourites .grid-container { grid-template-columns: repeat(auto-fill, minmax(110px, 1fr)) !important; }
@@ -767,9 +815,10 @@ CSS = """
 @media (max-width: 640px) {
   .hs-title { font-size: 1.5rem; }
   #flow > .tab-wrapper button[role=tab] { padding-left: 8px; padding-right: 8px; }
-  #cards .grid-wrap, #gallery .grid-wrap { min-height: 0 !important; height: auto !important; }
-#cards .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  .hs-cards { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 8px; }
   .next { max-width: none; }
+  /* Toasts at the bottom on a phone, so they never cover the file list or the buttons under it. */
+  .toast-wrap { top: auto !important; bottom: 12px !important; }
 }
 """
 

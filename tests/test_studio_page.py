@@ -52,11 +52,13 @@ def test_retry_after_is_read_from_the_refusal_behind_a_paused_training():
 
 def test_the_emulated_quota_says_when_gpu_time_returns():
     quota = zerogpu.Quota(30, window=100)
-    quota.admit(20)
-    with pytest.raises(GpuQuotaExceeded) as refused:
-        quota.admit(20)
-    assert (refused.value.requested, refused.value.left) == (20, pytest.approx(10, abs=0.5))
-    assert 90 < refused.value.retry_after <= 100
+    quota.settle(quota.admit(10), 20)  # asks 15 s of quota at admission, charged the 20 s it ran
+    with pytest.raises(zerogpu.PlatformError) as refused:
+        quota.admit(10)
+    error = zerogpu.user_error(refused.value)  # the platform's words, read back as the page needs them
+    assert isinstance(error, GpuQuotaExceeded)
+    assert (error.requested, error.left) == (zerogpu.requested_quota(10), 10)
+    assert 90 < error.retry_after <= 100
 
 
 def test_a_training_paused_partway_names_the_saved_step_the_time_and_continue():

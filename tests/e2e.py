@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -24,7 +26,11 @@ def free_port() -> int:
 def running_app(timeout: float = 180.0, extra_env: dict | None = None):
     """Yield (url, process) of ``python app.py`` on the tiny profile; stop it afterwards."""
     port = free_port()
+    # Each app its own Gradio cache: an app with a short sweep (tests/test_abuse.py) would otherwise remove
+    # the files of another test module's app running beside it (pytest -n 2).
+    own_cache = tempfile.mkdtemp(prefix=f"gradio-{port}-")
     env = {
+        "GRADIO_TEMP_DIR": own_cache,
         **os.environ,
         "HEADSHOT_PROFILE": "tiny",
         "GRADIO_SERVER_NAME": "127.0.0.1",
@@ -48,6 +54,7 @@ def running_app(timeout: float = 180.0, extra_env: dict | None = None):
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            shutil.rmtree(own_cache, ignore_errors=True)
 
 
 def _wait_until_serving(proc: subprocess.Popen, url: str, timeout: float) -> str:

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.slow
@@ -21,6 +22,11 @@ def obama(faces_dir) -> list[str]:
 
 def files(paths):
     return [gradio_client.handle_file(p) for p in paths]
+
+
+def pixels(path) -> bytes:
+    """An image's pixels: each PNG carries its own signed Content Credentials (a time, an instance id)."""
+    return Image.open(path).tobytes()
 
 
 def test_api_names_are_the_contract(client):
@@ -72,8 +78,8 @@ def test_selfies_to_headshots_and_pack(client, obama):
         identity=gradio_client.handle_file(identity), style="corporate-grey", num_images=2, seed=123,
         api_name="/generate",
     )
-    same = {i["seed"]: Path(g["image"]).read_bytes() for i, g in zip(info["images"], gallery, strict=True)}
-    same2 = {i["seed"]: Path(g["image"]).read_bytes() for i, g in zip(info2["images"], again, strict=True)}
+    same = {i["seed"]: pixels(g["image"]) for i, g in zip(info["images"], gallery, strict=True)}
+    same2 = {i["seed"]: pixels(g["image"]) for i, g in zip(info2["images"], again, strict=True)}
     assert same == same2, "same seed must give the same images"
 
     zip_path, pack_gallery, pack_info = client.predict(
@@ -103,7 +109,7 @@ def test_lora_identity_through_the_api(client, obama):
     def render(path, **extra):
         gallery, _ = client.predict(identity=gradio_client.handle_file(path), style="corporate-grey",
                                     num_images=1, seed=9, api_name="/generate", **extra)
-        return Path(gallery[0]["image"]).read_bytes()
+        return pixels(gallery[0]["image"])
 
     with_lora = render(identity)
     assert with_lora == render(identity), "a LoRA render is deterministic"

@@ -356,15 +356,16 @@ def _lora_weights(data: bytes) -> dict:
 
 
 def test_a_paused_lora_training_is_continued_over_mcp(app, obama):
-    """The quota is exactly one training call's requested seconds, so the second call is refused whether the
-    emulation charges the seconds requested or the seconds a call ran; it comes back after the window."""
+    """The quota is exactly what one training call asks at admission, so the second call is refused (the first
+    is charged the seconds it ran, which leaves less than a whole request); it comes back after the window."""
     import torch
 
-    from headshot import pipeline
+    from headshot import pipeline, zerogpu
     from tests.e2e import running_app
 
     per_call, window = 3, 25
-    seconds = pipeline._train_duration(None, None, type("S", (), {"steps": per_call})(), None, 2 * per_call)
+    duration = pipeline._train_duration(None, None, type("S", (), {"steps": per_call})(), None, 2 * per_call)
+    seconds = zerogpu.requested_quota(duration)  # what one call asks of the quota at admission
     env = {
         "HEADSHOT_ZEROGPU_EMULATE": "1",
         "HEADSHOT_LORA_STEPS_PER_CALL": str(per_call),

@@ -206,7 +206,10 @@ BRIGHT_ERROR = 0.92
 BRIGHT_WARNING = 0.85
 MAX_YAW_DEG = 45.0  # extreme_pose error beyond these (head pose from the 5 keypoints, faces.pose_from_kps)
 MAX_PITCH_DEG = 40.0
-MAX_ROLL_DEG = 35.0
+# A head tilted sideways is no harm to the face's embedding (the face is aligned first) and a person tilts
+# a selfie by 30 degrees without thinking: an error only past 50 (a 30-degree tilt of a head that already
+# leans 10-15 reads up to 45 from the keypoints); beyond ROTATED_PHOTO_DEG the photo is turned upright.
+MAX_ROLL_DEG = 50.0
 
 # --------------------------------------------------------------------------------------
 # User-facing limits: the one value of each. The UI's slider/number bounds, studio's checks, the style

@@ -47,6 +47,7 @@ ISSUE_CODES = (
     "too_dark",
     "overexposed",
     "extreme_pose",
+    "turned_upright",
     "duplicate",
     "different_person",
 )
@@ -461,6 +462,72 @@ def _quality_or_none(selfie: _Selfie, face: Face) -> dict[str, float] | None:
         return None
 
 
+def _find_faces(selfie: _Selfie, decoded: imaging.ReducedImage, analyzer: FaceAnalyzer) -> None:
+    """Detect the faces of ``decoded`` (with their measures and the photo's hash) into ``selfie``."""
+    img = decoded.image
+    image_hash = _WORKER.submit(imaging.dhash, img)  # beside the face analysis (see _WORKER)
+    early: list[tuple[bytes, concurrent.futures.Future]] = []
+
+    def measure_early(face: Face) -> None:
+        whole = face.scaled(decoded.reduction) if decoded.reduction > 1 else face
+        early.append((whole.bbox.tobytes(), _WORKER.submit(_quality_or_none, selfie, whole)))
+
+    selfie.decoded = decoded
+    try:
+        # The largest face needs an embedding; the second largest goes through the same plausibility
+        # gate (an animal beside you is no second person). The others only count for background_faces.
+        found = analyzer.detect(img, embed=2, on_largest=measure_early)
+        selfie.faces = [f.scaled(decoded.reduction) for f in found] if decoded.reduction > 1 else found
+    except Exception:  # a photo the face models choke on must not break the other photos
+        log.exception("face analysis failed for %r", selfie.name)
+        selfie.faces = []
+    selfie.image_hash = image_hash.result()
+    measured = {bbox: pending.result() for bbox, pending in early}  # nothing runs on after this photo
+    selfie.quality = None
+    if selfie.face is not None:
+        selfie.quality = measured.get(selfie.face.bbox.tobytes()) or selfie.quality_of(selfie.face)
+
+
+def _upright_turns(selfie: _Selfie) -> tuple[int, ...]:
+    """The quarter turns (counter-clockwise) worth trying on a photo that seems to be sideways or upside
+    down without EXIF saying so: the one that makes the largest face upright when it lies on its side or
+    upside down (roll beyond ``ROTATED_PHOTO_DEG``), every turn when no face was found (the detector
+    misses most faces lying on their side), none otherwise."""
+    face = selfie.face
+    if face is None:
+        return (1, 3, 2) if selfie.decoded is not None else ()
+    if abs(face.roll) <= config.ROTATED_PHOTO_DEG:
+        return ()
+    k = round(face.roll / 90.0) % 4
+    # The detector labels the points of a face on its side either way round (its roll reads about +90 or
+    # -90 for the same photo), so the opposite quarter turn is tried too; upside down is told apart by
+    # faces.FaceAnalyzer's orientation check, but a face it misjudged may lie on its side.
+    return (k, (k + 2) % 4) if k % 2 else (2, 1, 3)
+
+
+def _turn_upright(
+    selfie: _Selfie, decoded: imaging.ReducedImage, analyzer: FaceAnalyzer, turns: Sequence[int]
+) -> None:
+    """Try the photo turned by each of ``turns``; keep the first turn that shows an upright face, and say
+    so in the report. When none does, the photo stays as it came (and its faces as found)."""
+    before = (selfie.faces, selfie.quality, selfie.image_hash)
+    for k in turns:
+        if not k:
+            continue
+        _find_faces(selfie, decoded.turned(k), analyzer)
+        if selfie.face is not None and abs(selfie.face.roll) <= config.ROTATED_PHOTO_DEG:
+            how = "upside down" if k == 2 else "on its side"
+            selfie.add(
+                "turned_upright",
+                WARNING,
+                f"This photo was {how}, so it has been turned upright. It can be used as it is; your "
+                "phone's original photo usually carries the right orientation.",
+            )
+            return
+    selfie.decoded = decoded
+    selfie.faces, selfie.quality, selfie.image_hash = before
+
+
 def _analyse(selfie: _Selfie, source: Any, analyzer: FaceAnalyzer) -> None:
     """Decode, detect and run the per-photo rules; every failure becomes an issue on this photo only."""
     try:
@@ -492,26 +559,10 @@ def _analyse(selfie: _Selfie, source: Any, analyzer: FaceAnalyzer) -> None:
         if min(width, height) < config.MIN_FACE_SHORT_SIDE_PX:
             return  # too small to hold a usable face: no face analysis (it would cost more than a photo's)
 
-    img = decoded.image
-    image_hash = _WORKER.submit(imaging.dhash, img)  # beside the face analysis (see _WORKER)
-    early: list[tuple[bytes, concurrent.futures.Future]] = []
-
-    def measure_early(face: Face) -> None:
-        whole = face.scaled(decoded.reduction) if decoded.reduction > 1 else face
-        early.append((whole.bbox.tobytes(), _WORKER.submit(_quality_or_none, selfie, whole)))
-
-    try:
-        # The largest face needs an embedding; the second largest goes through the same plausibility
-        # gate (an animal beside you is no second person). The others only count for background_faces.
-        found = analyzer.detect(img, embed=2, on_largest=measure_early)
-        selfie.faces = [f.scaled(decoded.reduction) for f in found] if decoded.reduction > 1 else found
-    except Exception:  # a photo the face models choke on must not break the other photos
-        log.exception("face analysis failed for %r", selfie.name)
-        selfie.faces = []
-    selfie.image_hash = image_hash.result()
-    measured = {bbox: pending.result() for bbox, pending in early}  # nothing runs on after this photo
-    if selfie.face is not None:
-        selfie.quality = measured.get(selfie.face.bbox.tobytes()) or selfie.quality_of(selfie.face)
+    _find_faces(selfie, decoded, analyzer)
+    turns = _upright_turns(selfie)
+    if turns:
+        _turn_upright(selfie, decoded, analyzer, turns)
     _check_faces(selfie)
 
 

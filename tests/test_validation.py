@@ -26,7 +26,7 @@ DERIVED = {  # degradation -> (error codes of which one must be present, or None
     "blur_gauss8": {"blurry"},
     "dark_x0.12": {"too_dark"},
     "tiny_96px": {"low_resolution"},
-    "upside_down": {"extreme_pose", "no_face"},
+    "upside_down": None,  # turned upright and accepted (issue 22), with a turned_upright warning
     "exif_orient6": None,
     "jpeg_q4": None,
     "noise_sigma40": None,
@@ -60,7 +60,7 @@ def _cases() -> list:
             cases.append((path, {"multiple_faces"}, True))
         elif "/derived/" in path:
             kind = next(k for k in DERIVED if k in path)
-            cases.append((path, DERIVED[kind], None if kind == "upside_down" else True))
+            cases.append((path, DERIVED[kind], True))
         elif path in FIXED:
             cases.append((path, FIXED[path], path != "hard/dlib_scream.jpg"))
         elif category == "same_person":
@@ -138,12 +138,29 @@ def test_background_faces_only_warn(analyzer, photo):
     assert "largest sharp face" in issue["message"]
 
 
-def test_a_turned_photo_is_an_extreme_pose(analyzer, photo):
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_turned_photo_is_turned_upright_and_accepted(analyzer, photo, degrees):
     img = imaging.load_image(photo("same_person/obama/obama.jpg"))
     report = validate_selfies(
-        [("sideways.jpg", jpeg_bytes(img.rotate(90, expand=True)))], analyzer=analyzer
+        [("turned.jpg", jpeg_bytes(img.rotate(degrees, expand=True)))], analyzer=analyzer
     ).report
-    assert "extreme_pose" in codes(report["selfies"][0], "error")
+    (entry,) = report["selfies"]
+    assert entry["accepted"], entry["issues"]
+    assert codes(entry) == {"turned_upright"}
+    assert ("upside down" if degrees == 180 else "on its side") in entry["issues"][0]["message"]
+    assert abs(entry["face"]["yaw"]) < 20 and abs(entry["face"]["pitch"]) < 20  # the upright picture's face
+    turned = jpeg_bytes(img.rotate(degrees, expand=True))
+    result = validate_selfies([("turned.jpg", turned)], analyzer=analyzer)
+    assert result.accepted[0].image.size == img.size  # the identity gets the upright picture
+
+
+def test_a_tilted_head_is_kept(analyzer, photo):
+    img = imaging.load_image(photo("same_person/biden/biden2.jpg"))
+    report = validate_selfies(
+        [("tilted.jpg", jpeg_bytes(img.rotate(30, resample=Image.Resampling.BICUBIC)))], analyzer=analyzer
+    ).report
+    (entry,) = report["selfies"]
+    assert entry["accepted"], entry["issues"]
 
 
 def test_burnt_out_face_is_overexposed(analyzer, photo):

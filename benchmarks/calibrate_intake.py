@@ -90,8 +90,17 @@ def main(argv: list[str] | None = None) -> dict:
                 if not ok:
                     wrong.append(f"{category}{v} {rel}: {sorted(got)} {sorted(warned)}")
                 if args.features:
-                    print(json.dumps({"case": f"{category}{v}", "src": rel, "errors": sorted(got),
-                                      "warnings": sorted(warned), "m": entry.get("_measures")}))
+                    print(
+                        json.dumps(
+                            {
+                                "case": f"{category}{v}",
+                                "src": rel,
+                                "errors": sorted(got),
+                                "warnings": sorted(warned),
+                                "m": entry.get("_measures"),
+                            }
+                        )
+                    )
     for category, (ok, n) in summary.items():
         print(f"{category:11s} {ok}/{n}")
     for line in wrong:

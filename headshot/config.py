@@ -373,3 +373,15 @@ CROWDING_FACE_RATIO = 0.40
 # a sharpness under BLUR_WARNING + this margin (the scaled decode reads blurred faces up to 0.04 sharper).
 DECODE_MIN_LONG_SIDE = 640
 QUALITY_RECHECK_MARGIN = 0.10
+
+# --------------------------------------------------------------------------------------
+# Issue 22's checks (validation.py), measured on the development cases of tests/_hardcases.py against the
+# shared photos with benchmarks/calibrate_intake.py.
+# --------------------------------------------------------------------------------------
+
+# face_cut_off: share of the face's outline (from the keypoints, validation.face_in_frame) inside the photo.
+# Faces cut 35-45% by any side of the frame read 0.46-0.88 (median 0.65; a chin cut reads highest); every
+# shared photo of a person 0.91 and up (150 px face chips), and the one shared photo cut at the side of the
+# head (hard/face_recognition_obama_partial_face.jpg, an ear and a cheek outside) 0.88: a warning.
+FACE_CUT_ERROR = 0.82
+FACE_CUT_WARNING = 0.90

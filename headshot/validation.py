@@ -47,6 +47,7 @@ ISSUE_CODES = (
     "too_dark",
     "overexposed",
     "extreme_pose",
+    "face_cut_off",
     "turned_upright",
     "duplicate",
     "different_person",
@@ -246,6 +247,38 @@ def _visible_share(face: Face, size: tuple[int, int]) -> float:
     return w * h / face.area if face.area > 0 else 0.0
 
 
+# The face's outline from its five points, in the face's own axes (x along the eyes, in eye distances
+# from the eyes' midpoint; y down the face, in eye-to-mouth heights from the eye line): an ellipse from
+# the hairline (about one eye-to-mouth height above the eyes) to the chin (three quarters of one below the
+# mouth) and about 1.1 eye distances to each side (cheek to cheek is ~2.2 eye distances).
+_OUTLINE_HALF_WIDTH = 1.1
+_OUTLINE_TOP = -0.95
+_OUTLINE_BOTTOM = 1.75
+_OUTLINE_GRID = np.stack(np.meshgrid(np.linspace(-1, 1, 21), np.linspace(-1, 1, 21)), -1).reshape(-1, 2)
+_OUTLINE_GRID = _OUTLINE_GRID[(_OUTLINE_GRID**2).sum(axis=1) <= 1.0]
+
+
+def face_in_frame(face: Face, size: tuple[int, int]) -> float:
+    """Share (0..1) of the face's outline, estimated from its five keypoints, that lies inside a picture
+    of ``size``. The detector's box is no guide here: it shrinks with the part of the face it sees, so a
+    face cut in half still has most of its box in the frame; the keypoints of the eyes and mouth say where
+    the rest of the face must be."""
+    pts = np.asarray(face.kps, dtype=np.float64).reshape(5, 2)
+    eyes, mouth = pts[:2].mean(axis=0), pts[3:].mean(axis=0)
+    across = pts[1] - pts[0]
+    dist = float(np.hypot(*across))
+    if dist < 1e-6:
+        return 1.0
+    ux = across / dist
+    uy = np.array([-ux[1], ux[0]])
+    height = max(float((mouth - eyes) @ uy), 0.5 * dist)
+    centre = eyes + uy * height * (_OUTLINE_TOP + _OUTLINE_BOTTOM) / 2
+    rx, ry = _OUTLINE_HALF_WIDTH * dist, height * (_OUTLINE_BOTTOM - _OUTLINE_TOP) / 2
+    points = centre + np.outer(_OUTLINE_GRID[:, 0] * rx, ux) + np.outer(_OUTLINE_GRID[:, 1] * ry, uy)
+    inside = (points[:, 0] >= 0) & (points[:, 0] <= size[0]) & (points[:, 1] >= 0) & (points[:, 1] <= size[1])
+    return float(inside.mean())
+
+
 def _face_dict(face: Face, quality: dict[str, float] | None) -> dict[str, Any]:
     quality = quality or {}
     return {
@@ -411,6 +444,26 @@ def _check_pose(selfie: _Selfie, face: Face) -> None:
             return
 
 
+def _check_in_frame(selfie: _Selfie, face: Face) -> None:
+    """face_cut_off: part of the face (its outline from the keypoints, :func:`face_in_frame`) is outside
+    the picture: an error past ``FACE_CUT_ERROR``, a warning past ``FACE_CUT_WARNING``."""
+    share = face_in_frame(face, selfie.size)
+    if share < config.FACE_CUT_ERROR:
+        selfie.add(
+            "face_cut_off",
+            ERROR,
+            f"About {100 - round(share * 100, -1):.0f}% of your face is outside the photo: take it again with "
+            "your whole face and some space around your head inside the frame.",
+        )
+    elif share < config.FACE_CUT_WARNING:
+        selfie.add(
+            "face_cut_off",
+            WARNING,
+            "The edge of the photo cuts off a little of your face. It can be used, but a photo with your whole "
+            "head inside the frame gives better results.",
+        )
+
+
 def _check_faces(selfie: _Selfie) -> None:
     """no_face, multiple_faces, background_faces, face_too_small, blurry, too_dark, overexposed,
     extreme_pose. Only human faces get here (the analyzer's plausibility gate, faces.is_human)."""
@@ -424,6 +477,7 @@ def _check_faces(selfie: _Selfie) -> None:
         )
         return
     _check_other_faces(selfie, face)
+    _check_in_frame(selfie, face)
     min_size = max(config.MIN_FACE_SHORT_SIDE_PX, config.MIN_FACE_FRACTION * min(selfie.size))
     small_face = face.size < min_size
     if small_face:

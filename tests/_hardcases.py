@@ -217,9 +217,15 @@ def hand(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
         perp = np.array([-direction[1], direction[0]])
         length = (0.9 + 0.15 * (k % 2)) * d
         tip = base + direction * length
-        polys.append([tuple(base - perp * 0.13 * d), tuple(tip - perp * 0.11 * d),
-                      tuple(tip + direction * 0.08 * d), tuple(tip + perp * 0.11 * d),
-                      tuple(base + perp * 0.13 * d)])
+        polys.append(
+            [
+                tuple(base - perp * 0.13 * d),
+                tuple(tip - perp * 0.11 * d),
+                tuple(tip + direction * 0.08 * d),
+                tuple(tip + perp * 0.11 * d),
+                tuple(base + perp * 0.13 * d),
+            ]
+        )
     tex = _shade(img.size, tone, rng, grain=5.0, gradient=0.4, ux=tuple(uy))
     out = _paint(img, polys, tone, texture=tex, blur=1.0)
     draw = ImageDraw.Draw(out)
@@ -303,8 +309,12 @@ def cartoon(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
         levels = 5
         q = (smooth // (256 // levels)) * (256 // levels) + 256 // levels // 2
         edges = cv2.adaptiveThreshold(
-            cv2.medianBlur(cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY), 7), 255,
-            cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 9, 3,
+            cv2.medianBlur(cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY), 7),
+            255,
+            cv2.ADAPTIVE_THRESH_MEAN_C,
+            cv2.THRESH_BINARY,
+            9,
+            3,
         )
         out = cv2.bitwise_and(q.astype(np.uint8), q.astype(np.uint8), mask=edges)
     elif k == 2:  # pencil sketch, colour
@@ -318,7 +328,9 @@ def cartoon(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
         crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1.0)
         _, labels, centres = cv2.kmeans(data, 8, None, crit, 2, cv2.KMEANS_PP_CENTERS)
         flat = centres[labels.ravel()].reshape(small.shape).astype(np.uint8)
-        out = cv2.resize(cv2.medianBlur(flat, 5), (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST)
+        out = cv2.resize(
+            cv2.medianBlur(flat, 5), (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
     else:  # oil-paint-like: strong edge-preserving smoothing + saturation boost
         out = cv2.edgePreservingFilter(arr, flags=cv2.RECURS_FILTER, sigma_s=100, sigma_r=0.6)
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV).astype(np.float32)
@@ -376,7 +388,9 @@ def benign(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
     if k == 4:
         pts, *_ = _geometry(kps)
         c = tuple(pts[:2].mean(axis=0))
-        return img.rotate(30 if variant % 2 else -30, center=c, resample=Image.Resampling.BICUBIC, fillcolor=(128, 128, 128))
+        return img.rotate(
+            30 if variant % 2 else -30, center=c, resample=Image.Resampling.BICUBIC, fillcolor=(128, 128, 128)
+        )
     import io
 
     buf = io.BytesIO()

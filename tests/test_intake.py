@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 
+import _hardcases as hc
 import numpy as np
 import pytest
 from PIL import Image
 
 from headshot import imaging
 from headshot.validation import validate_selfies
-
-import _hardcases as hc  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def jpeg(img: Image.Image, quality: int = 90) -> bytes:
@@ -33,3 +32,53 @@ def test_a_reduced_image_turns_with_its_whole_picture():
     assert full.size == (1200, 1600)
     assert np.asarray(full)[-50, 50, 0] > 200 and np.asarray(full)[50, 50, 0] < 50
     assert turned.turned(3).full().size == (1600, 1200)
+
+
+# Three people (different faces, sizes, light) for the drawn cases; benchmarks/calibrate_intake.py runs ten.
+SOURCES = (
+    "same_person/obama/obama.jpg",
+    "same_person/deepface_p03/img47.jpg",
+    "same_person/deepface_p05/img59.jpg",
+)
+# category -> share of its cases that must come out right (every variant on every source above)
+REQUIRED = {"rotated": 1.0, "benign": 1.0, "cut": 0.95}
+
+
+@pytest.fixture(scope="module")
+def sources(analyzer, faces_dir):
+    out = []
+    for rel in SOURCES:
+        img = imaging.load_image(faces_dir / rel)
+        out.append((rel, img, analyzer.detect(img, embed=1)[0].kps))
+    return out
+
+
+def outcome(analyzer, img: Image.Image, expected: set[str] | None) -> tuple[bool, dict]:
+    (entry,) = validate_selfies([("case.jpg", jpeg(img))], analyzer=analyzer).report["selfies"]
+    errors = {i["code"] for i in entry["issues"] if i["severity"] == "error"}
+    warnings = {i["code"] for i in entry["issues"] if i["severity"] == "warning"}
+    if expected is None:
+        return entry["accepted"], entry
+    if expected <= {"filtered"}:
+        return bool(warnings & expected) or bool(errors), entry
+    return bool(errors & expected), entry
+
+
+@pytest.mark.parametrize("category", sorted(REQUIRED))
+def test_each_category_across_its_variants(analyzer, sources, category):
+    make, variants, expected = hc.CATEGORIES[category]
+    results = []
+    for rel, img, kps in sources:
+        for v in range(variants):
+            ok, entry = outcome(analyzer, make(img, kps, v), expected)
+            results.append((ok, f"{rel} variant {v}: {[i['code'] for i in entry['issues']]}"))
+    right = sum(ok for ok, _ in results)
+    assert right >= REQUIRED[category] * len(results), [what for ok, what in results if not ok]
+
+
+def test_a_face_cut_by_the_frame(analyzer, sources):
+    _, img, kps = sources[0]
+    ok, entry = outcome(analyzer, hc.cut_off(img, kps, 4), {"face_cut_off"})  # 40% off the left
+    assert ok and not entry["accepted"]
+    (issue,) = [i for i in entry["issues"] if i["code"] == "face_cut_off"]
+    assert "outside the photo" in issue["message"] and "%" in issue["message"]

@@ -122,6 +122,11 @@ ORIENTATION_CHECKS = 4  # only the largest faces that get an embedding are check
 # one after the other, 16.9-20.7 ms side by side, with another process busy on one of the 2 cores (load
 # average 2.3). About a third of the selfies of benchmarks/validate_bench.py have a face with the check.
 ORIENT_WORKERS = 2
+# Occlusion probe (FaceAnalyzer.region_probe), in the 112x112 aligned crop (eyes at y 52, mouth at y 92): the
+# eye band from brow to cheekbone, the nose-mouth region down to the chin, blurred with this sigma.
+PROBE_EYES = (22, 38, 90, 66)
+PROBE_MOUTH = (30, 66, 82, 108)
+PROBE_BLUR_SIGMA = 6.0
 MAX_ASPECT = 4  # slimmer photos are padded to this aspect before detection
 DOWNLOAD_TIMEOUT_S = 60
 
@@ -745,6 +750,30 @@ class FaceAnalyzer:
         )
         feat = np.asarray(self._rec.get_feat(crop), dtype=np.float32).ravel()
         return _normalise(feat), float(np.linalg.norm(feat))
+
+    def region_probe(self, rgb: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """How much the eyes and the mouth carry of the face's identity, for the occlusion checks:
+        ``(aligned crop, cosine eyes, cosine mouth)``. The face is aligned as for its embedding (ArcFace's
+        112x112 template, BGR), then embedded as it is, with the eye band blurred and with the nose-mouth
+        region blurred (one batch of three). Where an eye is seen, blurring it changes the embedding a lot
+        (cosine ~0.3-0.7); where sunglasses or a hand already hide it, little (0.6-0.95); the same for the
+        mouth under a mask. The recogniser runs without the analyzer's lock (ONNX Runtime sessions are
+        thread-safe; the lock guards the detector's Python state), so this can run beside detection."""
+        from insightface.utils import face_align
+
+        bgr_crop = face_align.norm_crop(
+            np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), landmark=np.asarray(kps, dtype=np.float32),
+            image_size=112,
+        )
+        blurred = cv2.GaussianBlur(bgr_crop, (0, 0), PROBE_BLUR_SIGMA)
+        batch = [bgr_crop]
+        for x0, y0, x1, y1 in (PROBE_EYES, PROBE_MOUTH):
+            probe = bgr_crop.copy()
+            probe[y0:y1, x0:x1] = blurred[y0:y1, x0:x1]
+            batch.append(probe)
+        feats = np.asarray(self._rec.get_feat(batch), dtype=np.float32)
+        feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
+        return bgr_crop, float(feats[1] @ feats[0]), float(feats[2] @ feats[0])
 
     def is_human(self, face: Face) -> bool:
         """The plausibility gate: whether a detection is a human face, from what the models measure

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -48,6 +49,8 @@ ISSUE_CODES = (
     "overexposed",
     "extreme_pose",
     "face_cut_off",
+    "eyes_covered",
+    "face_covered",
     "turned_upright",
     "duplicate",
     "different_person",
@@ -90,6 +93,7 @@ class _Selfie:
     decoded: imaging.ReducedImage | None = None  # the photo at the size the checks need
     faces: list[Face] = field(default_factory=list)  # in the whole picture's pixels
     quality: dict[str, float] | None = None
+    occlusion: dict[str, float] | None = None  # occlusion_measures of the largest face
     image_hash: int | None = None
     issues: list[dict[str, str]] = field(default_factory=list)
 
@@ -245,6 +249,86 @@ def _visible_share(face: Face, size: tuple[int, int]) -> float:
     w = max(0.0, min(x1, size[0]) - max(x0, 0.0))
     h = max(0.0, min(y1, size[1]) - max(y0, 0.0))
     return w * h / face.area if face.area > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# What covers the face (eyes_covered, face_covered): measures on the aligned face
+# --------------------------------------------------------------------------------------
+
+# Regions of the 112x112 aligned crop (faces.FaceAnalyzer.region_probe; eyes at (38, 52) and (74, 52),
+# mouth corners at y 92) where skin usually shows: forehead, nose bridge, both cheeks.
+_SKIN_REGIONS = ((38, 16, 74, 34), (50, 42, 62, 60), (22, 64, 38, 80), (74, 64, 90, 80))
+_EYES = ((38, 52), (74, 52))
+_LOWER_FACE = (36, 76, 76, 106)  # x0, y0, x1, y1: nose tip to chin, between the mouth corners and a bit
+
+
+def occlusion_measures(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict[str, float]:
+    """The measures the occlusion rules combine (config.py's "What covers the face" block), of ``face``
+    in the picture ``rgb`` (HxWx3, the face's pixels):
+
+    * ``probe_eyes``, ``probe_mouth``: cosine between the face's embedding and the embedding with the eye
+      band (or the nose-mouth region) blurred (faces.FaceAnalyzer.region_probe): high where that part of
+      the face shows nothing of the person (sunglasses, a hand, a mask); ``probe_gap`` = eyes - mouth,
+      which cancels what blurs both alike (a small or soft face);
+    * per eye (the lower and the higher of the two): ``iris_*``, how much darker the eye's centre is than
+      its corners (an iris between the whites; ~0 for a lens or a hand), ``dark_*``, the share of the eye
+      region darker than 0.55 of the skin (a dark lens), ``bright_*``, its 95th percentile over the skin
+      (whites of the eyes, or a mirrored lens);
+    * per eye, in the window of the eye itself (14x10 px of the crop): ``eye_detail_*``, the mean step
+      between neighbouring pixels over the skin (an eye's edges; a lens or a hand is flat), ``eye_spread_*``
+      (grey standard deviation over the skin) and ``eye_level_*`` (mean over the skin: a dark lens);
+    * ``lower_colour`` (CIELAB distance / 100 of the lower face from the skin above: a mask's fabric) and
+      ``lower_texture`` (grey standard deviation of the lower face over the skin: lips, teeth, stubble;
+      low on fabric).
+    Skin is the median of the forehead, nose bridge and cheek medians, so one covered region does not
+    move it."""
+    crop, probe_eyes, probe_mouth = analyzer.region_probe(rgb, face.kps)
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).astype(np.float32)
+    skin = max(float(np.median([np.median(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS])), 1.0)
+    iris, dark, bright, detail, spread, level = [], [], [], [], [], []
+    for x, y in _EYES:
+        window = gray[y - 5 : y + 5, x - 7 : x + 7]  # the eye itself: iris, whites, lids and lashes
+        steps = np.abs(np.diff(window, axis=1)).mean() + np.abs(np.diff(window, axis=0)).mean()
+        detail.append(float(steps) / skin)
+        spread.append(float(window.std()) / skin)
+        level.append(float(window.mean()) / skin)
+        centre = gray[y - 4 : y + 4, x - 4 : x + 4].mean()
+        corners = (gray[y - 3 : y + 3, x - 14 : x - 8].mean() + gray[y - 3 : y + 3, x + 8 : x + 14].mean()) / 2
+        iris.append((corners - centre) / skin)
+        patch = gray[y - 7 : y + 7, x - 12 : x + 12]
+        dark.append(float((patch < 0.55 * skin).mean()))
+        bright.append(float(np.percentile(patch, 95)) / skin)
+    upper = np.concatenate([lab[y0:y1, x0:x1].reshape(-1, 3) for x0, y0, x1, y1 in _SKIN_REGIONS[:2]])
+    x0, y0, x1, y1 = _LOWER_FACE
+    lower = lab[y0:y1, x0:x1].reshape(-1, 3)
+    return {
+        "probe_eyes": probe_eyes,
+        "probe_mouth": probe_mouth,
+        "probe_gap": probe_eyes - probe_mouth,
+        "iris_min": float(min(iris)),
+        "iris_max": float(max(iris)),
+        "dark_min": min(dark),
+        "dark_max": max(dark),
+        "bright_min": min(bright),
+        "bright_max": max(bright),
+        "eye_detail_min": min(detail),
+        "eye_detail_max": max(detail),
+        "eye_spread_min": min(spread),
+        "eye_spread_max": max(spread),
+        "eye_level_min": min(level),
+        "eye_level_max": max(level),
+        "lower_colour": float(np.linalg.norm(np.median(lower, axis=0) - np.median(upper, axis=0))) / 100.0,
+        "lower_texture": float(gray[y0:y1, x0:x1].std()) / skin,
+    }
+
+
+def linear_score(measures: dict[str, float], model: dict) -> float:
+    """A config.py occlusion model's score: ``bias + sum(weight * (measure - mean) / scale)`` over its
+    ``weights`` (name: (weight, mean, scale)); over 0 means covered."""
+    return float(model["bias"]) + sum(
+        weight * (measures[name] - mean) / scale for name, (weight, mean, scale) in model["weights"].items()
+    )
 
 
 # The face's outline from its five points, in the face's own axes (x along the eyes, in eye distances
@@ -464,6 +548,31 @@ def _check_in_frame(selfie: _Selfie, face: Face) -> None:
         )
 
 
+def _check_covered(selfie: _Selfie, face: Face) -> None:
+    """eyes_covered (sunglasses, a hand or a phone over an eye) and face_covered (a mask, a scarf, a hand
+    over the nose and mouth): config.py's occlusion models over :func:`occlusion_measures`. Not judged on a
+    face already refused as cut off, too small or turned too far (the aligned regions would be wrong)."""
+    m = selfie.occlusion
+    if m is None or any(
+        i["severity"] == ERROR and i["code"] in ("face_cut_off", "face_too_small", "extreme_pose") for i in selfie.issues
+    ):
+        return
+    if linear_score(m, config.SUNGLASSES_MODEL) > 0 or linear_score(m, config.HAND_OVER_EYE_MODEL) > 0:
+        selfie.add(
+            "eyes_covered",
+            ERROR,
+            "Your eyes are covered in this photo (sunglasses, a hand, a phone or hair over them): take it "
+            "again with both eyes clearly visible; clear glasses are fine.",
+        )
+    if linear_score(m, config.FACE_COVERED_MODEL) > 0:
+        selfie.add(
+            "face_covered",
+            ERROR,
+            "Part of your face is covered in this photo (a mask, a scarf or a hand over your nose and mouth): "
+            "take it again with your whole face uncovered.",
+        )
+
+
 def _check_faces(selfie: _Selfie) -> None:
     """no_face, multiple_faces, background_faces, face_too_small, blurry, too_dark, overexposed,
     extreme_pose. Only human faces get here (the analyzer's plausibility gate, faces.is_human)."""
@@ -496,6 +605,7 @@ def _check_faces(selfie: _Selfie) -> None:
         )
     _check_quality(selfie, small_face)
     _check_pose(selfie, face)
+    _check_covered(selfie, face)
 
 
 # Work beside the face analysis, on one worker thread (Pillow and numpy let go of the GIL on whole images):
@@ -507,6 +617,14 @@ def _check_faces(selfie: _Selfie) -> None:
 #   in nearly every selfie, else the face that did is measured afterwards: 3.1-3.6 ms less per selfie
 #   (measured the same way, load average 3).
 _WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="selfie-checks")
+
+
+def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> dict[str, float] | None:
+    try:
+        return occlusion_measures(analyzer, np.asarray(img.convert("RGB")), face)
+    except Exception:  # a face too odd to align: the occlusion rules are left out for it
+        log.exception("occlusion measures failed")
+        return None
 
 
 def _quality_or_none(selfie: _Selfie, face: Face) -> dict[str, float] | None:
@@ -522,9 +640,12 @@ def _find_faces(selfie: _Selfie, decoded: imaging.ReducedImage, analyzer: FaceAn
     image_hash = _WORKER.submit(imaging.dhash, img)  # beside the face analysis (see _WORKER)
     early: list[tuple[bytes, concurrent.futures.Future]] = []
 
+    covering: list[tuple[bytes, concurrent.futures.Future]] = []
+
     def measure_early(face: Face) -> None:
         whole = face.scaled(decoded.reduction) if decoded.reduction > 1 else face
         early.append((whole.bbox.tobytes(), _WORKER.submit(_quality_or_none, selfie, whole)))
+        covering.append((whole.bbox.tobytes(), _WORKER.submit(_occlusion_or_none, analyzer, img, face)))
 
     selfie.decoded = decoded
     try:
@@ -537,9 +658,14 @@ def _find_faces(selfie: _Selfie, decoded: imaging.ReducedImage, analyzer: FaceAn
         selfie.faces = []
     selfie.image_hash = image_hash.result()
     measured = {bbox: pending.result() for bbox, pending in early}  # nothing runs on after this photo
-    selfie.quality = None
+    covered = {bbox: pending.result() for bbox, pending in covering}
+    selfie.quality = selfie.occlusion = None
     if selfie.face is not None:
-        selfie.quality = measured.get(selfie.face.bbox.tobytes()) or selfie.quality_of(selfie.face)
+        key = selfie.face.bbox.tobytes()
+        selfie.quality = measured.get(key) or selfie.quality_of(selfie.face)
+        selfie.occlusion = covered.get(key) or _occlusion_or_none(
+            analyzer, img, selfie.face.scaled(1.0 / decoded.reduction) if decoded.reduction > 1 else selfie.face
+        )
 
 
 def _upright_turns(selfie: _Selfie) -> tuple[int, ...]:

@@ -41,7 +41,9 @@ SOURCES = (
     "same_person/deepface_p05/img59.jpg",
 )
 # category -> share of its cases that must come out right (every variant on every source above)
-REQUIRED = {"rotated": 1.0, "benign": 1.0, "cut": 0.95}
+# (the occlusion rules are fit on these cases drawn on ten people: see config.py for each one's results on
+# renderings it was not fit on)
+REQUIRED = {"rotated": 1.0, "benign": 1.0, "cut": 0.95, "sunglasses": 0.9, "mask": 0.9, "hand": 0.9}
 
 
 @pytest.fixture(scope="module")

@@ -170,9 +170,9 @@ def fit_occlusion_models(argv: list[str] | None = None) -> None:
                 measure(case, cat, v, rel)
     with open(faces_dir / "manifest.csv", newline="") as fh:
         for row in csv.DictReader(fh) if not (cached and cached.is_file()) else ():
-            if row["path"].startswith(("same_person/", "hard/")) and row["num_faces_expected"] == "1":
-                if "upside_down" not in row["path"]:
-                    measure(imaging.load_image(faces_dir / row["path"]), "shared", 0, row["path"])
+            single = row["path"].startswith(("same_person/", "hard/")) and row["num_faces_expected"] == "1"
+            if single and "upside_down" not in row["path"]:
+                measure(imaging.load_image(faces_dir / row["path"]), "shared", 0, row["path"])
     if cached and not cached.is_file():
         cached.write_text(json.dumps(rows))
     names = [k for k in rows[0] if k not in ("cat", "v", "src")]
@@ -222,7 +222,7 @@ def fit_occlusion_models(argv: list[str] | None = None) -> None:
         print(f"{model} = {{")
         print(f'    "bias": {bias:.3f},')
         print('    "weights": {')
-        for n, wi, mi, si in zip(names, w, mean, scale):
+        for n, wi, mi, si in zip(names, w, mean, scale, strict=True):
             print(f'        "{n}": ({wi:.3f}, {mi:.4f}, {si:.4f}),')
         print("    },\n}")
         for c, sc in scores.items():

@@ -478,7 +478,7 @@ def test_a_face_cut_by_the_frame(analyzer, photo):
     # the eyes (issue 22: face_cut_off), and through the middle of the face (half a face, refused).
     portrait = imaging.load_image(photo("same_person/obama/obama.jpg"))
     face = analyzer.embed_largest(portrait)
-    x0, y0, x1, y1 = (int(v) for v in face.bbox)
+    x0, y0, x1, _ = (int(v) for v in face.bbox)
     eye_y = int(face.kps[:2, 1].mean())
     forehead = portrait.crop((0, y0 + (eye_y - y0) // 4, portrait.width, portrait.height))
     eyes = portrait.crop((0, eye_y, portrait.width, portrait.height))

@@ -193,13 +193,15 @@ def fit_occlusion_models(argv: list[str] | None = None) -> None:
         return w, b, mean, scale
 
     ordinary = [r for r in rows if r["cat"] in ("shared", "benign")]
-    negatives = [r for r in rows if r["cat"] in ("shared", "benign", "filter", "cartoon", "screen")]
+    others = [r for r in rows if r["cat"] in ("shared", "benign", "filter", "cartoon", "screen")]
     for model, positive in (
         ("SUNGLASSES_MODEL", ("sunglasses",)),
         ("HAND_OVER_EYE_MODEL", ("hand",)),
         ("FACE_COVERED_MODEL", ("mask",)),
+        ("NOT_A_PHOTO_MODEL", ("cartoon",)),
     ):
         pos = [r for r in rows if r["cat"] in positive]
+        negatives = [r for r in others if r["cat"] not in positive]
         held = []
         for key in sorted({(r["cat"], r["v"]) for r in pos}):
             train = [r for r in pos if (r["cat"], r["v"]) != key]

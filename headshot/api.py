@@ -117,6 +117,8 @@ def readiness_text(report: dict) -> str:
     lines.append(
         ("✅" if report.get("ready_lora") else "❌") + f" LoRA (needs {config.LORA_MIN_ACCEPTED} or more)"
     )
+    if report.get("set"):  # the set as a whole (issue 22): a verdict and at most two suggestions
+        lines[0] += "\n\n🧭 " + " ".join([report["set"]["verdict"], *report["set"]["suggestions"]])
     for err in report.get("errors", []):
         lines.append(f"⚠️ {err.get('message', err)}")
     rejected = [s for s in report.get("selfies", []) if not s.get("accepted")]

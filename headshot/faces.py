@@ -302,6 +302,24 @@ def kps_shape_error(kps: np.ndarray) -> float:
     return float(err)
 
 
+def align_face(img: np.ndarray, kps: np.ndarray, size: int = 112) -> np.ndarray:
+    """The face of ``img`` (HxWxC, any channel order) warped onto ArcFace's 112x112 template by the
+    least-squares similarity of its five keypoints (Umeyama's closed form, what insightface's norm_crop
+    estimates), at ``size`` px. Unlike norm_crop it needs no BGR copy of the whole picture."""
+    src = np.asarray(kps, dtype=np.float64).reshape(5, 2)
+    dst = _TEMPLATE * (size / 112.0)
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    sc, dc = src - mu_s, dst - mu_d
+    cov = dc.T @ sc / len(src)
+    u, sv, vt = np.linalg.svd(cov)
+    d = np.array([1.0, -1.0 if np.linalg.det(cov) < 0 else 1.0])
+    rot = u @ np.diag(d) @ vt
+    var = float((sc**2).sum()) / len(src)
+    scale = float((sv * d).sum()) / var if var > 1e-12 else 1.0
+    matrix = np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]]).astype(np.float32)
+    return cv2.warpAffine(np.ascontiguousarray(img), matrix, (size, size), borderValue=0.0)
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two embeddings (normalised or not); 0 if either is all zeros."""
     a = np.asarray(a, dtype=np.float32).ravel()
@@ -751,29 +769,26 @@ class FaceAnalyzer:
         feat = np.asarray(self._rec.get_feat(crop), dtype=np.float32).ravel()
         return _normalise(feat), float(np.linalg.norm(feat))
 
-    def region_probe(self, rgb: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """How much the eyes and the mouth carry of the face's identity, for the occlusion checks:
-        ``(aligned crop, cosine eyes, cosine mouth)``. The face is aligned as for its embedding (ArcFace's
-        112x112 template, BGR), then embedded as it is, with the eye band blurred and with the nose-mouth
-        region blurred (one batch of three). Where an eye is seen, blurring it changes the embedding a lot
-        (cosine ~0.3-0.7); where sunglasses or a hand already hide it, little (0.6-0.95); the same for the
-        mouth under a mask. The recogniser runs without the analyzer's lock (ONNX Runtime sessions are
-        thread-safe; the lock guards the detector's Python state), so this can run beside detection."""
-        from insightface.utils import face_align
-
-        bgr_crop = face_align.norm_crop(
-            np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), landmark=np.asarray(kps, dtype=np.float32),
-            image_size=112,
-        )
-        blurred = cv2.GaussianBlur(bgr_crop, (0, 0), PROBE_BLUR_SIGMA)
-        batch = [bgr_crop]
+    def region_probe(self, rgb: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the occlusion checks, how much the eyes and the mouth carry of the face's identity:
+        ``(aligned crop, embedding with the eyes blurred, embedding with the mouth blurred)``. The face is
+        aligned as for its embedding (ArcFace's 112x112 template, :func:`align_face`; BGR), and embedded
+        with the eye band blurred and with the nose-mouth region blurred (one batch of two); the caller
+        compares them with the face's own embedding. Where an eye is seen, blurring it changes the
+        embedding a lot (cosine ~0.3-0.7); where sunglasses or a hand already hide it, little (0.6-0.95);
+        the same for the mouth under a mask. The recogniser runs without the analyzer's lock (ONNX Runtime
+        sessions are thread-safe; the lock guards the detector's Python state), so this can run beside
+        the detection of the same photo."""
+        crop = align_face(rgb, kps)[:, :, ::-1].copy()
+        blurred = cv2.GaussianBlur(crop, (0, 0), PROBE_BLUR_SIGMA)
+        batch = []
         for x0, y0, x1, y1 in (PROBE_EYES, PROBE_MOUTH):
-            probe = bgr_crop.copy()
+            probe = crop.copy()
             probe[y0:y1, x0:x1] = blurred[y0:y1, x0:x1]
             batch.append(probe)
         feats = np.asarray(self._rec.get_feat(batch), dtype=np.float32)
         feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
-        return bgr_crop, float(feats[1] @ feats[0]), float(feats[2] @ feats[0])
+        return crop, feats[0], feats[1]
 
     def is_human(self, face: Face) -> bool:
         """The plausibility gate: whether a detection is a human face, from what the models measure

@@ -57,6 +57,34 @@ ISSUE_CODES = (
 )
 
 
+# The order issues are listed in, most basic first (a photo with no face is refused for that before its size,
+# its size before its light): errors before warnings, then this order.
+ISSUE_ORDER = (
+    "unreadable_image",
+    "too_large",
+    "no_face",
+    "multiple_faces",
+    "face_cut_off",
+    "eyes_covered",
+    "face_covered",
+    "low_resolution",
+    "face_too_small",
+    "extreme_pose",
+    "blurry",
+    "too_dark",
+    "overexposed",
+    "duplicate",
+    "different_person",
+    "background_faces",
+    "turned_upright",
+)
+assert sorted(ISSUE_ORDER) == sorted(ISSUE_CODES)
+
+
+def _issue_rank(issue: dict[str, str]) -> tuple[bool, int]:
+    return issue["severity"] != ERROR, ISSUE_ORDER.index(issue["code"])
+
+
 class AcceptedSelfie:
     """A selfie that passed: the decoded (upright RGB) photo and its largest face in its pixels.
 
@@ -262,7 +290,9 @@ _EYES = ((38, 52), (74, 52))
 _LOWER_FACE = (36, 76, 76, 106)  # x0, y0, x1, y1: nose tip to chin, between the mouth corners and a bit
 
 
-def occlusion_measures(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict[str, float]:
+def occlusion_measures(
+    analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face, embedding: np.ndarray | None = None
+) -> dict[str, float]:
     """The measures the occlusion rules combine (config.py's "What covers the face" block), of ``face``
     in the picture ``rgb`` (HxWx3, the face's pixels):
 
@@ -277,12 +307,24 @@ def occlusion_measures(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> d
     * per eye, in the window of the eye itself (14x10 px of the crop): ``eye_detail_*``, the mean step
       between neighbouring pixels over the skin (an eye's edges; a lens or a hand is flat), ``eye_spread_*``
       (grey standard deviation over the skin) and ``eye_level_*`` (mean over the skin: a dark lens);
+    * what tells a photo from a drawing: ``skin_noise`` (grain on the skin regions, per cent of the skin
+      level), ``flat_share`` (pixels with no step to their neighbours), ``outline_share`` (pixels under a
+      quarter of the skin level: drawn outlines), ``colour_count`` (16-level colours in the face, / 100)
+      and ``saturation`` (mean HSV saturation);
     * ``lower_colour`` (CIELAB distance / 100 of the lower face from the skin above: a mask's fabric) and
       ``lower_texture`` (grey standard deviation of the lower face over the skin: lips, teeth, stubble;
       low on fabric).
     Skin is the median of the forehead, nose bridge and cheek medians, so one covered region does not
     move it."""
-    crop, probe_eyes, probe_mouth = analyzer.region_probe(rgb, face.kps)
+    return finish_occlusion(
+        occlusion_parts(analyzer, rgb, face), embedding if embedding is not None else face.embedding
+    )
+
+
+def occlusion_parts(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict[str, Any]:
+    """:func:`occlusion_measures` but for the face's own embedding, which :func:`finish_occlusion` brings
+    (so this part can run while the embedding is being computed)."""
+    crop, eyes_blurred, mouth_blurred = analyzer.region_probe(rgb, face.kps)
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
     lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).astype(np.float32)
     skin = max(float(np.median([np.median(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS])), 1.0)
@@ -294,18 +336,26 @@ def occlusion_measures(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> d
         spread.append(float(window.std()) / skin)
         level.append(float(window.mean()) / skin)
         centre = gray[y - 4 : y + 4, x - 4 : x + 4].mean()
-        corners = (gray[y - 3 : y + 3, x - 14 : x - 8].mean() + gray[y - 3 : y + 3, x + 8 : x + 14].mean()) / 2
+        corners = (
+            gray[y - 3 : y + 3, x - 14 : x - 8].mean() + gray[y - 3 : y + 3, x + 8 : x + 14].mean()
+        ) / 2
         iris.append((corners - centre) / skin)
         patch = gray[y - 7 : y + 7, x - 12 : x + 12]
         dark.append(float((patch < 0.55 * skin).mean()))
         bright.append(float(np.percentile(patch, 95)) / skin)
+    # What a camera leaves and a drawing does not: fine grain on the skin, many slightly different colours,
+    # few flat patches; a drawing has flat fills, few colours and dark outlines.
+    skin_noise = np.median([_noise_sigma(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS]) / skin * 100
+    steps = np.abs(np.diff(gray, axis=1))[:-1, :] + np.abs(np.diff(gray, axis=0))[:, :-1]
+    quantised = (crop[16:100, 20:92] // 16).reshape(-1, 3).astype(np.int32)
+    colours = len(np.unique(quantised[:, 0] * 256 + quantised[:, 1] * 16 + quantised[:, 2]))
+    saturation = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)[16:100, 20:92, 1].astype(np.float32)
     upper = np.concatenate([lab[y0:y1, x0:x1].reshape(-1, 3) for x0, y0, x1, y1 in _SKIN_REGIONS[:2]])
     x0, y0, x1, y1 = _LOWER_FACE
     lower = lab[y0:y1, x0:x1].reshape(-1, 3)
     return {
-        "probe_eyes": probe_eyes,
-        "probe_mouth": probe_mouth,
-        "probe_gap": probe_eyes - probe_mouth,
+        "_eyes_blurred": eyes_blurred,
+        "_mouth_blurred": mouth_blurred,
         "iris_min": float(min(iris)),
         "iris_max": float(max(iris)),
         "dark_min": min(dark),
@@ -318,9 +368,25 @@ def occlusion_measures(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> d
         "eye_spread_max": max(spread),
         "eye_level_min": min(level),
         "eye_level_max": max(level),
+        "skin_noise": float(skin_noise),
+        "flat_share": float((steps[16:100, 20:92] < 1.0).mean()),
+        "outline_share": float((gray[16:100, 20:92] < 0.25 * skin).mean()),
+        "colour_count": colours / 100.0,
+        "saturation": float(saturation.mean()) / 255.0,
         "lower_colour": float(np.linalg.norm(np.median(lower, axis=0) - np.median(upper, axis=0))) / 100.0,
         "lower_texture": float(gray[y0:y1, x0:x1].std()) / skin,
     }
+
+
+def finish_occlusion(parts: dict[str, Any], embedding: np.ndarray | None) -> dict[str, float]:
+    """:func:`occlusion_parts` with the probe cosines against the face's (normalised) ``embedding``."""
+    measures = {k: v for k, v in parts.items() if not k.startswith("_")}
+    if embedding is None:
+        return {}
+    measures["probe_eyes"] = cosine(parts["_eyes_blurred"], embedding)
+    measures["probe_mouth"] = cosine(parts["_mouth_blurred"], embedding)
+    measures["probe_gap"] = measures["probe_eyes"] - measures["probe_mouth"]
+    return measures
 
 
 def linear_score(measures: dict[str, float], model: dict) -> float:
@@ -553,8 +619,9 @@ def _check_covered(selfie: _Selfie, face: Face) -> None:
     over the nose and mouth): config.py's occlusion models over :func:`occlusion_measures`. Not judged on a
     face already refused as cut off, too small or turned too far (the aligned regions would be wrong)."""
     m = selfie.occlusion
-    if m is None or any(
-        i["severity"] == ERROR and i["code"] in ("face_cut_off", "face_too_small", "extreme_pose") for i in selfie.issues
+    if not m or any(
+        i["severity"] == ERROR and i["code"] in ("face_cut_off", "face_too_small", "extreme_pose")
+        for i in selfie.issues
     ):
         return
     if linear_score(m, config.SUNGLASSES_MODEL) > 0 or linear_score(m, config.HAND_OVER_EYE_MODEL) > 0:
@@ -619,9 +686,9 @@ def _check_faces(selfie: _Selfie) -> None:
 _WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="selfie-checks")
 
 
-def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> dict[str, float] | None:
+def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> dict[str, Any] | None:
     try:
-        return occlusion_measures(analyzer, np.asarray(img.convert("RGB")), face)
+        return occlusion_parts(analyzer, np.asarray(img.convert("RGB")), face)
     except Exception:  # a face too odd to align: the occlusion rules are left out for it
         log.exception("occlusion measures failed")
         return None
@@ -663,9 +730,12 @@ def _find_faces(selfie: _Selfie, decoded: imaging.ReducedImage, analyzer: FaceAn
     if selfie.face is not None:
         key = selfie.face.bbox.tobytes()
         selfie.quality = measured.get(key) or selfie.quality_of(selfie.face)
-        selfie.occlusion = covered.get(key) or _occlusion_or_none(
-            analyzer, img, selfie.face.scaled(1.0 / decoded.reduction) if decoded.reduction > 1 else selfie.face
+        parts = covered.get(key) or _occlusion_or_none(
+            analyzer,
+            img,
+            selfie.face.scaled(1.0 / decoded.reduction) if decoded.reduction > 1 else selfie.face,
         )
+        selfie.occlusion = finish_occlusion(parts, selfie.face.embedding) if parts else None
 
 
 def _upright_turns(selfie: _Selfie) -> tuple[int, ...]:
@@ -843,6 +913,70 @@ def _check_identity(selfies: list[_Selfie], analyzer: FaceAnalyzer) -> None:
         )
 
 
+def _background(selfie: _Selfie) -> np.ndarray:
+    """Mean CIELAB colour of the photo's outer frame (a tenth of each side), where the background shows."""
+    assert selfie.decoded is not None
+    small = np.asarray(selfie.decoded.image.convert("RGB").resize((40, 40), Image.Resampling.BOX))
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    frame = np.ones((40, 40), bool)
+    frame[4:-4, 4:-4] = False
+    return lab[frame].mean(axis=0)
+
+
+def _smile(face: Face) -> float:
+    """Mouth width over eye distance (wider when smiling)."""
+    kps = np.asarray(face.kps, dtype=np.float64)
+    return float(np.linalg.norm(kps[4] - kps[3]) / max(np.linalg.norm(kps[1] - kps[0]), 1e-6))
+
+
+def set_verdict(accepted: list[_Selfie]) -> dict[str, Any]:
+    """The set as a whole (the report's ``set``): a short verdict on the accepted photos and at most two
+    suggestions, the most useful first. A likeness is learnt best from photos that differ in light,
+    background, angle and expression (taken on different days), so the checks are (config.py's "set"
+    block): backgrounds (mean colour of the frame) and light (face brightness) all alike: one moment;
+    head turns within a few degrees of each other: one angle; mouth widths alike: one expression."""
+    n = len(accepted)
+    if n == 0:
+        return {
+            "verdict": "No usable photos yet.",
+            "suggestions": ["Add 3-10 photos of yourself alone, facing the camera, in good light."],
+        }
+    suggestions: list[str] = []
+    if n < config.LORA_MIN_ACCEPTED:
+        verdict = f"{n} usable photo{'s' if n > 1 else ''}: enough to start."
+        suggestions.append(
+            f"Add {config.LORA_MIN_ACCEPTED - n} or more photos from other days and places: with "
+            f"{config.LORA_MIN_ACCEPTED} or more the likeness improves (and LoRA becomes possible)."
+        )
+    else:
+        verdict = f"{n} usable photos."
+    if n >= 2:
+        backgrounds = np.stack([_background(s) for s in accepted])
+        spread = float(np.max(np.linalg.norm(backgrounds[:, None] - backgrounds[None], axis=-1)))
+        light = [float((s.quality or {}).get("brightness", 0.0)) for s in accepted]
+        yaws = [float(s.face.yaw) for s in accepted if s.face is not None]
+        smiles = [_smile(s.face) for s in accepted if s.face is not None]
+        same_moment = spread < config.SET_SAME_BACKGROUND and max(light) - min(light) < config.SET_SAME_LIGHT
+        varied = []
+        if not same_moment:
+            varied.append("light and background")
+        if max(yaws) - min(yaws) >= config.SET_SAME_ANGLE_DEG:
+            varied.append("angle")
+        if max(smiles) - min(smiles) >= config.SET_SAME_EXPRESSION:
+            varied.append("expression")
+        if same_moment:
+            verdict += " They all seem to be from the same moment (same place and light)."
+            suggestions.append("Add photos from another day or place, with different light and background.")
+        elif varied:
+            listed = ", ".join(varied[:-1]) + (" and " if len(varied) > 1 else "") + varied[-1]
+            verdict += f" Good variety of {listed}."
+        if "angle" not in varied:
+            suggestions.append("Add a photo with your head turned a little to one side.")
+        if "expression" not in varied:
+            suggestions.append("Add one photo smiling and one with a relaxed, neutral face.")
+    return {"verdict": verdict, "suggestions": suggestions[:2]}
+
+
 # --------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------
@@ -892,12 +1026,13 @@ def validate_selfies(files: Sequence[Any], analyzer: FaceAnalyzer | None = None)
             {
                 "file": s.name,
                 "accepted": s.accepted,
-                "issues": list(s.issues),
+                "issues": sorted(s.issues, key=_issue_rank),
                 "face": _face_dict(s.face, s.quality) if s.face is not None else None,
             }
             for s in selfies
         ],
         "errors": report_errors,
+        "set": set_verdict([s for s in selfies if s.accepted]),
     }
     return ValidationResult(report=report, accepted=accepted)
 

@@ -84,3 +84,47 @@ def test_a_face_cut_by_the_frame(analyzer, sources):
     assert ok and not entry["accepted"]
     (issue,) = [i for i in entry["issues"] if i["code"] == "face_cut_off"]
     assert "outside the photo" in issue["message"] and "%" in issue["message"]
+
+
+def test_the_most_basic_reason_comes_first(analyzer):
+    cup = Image.new("RGB", (600, 400), (180, 120, 90))  # no face AND too small: no face is said first
+    (entry,) = validate_selfies([("cup.jpg", jpeg(cup))], analyzer=analyzer).report["selfies"]
+    assert [i["code"] for i in entry["issues"]] == ["no_face", "low_resolution"]
+
+
+def test_issues_are_ordered_errors_first_then_most_basic(analyzer, sources):
+    _, img, kps = sources[0]
+    small = hc.sunglasses(img, kps, 0).resize((img.width // 3, img.height // 3))  # covered eyes, too small
+    (entry,) = validate_selfies([("small.jpg", jpeg(small))], analyzer=analyzer).report["selfies"]
+    found = [i["code"] for i in entry["issues"]]
+    assert found.index("eyes_covered") < found.index("low_resolution"), found
+    severities = [i["severity"] for i in entry["issues"]]
+    assert severities == sorted(severities, key=lambda s: s != "error")
+
+
+def test_the_set_verdict(analyzer, faces_dir, sources):
+    # Different days, places and angles: a good set, nothing to suggest about variety.
+    varied = sorted((faces_dir / "same_person" / "deepface_p01").glob("*.jpg"))[:5]
+    report = validate_selfies(varied, analyzer=analyzer).report
+    assert report["accepted"] >= 3
+    assert "Good variety" in report["set"]["verdict"] and len(report["set"]["suggestions"]) <= 2
+    # Three shots of one moment (crops of one photo): said so, and the first suggestion is another day.
+    _, img, _ = sources[0]
+    w, h = img.size
+    moment = [
+        img.crop((0, 0, w, h)),
+        img.crop((w // 10, 0, w, h * 9 // 10)),
+        img.crop((0, h // 12, w * 8 // 9, h)),
+    ]
+    report = validate_selfies(
+        [(f"m{i}.jpg", jpeg(m, 92 - 3 * i)) for i, m in enumerate(moment)], analyzer=analyzer
+    ).report
+    assert report["accepted"] == 3, [s["issues"] for s in report["selfies"]]
+    assert "same moment" in report["set"]["verdict"]
+    assert report["set"]["suggestions"][0].startswith("Add photos from another day")
+    assert len(report["set"]["suggestions"]) == 2
+    # Nothing accepted: a verdict that says what to upload.
+    report = validate_selfies(
+        [("cup.jpg", jpeg(Image.new("RGB", (600, 400), (90, 90, 90))))], analyzer=analyzer
+    ).report
+    assert report["set"]["verdict"] == "No usable photos yet." and report["set"]["suggestions"]

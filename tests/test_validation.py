@@ -19,7 +19,7 @@ try:  # the manifest is read at collection time to parametrise; tests skip when 
 except ImportError:  # pragma: no cover
     FACES = None
 
-REPORT_KEYS = {"ready", "ready_lora", "readiness", "accepted", "selfies", "errors"}
+REPORT_KEYS = {"ready", "ready_lora", "readiness", "accepted", "selfies", "errors", "set"}
 SELFIE_KEYS = {"file", "accepted", "issues", "face"}
 FACE_KEYS = {"bbox", "score", "yaw", "pitch", "sharpness", "brightness"}
 DERIVED = {  # degradation -> (error codes of which one must be present, or None: the photo is accepted)

@@ -124,6 +124,21 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+class _probe_always:
+    """The probe on every face while fitting (config's PROBE_* gate off), so the models see every case."""
+
+    def __enter__(self):
+        from headshot import config
+
+        self.saved = config.PROBE_EYE_DETAIL, config.PROBE_LOWER_TEXTURE
+        config.PROBE_EYE_DETAIL = config.PROBE_LOWER_TEXTURE = float("inf")
+
+    def __exit__(self, *exc):
+        from headshot import config
+
+        config.PROBE_EYE_DETAIL, config.PROBE_LOWER_TEXTURE = self.saved
+
+
 def fit_occlusion_models(argv: list[str] | None = None) -> None:
     """``--fit``: the occlusion models of config.py (EYES_COVERED_MODEL, FACE_COVERED_MODEL) from the
     measures of validation.occlusion_measures: a logistic regression (classes weighted equally, L2) of the
@@ -154,7 +169,8 @@ def fit_occlusion_models(argv: list[str] | None = None) -> None:
     def measure(img, cat, v, src):
         found = analyzer.detect(img, embed=1)
         if found:
-            m = occlusion_measures(analyzer, np.asarray(img.convert("RGB")), found[0])
+            with _probe_always():
+                m = occlusion_measures(analyzer, np.asarray(img.convert("RGB")), found[0])
             rows.append({"cat": cat, "v": v, "src": src, **m})
 
     cached = Path(args.cache) if args.cache else None
@@ -198,7 +214,6 @@ def fit_occlusion_models(argv: list[str] | None = None) -> None:
         ("SUNGLASSES_MODEL", ("sunglasses",)),
         ("HAND_OVER_EYE_MODEL", ("hand",)),
         ("FACE_COVERED_MODEL", ("mask",)),
-        ("NOT_A_PHOTO_MODEL", ("cartoon",)),
     ):
         pos = [r for r in rows if r["cat"] in positive]
         negatives = [r for r in others if r["cat"] not in positive]

@@ -663,6 +663,7 @@ class FaceAnalyzer:
         self.embedding_size = int(out_shape[-1]) if out_shape and isinstance(out_shape[-1], int) else 0
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # see ORIENT_WORKERS
+        self._probe = None  # the recogniser's session for region_probe (made on first use)
         if not self.embedding_size:
             self.embedding_size = int(self._embed(np.zeros((112, 112, 3), np.uint8), _TEMPLATE).shape[0])
 
@@ -769,26 +770,40 @@ class FaceAnalyzer:
         feat = np.asarray(self._rec.get_feat(crop), dtype=np.float32).ravel()
         return _normalise(feat), float(np.linalg.norm(feat))
 
-    def region_probe(self, rgb: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For the occlusion checks, how much the eyes and the mouth carry of the face's identity:
-        ``(aligned crop, embedding with the eyes blurred, embedding with the mouth blurred)``. The face is
-        aligned as for its embedding (ArcFace's 112x112 template, :func:`align_face`; BGR), and embedded
-        with the eye band blurred and with the nose-mouth region blurred (one batch of two); the caller
-        compares them with the face's own embedding. Where an eye is seen, blurring it changes the
-        embedding a lot (cosine ~0.3-0.7); where sunglasses or a hand already hide it, little (0.6-0.95);
-        the same for the mouth under a mask. The recogniser runs without the analyzer's lock (ONNX Runtime
-        sessions are thread-safe; the lock guards the detector's Python state), so this can run beside
-        the detection of the same photo."""
-        crop = align_face(rgb, kps)[:, :, ::-1].copy()
+    def region_probe(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For the occlusion checks, how much the eyes and the mouth carry of the face's identity: the
+        embeddings of the aligned face ``crop`` (112x112 BGR, :func:`align_face`) with the eye band blurred
+        and with the nose-mouth region blurred (one batch of two); the caller compares them with the
+        face's own embedding. Where an eye is seen, blurring it changes the embedding a lot (cosine
+        ~0.3-0.7); where sunglasses or a hand already hide it, little (0.6-0.95); the same for the mouth
+        under a mask. It needs no lock (see :meth:`_probe_session`), so it can run beside detection."""
         blurred = cv2.GaussianBlur(crop, (0, 0), PROBE_BLUR_SIGMA)
         batch = []
         for x0, y0, x1, y1 in (PROBE_EYES, PROBE_MOUTH):
             probe = crop.copy()
             probe[y0:y1, x0:x1] = blurred[y0:y1, x0:x1]
             batch.append(probe)
-        feats = np.asarray(self._rec.get_feat(batch), dtype=np.float32)
+        rec = self._rec
+        blob = cv2.dnn.blobFromImages(
+            batch, 1.0 / rec.input_std, (112, 112), (rec.input_mean,) * 3, swapRB=True
+        )
+        feats = np.asarray(self._probe_session().run(None, {rec.input_name: blob})[0], dtype=np.float32)
         feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
-        return crop, feats[0], feats[1]
+        return feats[0], feats[1]
+
+    def _probe_session(self):
+        """The recogniser again, in a session of its own with one thread (ONNX Runtime sessions are
+        thread-safe; the analyzer's lock guards the detector's Python state): the probe runs beside the
+        main embedding (two threads) on a 2-core machine without the two fighting over the cores."""
+        if self._probe is None:
+            import onnxruntime
+
+            options = _session_options()
+            options.intra_op_num_threads = 1
+            self._probe = onnxruntime.InferenceSession(
+                self._rec.model_file, sess_options=options, providers=self.providers
+            )
+        return self._probe
 
     def is_human(self, face: Face) -> bool:
         """The plausibility gate: whether a detection is a human face, from what the models measure

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from . import config, errors, imaging
-from .faces import Face, FaceAnalyzer, cosine, get_analyzer
+from .faces import Face, FaceAnalyzer, align_face, cosine, get_analyzer
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ def occlusion_measures(
 def occlusion_parts(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict[str, Any]:
     """:func:`occlusion_measures` but for the face's own embedding, which :func:`finish_occlusion` brings
     (so this part can run while the embedding is being computed)."""
-    crop, eyes_blurred, mouth_blurred = analyzer.region_probe(rgb, face.kps)
+    crop = align_face(rgb, face.kps)[:, :, ::-1].copy()  # BGR, as the recogniser sees it
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
     lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).astype(np.float32)
     skin = max(float(np.median([np.median(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS])), 1.0)
@@ -345,7 +345,9 @@ def occlusion_parts(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict
         bright.append(float(np.percentile(patch, 95)) / skin)
     # What a camera leaves and a drawing does not: fine grain on the skin, many slightly different colours,
     # few flat patches; a drawing has flat fills, few colours and dark outlines.
-    skin_noise = np.median([_noise_sigma(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS]) / skin * 100
+    skin_noise = (
+        np.median([_noise_sigma(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS]) / skin * 100
+    )
     steps = np.abs(np.diff(gray, axis=1))[:-1, :] + np.abs(np.diff(gray, axis=0))[:, :-1]
     quantised = (crop[16:100, 20:92] // 16).reshape(-1, 3).astype(np.int32)
     colours = len(np.unique(quantised[:, 0] * 256 + quantised[:, 1] * 16 + quantised[:, 2]))
@@ -353,9 +355,7 @@ def occlusion_parts(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict
     upper = np.concatenate([lab[y0:y1, x0:x1].reshape(-1, 3) for x0, y0, x1, y1 in _SKIN_REGIONS[:2]])
     x0, y0, x1, y1 = _LOWER_FACE
     lower = lab[y0:y1, x0:x1].reshape(-1, 3)
-    return {
-        "_eyes_blurred": eyes_blurred,
-        "_mouth_blurred": mouth_blurred,
+    measures: dict[str, Any] = {
         "iris_min": float(min(iris)),
         "iris_max": float(max(iris)),
         "dark_min": min(dark),
@@ -376,13 +376,21 @@ def occlusion_parts(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict
         "lower_colour": float(np.linalg.norm(np.median(lower, axis=0) - np.median(upper, axis=0))) / 100.0,
         "lower_texture": float(gray[y0:y1, x0:x1].std()) / skin,
     }
+    # The probe (two recogniser runs, the costly part) only where the eyes look flat or the lower face
+    # smooth: a face with detailed eyes and a textured mouth and chin is taken as uncovered without it.
+    if (
+        measures["eye_detail_min"] <= config.PROBE_EYE_DETAIL
+        or measures["lower_texture"] <= config.PROBE_LOWER_TEXTURE
+    ):
+        measures["_eyes_blurred"], measures["_mouth_blurred"] = analyzer.region_probe(crop)
+    return measures
 
 
 def finish_occlusion(parts: dict[str, Any], embedding: np.ndarray | None) -> dict[str, float]:
     """:func:`occlusion_parts` with the probe cosines against the face's (normalised) ``embedding``."""
     measures = {k: v for k, v in parts.items() if not k.startswith("_")}
-    if embedding is None:
-        return {}
+    if embedding is None or "_eyes_blurred" not in parts:
+        return measures  # not probed: the occlusion models are not applied
     measures["probe_eyes"] = cosine(parts["_eyes_blurred"], embedding)
     measures["probe_mouth"] = cosine(parts["_mouth_blurred"], embedding)
     measures["probe_gap"] = measures["probe_eyes"] - measures["probe_mouth"]
@@ -619,9 +627,13 @@ def _check_covered(selfie: _Selfie, face: Face) -> None:
     over the nose and mouth): config.py's occlusion models over :func:`occlusion_measures`. Not judged on a
     face already refused as cut off, too small or turned too far (the aligned regions would be wrong)."""
     m = selfie.occlusion
-    if not m or any(
-        i["severity"] == ERROR and i["code"] in ("face_cut_off", "face_too_small", "extreme_pose")
-        for i in selfie.issues
+    if (
+        not m
+        or "probe_eyes" not in m
+        or any(
+            i["severity"] == ERROR and i["code"] in ("face_cut_off", "face_too_small", "extreme_pose")
+            for i in selfie.issues
+        )
     ):
         return
     if linear_score(m, config.SUNGLASSES_MODEL) > 0 or linear_score(m, config.HAND_OVER_EYE_MODEL) > 0:

@@ -700,7 +700,17 @@ _WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefi
 
 def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> dict[str, Any] | None:
     try:
-        return occlusion_parts(analyzer, np.asarray(img.convert("RGB")), face)
+        # Only the face's surroundings are turned into an array (the alignment needs no more).
+        x0, y0, x1, y1 = (float(v) for v in face.bbox)
+        side = max(x1 - x0, y1 - y0)
+        box = (
+            max(0, int(x0 - side)),
+            max(0, int(y0 - side)),
+            min(img.width, int(x1 + side) + 1),
+            min(img.height, int(y1 + side) + 1),
+        )
+        near = face.scaled(1.0, offset=(box[0], box[1]))
+        return occlusion_parts(analyzer, np.asarray(img.crop(box).convert("RGB")), near)
     except Exception:  # a face too odd to align: the occlusion rules are left out for it
         log.exception("occlusion measures failed")
         return None

@@ -625,11 +625,15 @@ def _check_in_frame(selfie: _Selfie, face: Face) -> None:
 def _check_covered(selfie: _Selfie, face: Face) -> None:
     """eyes_covered (sunglasses, a hand or a phone over an eye) and face_covered (a mask, a scarf, a hand
     over the nose and mouth): config.py's occlusion models over :func:`occlusion_measures`. Not judged on a
-    face already refused as cut off, too small or turned too far (the aligned regions would be wrong)."""
+    face already refused as cut off, too small or turned too far (the aligned regions would be wrong), nor
+    on one under ``FACE_SMALL_WARNING_PX``."""
     m = selfie.occlusion
+    # A face under FACE_SMALL_WARNING_PX is upscaled to be aligned: its eyes look flat whatever covers
+    # them (the masked crowds and group photos of the shared set), so it is not judged.
     if (
         not m
         or "probe_eyes" not in m
+        or face.size < config.FACE_SMALL_WARNING_PX
         or any(
             i["severity"] == ERROR and i["code"] in ("face_cut_off", "face_too_small", "extreme_pose")
             for i in selfie.issues

@@ -94,7 +94,8 @@ def test_the_most_basic_reason_comes_first(analyzer):
 
 def test_issues_are_ordered_errors_first_then_most_basic(analyzer, sources):
     _, img, kps = sources[0]
-    small = hc.sunglasses(img, kps, 0).resize((img.width // 3, img.height // 3))  # covered eyes, too small
+    covered = hc.sunglasses(img, kps, 0)
+    small = covered.resize((500, round(500 * img.height / img.width)))  # covered eyes, under 512 px
     (entry,) = validate_selfies([("small.jpg", jpeg(small))], analyzer=analyzer).report["selfies"]
     found = [i["code"] for i in entry["issues"]]
     assert found.index("eyes_covered") < found.index("low_resolution"), found

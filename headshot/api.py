@@ -209,6 +209,8 @@ def readiness_text(report: dict) -> str:
         f"Quick InstantID: {ready(report.get('ready'))} (needs {config.INSTANTID_MIN_ACCEPTED} or more) · "
         f"LoRA: {ready(report.get('ready_lora'))} (needs {config.LORA_MIN_ACCEPTED} or more)"
     )
+    if report.get("set"):  # the set as a whole (issue 22): a verdict and at most two suggestions
+        lines[0] += "\n\n🧭 " + " ".join([report["set"]["verdict"], *report["set"]["suggestions"]])
     for err in report.get("errors", []):
         lines.append(f"**Note:** {err.get('message', err) if isinstance(err, dict) else err}")
     rejected = [s for s in report.get("selfies", []) if not s.get("accepted")]

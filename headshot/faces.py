@@ -122,6 +122,11 @@ ORIENTATION_CHECKS = 4  # only the largest faces that get an embedding are check
 # one after the other, 16.9-20.7 ms side by side, with another process busy on one of the 2 cores (load
 # average 2.3). About a third of the selfies of benchmarks/validate_bench.py have a face with the check.
 ORIENT_WORKERS = 2
+# Occlusion probe (FaceAnalyzer.region_probe), in the 112x112 aligned crop (eyes at y 52, mouth at y 92): the
+# eye band from brow to cheekbone, the nose-mouth region down to the chin, blurred with this sigma.
+PROBE_EYES = (22, 38, 90, 66)
+PROBE_MOUTH = (30, 66, 82, 108)
+PROBE_BLUR_SIGMA = 6.0
 MAX_ASPECT = 4  # slimmer photos are padded to this aspect before detection
 DOWNLOAD_TIMEOUT_S = 60
 
@@ -295,6 +300,24 @@ def kps_shape_error(kps: np.ndarray) -> float:
         model_units = (energy * _POSE_GRID_NORM**2 / dots - _POSE_GRID_NORM) / 5.0
     err = math.sqrt(max(float(np.min(model_units)), 0.0)) / (2.0 * _HALF_EYES)
     return float(err)
+
+
+def align_face(img: np.ndarray, kps: np.ndarray, size: int = 112) -> np.ndarray:
+    """The face of ``img`` (HxWxC, any channel order) warped onto ArcFace's 112x112 template by the
+    least-squares similarity of its five keypoints (Umeyama's closed form, what insightface's norm_crop
+    estimates), at ``size`` px. Unlike norm_crop it needs no BGR copy of the whole picture."""
+    src = np.asarray(kps, dtype=np.float64).reshape(5, 2)
+    dst = _TEMPLATE * (size / 112.0)
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    sc, dc = src - mu_s, dst - mu_d
+    cov = dc.T @ sc / len(src)
+    u, sv, vt = np.linalg.svd(cov)
+    d = np.array([1.0, -1.0 if np.linalg.det(cov) < 0 else 1.0])
+    rot = u @ np.diag(d) @ vt
+    var = float((sc**2).sum()) / len(src)
+    scale = float((sv * d).sum()) / var if var > 1e-12 else 1.0
+    matrix = np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]]).astype(np.float32)
+    return cv2.warpAffine(np.ascontiguousarray(img), matrix, (size, size), borderValue=0.0)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -640,6 +663,7 @@ class FaceAnalyzer:
         self.embedding_size = int(out_shape[-1]) if out_shape and isinstance(out_shape[-1], int) else 0
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # see ORIENT_WORKERS
+        self._probe = None  # the recogniser's session for region_probe (made on first use)
         if not self.embedding_size:
             self.embedding_size = int(self._embed(np.zeros((112, 112, 3), np.uint8), _TEMPLATE).shape[0])
 
@@ -745,6 +769,41 @@ class FaceAnalyzer:
         )
         feat = np.asarray(self._rec.get_feat(crop), dtype=np.float32).ravel()
         return _normalise(feat), float(np.linalg.norm(feat))
+
+    def region_probe(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For the occlusion checks, how much the eyes and the mouth carry of the face's identity: the
+        embeddings of the aligned face ``crop`` (112x112 BGR, :func:`align_face`) with the eye band blurred
+        and with the nose-mouth region blurred (one batch of two); the caller compares them with the
+        face's own embedding. Where an eye is seen, blurring it changes the embedding a lot (cosine
+        ~0.3-0.7); where sunglasses or a hand already hide it, little (0.6-0.95); the same for the mouth
+        under a mask. It needs no lock (see :meth:`_probe_session`), so it can run beside detection."""
+        blurred = cv2.GaussianBlur(crop, (0, 0), PROBE_BLUR_SIGMA)
+        batch = []
+        for x0, y0, x1, y1 in (PROBE_EYES, PROBE_MOUTH):
+            probe = crop.copy()
+            probe[y0:y1, x0:x1] = blurred[y0:y1, x0:x1]
+            batch.append(probe)
+        rec = self._rec
+        blob = cv2.dnn.blobFromImages(
+            batch, 1.0 / rec.input_std, (112, 112), (rec.input_mean,) * 3, swapRB=True
+        )
+        feats = np.asarray(self._probe_session().run(None, {rec.input_name: blob})[0], dtype=np.float32)
+        feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
+        return feats[0], feats[1]
+
+    def _probe_session(self):
+        """The recogniser again, in a session of its own with one thread (ONNX Runtime sessions are
+        thread-safe; the analyzer's lock guards the detector's Python state): the probe runs beside the
+        main embedding (two threads) on a 2-core machine without the two fighting over the cores."""
+        if self._probe is None:
+            import onnxruntime
+
+            options = _session_options()
+            options.intra_op_num_threads = 1
+            self._probe = onnxruntime.InferenceSession(
+                self._rec.model_file, sess_options=options, providers=self.providers
+            )
+        return self._probe
 
     def is_human(self, face: Face) -> bool:
         """The plausibility gate: whether a detection is a human face, from what the models measure

@@ -455,14 +455,42 @@ class ReducedImage:
         rounds each side up, by less than one pixel of ``image``)."""
         return 1.0 / self.reduction
 
+    quarter_turns = 0  # turned this many times by 90 degrees counter-clockwise (see :meth:`turned`)
+
     def full(self) -> Image.Image:
         """The whole picture (decoded on first use, then kept)."""
         with self._lock:
             if self._full is None:
                 assert self._data is not None
-                self._full = _decode(self._data, self._label, self._max_pixels)[0]
+                self._full = turn(_decode(self._data, self._label, self._max_pixels)[0], self.quarter_turns)
                 self._data = None
             return self._full
+
+    def turned(self, quarter_turns: int) -> ReducedImage:
+        """This upload turned by ``quarter_turns`` x 90 degrees counter-clockwise (a photo taken sideways or
+        upside down whose EXIF does not say so): ``image`` now, the whole picture when it is decoded."""
+        k = quarter_turns % 4
+        width, height = self.full_size
+        other = ReducedImage.__new__(ReducedImage)
+        other.image = turn(self.image, k)
+        other.reduction = self.reduction
+        other.full_size = (height, width) if k % 2 else (width, height)
+        other._data = self._data
+        other._label = self._label
+        other._max_pixels = self._max_pixels
+        other._full = other.image if self.reduction == 1 else (turn(self._full, k) if self._full else None)
+        other._lock = threading.Lock()
+        other.quarter_turns = (self.quarter_turns + k) % 4
+        return other
+
+
+_QUARTER_TURNS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
+
+
+def turn(img: Image.Image, quarter_turns: int) -> Image.Image:
+    """``img`` turned by ``quarter_turns`` x 90 degrees counter-clockwise (lossless; 0: ``img`` itself)."""
+    k = quarter_turns % 4
+    return img.transpose(_QUARTER_TURNS[k]) if k else img
 
 
 def load_reduced(

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from . import config, errors, imaging
-from .faces import Face, FaceAnalyzer, cosine, get_analyzer
+from .faces import Face, FaceAnalyzer, align_face, cosine, get_analyzer
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,41 @@ ISSUE_CODES = (
     "too_dark",
     "overexposed",
     "extreme_pose",
+    "face_cut_off",
+    "eyes_covered",
+    "face_covered",
+    "turned_upright",
     "duplicate",
     "different_person",
 )
+
+
+# The order issues are listed in, most basic first (a photo with no face is refused for that before its size,
+# its size before its light): errors before warnings, then this order.
+ISSUE_ORDER = (
+    "unreadable_image",
+    "too_large",
+    "no_face",
+    "multiple_faces",
+    "face_cut_off",
+    "eyes_covered",
+    "face_covered",
+    "low_resolution",
+    "face_too_small",
+    "extreme_pose",
+    "blurry",
+    "too_dark",
+    "overexposed",
+    "duplicate",
+    "different_person",
+    "background_faces",
+    "turned_upright",
+)
+assert sorted(ISSUE_ORDER) == sorted(ISSUE_CODES)
+
+
+def _issue_rank(issue: dict[str, str]) -> tuple[bool, int]:
+    return issue["severity"] != ERROR, ISSUE_ORDER.index(issue["code"])
 
 
 class AcceptedSelfie:
@@ -88,6 +121,7 @@ class _Selfie:
     decoded: imaging.ReducedImage | None = None  # the photo at the size the checks need
     faces: list[Face] = field(default_factory=list)  # in the whole picture's pixels
     quality: dict[str, float] | None = None
+    occlusion: dict[str, float] | None = None  # occlusion_measures of the largest face
     image_hash: int | None = None
     issues: list[dict[str, str]] = field(default_factory=list)
 
@@ -243,6 +277,164 @@ def _visible_share(face: Face, size: tuple[int, int]) -> float:
     w = max(0.0, min(x1, size[0]) - max(x0, 0.0))
     h = max(0.0, min(y1, size[1]) - max(y0, 0.0))
     return w * h / face.area if face.area > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# What covers the face (eyes_covered, face_covered): measures on the aligned face
+# --------------------------------------------------------------------------------------
+
+# Regions of the 112x112 aligned crop (faces.FaceAnalyzer.region_probe; eyes at (38, 52) and (74, 52),
+# mouth corners at y 92) where skin usually shows: forehead, nose bridge, both cheeks.
+_SKIN_REGIONS = ((38, 16, 74, 34), (50, 42, 62, 60), (22, 64, 38, 80), (74, 64, 90, 80))
+_EYES = ((38, 52), (74, 52))
+_LOWER_FACE = (36, 76, 76, 106)  # x0, y0, x1, y1: nose tip to chin, between the mouth corners and a bit
+
+
+def occlusion_measures(
+    analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face, embedding: np.ndarray | None = None
+) -> dict[str, float]:
+    """The measures the occlusion rules combine (config.py's "What covers the face" block), of ``face``
+    in the picture ``rgb`` (HxWx3, the face's pixels):
+
+    * ``probe_eyes``, ``probe_mouth``: cosine between the face's embedding and the embedding with the eye
+      band (or the nose-mouth region) blurred (faces.FaceAnalyzer.region_probe): high where that part of
+      the face shows nothing of the person (sunglasses, a hand, a mask); ``probe_gap`` = eyes - mouth,
+      which cancels what blurs both alike (a small or soft face);
+    * per eye (the lower and the higher of the two): ``iris_*``, how much darker the eye's centre is than
+      its corners (an iris between the whites; ~0 for a lens or a hand), ``dark_*``, the share of the eye
+      region darker than 0.55 of the skin (a dark lens), ``bright_*``, its 95th percentile over the skin
+      (whites of the eyes, or a mirrored lens);
+    * per eye, in the window of the eye itself (14x10 px of the crop): ``eye_detail_*``, the mean step
+      between neighbouring pixels over the skin (an eye's edges; a lens or a hand is flat), ``eye_spread_*``
+      (grey standard deviation over the skin) and ``eye_level_*`` (mean over the skin: a dark lens);
+    * what tells a photo from a drawing: ``skin_noise`` (grain on the skin regions, per cent of the skin
+      level), ``flat_share`` (pixels with no step to their neighbours), ``outline_share`` (pixels under a
+      quarter of the skin level: drawn outlines), ``colour_count`` (16-level colours in the face, / 100)
+      and ``saturation`` (mean HSV saturation);
+    * ``lower_colour`` (CIELAB distance / 100 of the lower face from the skin above: a mask's fabric) and
+      ``lower_texture`` (grey standard deviation of the lower face over the skin: lips, teeth, stubble;
+      low on fabric).
+    Skin is the median of the forehead, nose bridge and cheek medians, so one covered region does not
+    move it."""
+    return finish_occlusion(
+        occlusion_parts(analyzer, rgb, face), embedding if embedding is not None else face.embedding
+    )
+
+
+def occlusion_parts(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict[str, Any]:
+    """:func:`occlusion_measures` but for the face's own embedding, which :func:`finish_occlusion` brings
+    (so this part can run while the embedding is being computed)."""
+    crop = align_face(rgb, face.kps)[:, :, ::-1].copy()  # BGR, as the recogniser sees it
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).astype(np.float32)
+    skin = max(float(np.median([np.median(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS])), 1.0)
+    iris, dark, bright, detail, spread, level = [], [], [], [], [], []
+    for x, y in _EYES:
+        window = gray[y - 5 : y + 5, x - 7 : x + 7]  # the eye itself: iris, whites, lids and lashes
+        steps = np.abs(np.diff(window, axis=1)).mean() + np.abs(np.diff(window, axis=0)).mean()
+        detail.append(float(steps) / skin)
+        spread.append(float(window.std()) / skin)
+        level.append(float(window.mean()) / skin)
+        centre = gray[y - 4 : y + 4, x - 4 : x + 4].mean()
+        corners = (
+            gray[y - 3 : y + 3, x - 14 : x - 8].mean() + gray[y - 3 : y + 3, x + 8 : x + 14].mean()
+        ) / 2
+        iris.append((corners - centre) / skin)
+        patch = gray[y - 7 : y + 7, x - 12 : x + 12]
+        dark.append(float((patch < 0.55 * skin).mean()))
+        bright.append(float(np.percentile(patch, 95)) / skin)
+    # What a camera leaves and a drawing does not: fine grain on the skin, many slightly different colours,
+    # few flat patches; a drawing has flat fills, few colours and dark outlines.
+    skin_noise = (
+        np.median([_noise_sigma(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS]) / skin * 100
+    )
+    steps = np.abs(np.diff(gray, axis=1))[:-1, :] + np.abs(np.diff(gray, axis=0))[:, :-1]
+    quantised = (crop[16:100, 20:92] // 16).reshape(-1, 3).astype(np.int32)
+    colours = len(np.unique(quantised[:, 0] * 256 + quantised[:, 1] * 16 + quantised[:, 2]))
+    saturation = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)[16:100, 20:92, 1].astype(np.float32)
+    upper = np.concatenate([lab[y0:y1, x0:x1].reshape(-1, 3) for x0, y0, x1, y1 in _SKIN_REGIONS[:2]])
+    x0, y0, x1, y1 = _LOWER_FACE
+    lower = lab[y0:y1, x0:x1].reshape(-1, 3)
+    measures: dict[str, Any] = {
+        "iris_min": float(min(iris)),
+        "iris_max": float(max(iris)),
+        "dark_min": min(dark),
+        "dark_max": max(dark),
+        "bright_min": min(bright),
+        "bright_max": max(bright),
+        "eye_detail_min": min(detail),
+        "eye_detail_max": max(detail),
+        "eye_spread_min": min(spread),
+        "eye_spread_max": max(spread),
+        "eye_level_min": min(level),
+        "eye_level_max": max(level),
+        "skin_noise": float(skin_noise),
+        "flat_share": float((steps[16:100, 20:92] < 1.0).mean()),
+        "outline_share": float((gray[16:100, 20:92] < 0.25 * skin).mean()),
+        "colour_count": colours / 100.0,
+        "saturation": float(saturation.mean()) / 255.0,
+        "lower_colour": float(np.linalg.norm(np.median(lower, axis=0) - np.median(upper, axis=0))) / 100.0,
+        "lower_texture": float(gray[y0:y1, x0:x1].std()) / skin,
+    }
+    # The probe (two recogniser runs, the costly part) only where the eyes look flat or the lower face
+    # smooth: a face with detailed eyes and a textured mouth and chin is taken as uncovered without it.
+    if (
+        measures["eye_detail_min"] <= config.PROBE_EYE_DETAIL
+        or measures["lower_texture"] <= config.PROBE_LOWER_TEXTURE
+    ):
+        measures["_eyes_blurred"], measures["_mouth_blurred"] = analyzer.region_probe(crop)
+    return measures
+
+
+def finish_occlusion(parts: dict[str, Any], embedding: np.ndarray | None) -> dict[str, float]:
+    """:func:`occlusion_parts` with the probe cosines against the face's (normalised) ``embedding``."""
+    measures = {k: v for k, v in parts.items() if not k.startswith("_")}
+    if embedding is None or "_eyes_blurred" not in parts:
+        return measures  # not probed: the occlusion models are not applied
+    measures["probe_eyes"] = cosine(parts["_eyes_blurred"], embedding)
+    measures["probe_mouth"] = cosine(parts["_mouth_blurred"], embedding)
+    measures["probe_gap"] = measures["probe_eyes"] - measures["probe_mouth"]
+    return measures
+
+
+def linear_score(measures: dict[str, float], model: dict) -> float:
+    """A config.py occlusion model's score: ``bias + sum(weight * (measure - mean) / scale)`` over its
+    ``weights`` (name: (weight, mean, scale)); over 0 means covered."""
+    return float(model["bias"]) + sum(
+        weight * (measures[name] - mean) / scale for name, (weight, mean, scale) in model["weights"].items()
+    )
+
+
+# The face's outline from its five points, in the face's own axes (x along the eyes, in eye distances
+# from the eyes' midpoint; y down the face, in eye-to-mouth heights from the eye line): an ellipse from
+# the hairline (about one eye-to-mouth height above the eyes) to the chin (three quarters of one below the
+# mouth) and about 1.1 eye distances to each side (cheek to cheek is ~2.2 eye distances).
+_OUTLINE_HALF_WIDTH = 1.1
+_OUTLINE_TOP = -0.95
+_OUTLINE_BOTTOM = 1.75
+_OUTLINE_GRID = np.stack(np.meshgrid(np.linspace(-1, 1, 21), np.linspace(-1, 1, 21)), -1).reshape(-1, 2)
+_OUTLINE_GRID = _OUTLINE_GRID[(_OUTLINE_GRID**2).sum(axis=1) <= 1.0]
+
+
+def face_in_frame(face: Face, size: tuple[int, int]) -> float:
+    """Share (0..1) of the face's outline, estimated from its five keypoints, that lies inside a picture
+    of ``size``. The detector's box is no guide here: it shrinks with the part of the face it sees, so a
+    face cut in half still has most of its box in the frame; the keypoints of the eyes and mouth say where
+    the rest of the face must be."""
+    pts = np.asarray(face.kps, dtype=np.float64).reshape(5, 2)
+    eyes, mouth = pts[:2].mean(axis=0), pts[3:].mean(axis=0)
+    across = pts[1] - pts[0]
+    dist = float(np.hypot(*across))
+    if dist < 1e-6:
+        return 1.0
+    ux = across / dist
+    uy = np.array([-ux[1], ux[0]])
+    height = max(float((mouth - eyes) @ uy), 0.5 * dist)
+    centre = eyes + uy * height * (_OUTLINE_TOP + _OUTLINE_BOTTOM) / 2
+    rx, ry = _OUTLINE_HALF_WIDTH * dist, height * (_OUTLINE_BOTTOM - _OUTLINE_TOP) / 2
+    points = centre + np.outer(_OUTLINE_GRID[:, 0] * rx, ux) + np.outer(_OUTLINE_GRID[:, 1] * ry, uy)
+    inside = (points[:, 0] >= 0) & (points[:, 0] <= size[0]) & (points[:, 1] >= 0) & (points[:, 1] <= size[1])
+    return float(inside.mean())
 
 
 def _face_dict(face: Face, quality: dict[str, float] | None) -> dict[str, Any]:
@@ -410,6 +602,60 @@ def _check_pose(selfie: _Selfie, face: Face) -> None:
             return
 
 
+def _check_in_frame(selfie: _Selfie, face: Face) -> None:
+    """face_cut_off: part of the face (its outline from the keypoints, :func:`face_in_frame`) is outside
+    the picture: an error past ``FACE_CUT_ERROR``, a warning past ``FACE_CUT_WARNING``."""
+    share = face_in_frame(face, selfie.size)
+    if share < config.FACE_CUT_ERROR:
+        selfie.add(
+            "face_cut_off",
+            ERROR,
+            f"About {100 - round(share * 100, -1):.0f}% of your face is outside the photo: take it again with "
+            "your whole face and some space around your head inside the frame.",
+        )
+    elif share < config.FACE_CUT_WARNING:
+        selfie.add(
+            "face_cut_off",
+            WARNING,
+            "The edge of the photo cuts off a little of your face. It can be used, but a photo with your whole "
+            "head inside the frame gives better results.",
+        )
+
+
+def _check_covered(selfie: _Selfie, face: Face) -> None:
+    """eyes_covered (sunglasses, a hand or a phone over an eye) and face_covered (a mask, a scarf, a hand
+    over the nose and mouth): config.py's occlusion models over :func:`occlusion_measures`. Not judged on a
+    face already refused as cut off, too small or turned too far (the aligned regions would be wrong), nor
+    on one under ``FACE_SMALL_WARNING_PX``."""
+    m = selfie.occlusion
+    # A face under FACE_SMALL_WARNING_PX is upscaled to be aligned: its eyes look flat whatever covers
+    # them (the masked crowds and group photos of the shared set), so it is not judged.
+    if (
+        not m
+        or "probe_eyes" not in m
+        or face.size < config.FACE_SMALL_WARNING_PX
+        or any(
+            i["severity"] == ERROR and i["code"] in ("face_cut_off", "face_too_small", "extreme_pose")
+            for i in selfie.issues
+        )
+    ):
+        return
+    if linear_score(m, config.SUNGLASSES_MODEL) > 0 or linear_score(m, config.HAND_OVER_EYE_MODEL) > 0:
+        selfie.add(
+            "eyes_covered",
+            ERROR,
+            "Your eyes are covered in this photo (sunglasses, a hand, a phone or hair over them): take it "
+            "again with both eyes clearly visible; clear glasses are fine.",
+        )
+    if linear_score(m, config.FACE_COVERED_MODEL) > 0:
+        selfie.add(
+            "face_covered",
+            ERROR,
+            "Part of your face is covered in this photo (a mask, a scarf or a hand over your nose and mouth): "
+            "take it again with your whole face uncovered.",
+        )
+
+
 def _check_faces(selfie: _Selfie) -> None:
     """no_face, multiple_faces, background_faces, face_too_small, blurry, too_dark, overexposed,
     extreme_pose. Only human faces get here (the analyzer's plausibility gate, faces.is_human)."""
@@ -423,6 +669,7 @@ def _check_faces(selfie: _Selfie) -> None:
         )
         return
     _check_other_faces(selfie, face)
+    _check_in_frame(selfie, face)
     min_size = max(config.MIN_FACE_SHORT_SIDE_PX, config.MIN_FACE_FRACTION * min(selfie.size))
     small_face = face.size < min_size
     if small_face:
@@ -441,6 +688,7 @@ def _check_faces(selfie: _Selfie) -> None:
         )
     _check_quality(selfie, small_face)
     _check_pose(selfie, face)
+    _check_covered(selfie, face)
 
 
 # Work beside the face analysis, on one worker thread (Pillow and numpy let go of the GIL on whole images):
@@ -454,11 +702,106 @@ def _check_faces(selfie: _Selfie) -> None:
 _WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="selfie-checks")
 
 
+def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> dict[str, Any] | None:
+    try:
+        # Only the face's surroundings are turned into an array (the alignment needs no more).
+        x0, y0, x1, y1 = (float(v) for v in face.bbox)
+        side = max(x1 - x0, y1 - y0)
+        box = (
+            max(0, int(x0 - side)),
+            max(0, int(y0 - side)),
+            min(img.width, int(x1 + side) + 1),
+            min(img.height, int(y1 + side) + 1),
+        )
+        near = face.scaled(1.0, offset=(box[0], box[1]))
+        return occlusion_parts(analyzer, np.asarray(img.crop(box).convert("RGB")), near)
+    except Exception:  # a face too odd to align: the occlusion rules are left out for it
+        log.exception("occlusion measures failed")
+        return None
+
+
 def _quality_or_none(selfie: _Selfie, face: Face) -> dict[str, float] | None:
     try:
         return selfie.quality_of(face)
     except Exception:  # measured again where it is used, so any error surfaces there as before
         return None
+
+
+def _find_faces(selfie: _Selfie, decoded: imaging.ReducedImage, analyzer: FaceAnalyzer) -> None:
+    """Detect the faces of ``decoded`` (with their measures and the photo's hash) into ``selfie``."""
+    img = decoded.image
+    image_hash = _WORKER.submit(imaging.dhash, img)  # beside the face analysis (see _WORKER)
+    early: list[tuple[bytes, concurrent.futures.Future]] = []
+
+    covering: list[tuple[bytes, concurrent.futures.Future]] = []
+
+    def measure_early(face: Face) -> None:
+        whole = face.scaled(decoded.reduction) if decoded.reduction > 1 else face
+        early.append((whole.bbox.tobytes(), _WORKER.submit(_quality_or_none, selfie, whole)))
+        covering.append((whole.bbox.tobytes(), _WORKER.submit(_occlusion_or_none, analyzer, img, face)))
+
+    selfie.decoded = decoded
+    try:
+        # The largest face needs an embedding; the second largest goes through the same plausibility
+        # gate (an animal beside you is no second person). The others only count for background_faces.
+        found = analyzer.detect(img, embed=2, on_largest=measure_early)
+        selfie.faces = [f.scaled(decoded.reduction) for f in found] if decoded.reduction > 1 else found
+    except Exception:  # a photo the face models choke on must not break the other photos
+        log.exception("face analysis failed for %r", selfie.name)
+        selfie.faces = []
+    selfie.image_hash = image_hash.result()
+    measured = {bbox: pending.result() for bbox, pending in early}  # nothing runs on after this photo
+    covered = {bbox: pending.result() for bbox, pending in covering}
+    selfie.quality = selfie.occlusion = None
+    if selfie.face is not None:
+        key = selfie.face.bbox.tobytes()
+        selfie.quality = measured.get(key) or selfie.quality_of(selfie.face)
+        parts = covered.get(key) or _occlusion_or_none(
+            analyzer,
+            img,
+            selfie.face.scaled(1.0 / decoded.reduction) if decoded.reduction > 1 else selfie.face,
+        )
+        selfie.occlusion = finish_occlusion(parts, selfie.face.embedding) if parts else None
+
+
+def _upright_turns(selfie: _Selfie) -> tuple[int, ...]:
+    """The quarter turns (counter-clockwise) worth trying on a photo that seems to be sideways or upside
+    down without EXIF saying so: the one that makes the largest face upright when it lies on its side or
+    upside down (roll beyond ``ROTATED_PHOTO_DEG``), every turn when no face was found (the detector
+    misses most faces lying on their side), none otherwise."""
+    face = selfie.face
+    if face is None:
+        return (1, 3, 2) if selfie.decoded is not None else ()
+    if abs(face.roll) <= config.ROTATED_PHOTO_DEG:
+        return ()
+    k = round(face.roll / 90.0) % 4
+    # The detector labels the points of a face on its side either way round (its roll reads about +90 or
+    # -90 for the same photo), so the opposite quarter turn is tried too; upside down is told apart by
+    # faces.FaceAnalyzer's orientation check, but a face it misjudged may lie on its side.
+    return (k, (k + 2) % 4) if k % 2 else (2, 1, 3)
+
+
+def _turn_upright(
+    selfie: _Selfie, decoded: imaging.ReducedImage, analyzer: FaceAnalyzer, turns: Sequence[int]
+) -> None:
+    """Try the photo turned by each of ``turns``; keep the first turn that shows an upright face, and say
+    so in the report. When none does, the photo stays as it came (and its faces as found)."""
+    before = (selfie.faces, selfie.quality, selfie.image_hash)
+    for k in turns:
+        if not k:
+            continue
+        _find_faces(selfie, decoded.turned(k), analyzer)
+        if selfie.face is not None and abs(selfie.face.roll) <= config.ROTATED_PHOTO_DEG:
+            how = "upside down" if k == 2 else "on its side"
+            selfie.add(
+                "turned_upright",
+                WARNING,
+                f"This photo was {how}, so it has been turned upright. It can be used as it is; your "
+                "phone's original photo usually carries the right orientation.",
+            )
+            return
+    selfie.decoded = decoded
+    selfie.faces, selfie.quality, selfie.image_hash = before
 
 
 def _analyse(selfie: _Selfie, source: Any, analyzer: FaceAnalyzer) -> None:
@@ -492,26 +835,10 @@ def _analyse(selfie: _Selfie, source: Any, analyzer: FaceAnalyzer) -> None:
         if min(width, height) < config.MIN_FACE_SHORT_SIDE_PX:
             return  # too small to hold a usable face: no face analysis (it would cost more than a photo's)
 
-    img = decoded.image
-    image_hash = _WORKER.submit(imaging.dhash, img)  # beside the face analysis (see _WORKER)
-    early: list[tuple[bytes, concurrent.futures.Future]] = []
-
-    def measure_early(face: Face) -> None:
-        whole = face.scaled(decoded.reduction) if decoded.reduction > 1 else face
-        early.append((whole.bbox.tobytes(), _WORKER.submit(_quality_or_none, selfie, whole)))
-
-    try:
-        # The largest face needs an embedding; the second largest goes through the same plausibility
-        # gate (an animal beside you is no second person). The others only count for background_faces.
-        found = analyzer.detect(img, embed=2, on_largest=measure_early)
-        selfie.faces = [f.scaled(decoded.reduction) for f in found] if decoded.reduction > 1 else found
-    except Exception:  # a photo the face models choke on must not break the other photos
-        log.exception("face analysis failed for %r", selfie.name)
-        selfie.faces = []
-    selfie.image_hash = image_hash.result()
-    measured = {bbox: pending.result() for bbox, pending in early}  # nothing runs on after this photo
-    if selfie.face is not None:
-        selfie.quality = measured.get(selfie.face.bbox.tobytes()) or selfie.quality_of(selfie.face)
+    _find_faces(selfie, decoded, analyzer)
+    turns = _upright_turns(selfie)
+    if turns:
+        _turn_upright(selfie, decoded, analyzer, turns)
     _check_faces(selfie)
 
 
@@ -612,6 +939,70 @@ def _check_identity(selfies: list[_Selfie], analyzer: FaceAnalyzer) -> None:
         )
 
 
+def _background(selfie: _Selfie) -> np.ndarray:
+    """Mean CIELAB colour of the photo's outer frame (a tenth of each side), where the background shows."""
+    assert selfie.decoded is not None
+    small = np.asarray(selfie.decoded.image.convert("RGB").resize((40, 40), Image.Resampling.BOX))
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    frame = np.ones((40, 40), bool)
+    frame[4:-4, 4:-4] = False
+    return lab[frame].mean(axis=0)
+
+
+def _smile(face: Face) -> float:
+    """Mouth width over eye distance (wider when smiling)."""
+    kps = np.asarray(face.kps, dtype=np.float64)
+    return float(np.linalg.norm(kps[4] - kps[3]) / max(np.linalg.norm(kps[1] - kps[0]), 1e-6))
+
+
+def set_verdict(accepted: list[_Selfie]) -> dict[str, Any]:
+    """The set as a whole (the report's ``set``): a short verdict on the accepted photos and at most two
+    suggestions, the most useful first. A likeness is learnt best from photos that differ in light,
+    background, angle and expression (taken on different days), so the checks are (config.py's "set"
+    block): backgrounds (mean colour of the frame) and light (face brightness) all alike: one moment;
+    head turns within a few degrees of each other: one angle; mouth widths alike: one expression."""
+    n = len(accepted)
+    if n == 0:
+        return {
+            "verdict": "No usable photos yet.",
+            "suggestions": ["Add 3-10 photos of yourself alone, facing the camera, in good light."],
+        }
+    suggestions: list[str] = []
+    if n < config.LORA_MIN_ACCEPTED:
+        verdict = f"{n} usable photo{'s' if n > 1 else ''}: enough to start."
+        suggestions.append(
+            f"Add {config.LORA_MIN_ACCEPTED - n} or more photos from other days and places: with "
+            f"{config.LORA_MIN_ACCEPTED} or more the likeness improves (and LoRA becomes possible)."
+        )
+    else:
+        verdict = f"{n} usable photos."
+    if n >= 2:
+        backgrounds = np.stack([_background(s) for s in accepted])
+        spread = float(np.max(np.linalg.norm(backgrounds[:, None] - backgrounds[None], axis=-1)))
+        light = [float((s.quality or {}).get("brightness", 0.0)) for s in accepted]
+        yaws = [float(s.face.yaw) for s in accepted if s.face is not None]
+        smiles = [_smile(s.face) for s in accepted if s.face is not None]
+        same_moment = spread < config.SET_SAME_BACKGROUND and max(light) - min(light) < config.SET_SAME_LIGHT
+        varied = []
+        if not same_moment:
+            varied.append("light and background")
+        if max(yaws) - min(yaws) >= config.SET_SAME_ANGLE_DEG:
+            varied.append("angle")
+        if max(smiles) - min(smiles) >= config.SET_SAME_EXPRESSION:
+            varied.append("expression")
+        if same_moment:
+            verdict += " They all seem to be from the same moment (same place and light)."
+            suggestions.append("Add photos from another day or place, with different light and background.")
+        elif varied:
+            listed = ", ".join(varied[:-1]) + (" and " if len(varied) > 1 else "") + varied[-1]
+            verdict += f" Good variety of {listed}."
+        if "angle" not in varied:
+            suggestions.append("Add a photo with your head turned a little to one side.")
+        if "expression" not in varied:
+            suggestions.append("Add one photo smiling and one with a relaxed, neutral face.")
+    return {"verdict": verdict, "suggestions": suggestions[:2]}
+
+
 # --------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------
@@ -661,12 +1052,13 @@ def validate_selfies(files: Sequence[Any], analyzer: FaceAnalyzer | None = None)
             {
                 "file": s.name,
                 "accepted": s.accepted,
-                "issues": list(s.issues),
+                "issues": sorted(s.issues, key=_issue_rank),
                 "face": _face_dict(s.face, s.quality) if s.face is not None else None,
             }
             for s in selfies
         ],
         "errors": report_errors,
+        "set": set_verdict([s for s in selfies if s.accepted]),
     }
     return ValidationResult(report=report, accepted=accepted)
 

@@ -1,0 +1,257 @@
+"""The intake checks on their development cases (tests/_hardcases.py) and on the shared photos.
+
+For each category of tests/_hardcases.CATEGORIES, every variant drawn on several shared photos of
+different people is validated, and the script prints how many got one of the expected error codes (or,
+for the categories that must stay accepted, were accepted), per variant; then how many of the shared
+photos that the manifest's tests accept are still accepted. ``--features`` prints the measures the rules
+use (validation.occlusion_measures and friends) per case instead, to set thresholds with margin.
+
+    HEADSHOT_TEST_DATA=../shared python benchmarks/calibrate_intake.py [--sources 6] [--only mask,cut]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+# One photo per person, at least 512 px, with the face large enough to draw on.
+SOURCES = (
+    "same_person/obama/obama.jpg",
+    "same_person/deepface_p01/img1.jpg",
+    "same_person/deepface_p02/img26.jpg",
+    "same_person/deepface_p03/img47.jpg",
+    "same_person/deepface_p04/img3.jpg",
+    "same_person/deepface_p05/img59.jpg",
+    "same_person/alex_lacamoire/img1.jpg",
+    "same_person/biden/biden2.jpg",
+    "same_person/deepface_p11/img20.jpg",
+    "same_person/obama/obama2.jpg",
+)
+
+
+def jpeg(img, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=os.environ.get("HEADSHOT_TEST_DATA", str(ROOT.parent / "shared")))
+    parser.add_argument("--sources", type=int, default=6, help="how many source photos (people)")
+    parser.add_argument("--only", default="", help="comma-separated categories")
+    parser.add_argument("--shared", action="store_true", help="also check the shared photos stay accepted")
+    parser.add_argument("--features", action="store_true", help="print each case's measures")
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
+    import _hardcases as hc
+
+    from headshot import imaging
+    from headshot.faces import get_analyzer
+    from headshot.validation import validate_selfies
+
+    faces_dir = data / "testdata" / "faces"
+    analyzer = get_analyzer()
+    only = set(filter(None, args.only.split(",")))
+    summary: dict[str, list[int]] = {}
+    wrong: list[str] = []
+    for rel in SOURCES[: args.sources]:
+        img = imaging.load_image(faces_dir / rel)
+        face = analyzer.detect(img, embed=1)[0]
+        for category, (make, variants, expected) in hc.CATEGORIES.items():
+            if only and category not in only:
+                continue
+            for v in range(variants):
+                case = make(img, face.kps, v)
+                report = validate_selfies([(f"{category}{v}.jpg", jpeg(case))], analyzer=analyzer).report
+                (entry,) = report["selfies"]
+                got = {i["code"] for i in entry["issues"] if i["severity"] == "error"}
+                warned = {i["code"] for i in entry["issues"] if i["severity"] == "warning"}
+                if expected is None:
+                    ok = entry["accepted"]
+                elif expected == {"filtered"}:
+                    ok = "filtered" in warned or bool(got)
+                else:
+                    ok = bool(got & expected)
+                summary.setdefault(category, [0, 0])
+                summary[category][0] += ok
+                summary[category][1] += 1
+                if not ok:
+                    wrong.append(f"{category}{v} {rel}: {sorted(got)} {sorted(warned)}")
+                if args.features:
+                    print(
+                        json.dumps(
+                            {
+                                "case": f"{category}{v}",
+                                "src": rel,
+                                "errors": sorted(got),
+                                "warnings": sorted(warned),
+                                "m": entry.get("_measures"),
+                            }
+                        )
+                    )
+    for category, (ok, n) in summary.items():
+        print(f"{category:11s} {ok}/{n}")
+    for line in wrong:
+        print("  wrong:", line)
+    result = {"cases": summary}
+    if args.shared:
+        from test_validation import _cases
+
+        counts = collections.Counter()
+        for rel, expected, _ in _cases():
+            if expected is not None:
+                continue
+            report = validate_selfies([faces_dir / rel], analyzer=analyzer).report
+            (entry,) = report["selfies"]
+            counts["accepted" if entry["accepted"] else "refused"] += 1
+            new = [i["code"] for i in entry["issues"]]
+            if not entry["accepted"] or new:
+                print(f"  shared {rel}: accepted={entry['accepted']} {new}")
+        print("shared photos that must stay accepted:", dict(counts))
+        result["shared"] = dict(counts)
+    return result
+
+
+class _probe_always:
+    """The probe on every face while fitting (config's PROBE_* gate off), so the models see every case."""
+
+    def __enter__(self):
+        from headshot import config
+
+        self.saved = config.PROBE_EYE_DETAIL, config.PROBE_LOWER_TEXTURE
+        config.PROBE_EYE_DETAIL = config.PROBE_LOWER_TEXTURE = float("inf")
+
+    def __exit__(self, *exc):
+        from headshot import config
+
+        config.PROBE_EYE_DETAIL, config.PROBE_LOWER_TEXTURE = self.saved
+
+
+def fit_occlusion_models(argv: list[str] | None = None) -> None:
+    """``--fit``: the occlusion models of config.py (EYES_COVERED_MODEL, FACE_COVERED_MODEL) from the
+    measures of validation.occlusion_measures: a logistic regression (classes weighted equally, L2) of the
+    covered cases of one kind against every ordinary photo (the shared photos of one person and their
+    benign variants) and the other renderings; the bias is then moved so that the highest ordinary photo
+    scores ``-margin``. Also prints leave-one-variant-out results: each variant scored by a model fit
+    without it (how the rule does on a rendering it has not seen)."""
+    import numpy as np
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=os.environ.get("HEADSHOT_TEST_DATA", str(ROOT.parent / "shared")))
+    parser.add_argument("--sources", type=int, default=10)
+    parser.add_argument("--margin", type=float, default=1.0)
+    parser.add_argument("--cache", default="", help="a JSON file for the measures (read when present)")
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
+    import _hardcases as hc
+
+    from headshot import imaging
+    from headshot.faces import get_analyzer
+    from headshot.validation import occlusion_measures
+
+    analyzer = get_analyzer()
+    faces_dir = data / "testdata" / "faces"
+    rows = []
+
+    def measure(img, cat, v, src):
+        found = analyzer.detect(img, embed=1)
+        if found:
+            with _probe_always():
+                m = occlusion_measures(analyzer, np.asarray(img.convert("RGB")), found[0])
+            rows.append({"cat": cat, "v": v, "src": src, **m})
+
+    cached = Path(args.cache) if args.cache else None
+    if cached and cached.is_file():
+        rows.extend(json.loads(cached.read_text()))
+    for rel in SOURCES[: args.sources] if not rows else ():
+        img = imaging.load_image(faces_dir / rel)
+        face = analyzer.detect(img, embed=1)[0]
+        for cat in ("sunglasses", "mask", "hand", "benign", "filter", "cartoon", "screen"):
+            make, variants, _ = hc.CATEGORIES[cat]
+            for v in range(variants):
+                case = imaging.load_image(jpeg(make(img, face.kps, v)))
+                measure(case, cat, v, rel)
+    with open(faces_dir / "manifest.csv", newline="") as fh:
+        for row in csv.DictReader(fh) if not (cached and cached.is_file()) else ():
+            single = row["path"].startswith(("same_person/", "hard/")) and row["num_faces_expected"] == "1"
+            if single and "upside_down" not in row["path"]:
+                measure(imaging.load_image(faces_dir / row["path"]), "shared", 0, row["path"])
+    if cached and not cached.is_file():
+        cached.write_text(json.dumps(rows))
+    names = [k for k in rows[0] if k not in ("cat", "v", "src")]
+
+    def matrix(rs):
+        return np.array([[r[n] for n in names] for r in rs], dtype=np.float64)
+
+    def fit(x, y, l2=0.01, steps=4000):
+        mean, scale = x.mean(0), x.std(0) + 1e-6
+        z = (x - mean) / scale
+        w, b = np.zeros(z.shape[1]), 0.0
+        cw = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+        for _ in range(steps):
+            p = 1 / (1 + np.exp(-(z @ w + b)))
+            g = (p - y) * cw
+            w -= 0.1 * (z.T @ g / len(y) + l2 * w)
+            b -= 0.1 * g.mean()
+        return w, b, mean, scale
+
+    ordinary = [r for r in rows if r["cat"] in ("shared", "benign")]
+    others = [r for r in rows if r["cat"] in ("shared", "benign", "filter", "cartoon", "screen")]
+    for model, positive in (
+        ("SUNGLASSES_MODEL", ("sunglasses",)),
+        ("HAND_OVER_EYE_MODEL", ("hand",)),
+        ("FACE_COVERED_MODEL", ("mask",)),
+    ):
+        pos = [r for r in rows if r["cat"] in positive]
+        negatives = [r for r in others if r["cat"] not in positive]
+        held = []
+        for key in sorted({(r["cat"], r["v"]) for r in pos}):
+            train = [r for r in pos if (r["cat"], r["v"]) != key]
+            test = [r for r in pos if (r["cat"], r["v"]) == key]
+            w, b, mean, scale = fit(
+                np.r_[matrix(train), matrix(negatives)], np.r_[np.ones(len(train)), np.zeros(len(negatives))]
+            )
+            top = max(((matrix(ordinary) - mean) / scale) @ w + b)
+            s = ((matrix(test) - mean) / scale) @ w + b - top - args.margin
+            held.append((key, int((s > 0).sum()), len(test)))
+        w, b, mean, scale = fit(
+            np.r_[matrix(pos), matrix(negatives)], np.r_[np.ones(len(pos)), np.zeros(len(negatives))]
+        )
+        scores = {
+            c: ((matrix([r for r in rows if r["cat"] == c]) - mean) / scale) @ w + b
+            for c in dict.fromkeys(r["cat"] for r in rows)
+        }
+        top = max(max(scores["shared"]), max(scores["benign"]))
+        bias = b - top - args.margin
+        print(f"{model} = {{")
+        print(f'    "bias": {bias:.3f},')
+        print('    "weights": {')
+        for n, wi, mi, si in zip(names, w, mean, scale, strict=True):
+            print(f'        "{n}": ({wi:.3f}, {mi:.4f}, {si:.4f}),')
+        print("    },\n}")
+        for c, sc in scores.items():
+            sc = sc - top - args.margin
+            print(
+                f"#   {c:10s} covered {int((sc > 0).sum())}/{len(sc)}  (score max {sc.max():.2f}, min {sc.min():.2f})"
+            )
+        print("#   leave one variant out:", ", ".join(f"{c}{v} {k}/{n}" for (c, v), k, n in held))
+
+
+if __name__ == "__main__":
+    if "--fit" in sys.argv:
+        fit_occlusion_models([a for a in sys.argv[1:] if a != "--fit"])
+    else:
+        main()

@@ -1,0 +1,147 @@
+"""Issue 22's intake checks on development cases drawn from the shared photos (tests/_hardcases.py):
+each rule across several renderings of its case, and the photos a person would not refuse stay accepted."""
+
+from __future__ import annotations
+
+import io
+
+import _hardcases as hc
+import numpy as np
+import pytest
+from PIL import Image
+
+from headshot import imaging
+from headshot.validation import validate_selfies
+
+
+def jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_a_reduced_image_turns_with_its_whole_picture():
+    arr = np.zeros((1200, 1600, 3), np.uint8)
+    arr[:100, :200] = (255, 0, 0)  # a red block top-left
+    data = jpeg(Image.fromarray(arr))
+    reduced = imaging.load_reduced(data, min_long_side=640)
+    assert reduced.reduction == 2
+    turned = reduced.turned(1)  # a quarter turn counter-clockwise: top-left goes to bottom-left
+    assert turned.full_size == (1200, 1600) and turned.image.size == (600, 800)
+    full = turned.full()
+    assert full.size == (1200, 1600)
+    assert np.asarray(full)[-50, 50, 0] > 200 and np.asarray(full)[50, 50, 0] < 50
+    assert turned.turned(3).full().size == (1600, 1200)
+
+
+# Three people (different faces, sizes, light) for the drawn cases; benchmarks/calibrate_intake.py runs ten.
+SOURCES = (
+    "same_person/obama/obama.jpg",
+    "same_person/deepface_p03/img47.jpg",
+    "same_person/deepface_p05/img59.jpg",
+)
+# category -> share of its cases that must come out right (every variant on every source above)
+# (the occlusion rules are fit on these cases drawn on ten people: see config.py for each one's results on
+# renderings it was not fit on)
+REQUIRED = {"rotated": 1.0, "benign": 1.0, "cut": 0.95, "sunglasses": 0.9, "mask": 0.75, "hand": 0.9}
+
+
+@pytest.fixture(scope="module")
+def sources(analyzer, faces_dir):
+    out = []
+    for rel in SOURCES:
+        img = imaging.load_image(faces_dir / rel)
+        out.append((rel, img, analyzer.detect(img, embed=1)[0].kps))
+    return out
+
+
+def outcome(analyzer, img: Image.Image, expected: set[str] | None) -> tuple[bool, dict]:
+    (entry,) = validate_selfies([("case.jpg", jpeg(img))], analyzer=analyzer).report["selfies"]
+    errors = {i["code"] for i in entry["issues"] if i["severity"] == "error"}
+    warnings = {i["code"] for i in entry["issues"] if i["severity"] == "warning"}
+    if expected is None:
+        return entry["accepted"], entry
+    if expected <= {"filtered"}:
+        return bool(warnings & expected) or bool(errors), entry
+    return bool(errors & expected), entry
+
+
+@pytest.mark.parametrize("category", sorted(REQUIRED))
+def test_each_category_across_its_variants(analyzer, sources, category):
+    make, variants, expected = hc.CATEGORIES[category]
+    results = []
+    for rel, img, kps in sources:
+        for v in range(variants):
+            ok, entry = outcome(analyzer, make(img, kps, v), expected)
+            results.append((ok, f"{rel} variant {v}: {[i['code'] for i in entry['issues']]}"))
+    right = sum(ok for ok, _ in results)
+    assert right >= REQUIRED[category] * len(results), [what for ok, what in results if not ok]
+
+
+def test_a_face_cut_by_the_frame(analyzer, sources):
+    _, img, kps = sources[0]
+    ok, entry = outcome(analyzer, hc.cut_off(img, kps, 4), {"face_cut_off"})  # 40% off the left
+    assert ok and not entry["accepted"]
+    (issue,) = [i for i in entry["issues"] if i["code"] == "face_cut_off"]
+    assert "outside the photo" in issue["message"] and "%" in issue["message"]
+
+
+def test_the_most_basic_reason_comes_first(analyzer):
+    cup = Image.new("RGB", (600, 400), (180, 120, 90))  # no face AND too small: no face is said first
+    (entry,) = validate_selfies([("cup.jpg", jpeg(cup))], analyzer=analyzer).report["selfies"]
+    assert [i["code"] for i in entry["issues"]] == ["no_face", "low_resolution"]
+
+
+def test_issues_are_ordered_errors_first_then_most_basic(analyzer, sources):
+    _, img, kps = sources[0]
+    covered = hc.sunglasses(img, kps, 0)
+    small = covered.resize((500, round(500 * img.height / img.width)))  # covered eyes, under 512 px
+    (entry,) = validate_selfies([("small.jpg", jpeg(small))], analyzer=analyzer).report["selfies"]
+    found = [i["code"] for i in entry["issues"]]
+    assert found.index("eyes_covered") < found.index("low_resolution"), found
+    severities = [i["severity"] for i in entry["issues"]]
+    assert severities == sorted(severities, key=lambda s: s != "error")
+
+
+def test_the_set_verdict(analyzer, faces_dir, sources):
+    # Different days, places and angles: a good set, nothing to suggest about variety.
+    varied = sorted((faces_dir / "same_person" / "deepface_p01").glob("*.jpg"))[:5]
+    report = validate_selfies(varied, analyzer=analyzer).report
+    assert report["accepted"] >= 3
+    assert "Good variety" in report["set"]["verdict"] and len(report["set"]["suggestions"]) <= 2
+    # Three shots of one moment (crops of one photo): said so, and the first suggestion is another day.
+    _, img, _ = sources[0]
+    w, h = img.size
+    moment = [
+        img.crop((0, 0, w, h)),
+        img.crop((w // 10, 0, w, h * 9 // 10)),
+        img.crop((0, h // 12, w * 8 // 9, h)),
+    ]
+    report = validate_selfies(
+        [(f"m{i}.jpg", jpeg(m, 92 - 3 * i)) for i, m in enumerate(moment)], analyzer=analyzer
+    ).report
+    assert report["accepted"] == 3, [s["issues"] for s in report["selfies"]]
+    assert "same moment" in report["set"]["verdict"]
+    assert report["set"]["suggestions"][0].startswith("Add photos from another day")
+    assert len(report["set"]["suggestions"]) == 2
+    # Nothing accepted: a verdict that says what to upload.
+    report = validate_selfies(
+        [("cup.jpg", jpeg(Image.new("RGB", (600, 400), (90, 90, 90))))], analyzer=analyzer
+    ).report
+    assert report["set"]["verdict"] == "No usable photos yet." and report["set"]["suggestions"]
+
+
+def test_the_selfies_step_shows_the_set_verdict():
+    from headshot.api import readiness_text
+
+    report = {
+        "ready": True,
+        "ready_lora": False,
+        "accepted": 1,
+        "selfies": [{"file": "a.jpg", "accepted": True, "issues": []}],
+        "errors": [],
+        "set": {"verdict": "1 usable photo: enough to start.", "suggestions": ["Add 2 or more photos."]},
+    }
+    text = readiness_text(report)
+    assert "1 usable photo: enough to start. Add 2 or more photos." in text
+    assert text.index("1 of 1 selfies accepted") < text.index("usable photo")

@@ -138,6 +138,14 @@ SHORT_REASONS = {
     "extreme_pose": "Face turned away",
     "duplicate": "Same photo twice",
     "different_person": "Looks like someone else",
+    "background_faces": "Other faces behind you",
+    "face_cut_off": "Face cut off by the edge",
+    "eyes_covered": "Eyes covered",
+    "face_covered": "Nose or mouth covered",
+    "turned_upright": "Turned upright",
+    "not_a_photo": "Not a photo",
+    "screen_photo": "Photo of a screen or print",
+    "filtered": "Filter or effect",
 }
 
 
@@ -210,7 +218,7 @@ def readiness_text(report: dict) -> str:
         f"LoRA: {ready(report.get('ready_lora'))} (needs {config.LORA_MIN_ACCEPTED} or more)"
     )
     if report.get("set"):  # the set as a whole (issue 22): a verdict and at most two suggestions
-        lines[0] += "\n\n🧭 " + " ".join([report["set"]["verdict"], *report["set"]["suggestions"]])
+        lines[0] += "\n\n**Your set:** " + " ".join([report["set"]["verdict"], *report["set"]["suggestions"]])
     for err in report.get("errors", []):
         lines.append(f"**Note:** {err.get('message', err) if isinstance(err, dict) else err}")
     rejected = [s for s in report.get("selfies", []) if not s.get("accepted")]

@@ -208,3 +208,9 @@ def test_the_page_css_has_no_stray_control_characters():
     from headshot import ui
 
     assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", ui.CSS)
+
+
+def test_every_issue_code_has_a_short_card_line():
+    from headshot import validation
+
+    assert set(validation.ISSUE_CODES) <= set(api.SHORT_REASONS), set(validation.ISSUE_CODES) - set(api.SHORT_REASONS)

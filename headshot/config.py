@@ -416,7 +416,9 @@ PROBE_LOWER_TEXTURE = 0.15
 # out of the face's spectrum by more than this. On the drawn screens (tests/_hardcases.py: sub-pixel stripes
 # and/or moire and scan lines of period 3-11 px at six angles, bezel, glare, perspective; 6 renderings on
 # 10 people) the lowest reads 7.6; on every shared photo, and on the mirrored, grey, colour-cast, tilted,
-# JPEG q6, filtered and cartoon variants of the 10 people, the highest reads 3.9. Measured on the centre
+# JPEG q6, filtered and cartoon variants of the 10 people, the highest reads 4.1. A printed photo's
+# halftone and a photographed pixel grid, drawn after this line was set, are all caught (80/80 screen cases
+# with them); sharpened, noisy (sigma 18), JPEG q15 and half-size photos are not. Measured on the centre
 # square of the face box (SCREEN_PATCH_PX at most, at the decoded pixels: ~1.5 ms); not judged under
 # SCREEN_MIN_PATCH_PX (a face under ~86 px).
 SCREEN_PEAK_ERROR = 5.5

@@ -419,7 +419,8 @@ PROBE_LOWER_TEXTURE = 0.15
 # JPEG q6, filtered and cartoon variants of the 10 people, the highest reads 4.1. A printed photo's
 # halftone and a photographed pixel grid, drawn after this line was set, are all caught (80/80 screen cases
 # with them); sharpened, noisy (sigma 18), JPEG q15 and half-size photos are not. Measured on the centre
-# square of the face box (SCREEN_PATCH_PX at most, at the decoded pixels: ~1.5 ms); not judged under
+# square of the face box (SCREEN_PATCH_PX at most, at the decoded pixels: ~0.6 ms alone, +1.1 ms median
+# per selfie paired in one process on the 29 benchmark photos, on the checks' worker thread); not judged under
 # SCREEN_MIN_PATCH_PX (a face under ~86 px).
 SCREEN_PEAK_ERROR = 5.5
 SCREEN_PATCH_PX = 128

@@ -433,6 +433,20 @@ SET_SAME_EXPRESSION = 0.08
 # and are missed, every hand over an eye and every plain mask is probed.
 PROBE_EYE_DETAIL = 0.22
 PROBE_LOWER_TEXTURE = 0.15
+
+# A photo of a screen or a print (validation.periodic_peak): screen_photo when one fine regular pattern stands
+# out of the face's spectrum by more than this. On the drawn screens (tests/_hardcases.py: sub-pixel stripes
+# and/or moire and scan lines of period 3-11 px at six angles, bezel, glare, perspective; 6 renderings on
+# 10 people) the lowest reads 7.6; on every shared photo, and on the mirrored, grey, colour-cast, tilted,
+# JPEG q6, filtered and cartoon variants of the 10 people, the highest reads 4.1. A printed photo's
+# halftone and a photographed pixel grid, drawn after this line was set, are all caught (80/80 screen cases
+# with them); sharpened, noisy (sigma 18), JPEG q15 and half-size photos are not. Measured on the centre
+# square of the face box (SCREEN_PATCH_PX at most, at the decoded pixels: ~0.6 ms alone, +1.1 ms median
+# per selfie paired in one process on the 29 benchmark photos, on the checks' worker thread); not judged under
+# SCREEN_MIN_PATCH_PX (a face under ~86 px).
+SCREEN_PEAK_ERROR = 5.5
+SCREEN_PATCH_PX = 128
+SCREEN_MIN_PATCH_PX = 64
 SUNGLASSES_MODEL = {
     "bias": -2.952,
     "weights": {

@@ -17,6 +17,7 @@ section ("Selfie checks") and next to the constants in ``config.py``.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ ISSUE_CODES = (
     "face_cut_off",
     "eyes_covered",
     "face_covered",
+    "screen_photo",
     "turned_upright",
     "duplicate",
     "different_person",
@@ -67,6 +69,7 @@ ISSUE_ORDER = (
     "face_cut_off",
     "eyes_covered",
     "face_covered",
+    "screen_photo",
     "low_resolution",
     "face_too_small",
     "extreme_pose",
@@ -277,6 +280,52 @@ def _visible_share(face: Face, size: tuple[int, int]) -> float:
     w = max(0.0, min(x1, size[0]) - max(x0, 0.0))
     h = max(0.0, min(y1, size[1]) - max(y0, 0.0))
     return w * h / face.area if face.area > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# A photo of a screen or of a print (screen_photo): a regular pattern across the face
+# --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n: int) -> np.ndarray:
+    return np.outer(np.hanning(n), np.hanning(n)).astype(np.float32)
+
+
+def periodic_peak(rgb: np.ndarray, face: Face) -> float | None:
+    """How strongly one fine, regular pattern stands out in the centre of the face: a screen's sub-pixel
+    stripes, scan lines or moire, a print's halftone. The centre square of the face box (at most 128 px,
+    at the pixels given, not resampled, so the pattern keeps its period) is high-passed (less a Gaussian
+    blur of sigma 2) and windowed; the score is the largest magnitude of its 2-D spectrum over its
+    surroundings: the larger of the mean of a 15x15 box around it and of the 8 bins beside it along its
+    row and along its column (so a line of the spectrum, such as a straight edge or JPEG's block edges,
+    does not count: only an isolated peak does). Frequencies slower than 16 cycles per patch and JPEG's
+    8-px block frequencies are left out. Skin, hair and JPEG blocks stay near 3-4; a pattern of period
+    3-11 px reads 7-35 (config.SCREEN_PEAK_ERROR). None for a face too small to tell."""
+    x0, y0, x1, y1 = (float(v) for v in face.bbox)
+    n = int(0.75 * min(x1 - x0, y1 - y0)) // 16 * 16
+    n = min(config.SCREEN_PATCH_PX, n)
+    cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
+    top, left = cy - n // 2, cx - n // 2
+    inside = top >= 0 and left >= 0 and top + n <= rgb.shape[0] and left + n <= rgb.shape[1]
+    if n < config.SCREEN_MIN_PATCH_PX or not inside:
+        return None
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb[top : top + n, left : left + n]), cv2.COLOR_RGB2GRAY)
+    gray = gray.astype(np.float32)
+    detail = gray - cv2.GaussianBlur(gray, (0, 0), 2.0)
+    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(detail * _hann(n)))).astype(np.float32)
+    beside = np.zeros((1, 11), np.float32)
+    beside[0, :4] = beside[0, -4:] = 1 / 8
+    around = np.maximum(
+        cv2.blur(spectrum, (15, 15)),
+        np.maximum(cv2.filter2D(spectrum, -1, beside), cv2.filter2D(spectrum, -1, beside.T)),
+    )
+    c = n // 2
+    fy, fx = np.mgrid[-c : n - c, -c : n - c]
+    block = n // 8  # JPEG's 8-px blocks (4 or 2 px in a JPEG decoded at 1/2 or 1/4) fall on multiples of it
+    on_block = ((np.abs(fy) + 1) % block <= 2) & ((np.abs(fx) + 1) % block <= 2)
+    keep = (np.hypot(fy, fx) > n / 16) & ~on_block
+    return float((spectrum[keep] / (around[keep] + 1e-6)).max())
 
 
 # --------------------------------------------------------------------------------------
@@ -656,6 +705,19 @@ def _check_covered(selfie: _Selfie, face: Face) -> None:
         )
 
 
+def _check_screen(selfie: _Selfie) -> None:
+    """screen_photo: a fine regular pattern across the face (:func:`periodic_peak`)."""
+    m = selfie.occlusion
+    if m and m.get("screen_peak", 0.0) > config.SCREEN_PEAK_ERROR:
+        selfie.add(
+            "screen_photo",
+            ERROR,
+            "This looks like a photo of a screen or of a printed photo (a fine regular pattern, such as a "
+            "screen's pixels or moire, runs across your face): upload the original photo from your phone or "
+            "camera instead.",
+        )
+
+
 def _check_faces(selfie: _Selfie) -> None:
     """no_face, multiple_faces, background_faces, face_too_small, blurry, too_dark, overexposed,
     extreme_pose. Only human faces get here (the analyzer's plausibility gate, faces.is_human)."""
@@ -689,6 +751,7 @@ def _check_faces(selfie: _Selfie) -> None:
     _check_quality(selfie, small_face)
     _check_pose(selfie, face)
     _check_covered(selfie, face)
+    _check_screen(selfie)
 
 
 # Work beside the face analysis, on one worker thread (Pillow and numpy let go of the GIL on whole images):
@@ -714,7 +777,12 @@ def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> 
             min(img.height, int(y1 + side) + 1),
         )
         near = face.scaled(1.0, offset=(box[0], box[1]))
-        return occlusion_parts(analyzer, np.asarray(img.crop(box).convert("RGB")), near)
+        rgb = np.asarray(img.crop(box).convert("RGB"))
+        parts = occlusion_parts(analyzer, rgb, near)
+        peak = periodic_peak(rgb, near)
+        if peak is not None:
+            parts["screen_peak"] = peak
+        return parts
     except Exception:  # a face too odd to align: the occlusion rules are left out for it
         log.exception("occlusion measures failed")
         return None

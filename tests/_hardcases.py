@@ -263,7 +263,11 @@ def beauty_filter(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.
 
 def screen_photo(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
     """The photo shown on a screen and photographed: sub-pixel stripes and/or a moire beat at several
-    frequencies and angles, a bezel, glare and a slight perspective."""
+    frequencies and angles, a bezel, glare and a slight perspective (variants 0-5); a printed photo's
+    halftone dots (6) and a screen's pixel grid photographed at twice its size and scaled down (7), drawn
+    after the screen rule's line was set: renderings it was not tuned on."""
+    if variant >= 6:
+        return _printed_or_pixel_grid(img, variant)
     rng = np.random.default_rng(300 + variant)
     arr = np.asarray(img.convert("RGB")).astype(np.float32)
     h, w = arr.shape[:2]
@@ -296,6 +300,24 @@ def screen_photo(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.I
     m = cv2.getPerspectiveTransform(src, dst)
     warped = cv2.warpPerspective(np.asarray(canvas), m, (cw, ch), borderValue=(150, 140, 120))
     return Image.fromarray(warped)
+
+
+def _printed_or_pixel_grid(img: Image.Image, variant: int) -> Image.Image:
+    arr = np.asarray(img.convert("RGB")).astype(np.float32)
+    h, w = arr.shape[:2]
+    if variant % 2 == 0:  # halftone: two crossed gratings at 45 degrees, period 5 px
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        t = math.radians(45)
+        u, v = xx * math.cos(t) + yy * math.sin(t), -xx * math.sin(t) + yy * math.cos(t)
+        dots = (np.cos(2 * np.pi * u / 5) + np.cos(2 * np.pi * v / 5)) / 4 + 0.5
+        out = arr * (0.7 + 0.3 * dots[..., None])
+    else:  # a pixel grid of period 7 at twice the size, softened by the lens, scaled down
+        up = cv2.resize(arr, (w * 2, h * 2))
+        yy, xx = np.mgrid[0 : 2 * h, 0 : 2 * w]
+        up *= (0.6 + 0.4 * (((xx % 7) < 6) & ((yy % 7) < 6)))[..., None]
+        up = cv2.GaussianBlur(up, (0, 0), 0.8)
+        out = cv2.resize(up, (w, h), interpolation=cv2.INTER_AREA) * 1.1
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
 def cartoon(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
@@ -403,7 +425,7 @@ CATEGORIES = {
     "mask": (mask, len(MASK_STYLES), {"face_covered"}),
     "hand": (hand, 8, {"eyes_covered", "face_covered"}),
     "filter": (beauty_filter, 4, {"filtered"}),  # a warning
-    "screen": (screen_photo, 6, {"screen_photo"}),
+    "screen": (screen_photo, 8, {"screen_photo"}),
     "cartoon": (cartoon, 6, {"not_a_photo"}),
     "cut": (cut_off, 12, {"face_cut_off"}),
     "rotated": (rotated, 3, None),

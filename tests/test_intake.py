@@ -43,7 +43,15 @@ SOURCES = (
 # category -> share of its cases that must come out right (every variant on every source above)
 # (the occlusion rules are fit on these cases drawn on ten people: see config.py for each one's results on
 # renderings it was not fit on)
-REQUIRED = {"rotated": 1.0, "benign": 1.0, "cut": 0.95, "sunglasses": 0.9, "mask": 0.75, "hand": 0.9}
+REQUIRED = {
+    "rotated": 1.0,
+    "benign": 1.0,
+    "cut": 0.95,
+    "sunglasses": 0.9,
+    "mask": 0.75,
+    "hand": 0.9,
+    "screen": 1.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +84,30 @@ def test_each_category_across_its_variants(analyzer, sources, category):
             results.append((ok, f"{rel} variant {v}: {[i['code'] for i in entry['issues']]}"))
     right = sum(ok for ok, _ in results)
     assert right >= REQUIRED[category] * len(results), [what for ok, what in results if not ok]
+
+
+def test_a_regular_pattern_across_the_face_reads_as_a_screen(analyzer, sources):
+    """periodic_peak: the photo itself and its JPEG q6, grey and mirrored copies stay far under the line; a
+    faint grating of any period from 3 to 11 px at any angle (not one of the drawn screens) goes over it,
+    and so do gratings that fall on the axes of the spectrum (straight stripes, scan lines)."""
+    from headshot import config
+    from headshot.validation import periodic_peak
+
+    for rel, img, kps in sources:
+        face = analyzer.detect(img, embed=0)[0]
+        for v in (0, 1, 5):  # mirrored, grey, JPEG q6
+            plain = np.asarray(hc.benign(img, kps, v))
+            assert periodic_peak(plain, face) < config.SCREEN_PEAK_ERROR / 1.3, (rel, v)
+        rgb = np.asarray(img).astype(np.float32)
+        yy, xx = np.mgrid[0 : rgb.shape[0], 0 : rgb.shape[1]].astype(np.float32)
+        for period, degrees in ((3.2, 0.0), (4.5, 90.0), (6.0, 33.0), (8.5, -61.0), (11.0, 14.0)):
+            a = np.radians(degrees)
+            grating = 1 + 0.06 * np.cos(2 * np.pi * (xx * np.cos(a) + yy * np.sin(a)) / period)
+            shown = Image.fromarray(np.clip(rgb * grating[..., None], 0, 255).astype(np.uint8))
+            shown = imaging.load_image(jpeg(shown))
+            assert periodic_peak(np.asarray(shown), face) > config.SCREEN_PEAK_ERROR * 1.3, (rel, period)
+    tiny = analyzer.detect(img, embed=0)[0].scaled(0.2)  # too small a face to tell: not judged
+    assert periodic_peak(np.asarray(img), tiny) is None
 
 
 def test_a_face_cut_by_the_frame(analyzer, sources):

@@ -22,7 +22,7 @@ import gradio as gr
 
 from . import config, credentials, results, sessions, studio
 from .errors import GpuAborted, GpuQuotaExceeded, HeadshotError, TrainingPaused
-from .webfiles import EXAMPLES_DIR, _done, _linked_files, _referenced_paths, _session
+from .webfiles import EXAMPLES_DIR, caller_session, finish_call, linked_files, referenced_paths
 
 CONSENT_MISSING = "Please tick the consent box first: these must be photos of you, or of someone who agreed."
 
@@ -91,10 +91,10 @@ def validate_selfies(
         the validation report: ready (enough for InstantID), ready_lora, accepted, and per selfie its issues
         (code, severity, message) and face measurements.
     """
-    own = _session(session, request)
-    files = [*_paths(selfies), *_linked_files(selfie_links, own, "selfie")]
+    own = caller_session(session, request)
+    files = [*_paths(selfies), *linked_files(selfie_links, own, "selfie")]
     report = studio.validate(own.adopt(files)).report
-    _done(own, session, handed_out=False)
+    finish_call(own, session, handed_out=False)
     return report
 
 
@@ -103,7 +103,7 @@ def selfie_cards(selfies: list[str] | None, report: dict, session=None):
     the session's folder, so Delete removes them with the rest)."""
     from . import imaging
 
-    own = _session(session, None)
+    own = caller_session(session, None)
     cards = []
     folder = None
     # The report lists the checked selfies in upload order (files past the limit are not in it).
@@ -276,9 +276,9 @@ def create_identity(
     Returns:
         the identity file (.safetensors) and a summary (JSON).
     """
-    own = _session(session, request)
+    own = caller_session(session, request)
     result = studio.create_identity(
-        own.adopt([*_paths(selfies), *_linked_files(selfie_links, own, "selfie")]),
+        own.adopt([*_paths(selfies), *linked_files(selfie_links, own, "selfie")]),
         method,
         lora_steps=_unset(lora_steps, DEFAULT_LORA_SETTING),
         lora_rank=_unset(lora_rank, DEFAULT_LORA_SETTING),
@@ -287,7 +287,7 @@ def create_identity(
         progress=_progress(progress),
         session=own,
     )
-    _done(own, session, handed_out=True)
+    finish_call(own, session, handed_out=True)
     return str(result.path), public_summary(result.summary)
 
 
@@ -301,16 +301,16 @@ def continue_identity(session=None, request: gr.Request = None, progress=gr.Prog
     Returns:
         the identity file and summary, as create_identity does.
     """
-    own = _session(session, request)
+    own = caller_session(session, request)
     result = studio.continue_identity(own, progress=_progress(progress))
-    _done(own, session, handed_out=True)
+    finish_call(own, session, handed_out=True)
     return str(result.path), public_summary(result.summary)
 
 
 def continue_button(session=None, request: gr.Request = None):
     """Show Continue while this session has a LoRA training paused after some of its steps (refused before
     its first step, nothing is saved: Create starts it again)."""
-    paused = studio.paused_training(_session(session, request))
+    paused = studio.paused_training(caller_session(session, request))
     if paused is None or not paused["steps_done"]:
         return gr.update(visible=False)
     label = f"Continue LoRA training (saved at step {paused['steps_done']} of {paused['steps_total']})"
@@ -323,7 +323,7 @@ def show_identity(identity: str | None, session=None):
     a file in the session's folder)."""
     from .identity import identity_summary, reference_with_keypoints
 
-    own = _session(session, None)
+    own = caller_session(session, None)
     if not identity:
         return None, ""
     (path,) = own.adopt([identity])
@@ -351,7 +351,7 @@ def public_summary(summary: dict) -> dict:
     return out
 
 
-def _empty_means(sentinel, **kwargs) -> gr.Number:
+def empty_means(sentinel, **kwargs) -> gr.Number:
     """A number a person may leave empty (placeholder: what empty means), and behind it the API's parameter,
     hidden, which keeps the API's sentinel default (so API callers may still leave it out or send it):
     the visible field copies its value there, empty as the sentinel."""
@@ -362,11 +362,11 @@ def _empty_means(sentinel, **kwargs) -> gr.Number:
     return api
 
 
-def _show():
+def show_it():
     return gr.update(visible=True)
 
 
-def _next_after_check(report: dict | None):
+def next_after_check(report: dict | None):
     """Show Next once the selfies are good enough for an identity."""
     return gr.update(visible=bool(report and report.get("ready")))
 
@@ -428,7 +428,7 @@ def _gallery(result: studio.GenerateResult) -> list[tuple[str, str]]:
 
 
 def _identity_required(identity, session: sessions.Session, link: str = ""):
-    linked = _linked_files(link, session, "identity")
+    linked = linked_files(link, session, "identity")
     if not identity and not linked:
         raise gr.Error(
             "Create an identity in step 2, or upload your identity file, first.", title="No identity"
@@ -494,7 +494,7 @@ def generate(
         the gallery and info (JSON: seed per image, style, likeness per image (null where no face is found),
         the LinkedIn crop's file name).
     """
-    own = _session(session, request)
+    own = caller_session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     options = _options(
         prompt=prompt,
@@ -517,7 +517,7 @@ def generate(
         subject=subject,
     )
     result = studio.generate(loaded, style, options, progress=_progress(progress), session=own)
-    _done(own, session, handed_out=True)
+    finish_call(own, session, handed_out=True)
     return _gallery(result), result.info
 
 
@@ -566,7 +566,7 @@ def generate_pack(
     Returns:
         a ZIP of PNGs (named by style and seed), the gallery, and info (JSON).
     """
-    own = _session(session, request)
+    own = caller_session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     options = _options(
         prompt=prompt,
@@ -585,7 +585,7 @@ def generate_pack(
     result = studio.generate_pack(
         loaded, styles or [], images_per_style, options, progress=_progress(progress), session=own
     )
-    _done(own, session, handed_out=True)
+    finish_call(own, session, handed_out=True)
     return str(result.zip_path), _gallery(result), result.info
 
 
@@ -594,7 +594,7 @@ def generate_pack(
 
 
 def _headshot_required(image: str | None, session: sessions.Session, link: str = ""):
-    linked = _linked_files(link, session, "headshot")
+    linked = linked_files(link, session, "headshot")
     if not image and not linked:
         raise gr.Error("Choose one of your headshots (its PNG file) first.", title="No headshot")
     return linked[0] if linked else session.adopt([image])[0]
@@ -625,7 +625,7 @@ def refine(
     Returns:
         the gallery, the refined PNG file and info (JSON).
     """
-    own = _session(session, request)
+    own = caller_session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     result = results.refine(
         loaded,
@@ -635,7 +635,7 @@ def refine(
         progress=_progress(progress),
         session=own,
     )
-    _done(own, session, handed_out=True)
+    finish_call(own, session, handed_out=True)
     return _gallery(result), str(result.headshots[0].path), result.info
 
 
@@ -664,7 +664,7 @@ def more_like_this(
     Returns:
         the gallery and info (JSON).
     """
-    own = _session(session, request)
+    own = caller_session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     result = results.more_like_this(
         loaded,
@@ -674,7 +674,7 @@ def more_like_this(
         progress=_progress(progress),
         session=own,
     )
-    _done(own, session, handed_out=True)
+    finish_call(own, session, handed_out=True)
     return _gallery(result), result.info
 
 
@@ -699,12 +699,12 @@ def regenerate(
     Returns:
         the gallery and info (JSON).
     """
-    own = _session(session, request)
+    own = caller_session(session, request)
     loaded = _identity_required(identity, own, identity_link)
     result = results.regenerate(
         loaded, _headshot_required(image, own, image_link), progress=_progress(progress), session=own
     )
-    _done(own, session, handed_out=True)
+    finish_call(own, session, handed_out=True)
     return _gallery(result), result.info
 
 
@@ -734,12 +734,12 @@ def verify(image: str | None = None, image_link: str = "", session=None, request
         ai_generated, made (when), signed_by, history (each manifest from the oldest parent on, with its
         actions: c2pa.created, c2pa.opened, c2pa.edited, c2pa.cropped), problems and message.
     """
-    own = _session(session, request)
-    linked = _linked_files(image_link, own, "image")
+    own = caller_session(session, request)
+    linked = linked_files(image_link, own, "image")
     if not image and not linked:
         raise gr.Error("Choose an image to check first.", title="No image")
     report = credentials.verify(linked[0] if linked else own.adopt([image])[0])
-    _done(own, session, handed_out=False)
+    finish_call(own, session, handed_out=False)
     return report
 
 
@@ -774,8 +774,8 @@ def delete_my_data(files: str = "", session=None, request: gr.Request = None):
     Returns:
         {deleted_files, message}
     """
-    own = _session(session, request)
-    named = _referenced_paths((files or "").split())
+    own = caller_session(session, request)
+    named = referenced_paths((files or "").split())
     result = sessions.delete_named(own, named) if named else {**own.delete(), "not_yours": 0}
     count = result["deleted_files"]
     if count:
@@ -797,17 +797,17 @@ def _after_delete(result: dict):
     return [None, None, None, None, None, None, "", "", None, {}, hidden, hidden, hidden, "", None, None, hidden, gone]
 
 
-def _style_choices() -> list[tuple[str, str]]:
+def style_choices() -> list[tuple[str, str]]:
     return [(s["name"], s["id"]) for s in studio.list_styles()]
 
 
-def _style_blurb(style_id: str, backdrop: str = "style", outfit: str = "style") -> str:
+def style_blurb_text(style_id: str, backdrop: str = "style", outfit: str = "style") -> str:
     """The style's words under the menu, following the chosen backdrop and outfit."""
     text = studio.style_blurb(style_id, backdrop, outfit)
     return f"*{text}*" if text else ""
 
 
-def _example_selfies() -> list[list[list[str]]]:
+def example_selfies() -> list[list[list[str]]]:
     photos = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".png", ".webp"))
     return [[photos]] if photos else []
 
@@ -834,7 +834,7 @@ def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.Select
     from . import results
     from .faces import get_analyzer
 
-    own = _session(session, request)
+    own = caller_session(session, request)
     items = gallery or []
     if evt is None or not isinstance(evt.index, int) or not (0 <= evt.index < len(items)):
         return [gr.update()] * 7
@@ -920,8 +920,8 @@ def favourite(image: str = "", session=None, request: gr.Request = None) -> tupl
     from . import results
     from .faces import get_analyzer
 
-    own = _session(session, request)
-    results.toggle_favourite(own, (_referenced_paths([image]) or [image])[0])
+    own = caller_session(session, request)
+    results.toggle_favourite(own, (referenced_paths([image]) or [image])[0])
     chosen = results.favourites(own)
     analyzer = get_analyzer()
     shown = []
@@ -935,7 +935,7 @@ def favourite(image: str = "", session=None, request: gr.Request = None) -> tupl
 
 def favourites_view(image: str, session=None, request: gr.Request = None):
     """The UI after a star: the section shown while there are favourites, the button's label (UI only)."""
-    own = _session(session, request)
+    own = caller_session(session, request)
     return gr.update(visible=bool(own.favourites)), gr.update(value=_star_label(str(image) in own.favourites))
 
 
@@ -1049,7 +1049,7 @@ def gallery_view(session=None, show: str = results.ALL, request: gr.Request = No
     and its filter menu."""
     from .faces import get_analyzer
 
-    own = _session(session, request)
+    own = caller_session(session, request)
     analyzer = get_analyzer()
     choices = results.gallery_filters(own, analyzer)
     if show not in {value for _, value in choices}:
@@ -1074,7 +1074,7 @@ generate_page = _page_step(generate, _headshots_after, "headshots")
 generate_pack_page = _page_step(generate_pack, _pack_after, "headshots")
 
 
-def _after_delete_page(result: dict):
+def after_delete_page(result: dict):
     """The page after Delete: what ``_after_delete`` empties, then the consent box unticked, the identity's
     summary, the notices, Continue, the gallery filter, the chosen pictures, and the question closed."""
     hidden = gr.update(visible=False)

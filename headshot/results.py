@@ -42,15 +42,15 @@ from .studio import (
     GenerateResult,
     Headshot,
     Progress,
-    _check_range,
-    _info,
-    _write_outputs,
     build_request,
+    check_range,
     rank,
     render_tracked,
+    run_info,
     score_likeness,
     settings_for,
     verdict_for,
+    write_outputs,
 )
 from .styles import Style, get_style
 
@@ -122,7 +122,7 @@ def options_from_settings(settings: dict, count: int = 1) -> tuple[Style, Genera
                 f"The headshot's setting {key!r} must be true or false, not {settings[key]!r}."
             )
     style = get_style(settings["style"])
-    seed = _check_range(settings["seed"], 0, config.MAX_SEED, "The headshot's seed", whole=True)
+    seed = check_range(settings["seed"], 0, config.MAX_SEED, "The headshot's seed", whole=True)
     options = GenerateOptions(
         prompt=settings["prompt"],
         negative_prompt=settings["negative_prompt"],
@@ -180,7 +180,7 @@ def refine(
     scale = (
         config.REFINE_SCALE
         if scale is None
-        else _check_range(scale, config.MIN_REFINE_SCALE, config.MAX_REFINE_SCALE, "The refine scale")
+        else check_range(scale, config.MIN_REFINE_SCALE, config.MAX_REFINE_SCALE, "The refine scale")
     )
     strength = _strength(strength, config.REFINE_STRENGTH)
     source = open_source(image_path)
@@ -208,7 +208,7 @@ def more_like_this(
 ) -> GenerateResult:
     """``count`` variations of the headshot: its settings, new seeds, image-to-image from it at
     ``strength`` (``config.VARIATION_STRENGTH``), at its aspect's output size; best likeness first."""
-    count = _check_range(count, config.MIN_IMAGES, config.MAX_VARIATIONS, "Number of variations", whole=True)
+    count = check_range(count, config.MIN_IMAGES, config.MAX_VARIATIONS, "Number of variations", whole=True)
     strength = _strength(strength, config.VARIATION_STRENGTH)
     source = open_source(image_path)
     seed = _new_seed(count)
@@ -248,7 +248,7 @@ def regenerate(
 def _strength(value: Any, default: float) -> float:
     if value is None:
         return default
-    return _check_range(
+    return check_range(
         value, config.MIN_IMG2IMG_STRENGTH, config.MAX_IMG2IMG_STRENGTH, "The image-to-image strength"
     )
 
@@ -298,10 +298,10 @@ def _render(
     workdir = session.new_dir(folder) if session else new_workdir(folder)
     suffix = {"refine": f"_{requests[0].width}px", "more_like_this": "_like"}.get(kind, "")
     parent = source.path if kind in ("refine", "more_like_this") else None  # image-to-image: from its pixels
-    _write_outputs(shots, workdir, source.options, analyzer, suffix=suffix, parent=parent)
+    write_outputs(shots, workdir, source.options, analyzer, suffix=suffix, parent=parent)
     if session:
         session.record(*[h.path for h in shots])
-    info = _info(
+    info = run_info(
         shots,
         shots[0].seed if len(shots) == 1 else requests[0].seed,
         started,

@@ -83,7 +83,7 @@ def create_identity(
     method = (method or "instantid").strip().lower()
     if method not in ("instantid", "lora"):
         raise InvalidRequest(f"Unknown identity method {method!r}: choose 'instantid' or 'lora'.")
-    seed = _check_range(seed, 0, config.MAX_SEED, "The seed", whole=True)
+    seed = check_range(seed, 0, config.MAX_SEED, "The seed", whole=True)
     if method == "lora":
         check_lora_settings(lora_steps, lora_rank, lora_learning_rate)
     analyzer = analyzer or get_analyzer()
@@ -231,11 +231,11 @@ def check_lora_settings(
 ) -> None:
     """Refuse quick-LoRA settings outside the ``config`` limits (None: the default, always fine)."""
     if steps is not None:
-        _check_range(steps, config.MIN_LORA_STEPS, config.MAX_LORA_STEPS, "LoRA steps", whole=True)
+        check_range(steps, config.MIN_LORA_STEPS, config.MAX_LORA_STEPS, "LoRA steps", whole=True)
     if rank is not None:
-        _check_range(rank, config.MIN_LORA_RANK, config.MAX_LORA_RANK, "LoRA rank", whole=True)
+        check_range(rank, config.MIN_LORA_RANK, config.MAX_LORA_RANK, "LoRA rank", whole=True)
     if learning_rate is not None:
-        _check_range(learning_rate, 0.0, config.MAX_LORA_LEARNING_RATE, "LoRA learning rate")
+        check_range(learning_rate, 0.0, config.MAX_LORA_LEARNING_RATE, "LoRA learning rate")
         if not learning_rate > 0:
             raise InvalidRequest(
                 f"LoRA learning rate must be above 0 and at most {config.MAX_LORA_LEARNING_RATE}, "
@@ -328,7 +328,7 @@ def _resolve_seed(options: GenerateOptions) -> int:
     """The user's seed, or a fresh random one for None (returned in the result so it can be reused)."""
     if options.seed is None:
         return random_seed()
-    return int(_check_range(options.seed, 0, config.MAX_SEED, "The seed", whole=True))
+    return int(check_range(options.seed, 0, config.MAX_SEED, "The seed", whole=True))
 
 
 def subject_for(identity: Identity) -> str:
@@ -374,7 +374,7 @@ def rank(headshots: list[Headshot]) -> list[Headshot]:
     return sorted(headshots, key=lambda h: (h.likeness is None, -(h.likeness or 0.0), h.seed))
 
 
-def _check_range(value, low, high, name: str, *, whole: bool = False):
+def check_range(value, low, high, name: str, *, whole: bool = False):
     """``value`` if it is a number from ``low`` to ``high`` (a whole one if ``whole``), else InvalidRequest."""
     try:
         number = float(value)
@@ -390,7 +390,7 @@ def _check_range(value, low, high, name: str, *, whole: bool = False):
 
 def _or_style(value, style_value, low, high, name: str, *, whole: bool = False):
     """The requested value (0 included), checked; the style's value where none was requested (None)."""
-    return style_value if value is None else _check_range(value, low, high, name, whole=whole)
+    return style_value if value is None else check_range(value, low, high, name, whole=whole)
 
 
 # InstantID's strengths under a person's LoRA for identity files that do not carry their own
@@ -408,8 +408,8 @@ def instantid_scales_with_lora(identity: Identity) -> tuple[float, float]:
     own = {**LORA_INSTANTID_SCALES, **(written if isinstance(written, dict) else {})}
     scales = (config.MIN_ADAPTER_SCALE, config.MAX_ADAPTER_SCALE)
     return (
-        _check_range(own["identity_strength"], *scales, "The identity file's identity strength"),
-        _check_range(own["identitynet_strength"], *scales, "The identity file's IdentityNet strength"),
+        check_range(own["identity_strength"], *scales, "The identity file's identity strength"),
+        check_range(own["identitynet_strength"], *scales, "The identity file's IdentityNet strength"),
     )
 
 
@@ -442,7 +442,7 @@ def build_request(
     guidance = _or_style(
         options.guidance, style.guidance, config.MIN_GUIDANCE, config.MAX_GUIDANCE, "Guidance"
     )
-    lora_strength = _check_range(options.lora_strength, *scales, "LoRA strength")
+    lora_strength = check_range(options.lora_strength, *scales, "LoRA strength")
     style_identity, style_identitynet = style.identity_strength, style.identitynet_strength
     if identity.lora and lora_strength:
         style_identity, style_identitynet = instantid_scales_with_lora(identity)
@@ -519,7 +519,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "headshot"
 
 
-def _write_outputs(
+def write_outputs(
     headshots: list[Headshot],
     workdir: Path,
     options: GenerateOptions,
@@ -587,7 +587,7 @@ def render_tracked(
 def _render_styles(identity, styles, options, seed, count, analyzer, progress) -> list[Headshot]:
     """Render ``count`` kept images per style (best of ``options.best_of`` candidates each)."""
     keep = count
-    candidates = keep * _check_range(
+    candidates = keep * check_range(
         options.best_of, 1, config.MAX_BEST_OF, "Candidates per image", whole=True
     )
     if candidates > config.MAX_PACK_IMAGES:
@@ -634,17 +634,17 @@ def generate(
     options = options or GenerateOptions()
     analyzer = analyzer or get_analyzer()
     style = get_style(style_id)
-    count = _check_range(
+    count = check_range(
         options.num_images, config.MIN_IMAGES, config.MAX_IMAGES_PER_REQUEST, "Number of images", whole=True
     )
     seed = _resolve_seed(options)
     started = time.perf_counter()
     shots = _render_styles(identity, [style], options, seed, count, analyzer, progress)
     workdir = session.new_dir("headshots") if session else new_workdir("headshots")
-    _write_outputs(shots, workdir, options, analyzer)
+    write_outputs(shots, workdir, options, analyzer)
     if session:
         session.record(*[p for h in shots for p in (h.path, h.linkedin_path)])
-    info = _info(shots, seed, started, style_ids=[style.id], options=options)
+    info = run_info(shots, seed, started, style_ids=[style.id], options=options)
     return GenerateResult(headshots=shots, info=info, workdir=workdir)
 
 
@@ -665,7 +665,7 @@ def generate_pack(
     if not ids:
         raise InvalidRequest("Choose at least one style for the pack.")
     styles = [get_style(s) for s in ids]
-    per_style = _check_range(
+    per_style = check_range(
         images_per_style, config.MIN_IMAGES, config.MAX_IMAGES_PER_REQUEST, "Images per style", whole=True
     )
     if per_style * len(styles) > config.MAX_PACK_IMAGES:
@@ -679,8 +679,8 @@ def generate_pack(
     # person's LoRA is loaded once for the whole pack.
     shots = _render_styles(identity, styles, options, seed, per_style, analyzer, progress)
     workdir = session.new_dir("pack") if session else new_workdir("pack")
-    _write_outputs(shots, workdir, options, analyzer)
-    info = _info(shots, seed, started, style_ids=ids, options=options)
+    write_outputs(shots, workdir, options, analyzer)
+    info = run_info(shots, seed, started, style_ids=ids, options=options)
     zip_path = workdir / f"headshots-{seed}.zip"
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as archive:
         for shot in shots:
@@ -693,7 +693,7 @@ def generate_pack(
     return GenerateResult(headshots=rank(shots), info=info, workdir=workdir, zip_path=zip_path)
 
 
-def _info(
+def run_info(
     shots: list[Headshot], seed: int, started: float, style_ids: list[str], options: GenerateOptions | None = None
 ) -> dict:
     options = options or GenerateOptions()

@@ -22,19 +22,15 @@ from .api import (
     RANDOM_SEED,
     STYLE_STEPS,
     STYLE_VALUE,
-    _after_delete_page,
-    _empty_means,
-    _example_selfies,
-    _next_after_check,
-    _show,
-    _style_blurb,
-    _style_choices,
+    after_delete_page,
     continue_identity,
     continue_identity_page,
     create_identity,
     create_identity_page,
     delete_my_data,
     device_note,
+    empty_means,
+    example_selfies,
     favourite,
     favourites_view,
     gallery_view,
@@ -47,6 +43,7 @@ from .api import (
     list_styles,
     more_like_this,
     more_like_this_ui,
+    next_after_check,
     pick_headshot,
     preview,
     refine,
@@ -56,9 +53,12 @@ from .api import (
     require_consent,
     selfie_cards_view,
     show_identity,
+    show_it,
+    style_blurb_text,
+    style_choices,
     validate_selfies,
 )
-from .webfiles import PrivateFiles, _fix_list_schema, release_quiet_states, use_mcp_sessions
+from .webfiles import PrivateFiles, fix_list_schema, release_quiet_states, use_mcp_sessions
 
 CONSENT_LABEL = "These are photos of me, or I have the person's permission to use them to make AI headshots."
 
@@ -138,7 +138,7 @@ def build_demo() -> gr.Blocks:
     """The Blocks app, its events and its queue settings. Starts nothing: no thread, no model load
     (``serve`` does that), so importing ``app`` or building the demo in a test has no side effects."""
     use_mcp_sessions()  # one MCP session (Mcp-Session-Id) is one app session (webfiles)
-    styles = _style_choices()
+    styles = style_choices()
     default_style = "corporate-grey" if any(v == "corporate-grey" for _, v in styles) else styles[0][1]
 
     with gr.Blocks(title="Headshot Studio", delete_cache=config.delete_cache()) as demo:
@@ -158,10 +158,10 @@ def build_demo() -> gr.Blocks:
                             file_types=["image", ".heic", ".heif", ".avif"],
                             elem_id="selfies",
                         )
-                        _fix_list_schema(selfies)
+                        fix_list_schema(selfies)
                         consent = gr.Checkbox(label=CONSENT_LABEL, value=False, elem_id="consent")
                         check_btn = gr.Button("Check my selfies", variant="primary", elem_id="check")
-                        examples = _example_selfies()
+                        examples = example_selfies()
                         if examples:
                             gr.Examples(examples, inputs=[selfies], label="Or try the example selfies (public domain)")
                     with gr.Column(scale=2, min_width=300):
@@ -189,7 +189,7 @@ def build_demo() -> gr.Blocks:
                             label="How to learn your face",
                         )
                         with gr.Accordion("LoRA settings (optional)", open=False):
-                            lora_steps = _empty_means(
+                            lora_steps = empty_means(
                                 DEFAULT_LORA_SETTING,
                                 label="Training steps",
                                 placeholder="the default",
@@ -198,7 +198,7 @@ def build_demo() -> gr.Blocks:
                                 maximum=config.MAX_LORA_STEPS,
                                 elem_id="lora_steps",
                             )
-                            lora_rank = _empty_means(
+                            lora_rank = empty_means(
                                 DEFAULT_LORA_SETTING,
                                 label="Rank",
                                 placeholder="the default",
@@ -207,7 +207,7 @@ def build_demo() -> gr.Blocks:
                                 maximum=config.MAX_LORA_RANK,
                                 elem_id="lora_rank",
                             )
-                            lora_lr = _empty_means(
+                            lora_lr = empty_means(
                                 DEFAULT_LORA_SETTING,
                                 label="Learning rate",
                                 placeholder="the default",
@@ -257,7 +257,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=300):
                         style = gr.Dropdown(styles, value=default_style, label="Style", elem_id="style")
-                        style_blurb = gr.Markdown(_style_blurb(default_style), elem_id="style_blurb")
+                        style_blurb = gr.Markdown(style_blurb_text(default_style), elem_id="style_blurb")
                         choices = studio.list_options()
                         with gr.Row(equal_height=False):
                             with gr.Column(scale=3, min_width=160):
@@ -320,7 +320,7 @@ def build_demo() -> gr.Blocks:
                             negative = gr.Textbox(
                                 "", label="Avoid (optional)", max_length=config.MAX_PROMPT_CHARS
                             )
-                            seed = _empty_means(
+                            seed = empty_means(
                                 RANDOM_SEED,
                                 label="Seed (leave empty for a random one)",
                                 placeholder="random",
@@ -343,7 +343,7 @@ def build_demo() -> gr.Blocks:
                                 value="style",
                                 label="Size",
                             )
-                            steps = _empty_means(
+                            steps = empty_means(
                                 STYLE_STEPS,
                                 label="Steps",
                                 placeholder="the style's",
@@ -352,7 +352,7 @@ def build_demo() -> gr.Blocks:
                                 maximum=config.MAX_STEPS,
                                 elem_id="steps",
                             )
-                            guidance = _empty_means(
+                            guidance = empty_means(
                                 STYLE_VALUE,
                                 label="Guidance",
                                 placeholder="the style's",
@@ -361,7 +361,7 @@ def build_demo() -> gr.Blocks:
                                 step=0.5,
                                 elem_id="guidance",
                             )
-                            identity_strength = _empty_means(
+                            identity_strength = empty_means(
                                 STYLE_VALUE,
                                 label="Identity strength",
                                 placeholder="the style's",
@@ -370,7 +370,7 @@ def build_demo() -> gr.Blocks:
                                 step=0.05,
                                 elem_id="identity_strength",
                             )
-                            identitynet_strength = _empty_means(
+                            identitynet_strength = empty_means(
                                 STYLE_VALUE,
                                 label="Face-shape strength (IdentityNet)",
                                 placeholder="the style's",
@@ -503,7 +503,7 @@ def build_demo() -> gr.Blocks:
             concurrency_limit=4,
         ).then(
             selfie_cards_view, [selfies, report, session], [cards, readiness], api_visibility="private"
-        ).then(_next_after_check, report, next_1, api_visibility="private")
+        ).then(next_after_check, report, next_1, api_visibility="private")
         next_1.click(lambda: gr.Tabs(selected="identity"), None, tabs, api_visibility="private")
         consent.input(None, None, None, js=DISMISS_TOASTS)  # ticked: the reminder has done its job
 
@@ -547,12 +547,12 @@ def build_demo() -> gr.Blocks:
             [identity_file, session],
             [reference, identity_text],
             api_visibility="private",
-        ).success(_show, None, next_2, api_visibility="private")
+        ).success(show_it, None, next_2, api_visibility="private")
         next_2.click(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
 
         # Step 3
         for changed in (style, backdrop, outfit):
-            changed.change(_style_blurb, [style, backdrop, outfit], style_blurb, api_visibility="private")
+            changed.change(style_blurb_text, [style, backdrop, outfit], style_blurb, api_visibility="private")
         generate_inputs = [
             identity_file,
             style,
@@ -678,7 +678,7 @@ def build_demo() -> gr.Blocks:
             deleted,
             api_name="delete_my_data",
         ).then(
-            _after_delete_page,
+            after_delete_page,
             deleted,
             [selfies, identity_file, gallery, pack_zip, cards, reference, identity_text, readiness, report, info,
              next_1, next_2, picked, picked_path, favourites, favourites_zip, favourites_section, refined_download,

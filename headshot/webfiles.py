@@ -3,10 +3,10 @@
 Gradio names an upload by its content, so two people who upload the same photo would share one path:
 :class:`PrivateFiles` (ASGI middleware) gives every upload a folder of its own, answers 404 for files
 that were deleted, serves the app's files with ``Cache-Control: private, no-store``, and ties each MCP
-session (its ``Mcp-Session-Id``) to one app session. :func:`_session` is the :class:`sessions.Session` a
+session (its ``Mcp-Session-Id``) to one app session. :func:`caller_session` is the :class:`sessions.Session` a
 handler works in (kept in the tab's ``gr.State``; for MCP, the one of its MCP session). A link is a read
 capability for one file, nothing more: :func:`check_caller_file` is the one check behind every file and
-link parameter (the caller's own session's file, or its own upload, else refused), :func:`_linked_files`
+link parameter (the caller's own session's file, or its own upload, else refused), :func:`linked_files`
 turns ``data:`` URLs and links into files with it, and :func:`use_mcp_sessions` makes Gradio's MCP server
 keep sessions and apply it to MCP file parameters. :func:`release_quiet_states` lets the sweep free what
 Gradio keeps per session.
@@ -42,7 +42,7 @@ def _mcp_key(request: gr.Request | None) -> str | None:
     return f"mcp:{sid}" if sid else "mcp:"
 
 
-def _session(state, request: gr.Request | None) -> sessions.Session:
+def caller_session(state, request: gr.Request | None) -> sessions.Session:
     """The session to work in: this tab's or API client's own (kept in its gr.State dict, made on first
     use and changed in place); for an MCP call the session of its MCP session (one app session per
     Mcp-Session-Id, for all its calls), or a session for this call only when the id is not one this
@@ -55,7 +55,7 @@ def _session(state, request: gr.Request | None) -> sessions.Session:
     return state.setdefault("files", sessions.Session())
 
 
-def _done(session: sessions.Session, state, *, handed_out: bool) -> None:
+def finish_call(session: sessions.Session, state, *, handed_out: bool) -> None:
     """After a call: a one-call session drops the selfies it was sent, and everything when it handed
     nothing out; a lasting session (a tab's, a client's, an MCP session's) keeps its files for the next
     call and for Delete."""
@@ -71,7 +71,7 @@ def check_caller_file(session: sessions.Session, value, *, outside_ok: bool = Fa
     or a file dict) as a path if it is the caller's (a file of ``session``'s own, or an upload only this
     caller has used), else ``gr.Error`` with the file-parameter message. ``outside_ok`` lets through
     paths outside the app's folders (Gradio-checked file parameters: the public examples)."""
-    paths = _referenced_paths([value])
+    paths = referenced_paths([value])
     if not paths:
         raise gr.Error("No file given.", title="Could not do that")
     try:
@@ -86,7 +86,7 @@ LINKS_HELP = (
 )
 
 
-def _linked_files(links: str | None, session: sessions.Session, kind: str) -> list[Path]:
+def linked_files(links: str | None, session: sessions.Session, kind: str) -> list[Path]:
     """The files that API and MCP callers send as text: data URLs are written into the session's folder;
     links to this session's own files (or its own uploads) are used where they are. Anything else (a
     link of another session's, a path outside the app) is refused with the file-parameter message."""
@@ -110,13 +110,13 @@ def _linked_files(links: str | None, session: sessions.Session, kind: str) -> li
             files.append(session.save_bytes(raw, f"{kind}-{index + 1}{suffix}"))
             continue
         try:
-            files.append(sessions.check_file(session, _referenced_paths([link])[0]))
+            files.append(sessions.check_file(session, referenced_paths([link])[0]))
         except HeadshotError as err:
             raise gr.Error(f"Link {index + 1}: {err.message} Links are {LINKS_HELP}.") from err
     return files
 
 
-def _referenced_paths(files) -> list[str]:
+def referenced_paths(files) -> list[str]:
     """Server paths from what a caller was given: ``/gradio_api/file=`` URLs, file dicts or paths."""
     from urllib.parse import unquote, urlsplit
 
@@ -361,7 +361,7 @@ def _own_urls_as_paths(value):
     out = {k: _own_urls_as_paths(v) for k, v in value.items()}
     target = out.get("path") if isinstance(out.get("path"), str) else None
     if target and target.startswith(("http://", "https://")) and "/gradio_api/file=" in target:
-        out["path"] = _referenced_paths([target])[0]
+        out["path"] = referenced_paths([target])[0]
         out.pop("url", None)
     return out
 
@@ -421,7 +421,7 @@ async def _mcp_error(scope, receive, send, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _fix_list_schema(component) -> None:
+def fix_list_schema(component) -> None:
     """A list-of-files input's API schema without ``$ref``: Gradio's MCP server moves the list's ``$defs``
     below the parameter, where ``#/$defs/FileData`` no longer resolves (clients fail with
     PointerToNowhere). gradio_client reads the same schema, inlined, as before."""
@@ -541,7 +541,7 @@ def _own_files_as_paths(value, positions: list[list], session: sessions.Session)
         if "/gradio_api/file=" in text or text.startswith("/"):
             node[last] = handle_file(str(check_caller_file(session, text)))
         elif text.startswith("data:"):  # kept in the session's folder (Gradio would keep a shared copy)
-            (saved,) = _linked_files(text, session, "file")
+            (saved,) = linked_files(text, session, "file")
             node[last] = handle_file(str(saved))
     return value
 

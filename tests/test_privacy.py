@@ -93,11 +93,11 @@ def test_delete_with_named_files_removes_only_those_files_of_the_callers_session
     b_link = f"http://127.0.0.1:7860/gradio_api/file={keep}"
 
     # B names A's file and its own: only its own named file goes
-    result = sessions.delete_named(b, webfiles._referenced_paths([link, b_link, "/etc/passwd", str(root / "..")]))
+    result = sessions.delete_named(b, webfiles.referenced_paths([link, b_link, "/etc/passwd", str(root / "..")]))
     assert result == {"deleted_files": 1, "not_yours": 3}
     assert mine.exists() and other_of_mine.exists() and not keep.exists() and Path("/etc/passwd").exists()
     # A names one of its files: that file only, never its run folder
-    assert sessions.delete_named(a, webfiles._referenced_paths([link])) == {"deleted_files": 1, "not_yours": 0}
+    assert sessions.delete_named(a, webfiles.referenced_paths([link])) == {"deleted_files": 1, "not_yours": 0}
     assert not mine.exists() and other_of_mine.exists()
 
 
@@ -215,19 +215,19 @@ def test_links_are_data_urls_or_files_of_the_callers_session(root):
 
     session, other = sessions.Session(), sessions.Session()
     data = "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8 bytes").decode()
-    (saved,) = webfiles._linked_files(data, session, "selfie")
+    (saved,) = webfiles.linked_files(data, session, "selfie")
     assert saved.read_bytes() == b"\xff\xd8 bytes" and session.owns(saved)
     upload = _upload(root, "me.jpg", b"x")
-    assert webfiles._linked_files(f"http://h/gradio_api/file={upload}", session, "selfie") == [upload]
-    assert webfiles._linked_files(str(saved), session, "identity") == [saved]
+    assert webfiles.linked_files(f"http://h/gradio_api/file={upload}", session, "selfie") == [upload]
+    assert webfiles.linked_files(str(saved), session, "identity") == [saved]
     theirs = other.new_dir("identity") / "identity.safetensors"
     theirs.write_bytes(b"x")
     for bad in ("/etc/passwd", "https://example.com/me.jpg", f"{root}/../../../etc/passwd", "data:;base64,@@",
                 str(theirs), f"http://h/gradio_api/file={theirs}", str(upload).replace(session.id, other.id)):
         with pytest.raises(gr.Error):
-            webfiles._linked_files(bad, other if bad == str(upload) else session, "selfie")
+            webfiles.linked_files(bad, other if bad == str(upload) else session, "selfie")
     with pytest.raises(gr.Error, match="not a file of this session"):
-        webfiles._linked_files(str(upload), other, "selfie")  # A's upload, once A used it
+        webfiles.linked_files(str(upload), other, "selfie")  # A's upload, once A used it
     with pytest.raises(gr.Error, match="not a file of this session"):
         webfiles.check_caller_file(session, {"path": str(theirs)})
     assert webfiles.check_caller_file(other, {"path": str(theirs)}) == theirs

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import config, credentials, results, sessions, studio
+from . import config, credentials, results, sessions, studio, zerogpu
 from .errors import GpuAborted, GpuQuotaExceeded, HeadshotError, TrainingPaused
 from .webfiles import EXAMPLES_DIR, caller_session, finish_call, linked_files, referenced_paths
 
@@ -968,13 +968,11 @@ def when_back(seconds: float | None, now: float | None = None) -> str:
     """"in about 25 s", "in about 3 h 20 min (around 18:40 UTC)"; "later today" when the answer did not say."""
     if seconds is None:
         return "later (the platform did not say when)"
-    seconds = max(1, math.ceil(seconds))
-    if seconds < 90:
-        return f"in about {seconds} s"
-    minutes = math.ceil(seconds / 60)
-    words = f"{minutes} min" if minutes < 60 else f"{minutes // 60} h" + (f" {minutes % 60} min" if minutes % 60 else "")
+    words = zerogpu.words_for(seconds)  # "45 s", "about 12 min"
+    if max(1, math.ceil(seconds)) < 90:
+        return f"in about {words}"
     clock = time.strftime("%H:%M UTC", time.gmtime((time.time() if now is None else now) + seconds))
-    return f"in about {words} (around {clock})"
+    return f"in {words} (around {clock})"
 
 
 def gpu_notice(err: HeadshotError, step: str) -> str:

@@ -4,7 +4,7 @@ For each category of tests/_hardcases.CATEGORIES, every variant drawn on several
 different people is validated, and the script prints how many got one of the expected error codes (or,
 for the categories that must stay accepted, were accepted), per variant; then how many of the shared
 photos that the manifest's tests accept are still accepted. ``--features`` prints the measures the rules
-use (validation.occlusion_measures and friends) per case instead, to set thresholds with margin.
+use (face_measures.occlusion_measures and friends) per case instead, to set thresholds with margin.
 
     HEADSHOT_TEST_DATA=../shared python benchmarks/calibrate_intake.py [--sources 6] [--only mask,cut]
 """
@@ -141,7 +141,7 @@ class _probe_always:
 
 def fit_occlusion_models(argv: list[str] | None = None) -> None:
     """``--fit``: the occlusion models of config.py (EYES_COVERED_MODEL, FACE_COVERED_MODEL) from the
-    measures of validation.occlusion_measures: a logistic regression (classes weighted equally, L2) of the
+    measures of face_measures.occlusion_measures: a logistic regression (classes weighted equally, L2) of the
     covered cases of one kind against every ordinary photo (the shared photos of one person and their
     benign variants) and the other renderings; the bias is then moved so that the highest ordinary photo
     scores ``-margin``. Also prints leave-one-variant-out results: each variant scored by a model fit
@@ -159,8 +159,8 @@ def fit_occlusion_models(argv: list[str] | None = None) -> None:
     import _hardcases as hc
 
     from headshot import imaging
+    from headshot.face_measures import occlusion_measures
     from headshot.faces import get_analyzer
-    from headshot.validation import occlusion_measures
 
     analyzer = get_analyzer()
     faces_dir = data / "testdata" / "faces"

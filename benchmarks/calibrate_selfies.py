@@ -84,7 +84,7 @@ def main() -> None:
     data = Path(args.data)
     os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
     from headshot import config, faces, imaging
-    from headshot.validation import face_quality
+    from headshot.face_measures import face_quality
 
     faces_dir = data / "testdata" / "faces"
     with open(faces_dir / "manifest.csv", newline="") as fh:

@@ -401,7 +401,7 @@ QUALITY_RECHECK_MARGIN = 0.10
 # shared photos with benchmarks/calibrate_intake.py.
 # --------------------------------------------------------------------------------------
 
-# face_cut_off: share of the face's outline (from the keypoints, validation.face_in_frame) inside the photo.
+# face_cut_off: share of the face's outline (from the keypoints, face_measures.face_in_frame) inside the photo.
 # Faces cut 35-45% by any side of the frame read 0.46-0.88 (median 0.65; a chin cut reads highest); every
 # shared photo of a person 0.91 and up (150 px face chips), and the one shared photo cut at the side of the
 # head (hard/face_recognition_obama_partial_face.jpg, an ear and a cheek outside) 0.88: a warning.
@@ -417,7 +417,7 @@ SET_SAME_LIGHT = 0.06
 SET_SAME_ANGLE_DEG = 8.0
 SET_SAME_EXPRESSION = 0.08
 
-# What covers the face (validation.occlusion_measures, validation.linear_score): eyes_covered when the
+# What covers the face (face_measures.occlusion_measures, face_measures.linear_score): eyes_covered when the
 # sunglasses model or the hand-over-an-eye model scores over 0, face_covered when the face-covered (mask)
 # model does. Each is a logistic regression of its drawn cases (tests/_hardcases.py: 8 renderings of each,
 # drawn on 10 people) against the shared photos of people, their benign variants (mirrored, grey, colour
@@ -426,7 +426,7 @@ SET_SAME_EXPRESSION = 0.08
 # scores -1 (a margin: no shared photo of a person comes within 1 of the line). The numbers under each
 # model are its results on those cases; "leave one variant out" scores each rendering with a model fit
 # without it, i.e. how the rule does on a kind of sunglasses, hand or mask it has not seen.
-# The probe (two recogniser runs, validation.occlusion_parts) is skipped, and the face taken as uncovered,
+# The probe (two recogniser runs, face_measures.occlusion_parts) is skipped, and the face taken as uncovered,
 # when both eyes show detail (eye_detail_min over this) and the mouth and chin texture (lower_texture over
 # this): 62% of the shared photos of people skip it (it would cost ~10 ms each); of the drawn cases, 2 of
 # 80 sunglasses (thin-framed, light lenses) and 9 of 80 masks (patterned cloth, a knitted scarf) skip it
@@ -434,7 +434,7 @@ SET_SAME_EXPRESSION = 0.08
 PROBE_EYE_DETAIL = 0.22
 PROBE_LOWER_TEXTURE = 0.15
 
-# A photo of a screen or a print (validation.periodic_peak): screen_photo when one fine regular pattern stands
+# A photo of a screen or a print (face_measures.periodic_peak): screen_photo when one fine regular pattern stands
 # out of the face's spectrum by more than this. On the drawn screens (tests/_hardcases.py: sub-pixel stripes
 # and/or moire and scan lines of period 3-11 px at six angles, bezel, glare, perspective; 6 renderings on
 # 10 people) the lowest reads 7.6; on every shared photo, and on the mirrored, grey, colour-cast, tilted,

@@ -26,7 +26,7 @@ PKG = ROOT / "headshot"
 # The target order (a module may import only modules earlier in the list). Modules not written yet are
 # skipped; a module file missing from this list fails test_every_module_is_in_the_map.
 ORDER = [
-    "config", "errors", "progress", "imaging", "disclosure", "faces", "validation", "styles", "identity", "sessions",
+    "config", "errors", "progress", "imaging", "disclosure", "faces", "face_measures", "validation", "styles", "identity", "sessions",
     "credentials",  # Content Credentials (C2PA): config, errors and disclosure below it; studio, api, ui above
     "instantid", "tiny",
     "models", "adapters", "lora", "recipe", "aoti", "zerogpu", "pipeline", "studio", "results", "webfiles", "api",

@@ -91,7 +91,7 @@ def test_a_regular_pattern_across_the_face_reads_as_a_screen(analyzer, sources):
     faint grating of any period from 3 to 11 px at any angle (not one of the drawn screens) goes over it,
     and so do gratings that fall on the axes of the spectrum (straight stripes, scan lines)."""
     from headshot import config
-    from headshot.validation import periodic_peak
+    from headshot.face_measures import periodic_peak
 
     for rel, img, kps in sources:
         face = analyzer.detect(img, embed=0)[0]

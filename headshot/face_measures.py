@@ -1,0 +1,306 @@
+"""Measures of one face in one photo, for the selfie checks (validation.py decides what they mean).
+
+Pure functions of pixels, keypoints and the face pack: light, sharpness, noise and blockiness
+(:func:`face_quality`), how much of a face is in the frame (:func:`face_in_frame`, :func:`visible_share`),
+a regular screen or print pattern across it (:func:`periodic_peak`), and what covers its eyes or mouth
+(:func:`occlusion_parts`, :func:`finish_occlusion`, :func:`occlusion_measures`, scored by
+:func:`linear_score` against the models in ``config.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from . import config, imaging
+from .faces import Face, FaceAnalyzer, align_face, cosine
+
+_DETAIL_REGION = 256  # noise and blockiness are read on at most this many pixels square (face centre)
+_NOISE_KERNEL_NORM = 6.0  # the 3x3 kernel below has sum of squares 36: noise sigma = MAD * 1.4826 / 6
+
+
+def _noise_sigma(gray: np.ndarray) -> float:
+    """Noise level (0..255 scale) of a grey region: the median absolute response of the 3x3 operator
+    ``[[1,-2,1],[-2,4,-2],[1,-2,1]]`` (it cancels smooth shading and lines, Immerkaer 1996), scaled to a
+    Gaussian sigma. The median keeps edges and hair from counting as noise."""
+    g = gray.astype(np.float32)
+    if min(g.shape) < 3:
+        return 0.0
+    r = (
+        g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
+        - 2 * g[1:-1, :-2] + 4 * g[1:-1, 1:-1] - 2 * g[1:-1, 2:]
+        + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:]
+    )  # fmt: skip
+    return float(np.median(np.abs(r)) * 1.4826 / _NOISE_KERNEL_NORM)
+
+
+def _blockiness(gray: np.ndarray) -> float:
+    """JPEG block artefacts: mean step between neighbouring pixels at the strongest of the 8 column (and
+    row) phases, over the median phase. About 1 for natural photos, 2.5+ when 8x8 blocks show. Phase-free,
+    so it works whatever the crop offset or rotation."""
+    g = gray.astype(np.float32)
+    ratios = []
+    for steps in (np.abs(np.diff(g, axis=1)).mean(axis=0), np.abs(np.diff(g, axis=0)).mean(axis=1)):
+        if steps.size < 16:
+            continue
+        phases = np.array([steps[i::8].mean() for i in range(8)])
+        ratios.append(float(phases.max() / max(float(np.median(phases)), 1e-3)))
+    return max(ratios) if ratios else 1.0
+
+
+def face_quality(img: Image.Image, face: Face, *, scale: float = 1.0) -> dict[str, float]:
+    """Measures of the face box of ``img`` (``face`` in pixels of the picture that ``img`` shows at
+    ``scale``: 1 for ``img`` itself, 0.5 for a copy decoded at half size):
+
+    * ``sharpness`` 0..1 and ``brightness`` (mean luminance) 0..1 from imaging;
+    * ``highlight``: 99th percentile of luminance 0..1 (a dark face in good light still has bright eyes,
+      teeth and skin highlights; an underexposed one has none);
+    * ``clipped``: share of pixels at 250+ of 255 (burnt-out skin);
+    * ``noise`` (sigma, 0..255) and ``blockiness`` (JPEG 8x8 blocks) on the centre of the face at full
+      resolution: lost detail that a sharpness score mistakes for crisp edges.
+
+    A big face is first reduced (box filter) to about twice imaging's sharpness scale, which changes none
+    of the first four measures but keeps them cheap on 12-megapixel photos."""
+    x0, y0, x1, y1 = (float(v) * scale for v in face.bbox)
+    box = (max(0, round(x0)), max(0, round(y0)), min(img.width, round(x1)), min(img.height, round(y1)))
+    if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+        return {
+            "sharpness": 0.0,
+            "brightness": 0.0,
+            "highlight": 0.0,
+            "clipped": 0.0,
+            "noise": 0.0,
+            "blockiness": 1.0,
+        }
+    region = img.crop(box)
+    w, h = region.size
+    half = _DETAIL_REGION // 2
+    cx, cy = w // 2, h // 2
+    centre_box = (max(0, cx - half), max(0, cy - half), min(w, cx + half), min(h, cy + half))
+    centre = np.asarray(region.crop(centre_box).convert("L"))
+    factor = max(1, min(w, h) // (2 * imaging.SHARPNESS_SIDE))
+    gray = np.asarray((region.reduce(factor) if factor > 1 else region).convert("L"))
+    return {
+        "sharpness": float(imaging.sharpness(gray)),
+        "brightness": float(imaging.brightness(gray)),
+        "highlight": float(np.percentile(gray, 99)) / 255.0,
+        "clipped": float(np.count_nonzero(gray >= 250)) / gray.size,
+        "noise": _noise_sigma(centre),
+        "blockiness": _blockiness(centre),
+    }
+
+
+def visible_share(face: Face, size: tuple[int, int]) -> float:
+    """Share of the face box inside the image (detectors extend the box of a face cut by the edge)."""
+    x0, y0, x1, y1 = (float(v) for v in face.bbox)
+    w = max(0.0, min(x1, size[0]) - max(x0, 0.0))
+    h = max(0.0, min(y1, size[1]) - max(y0, 0.0))
+    return w * h / face.area if face.area > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# A photo of a screen or of a print (screen_photo): a regular pattern across the face
+# --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n: int) -> np.ndarray:
+    return np.outer(np.hanning(n), np.hanning(n)).astype(np.float32)
+
+
+def periodic_peak(rgb: np.ndarray, face: Face) -> float | None:
+    """How strongly one fine, regular pattern stands out in the centre of the face: a screen's sub-pixel
+    stripes, scan lines or moire, a print's halftone. The centre square of the face box (at most 128 px,
+    at the pixels given, not resampled, so the pattern keeps its period) is high-passed (less a Gaussian
+    blur of sigma 2) and windowed; the score is the largest magnitude of its 2-D spectrum over its
+    surroundings: the larger of the mean of a 15x15 box around it and of the 8 bins beside it along its
+    row and along its column (so a line of the spectrum, such as a straight edge or JPEG's block edges,
+    does not count: only an isolated peak does). Frequencies slower than 16 cycles per patch and JPEG's
+    8-px block frequencies are left out. Skin, hair and JPEG blocks stay near 3-4; a pattern of period
+    3-11 px reads 7-35 (config.SCREEN_PEAK_ERROR). None for a face too small to tell."""
+    x0, y0, x1, y1 = (float(v) for v in face.bbox)
+    n = int(0.75 * min(x1 - x0, y1 - y0)) // 16 * 16
+    n = min(config.SCREEN_PATCH_PX, n)
+    cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
+    top, left = cy - n // 2, cx - n // 2
+    inside = top >= 0 and left >= 0 and top + n <= rgb.shape[0] and left + n <= rgb.shape[1]
+    if n < config.SCREEN_MIN_PATCH_PX or not inside:
+        return None
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb[top : top + n, left : left + n]), cv2.COLOR_RGB2GRAY)
+    gray = gray.astype(np.float32)
+    detail = gray - cv2.GaussianBlur(gray, (0, 0), 2.0)
+    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(detail * _hann(n)))).astype(np.float32)
+    beside = np.zeros((1, 11), np.float32)
+    beside[0, :4] = beside[0, -4:] = 1 / 8
+    around = np.maximum(
+        cv2.blur(spectrum, (15, 15)),
+        np.maximum(cv2.filter2D(spectrum, -1, beside), cv2.filter2D(spectrum, -1, beside.T)),
+    )
+    c = n // 2
+    fy, fx = np.mgrid[-c : n - c, -c : n - c]
+    block = n // 8  # JPEG's 8-px blocks (4 or 2 px in a JPEG decoded at 1/2 or 1/4) fall on multiples of it
+    on_block = ((np.abs(fy) + 1) % block <= 2) & ((np.abs(fx) + 1) % block <= 2)
+    keep = (np.hypot(fy, fx) > n / 16) & ~on_block
+    return float((spectrum[keep] / (around[keep] + 1e-6)).max())
+
+
+# --------------------------------------------------------------------------------------
+# What covers the face (eyes_covered, face_covered): measures on the aligned face
+# --------------------------------------------------------------------------------------
+
+# Regions of the 112x112 aligned crop (faces.FaceAnalyzer.region_probe; eyes at (38, 52) and (74, 52),
+# mouth corners at y 92) where skin usually shows: forehead, nose bridge, both cheeks.
+_SKIN_REGIONS = ((38, 16, 74, 34), (50, 42, 62, 60), (22, 64, 38, 80), (74, 64, 90, 80))
+_EYES = ((38, 52), (74, 52))
+_LOWER_FACE = (36, 76, 76, 106)  # x0, y0, x1, y1: nose tip to chin, between the mouth corners and a bit
+
+
+def occlusion_measures(
+    analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face, embedding: np.ndarray | None = None
+) -> dict[str, float]:
+    """The measures the occlusion rules combine (config.py's "What covers the face" block), of ``face``
+    in the picture ``rgb`` (HxWx3, the face's pixels):
+
+    * ``probe_eyes``, ``probe_mouth``: cosine between the face's embedding and the embedding with the eye
+      band (or the nose-mouth region) blurred (faces.FaceAnalyzer.region_probe): high where that part of
+      the face shows nothing of the person (sunglasses, a hand, a mask); ``probe_gap`` = eyes - mouth,
+      which cancels what blurs both alike (a small or soft face);
+    * per eye (the lower and the higher of the two): ``iris_*``, how much darker the eye's centre is than
+      its corners (an iris between the whites; ~0 for a lens or a hand), ``dark_*``, the share of the eye
+      region darker than 0.55 of the skin (a dark lens), ``bright_*``, its 95th percentile over the skin
+      (whites of the eyes, or a mirrored lens);
+    * per eye, in the window of the eye itself (14x10 px of the crop): ``eye_detail_*``, the mean step
+      between neighbouring pixels over the skin (an eye's edges; a lens or a hand is flat), ``eye_spread_*``
+      (grey standard deviation over the skin) and ``eye_level_*`` (mean over the skin: a dark lens);
+    * what tells a photo from a drawing: ``skin_noise`` (grain on the skin regions, per cent of the skin
+      level), ``flat_share`` (pixels with no step to their neighbours), ``outline_share`` (pixels under a
+      quarter of the skin level: drawn outlines), ``colour_count`` (16-level colours in the face, / 100)
+      and ``saturation`` (mean HSV saturation);
+    * ``lower_colour`` (CIELAB distance / 100 of the lower face from the skin above: a mask's fabric) and
+      ``lower_texture`` (grey standard deviation of the lower face over the skin: lips, teeth, stubble;
+      low on fabric).
+    Skin is the median of the forehead, nose bridge and cheek medians, so one covered region does not
+    move it."""
+    return finish_occlusion(
+        occlusion_parts(analyzer, rgb, face), embedding if embedding is not None else face.embedding
+    )
+
+
+def occlusion_parts(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict[str, Any]:
+    """:func:`occlusion_measures` but for the face's own embedding, which :func:`finish_occlusion` brings
+    (so this part can run while the embedding is being computed)."""
+    crop = align_face(rgb, face.kps)[:, :, ::-1].copy()  # BGR, as the recogniser sees it
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).astype(np.float32)
+    skin = max(float(np.median([np.median(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS])), 1.0)
+    iris, dark, bright, detail, spread, level = [], [], [], [], [], []
+    for x, y in _EYES:
+        window = gray[y - 5 : y + 5, x - 7 : x + 7]  # the eye itself: iris, whites, lids and lashes
+        steps = np.abs(np.diff(window, axis=1)).mean() + np.abs(np.diff(window, axis=0)).mean()
+        detail.append(float(steps) / skin)
+        spread.append(float(window.std()) / skin)
+        level.append(float(window.mean()) / skin)
+        centre = gray[y - 4 : y + 4, x - 4 : x + 4].mean()
+        corners = (
+            gray[y - 3 : y + 3, x - 14 : x - 8].mean() + gray[y - 3 : y + 3, x + 8 : x + 14].mean()
+        ) / 2
+        iris.append((corners - centre) / skin)
+        patch = gray[y - 7 : y + 7, x - 12 : x + 12]
+        dark.append(float((patch < 0.55 * skin).mean()))
+        bright.append(float(np.percentile(patch, 95)) / skin)
+    # What a camera leaves and a drawing does not: fine grain on the skin, many slightly different colours,
+    # few flat patches; a drawing has flat fills, few colours and dark outlines.
+    skin_noise = (
+        np.median([_noise_sigma(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in _SKIN_REGIONS]) / skin * 100
+    )
+    steps = np.abs(np.diff(gray, axis=1))[:-1, :] + np.abs(np.diff(gray, axis=0))[:, :-1]
+    quantised = (crop[16:100, 20:92] // 16).reshape(-1, 3).astype(np.int32)
+    colours = len(np.unique(quantised[:, 0] * 256 + quantised[:, 1] * 16 + quantised[:, 2]))
+    saturation = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)[16:100, 20:92, 1].astype(np.float32)
+    upper = np.concatenate([lab[y0:y1, x0:x1].reshape(-1, 3) for x0, y0, x1, y1 in _SKIN_REGIONS[:2]])
+    x0, y0, x1, y1 = _LOWER_FACE
+    lower = lab[y0:y1, x0:x1].reshape(-1, 3)
+    measures: dict[str, Any] = {
+        "iris_min": float(min(iris)),
+        "iris_max": float(max(iris)),
+        "dark_min": min(dark),
+        "dark_max": max(dark),
+        "bright_min": min(bright),
+        "bright_max": max(bright),
+        "eye_detail_min": min(detail),
+        "eye_detail_max": max(detail),
+        "eye_spread_min": min(spread),
+        "eye_spread_max": max(spread),
+        "eye_level_min": min(level),
+        "eye_level_max": max(level),
+        "skin_noise": float(skin_noise),
+        "flat_share": float((steps[16:100, 20:92] < 1.0).mean()),
+        "outline_share": float((gray[16:100, 20:92] < 0.25 * skin).mean()),
+        "colour_count": colours / 100.0,
+        "saturation": float(saturation.mean()) / 255.0,
+        "lower_colour": float(np.linalg.norm(np.median(lower, axis=0) - np.median(upper, axis=0))) / 100.0,
+        "lower_texture": float(gray[y0:y1, x0:x1].std()) / skin,
+    }
+    # The probe (two recogniser runs, the costly part) only where the eyes look flat or the lower face
+    # smooth: a face with detailed eyes and a textured mouth and chin is taken as uncovered without it.
+    if (
+        measures["eye_detail_min"] <= config.PROBE_EYE_DETAIL
+        or measures["lower_texture"] <= config.PROBE_LOWER_TEXTURE
+    ):
+        measures["_eyes_blurred"], measures["_mouth_blurred"] = analyzer.region_probe(crop)
+    return measures
+
+
+def finish_occlusion(parts: dict[str, Any], embedding: np.ndarray | None) -> dict[str, float]:
+    """:func:`occlusion_parts` with the probe cosines against the face's (normalised) ``embedding``."""
+    measures = {k: v for k, v in parts.items() if not k.startswith("_")}
+    if embedding is None or "_eyes_blurred" not in parts:
+        return measures  # not probed: the occlusion models are not applied
+    measures["probe_eyes"] = cosine(parts["_eyes_blurred"], embedding)
+    measures["probe_mouth"] = cosine(parts["_mouth_blurred"], embedding)
+    measures["probe_gap"] = measures["probe_eyes"] - measures["probe_mouth"]
+    return measures
+
+
+def linear_score(measures: dict[str, float], model: dict) -> float:
+    """A config.py occlusion model's score: ``bias + sum(weight * (measure - mean) / scale)`` over its
+    ``weights`` (name: (weight, mean, scale)); over 0 means covered."""
+    return float(model["bias"]) + sum(
+        weight * (measures[name] - mean) / scale for name, (weight, mean, scale) in model["weights"].items()
+    )
+
+
+# The face's outline from its five points, in the face's own axes (x along the eyes, in eye distances
+# from the eyes' midpoint; y down the face, in eye-to-mouth heights from the eye line): an ellipse from
+# the hairline (about one eye-to-mouth height above the eyes) to the chin (three quarters of one below the
+# mouth) and about 1.1 eye distances to each side (cheek to cheek is ~2.2 eye distances).
+_OUTLINE_HALF_WIDTH = 1.1
+_OUTLINE_TOP = -0.95
+_OUTLINE_BOTTOM = 1.75
+_OUTLINE_GRID = np.stack(np.meshgrid(np.linspace(-1, 1, 21), np.linspace(-1, 1, 21)), -1).reshape(-1, 2)
+_OUTLINE_GRID = _OUTLINE_GRID[(_OUTLINE_GRID**2).sum(axis=1) <= 1.0]
+
+
+def face_in_frame(face: Face, size: tuple[int, int]) -> float:
+    """Share (0..1) of the face's outline, estimated from its five keypoints, that lies inside a picture
+    of ``size``. The detector's box is no guide here: it shrinks with the part of the face it sees, so a
+    face cut in half still has most of its box in the frame; the keypoints of the eyes and mouth say where
+    the rest of the face must be."""
+    pts = np.asarray(face.kps, dtype=np.float64).reshape(5, 2)
+    eyes, mouth = pts[:2].mean(axis=0), pts[3:].mean(axis=0)
+    across = pts[1] - pts[0]
+    dist = float(np.hypot(*across))
+    if dist < 1e-6:
+        return 1.0
+    ux = across / dist
+    uy = np.array([-ux[1], ux[0]])
+    height = max(float((mouth - eyes) @ uy), 0.5 * dist)
+    centre = eyes + uy * height * (_OUTLINE_TOP + _OUTLINE_BOTTOM) / 2
+    rx, ry = _OUTLINE_HALF_WIDTH * dist, height * (_OUTLINE_BOTTOM - _OUTLINE_TOP) / 2
+    points = centre + np.outer(_OUTLINE_GRID[:, 0] * rx, ux) + np.outer(_OUTLINE_GRID[:, 1] * ry, uy)
+    inside = (points[:, 0] >= 0) & (points[:, 0] <= size[0]) & (points[:, 1] >= 0) & (points[:, 1] <= size[1])
+    return float(inside.mean())

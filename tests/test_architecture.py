@@ -30,9 +30,9 @@ ORDER = [
     "credentials",  # Content Credentials (C2PA): config, errors and disclosure below it; studio, api, ui above
     "instantid", "tiny",
     "models", "adapters", "lora", "recipe", "aoti", "zerogpu", "pipeline", "studio", "results", "webfiles", "api",
-    "ui", "__main__",
+    "page", "ui", "__main__",
 ]  # fmt: skip
-WEB_LAYER = {"webfiles", "api", "ui"}  # the Gradio app: its file handling, its endpoints, its page
+WEB_LAYER = {"webfiles", "api", "page", "ui"}  # the Gradio app: its file handling, its endpoints, its page
 ONLY_IN = {"gradio": WEB_LAYER, "gradio_client": WEB_LAYER, "spaces": {"pipeline"}}
 TENSOR_LIBRARIES = {
     "torch",
@@ -223,7 +223,7 @@ def test_a_planted_back_edge_fails_the_check(planted, tmp_path):
         ("imaging", "import torch.nn.functional as F", "must not touch torch"),
         ("studio", "from diffusers import StableDiffusionXLPipeline", "must not touch torch"),
         ("ui", "from peft import LoraConfig", "must not touch torch"),
-        ("studio", "import gradio as gr", "only api/ui/webfiles.py may import"),
+        ("studio", "import gradio as gr", "only api/page/ui/webfiles.py may import"),
         ("studio", "import spaces", "only pipeline.py may import"),
         ("ui", "import app", "never imports app.py"),
         ("pipeline", "from benchmarks import run", "never imports app.py"),

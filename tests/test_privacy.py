@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from headshot import api, sessions, webfiles
+from headshot import api, page, sessions, webfiles
 from headshot.errors import InvalidRequest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -388,7 +388,7 @@ def test_the_ui_handlers_keep_every_file_in_the_session(root, analyzer):
     answer = api.delete_my_data("", state)
     assert answer["deleted_files"] >= 4 and not any(p.exists() for p in [*made, photo])
     assert "Nothing to delete" in api.delete_my_data("", state)["message"]
-    assert api._after_delete(answer)[0] is None
+    assert page.after_delete(answer)[0] is None
 
 
 def test_the_sweep_releases_gradios_state_of_quiet_sessions(root):

@@ -11,7 +11,7 @@ import re
 import gradio as gr
 import pytest
 
-from headshot import api, results, sessions, studio, zerogpu
+from headshot import api, page, results, sessions, studio, zerogpu
 from headshot.errors import GpuAborted, GpuQuotaExceeded, InvalidRequest, TrainingPaused
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -36,18 +36,18 @@ def _paused(done: int, total: int = 6, retry: float | None = 25.0) -> TrainingPa
 
 
 def test_when_gpu_time_returns_in_words():
-    assert api.when_back(25) == "in about 25 s"
-    assert api.when_back(0.2) == "in about 1 s"
-    long = api.when_back(3 * 3600 + 20 * 60, now=0)
+    assert page.when_back(25) == "in about 25 s"
+    assert page.when_back(0.2) == "in about 1 s"
+    long = page.when_back(3 * 3600 + 20 * 60, now=0)
     assert long == "in about 3 h 20 min (around 03:20 UTC)"
-    assert api.when_back(600, now=0) == "in about 10 min (around 00:10 UTC)"
-    assert "did not say" in api.when_back(None)
+    assert page.when_back(600, now=0) == "in about 10 min (around 00:10 UTC)"
+    assert "did not say" in page.when_back(None)
 
 
 def test_retry_after_is_read_from_the_refusal_behind_a_paused_training():
-    assert api.retry_after(_paused(3, retry=42.0)) == 42.0
-    assert api.retry_after(_paused(3, retry=None)) is None
-    assert api.retry_after(GpuAborted("stopped")) is None
+    assert page.retry_after(_paused(3, retry=42.0)) == 42.0
+    assert page.retry_after(_paused(3, retry=None)) is None
+    assert page.retry_after(GpuAborted("stopped")) is None
 
 
 def test_the_emulated_quota_says_when_gpu_time_returns():
@@ -62,21 +62,21 @@ def test_the_emulated_quota_says_when_gpu_time_returns():
 
 
 def test_a_training_paused_partway_names_the_saved_step_the_time_and_continue():
-    text = api.gpu_notice(_paused(3), "identity")
+    text = page.gpu_notice(_paused(3), "identity")
     assert "saved at step 3 of 6" in text and "in about 25 s" in text and "Continue LoRA training" in text
     assert not ENDPOINT.search(text), text  # the platform's words and the API's stay out of the page
 
 
 def test_a_training_refused_before_its_first_step_offers_no_continue():
-    text = api.gpu_notice(_paused(0), "identity")
+    text = page.gpu_notice(_paused(0), "identity")
     assert "in about 25 s" in text and "Create my identity" in text and "nothing to continue" in text
     assert "Continue LoRA training" not in text and not ENDPOINT.search(text)
 
 
 def test_a_refused_render_says_the_gallery_is_kept_and_an_abort_says_try_now():
-    quota = api.gpu_notice(GpuQuotaExceeded("used up", retry_after=3600), "headshots")
+    quota = page.gpu_notice(GpuQuotaExceeded("used up", retry_after=3600), "headshots")
     assert "GPU time returns in about 1 h" in quota and "still in the gallery" in quota
-    aborted = api.gpu_notice(GpuAborted("ran past its time"), "refine")
+    aborted = page.gpu_notice(GpuAborted("ran past its time"), "refine")
     assert "try again now" in aborted and "High resolution" in aborted
 
 
@@ -86,14 +86,14 @@ def test_the_page_shows_a_refusal_in_the_step_and_continue_only_with_something_s
     for done, visible in ((3, True), (0, False)):
         monkeypatch.setattr(api.studio, "create_identity", lambda *a, _d=done, **k: (_ for _ in ()).throw(_paused(_d)))
         monkeypatch.setattr(api.studio, "paused_training", lambda s, _d=done: {"steps_done": _d, "steps_total": 6})
-        file, summary, notice, button = api.create_identity_page([], "lora", session=state)
+        file, summary, notice, button = page.create_identity_page([], "lora", session=state)
         assert file == gr.update() and summary == gr.update()  # the identity shown before stays
         assert "GPU time is used up" in notice
         assert button["visible"] is visible
     # Any other refusal is still an error message.
     monkeypatch.setattr(api.studio, "create_identity", lambda *a, **k: (_ for _ in ()).throw(InvalidRequest("No.")))
     with pytest.raises(gr.Error, match=r"No\."):
-        api.create_identity_page([], "lora", session=state)
+        page.create_identity_page([], "lora", session=state)
 
 
 def test_a_refusal_is_one_log_line_with_its_code(caplog):

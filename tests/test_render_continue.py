@@ -225,3 +225,27 @@ def test_the_endpoint_and_the_page_show_the_notice_and_continue(obama, analyzer,
         assert len(everything) == 5 and quiet == "" and hidden["visible"] is False
     finally:
         state["files"].delete()
+
+
+def test_variations_cut_short_keep_the_ones_made(identity, analyzer, emulated, monkeypatch):
+    """More like this (new seeds each time, so nothing to continue): the variations of the earlier calls are
+    written, recorded and returned, with info.incomplete and the page's notice saying to ask again."""
+    own = sessions.Session()
+    try:
+        source = studio.generate(identity, "corporate-grey", studio.GenerateOptions(seed=2, steps=2), analyzer=analyzer,
+                                 session=own).headshots[0].path  # fmt: skip
+        monkeypatch.setattr(pipeline, "_gpu_calls", lambda requests: [
+            [(i, dataclasses.replace(r, seed=r.seed + k, num_images=1))]
+            for i, r in enumerate(requests) for k in range(r.num_images)
+        ])  # fmt: skip  (one call per image, as on the full models)
+        _room_for_one_call(monkeypatch, [studio.build_request(identity, studio.get_style("corporate-grey"),
+                                                              studio.GenerateOptions(steps=2), 0, 1)])  # fmt: skip
+        cut = results.more_like_this(identity, source, 3, session=own, analyzer=analyzer)
+        assert len(cut.headshots) == 1 and own.owns(cut.headshots[0].path)
+        incomplete = cut.info["incomplete"]
+        assert (incomplete["made"], incomplete["requested"], incomplete["can_continue"]) == (1, 3, False)
+        notice = page.incomplete_notice(incomplete)
+        assert "1 of 3 headshots was made" in notice and "same button again" in notice
+        assert "Continue" not in notice and studio.paused_render(own) is None
+    finally:
+        own.delete()

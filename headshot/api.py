@@ -586,6 +586,40 @@ def generate_pack(
     return str(result.zip_path), _gallery(result), result.info
 
 
+@_user_errors
+def continue_headshots(
+    session=None, request: gr.Request = None, progress=gr.Progress()
+) -> tuple[str | None, list, dict]:
+    """Finish this session's generate or generate_pack that ran out of GPU time partway.
+
+    When ZeroGPU refuses (quota) or stops a later GPU step of a run, generate and generate_pack return the
+    headshots already made, with info.incomplete: made, requested and left (headshots), the refusal's message,
+    gpu_seconds_requested and gpu_seconds_left, retry_after_s and gpu_back_at (when GPU time returns). The rest
+    is kept for this session; this renders it with the seeds it would have had, so the two runs together give
+    the headshots of a run never stopped. Refused again partway, it returns what it made, as generate does.
+
+    Takes no parameters: the run to finish belongs to the calling session (a browser tab, an API client, or an
+    MCP session, across its calls).
+
+    Returns:
+        the pack's ZIP with every headshot of the pack so far (null for generate), the gallery of the headshots
+        made now, and info (JSON, as generate's; info.continued says which part this is).
+    """
+    own = caller_session(session, request)
+    result = studio.continue_headshots(own, progress=_progress(progress))
+    finish_call(own, session, handed_out=True)
+    return (str(result.zip_path) if result.zip_path else None), _gallery(result), result.info
+
+
+def continue_headshots_button(session=None, request: gr.Request = None):
+    """Show Continue while this session has a generate or pack cut short by ZeroGPU."""
+    paused = studio.paused_render(caller_session(session, request))
+    if paused is None:
+        return gr.update(visible=False)
+    label = f"Continue headshots ({paused['made']} of {paused['requested']} made)"
+    return gr.update(visible=True, value=label)
+
+
 # What a person can do with a headshot they made (results.py): each takes the identity and one of the
 # caller's own headshot PNGs, whose settings (written into it) are the recipe.
 

@@ -105,3 +105,23 @@ class TrainingPaused(HeadshotError):
 
     def __reduce__(self):  # pickles without the (large) training state
         return (HeadshotError, (self.message,), {"code": self.code})
+
+
+class RenderIncomplete(HeadshotError):
+    """ZeroGPU refused (quota) or stopped (abort) a render's GPU call after earlier calls had made images.
+
+    ``images`` holds them per request (image ``i`` of a request from its ``seed + i``; the rest of each request
+    follows on from ``seed + len(images[r])``), ``refusal`` is the :class:`GpuQuotaExceeded` or
+    :class:`GpuAborted` that stopped it; its message, ``retry_after``, ``requested`` and ``left`` are the same.
+    """
+
+    code = "render_incomplete"
+
+    def __init__(self, refusal: HeadshotError, images: list):
+        super().__init__(refusal.message)
+        self.refusal, self.images = refusal, images
+        self.requested, self.left = getattr(refusal, "requested", None), getattr(refusal, "left", None)
+        self.retry_after = getattr(refusal, "retry_after", None)
+
+    def __reduce__(self):  # pickles without the images
+        return (HeadshotError, (self.message,), {"code": self.code})

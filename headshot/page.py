@@ -18,6 +18,8 @@ from . import results, zerogpu
 from .api import (
     NOTHING_TO_DELETE,
     continue_button,
+    continue_headshots,
+    continue_headshots_button,
     continue_identity,
     create_identity,
     generate,
@@ -27,7 +29,7 @@ from .api import (
     refine,
     regenerate,
 )
-from .errors import GpuAborted, GpuQuotaExceeded, HeadshotError, TrainingPaused
+from .errors import GpuAborted, GpuQuotaExceeded, HeadshotError, RenderIncomplete, TrainingPaused
 from .webfiles import caller_session
 
 
@@ -45,7 +47,7 @@ def after_delete(result: dict):
 # The page's side of the GPU steps: a refusal is a notice in the step, not an error
 # --------------------------------------------------------------------------------------
 
-GPU_REFUSALS = (GpuQuotaExceeded, GpuAborted, TrainingPaused)
+GPU_REFUSALS = (GpuQuotaExceeded, GpuAborted, TrainingPaused, RenderIncomplete)
 
 
 def retry_after(err: BaseException | None) -> float | None:
@@ -79,7 +81,8 @@ def when_back(seconds: float | None, now: float | None = None) -> str:
 
 def gpu_notice(err: HeadshotError, step: str) -> str:
     """What the step says after ZeroGPU refused or stopped its GPU work: what was saved, when GPU time
-    returns, and which button finishes the work. ``step``: "identity", "headshots" or "refine"."""
+    returns, and which button finishes the work. ``step``: "identity", "headshots", "continue" (the rest of
+    headshots cut short) or "refine"."""
     quota = _quota_refused(err)
     head = "**GPU time is used up for now.**" if quota else "**The GPU stopped before the work was done.**"
     back = when_back(retry_after(err))
@@ -92,6 +95,9 @@ def gpu_notice(err: HeadshotError, step: str) -> str:
             "press **Create my identity** again. The quick InstantID identity needs no GPU time: "
             "you can make one now."
         )
+    elif step == "continue":
+        saved = "Nothing more was made: the headshots made so far are in the gallery, and the rest is still saved."
+        then = "press **Continue headshots**."
     elif step == "refine":
         saved = "The high-resolution version was not made; your headshots are all still in the gallery."
         then = "press **High resolution** again."
@@ -159,26 +165,58 @@ def gallery_view(session=None, show: str = results.ALL, request: gr.Request = No
     return items, gr.update(choices=choices, value=show, visible=len(choices) > 3)
 
 
+def incomplete_notice(incomplete: dict) -> str:
+    """What the Headshots step says after a run ZeroGPU cut short (its ``info["incomplete"]``): how many of
+    how many were made (they are in the gallery), that the rest is saved, when GPU time returns, and Continue."""
+    quota = incomplete.get("code") == GpuQuotaExceeded.code
+    head = "**GPU time ran out partway.**" if quota else "**The GPU stopped partway.**"
+    made, total, left = incomplete.get("made", 0), incomplete.get("requested", 0), incomplete.get("left", 0)
+    saved = (
+        f"{made} of {total} headshot{'s' if total != 1 else ''} {'was' if made == 1 else 'were'} made and "
+        f"{'is' if made == 1 else 'are'} in the gallery; the other {left} {'is' if left == 1 else 'are'} saved, "
+        "to be made just as they would have been."
+    )
+    if not made:
+        saved = (
+            "No headshot is finished yet: each is the best of several candidates, chosen once they are all made. "
+            "The candidates made so far are saved."
+        )
+    then = "press **Continue headshots** to make the rest."
+    if incomplete.get("can_continue") is False:  # variations: a new ask makes new ones
+        saved = saved.split(";")[0] + "."
+        then = "press the same button again for more."
+    back = when_back(incomplete.get("retry_after_s"))
+    when = f"GPU time returns {back}; then {then}" if quota else f"You can go on now: {then}"
+    return f"{head} {saved} {when}"
+
+
 def _headshots_after(result, arguments: dict, notice: str):
-    # gallery, filter, info, notice
-    items, menu = gallery_view(arguments.get("session"), results.ALL, arguments.get("request"))
-    return items, menu, (gr.update() if result is None else result[-1]), notice
+    # gallery, filter, info, notice, Continue headshots
+    session, request = arguments.get("session"), arguments.get("request")
+    items, menu = gallery_view(session, results.ALL, request)
+    info = gr.update() if result is None else result[-1]
+    if isinstance(info, dict) and info.get("incomplete"):
+        notice = incomplete_notice(info["incomplete"])
+    return items, menu, info, notice, continue_headshots_button(session, request)
 
 
 def _pack_after(result, arguments: dict, notice: str):
-    # pack ZIP, gallery, filter, info, notice
-    return (gr.update() if result is None else result[0]), *_headshots_after(result, arguments, notice)
+    # pack ZIP, gallery, filter, info, notice, Continue headshots
+    zip_path = None if result is None else result[0]
+    return (gr.update() if zip_path is None else zip_path), *_headshots_after(result, arguments, notice)
 
 
 generate_page = _page_step(generate, _headshots_after, "headshots")
 generate_pack_page = _page_step(generate_pack, _pack_after, "headshots")
+continue_headshots_page = _page_step(continue_headshots, _pack_after, "continue")
 
 
 def after_delete_page(result: dict):
     """The page after Delete: what ``after_delete`` empties, then the consent box unticked, the identity's
-    summary, the notices, Continue, the gallery filter, the chosen pictures, and the question closed."""
+    summary, the notices, Continue, the gallery filter, the chosen pictures, the question closed, and Continue
+    headshots."""
     hidden = gr.update(visible=False)
-    return [*after_delete(result), False, None, "", hidden, "", hidden, None, None, hidden]
+    return [*after_delete(result), False, None, "", hidden, "", hidden, None, None, hidden, hidden]
 
 
 def _gpu_call(endpoint, *args):

@@ -227,7 +227,8 @@ def render_all(
 
     Safe to call from several threads: renders run one at a time on the GPU. A person's LoRA shared by
     the requests is loaded once per GPU call. On ZeroGPU a long batch runs as several calls of fewer
-    images (the same images: each depends only on its own seed).
+    images (the same images: each depends only on its own seed). A call refused or stopped after earlier
+    calls made images raises :class:`errors.RenderIncomplete` with them, so nothing paid for is lost.
     """
     for request in requests:
         check_request(request)
@@ -241,7 +242,12 @@ def render_all(
     for call in calls:
         count = sum(part.num_images for _, part in call)
         parts = [part for _, part in call]
-        images = _drain(_render_on_gpu(parts), _sub_progress(progress, done, count, total))
+        try:
+            images = _drain(_render_on_gpu(parts), _sub_progress(progress, done, count, total))
+        except (errors.GpuQuotaExceeded, errors.GpuAborted) as exc:
+            if not done:
+                raise
+            raise errors.RenderIncomplete(exc, results) from exc
         for (index, _), part_images in zip(call, images, strict=True):
             results[index].extend(part_images)
         done += count

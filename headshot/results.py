@@ -32,7 +32,7 @@ from typing import Any
 from PIL import Image
 
 from . import config, disclosure, imaging
-from .errors import HeadshotError, InvalidRequest
+from .errors import HeadshotError, InvalidRequest, RenderIncomplete
 from .faces import FaceAnalyzer, get_analyzer
 from .identity import Identity
 from .sessions import Session, new_workdir
@@ -44,6 +44,7 @@ from .studio import (
     Progress,
     build_request,
     check_range,
+    incomplete_info,
     rank,
     render_tracked,
     run_info,
@@ -275,7 +276,10 @@ def _render(
     # The same progress as a render from scratch: what is happening, N of M, the time left.
     count = sum(int(r.num_images) for r in requests)
     what = {"refine": "refining", "more_like_this": "variation"}.get(kind, "image")
-    rendered = render_tracked(requests, [source.style.name], count, what, progress)
+    try:
+        rendered, stopped = render_tracked(requests, [source.style.name], count, what, progress), None
+    except RenderIncomplete as cut:  # ZeroGPU refused a later call: keep what the earlier ones made
+        rendered, stopped = cut.images, cut.refusal
     shots: list[Headshot] = []
     for request, images in zip(requests, rendered, strict=True):
         scores = score_likeness(images, identity, analyzer)
@@ -309,6 +313,9 @@ def _render(
         options=source.options,
     )
     info.update(kind=kind, size=[requests[0].width, requests[0].height], **extra)
+    if stopped is not None:
+        todo = "Ask again for more (each has a new seed)." if kind == "more_like_this" else "Ask again later."
+        info["incomplete"] = incomplete_info(stopped, len(shots), count, todo, can_continue=False)
     if requests[0].init_image is not None:
         info["strength"] = float(requests[0].strength)
     return GenerateResult(headshots=shots, info=info, workdir=workdir)

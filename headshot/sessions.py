@@ -462,25 +462,32 @@ def lasting_count() -> int:
 # What a session holds in memory (the main process's, never a GPU worker's)
 # --------------------------------------------------------------------------------------
 
-_HELD: dict[str, tuple[float, Any]] = {}
+_HELD: dict[tuple[str, str], tuple[float, Any]] = {}  # (session id, slot) -> (when, value)
 _HELD_LOCK = threading.Lock()
 
 
-def hold(session: Session, value: Any) -> None:
-    """Keep ``value`` for ``session`` until :func:`release`, its Delete, or the sweep after the file age."""
+def hold(session: Session, value: Any, slot: str = "") -> None:
+    """Keep ``value`` for ``session`` in ``slot`` (one value each: a paused LoRA training in ``""``, a render
+    cut short in ``"render"``) until :func:`release`, its Delete, or the sweep after the file age."""
     with _HELD_LOCK:
-        _HELD[session.id] = (time.monotonic(), value)
+        _HELD[(session.id, slot)] = (time.monotonic(), value)
 
 
-def held(session: Session | None) -> Any:
+def held(session: Session | None, slot: str = "") -> Any:
     with _HELD_LOCK:
-        entry = _HELD.get(session.id if session is not None else "")
+        entry = _HELD.get((session.id if session is not None else "", slot))
     return None if entry is None else entry[1]
 
 
-def release(session: Session | None) -> int:
+def release(session: Session | None, slot: str | None = None) -> int:
+    """Drop what ``session`` holds in ``slot`` (every slot for None); how many values went."""
+    if session is None:
+        return 0
     with _HELD_LOCK:
-        return 0 if session is None or _HELD.pop(session.id, None) is None else 1
+        keys = [key for key in _HELD if key[0] == session.id and (slot is None or key[1] == slot)]
+        for key in keys:
+            del _HELD[key]
+    return len(keys)
 
 
 def release_older_than(max_age_s: float) -> int:

@@ -16,7 +16,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,14 @@ from PIL import Image, ImageOps
 
 from . import __version__, config, credentials, disclosure, imaging, sessions
 from . import progress as progress_
-from .errors import HeadshotError, InvalidRequest, NotEnoughSelfies, TrainingPaused
+from .errors import (
+    GpuQuotaExceeded,
+    HeadshotError,
+    InvalidRequest,
+    NotEnoughSelfies,
+    RenderIncomplete,
+    TrainingPaused,
+)
 from .faces import FaceAnalyzer, cosine, get_analyzer
 from .identity import Identity, build_identity, identity_summary, load_identity, save_identity
 from .sessions import Session, new_workdir
@@ -206,7 +213,7 @@ def paused_training(session: Session | None) -> dict | None:
 
 def forget_paused(session: Session | None) -> int:
     """Drop this session's paused training."""
-    return sessions.release(session)
+    return sessions.release(session, "")
 
 
 def _finish_identity(
@@ -584,9 +591,49 @@ def render_tracked(
     return rendered
 
 
-def _render_styles(identity, styles, options, seed, count, analyzer, progress) -> list[Headshot]:
-    """Render ``count`` kept images per style (best of ``options.best_of`` candidates each)."""
-    keep = count
+# A generate or pack that ZeroGPU cut short between its GPU calls (a later call refused for quota or stopped
+# past its duration) keeps what the earlier calls made: those headshots are written and returned, and the
+# rest is held by the session (sessions.hold, slot RENDER_SLOT) for continue_headshots, which renders it with
+# the seeds it would have had. Dropped when finished, on Delete my data and by the sweep after the file age.
+RENDER_SLOT = "render"
+_CONTINUE_LOCK = threading.Lock()
+
+
+@dataclass
+class PausedRender:
+    """A generate or pack and what is left of it: each style's whole request (candidates from ``seed``), how
+    many candidates of each are rendered, those not handed out yet (a best-of style keeps its best only once
+    all its candidates are made), and the headshots handed out so far. ``refusal``: why it last stopped."""
+
+    kind: str  # the run's folder kind: "headshots" (generate) or "pack"
+    identity: Identity
+    styles: list[Style]
+    options: GenerateOptions
+    seed: int
+    keep: int  # headshots kept per style
+    requests: list  # per style, the whole request (all its candidates)
+    rendered: list[int] = field(default_factory=list)
+    waiting: list[list] = field(default_factory=list)
+    shown: list[Headshot] = field(default_factory=list)
+    refusal: HeadshotError | None = None
+    parts: int = 0  # runs so far: 1 for the first, 2 after one Continue, ...
+    busy: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.keep * len(self.styles)
+
+    def rest(self) -> list[tuple[int, Any]]:
+        """(style index, the request for its candidates not rendered yet, with the seeds they would have had)."""
+        return [
+            (i, replace(request, seed=request.seed + done, num_images=request.num_images - done))
+            for i, (request, done) in enumerate(zip(self.requests, self.rendered, strict=True))
+            if done < request.num_images
+        ]
+
+
+def _plan_render(kind: str, identity, styles, options, seed: int, keep: int) -> PausedRender:
+    """The requests of ``keep`` kept images per style (best of ``options.best_of`` candidates each)."""
     candidates = keep * check_range(
         options.best_of, 1, config.MAX_BEST_OF, "Candidates per image", whole=True
     )
@@ -596,29 +643,169 @@ def _render_styles(identity, styles, options, seed, count, analyzer, progress) -
             f"at most {config.MAX_PACK_IMAGES} per request. Ask for fewer images or candidates."
         )
     requests = [build_request(identity, style, options, seed, candidates) for style in styles]
-    what = "candidate" if candidates > keep else "image"
-    rendered = render_tracked(
-        requests, [s.name for s in styles], candidates, what, progress,
-        starting=True, checking="Checking the likeness of each headshot",
-    )
+    count = len(requests)
+    return PausedRender(kind, identity, list(styles), options, seed, keep, requests, [0] * count,
+                        [[] for _ in requests])  # fmt: skip
+
+
+def _render_styles(paused: PausedRender, analyzer, progress) -> list[Headshot]:
+    """Render what is left of ``paused``; the headshots of the styles it completes (best likeness first), or
+    with one candidate per image every image made. A call refused or stopped partway sets ``refusal``."""
+    rest = paused.rest()
+    requests = [request for _, request in rest]
+    names = [paused.styles[i].name for i, _ in rest]
+    counts = {request.num_images for request in requests}
+    per_style = counts.pop() if len(counts) == 1 else 0
+    if not per_style:  # a continued pack with styles begun: "Image 3 of 5"
+        names, per_style = [""], sum(request.num_images for request in requests)
+    best_of = paused.requests[0].num_images > paused.keep
+    refusal = None
+    try:
+        rendered = render_tracked(
+            requests, names, per_style, "candidate" if best_of else "image", progress,
+            starting=True, checking="Checking the likeness of each headshot",
+        )  # fmt: skip
+    except RenderIncomplete as stopped:
+        rendered, refusal = stopped.images, stopped.refusal
+        _report(progress, 0.96, "Checking the likeness of the headshots made")
     shots: list[Headshot] = []
-    for style, request, images in zip(styles, requests, rendered, strict=True):
-        scores = score_likeness(images, identity, analyzer)
-        style_shots = [
-            Headshot(
-                image=image,
-                style=style.id,
-                seed=seed + i,
-                likeness=score,
-                verdict=verdict_for(score, analyzer),
-                prompt=request.prompt,
-                settings=settings_for(style, options, request, seed + i),
-            )
-            for i, (image, score) in enumerate(zip(images, scores, strict=True))
-        ]
-        shots.extend(rank(style_shots)[:keep])
-    _report(progress, 1.0, f"{len(shots)} headshot{'s' if len(shots) != 1 else ''} ready")
+    for (index, _), images in zip(rest, rendered, strict=True):
+        paused.rendered[index] += len(images)
+        paused.waiting[index].extend(images)
+        if best_of and paused.rendered[index] < paused.requests[index].num_images:
+            continue  # the best of its candidates is kept once they are all made
+        shots.extend(_keep_best(paused, index, analyzer))
+    paused.refusal, paused.parts = refusal, paused.parts + 1
+    made = f"{len(shots)} headshot{'s' if len(shots) != 1 else ''}"
+    _report(progress, 1.0, f"{made} ready" + (" (GPU time ran out before the rest)" if refusal else ""))
     return shots
+
+
+def _keep_best(paused: PausedRender, index: int, analyzer) -> list[Headshot]:
+    """The candidates of style ``index`` waiting to be handed out, scored, best first, at most ``keep``."""
+    style, request, images = paused.styles[index], paused.requests[index], paused.waiting[index]
+    first = paused.rendered[index] - len(images)  # the seed offset of the first one waiting
+    scores = score_likeness(images, paused.identity, analyzer)
+    style_shots = [
+        Headshot(
+            image=image,
+            style=style.id,
+            seed=request.seed + first + i,
+            likeness=score,
+            verdict=verdict_for(score, analyzer),
+            prompt=request.prompt,
+            settings=settings_for(style, paused.options, request, request.seed + first + i),
+        )
+        for i, (image, score) in enumerate(zip(images, scores, strict=True))
+    ]
+    paused.waiting[index] = []
+    return rank(style_shots)[: paused.keep]
+
+
+def _run(paused: PausedRender, analyzer, progress, session: Session | None, started: float) -> GenerateResult:
+    """Render what is left of ``paused``, then write and record what it made (a pack's ZIP holds every
+    headshot of the pack so far); a run ZeroGPU cut short says so in its info and is held for Continue."""
+    shots = _render_styles(paused, analyzer, progress)
+    workdir = session.new_dir(paused.kind) if session else new_workdir(paused.kind)
+    write_outputs(shots, workdir, paused.options, analyzer)
+    before = len(paused.shown)
+    paused.shown.extend(shots)
+    style_ids = [s.id for s in paused.styles]
+    info = run_info(shots, paused.seed, started, style_ids=style_ids, options=paused.options)
+    if paused.parts > 1:
+        info["continued"] = {"part": paused.parts, "headshots_before": before}
+    if paused.refusal is not None:
+        info["incomplete"] = _incomplete(paused, can_continue=session is not None)
+    zip_path = None
+    if paused.kind == "pack":
+        whole = info if not before else {
+            **run_info(paused.shown, paused.seed, started, style_ids=style_ids, options=paused.options),
+            **{k: info[k] for k in ("continued", "incomplete") if k in info},
+        }  # fmt: skip
+        zip_path = _pack_zip(paused.shown, workdir / f"headshots-{paused.seed}.zip", whole)
+    if session:
+        session.record(zip_path, *[p for h in shots for p in (h.path, h.linkedin_path)])
+        if paused.refusal is not None:
+            sessions.hold(session, paused, RENDER_SLOT)
+        elif sessions.held(session, RENDER_SLOT) is paused:
+            sessions.release(session, RENDER_SLOT)
+    headshots = rank(shots) if paused.kind == "pack" else shots
+    return GenerateResult(headshots=headshots, info=info, workdir=workdir, zip_path=zip_path)
+
+
+def _pack_zip(shots: list[Headshot], path: Path, info: dict) -> Path:
+    """A ZIP of the headshots' PNGs (and LinkedIn crops) with ``info.json``; files deleted since are left out."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for shot in shots:
+            for file in (shot.path, shot.linkedin_path):
+                if file is not None and file.is_file():
+                    archive.write(file, arcname=file.name)
+        archive.writestr("info.json", json.dumps(info, indent=2))
+    return path
+
+
+def _incomplete(paused: PausedRender, can_continue: bool) -> dict:
+    made, total = len(paused.shown), paused.total
+    if can_continue:
+        when = "once GPU time returns" if isinstance(paused.refusal, GpuQuotaExceeded) else "now"
+        todo = (
+            f"The other {total - made} are saved: call continue_headshots from this session {when} to render "
+            "them with the seeds they would have had."
+        )
+    else:
+        todo = f"Run it again later with seed {paused.seed} to make all {total}."
+    info = incomplete_info(paused.refusal, made, total, todo, can_continue=can_continue)
+    info["candidates_saved"] = sum(len(w) for w in paused.waiting)
+    return info
+
+
+def incomplete_info(refusal: HeadshotError, made: int, total: int, todo: str, *, can_continue: bool) -> dict:
+    """What the info of a run cut short says (``info["incomplete"]``): how many headshots of how many, the
+    refusal in a person's words (with when GPU time returns) and ``todo``, what to do; the GPU seconds asked
+    and left, and when GPU time returns, where ZeroGPU said."""
+    retry = getattr(refusal, "retry_after", None)
+    back = None if retry is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + retry))
+    return {
+        "made": made,
+        "requested": total,
+        "left": total - made,
+        "code": refusal.code,
+        "gpu_seconds_requested": getattr(refusal, "requested", None),
+        "gpu_seconds_left": getattr(refusal, "left", None),
+        "retry_after_s": None if retry is None else round(float(retry)),
+        "gpu_back_at": back,
+        "can_continue": can_continue,
+        "message": f"Incomplete: {made} of {total} headshots were made. {refusal.message} {todo}",
+    }
+
+
+def continue_headshots(
+    session: Session | None, *, progress: Progress | None = None, analyzer: FaceAnalyzer | None = None
+) -> GenerateResult:
+    """Render the rest of this session's generate or pack that ZeroGPU cut short, with the seeds those images
+    would have had: with what the earlier run made, the same headshots as a run never stopped."""
+    paused = sessions.held(session, RENDER_SLOT)
+    if not isinstance(paused, PausedRender):
+        raise InvalidRequest(
+            "There are no headshots left to finish in this session: every run was complete (or its data was "
+            "deleted). Make new ones with Generate."
+        )
+    with _CONTINUE_LOCK:
+        if paused.busy:
+            raise InvalidRequest("These headshots are being finished already: wait for that run.")
+        paused.busy = True
+    try:
+        return _run(paused, analyzer or get_analyzer(), progress, session, time.perf_counter())
+    finally:
+        paused.busy = False
+
+
+def paused_render(session: Session | None) -> dict | None:
+    """Where this session's run cut short stands (``{"kind", "made", "requested"}``), or None."""
+    paused = sessions.held(session, RENDER_SLOT)
+    if not isinstance(paused, PausedRender):
+        return None
+    return {"kind": paused.kind, "made": len(paused.shown), "requested": paused.total}
 
 
 def generate(
@@ -630,7 +817,11 @@ def generate(
     analyzer: FaceAnalyzer | None = None,
     session: Session | None = None,
 ) -> GenerateResult:
-    """Render ``num_images`` headshots of one style, scored for likeness and ordered best first."""
+    """Render ``num_images`` headshots of one style, scored for likeness and ordered best first.
+
+    When ZeroGPU refuses or stops a later GPU call, the headshots made are returned with ``info["incomplete"]``
+    and the rest is kept for ``session``: :func:`continue_headshots` renders it.
+    """
     options = options or GenerateOptions()
     analyzer = analyzer or get_analyzer()
     style = get_style(style_id)
@@ -639,13 +830,8 @@ def generate(
     )
     seed = _resolve_seed(options)
     started = time.perf_counter()
-    shots = _render_styles(identity, [style], options, seed, count, analyzer, progress)
-    workdir = session.new_dir("headshots") if session else new_workdir("headshots")
-    write_outputs(shots, workdir, options, analyzer)
-    if session:
-        session.record(*[p for h in shots for p in (h.path, h.linkedin_path)])
-    info = run_info(shots, seed, started, style_ids=[style.id], options=options)
-    return GenerateResult(headshots=shots, info=info, workdir=workdir)
+    paused = _plan_render("headshots", identity, [style], options, seed, count)
+    return _run(paused, analyzer, progress, session, started)
 
 
 def generate_pack(
@@ -658,7 +844,7 @@ def generate_pack(
     analyzer: FaceAnalyzer | None = None,
     session: Session | None = None,
 ) -> GenerateResult:
-    """Several styles in one run, with a ZIP of PNGs named by style and seed."""
+    """Several styles in one run, with a ZIP of PNGs named by style and seed (cut short: as :func:`generate`)."""
     options = options or GenerateOptions()
     analyzer = analyzer or get_analyzer()
     ids = list(dict.fromkeys(s.strip() for s in (style_ids or []) if s and s.strip()))
@@ -677,20 +863,8 @@ def generate_pack(
     started = time.perf_counter()
     # The same seeds for every style, so a pack is reproducible from one number; one batch, so a
     # person's LoRA is loaded once for the whole pack.
-    shots = _render_styles(identity, styles, options, seed, per_style, analyzer, progress)
-    workdir = session.new_dir("pack") if session else new_workdir("pack")
-    write_outputs(shots, workdir, options, analyzer)
-    info = run_info(shots, seed, started, style_ids=ids, options=options)
-    zip_path = workdir / f"headshots-{seed}.zip"
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as archive:
-        for shot in shots:
-            archive.write(shot.path, arcname=shot.path.name)
-            if shot.linkedin_path:
-                archive.write(shot.linkedin_path, arcname=shot.linkedin_path.name)
-        archive.writestr("info.json", json.dumps(info, indent=2))
-    if session:
-        session.record(zip_path, *[p for h in shots for p in (h.path, h.linkedin_path)])
-    return GenerateResult(headshots=rank(shots), info=info, workdir=workdir, zip_path=zip_path)
+    paused = _plan_render("pack", identity, styles, options, seed, per_style)
+    return _run(paused, analyzer, progress, session, started)
 
 
 def run_info(

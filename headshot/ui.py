@@ -22,6 +22,7 @@ from .api import (
     RANDOM_SEED,
     STYLE_STEPS,
     STYLE_VALUE,
+    continue_headshots,
     continue_identity,
     create_identity,
     delete_my_data,
@@ -50,6 +51,7 @@ from .api import (
 )
 from .page import (
     after_delete_page,
+    continue_headshots_page,
     continue_identity_page,
     create_identity_page,
     gallery_view,
@@ -401,6 +403,10 @@ def build_demo() -> gr.Blocks:
                             )
                     with gr.Column(scale=3, min_width=300, elem_id="results"):
                         headshots_notice = gr.Markdown("", elem_id="headshots_notice", elem_classes="notice")
+                        # A run ZeroGPU cut short partway: what it made is in the gallery; this makes the rest.
+                        continue_headshots_btn = gr.Button(
+                            "Continue headshots", visible=False, variant="primary", elem_id="continue_headshots"
+                        )
                         gallery_filter = gr.Dropdown(
                             [("All your headshots", "all")], value="all", label="Show", visible=False,
                             elem_id="gallery_filter",
@@ -604,13 +610,26 @@ def build_demo() -> gr.Blocks:
         gr.Button(visible=False).click(
             generate_pack, pack_inputs, [pack_zip, gallery, info], api_name="generate_pack", **gpu
         )
+        # A generate or pack cut short by ZeroGPU returns what it made (info.incomplete); this finishes it.
+        gr.Button(visible=False).click(
+            continue_headshots,
+            [session],
+            [pack_zip, gallery, info],
+            api_name="continue_headshots",
+            api_description=continue_headshots.__doc__,
+            **gpu,
+        )
         # The page: every run adds to the session gallery (newest first); on a phone the results scroll
-        # into view as the run starts.
-        shown = [gallery, gallery_filter, info, headshots_notice]
+        # into view as the run starts. A run cut short says so in the notice and shows Continue headshots.
+        shown = [gallery, gallery_filter, info, headshots_notice, continue_headshots_btn]
         generate_btn.click(None, None, None, js=SCROLL_TO_RESULTS)
         generate_btn.click(generate_page, generate_inputs, shown, api_visibility="private", **gpu)
         pack_btn.click(None, None, None, js=SCROLL_TO_RESULTS)
         pack_btn.click(generate_pack_page, pack_inputs, [pack_zip, *shown], api_visibility="private", **gpu)
+        continue_headshots_btn.click(None, None, None, js=SCROLL_TO_RESULTS)
+        continue_headshots_btn.click(
+            continue_headshots_page, [session], [pack_zip, *shown], api_visibility="private", **gpu
+        )
         gallery_filter.input(gallery_view, [session, gallery_filter], [gallery, gallery_filter],
                              api_visibility="private")
         # A chosen headshot: next to the selfie, with its likeness; favourites (also /favourite in the API).
@@ -685,7 +704,7 @@ def build_demo() -> gr.Blocks:
             [selfies, identity_file, gallery, pack_zip, cards, reference, identity_text, readiness, report, info,
              next_1, next_2, picked, picked_path, favourites, favourites_zip, favourites_section, refined_download,
              consent, identity_summary, identity_notice, continue_btn, headshots_notice, gallery_filter,
-             picked_selfie, picked_image, delete_confirm],
+             picked_selfie, picked_image, delete_confirm, continue_headshots_btn],
             api_visibility="private",
         )
         demo.load(device_note, None, device_md, api_visibility="private")

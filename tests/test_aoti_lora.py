@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import types
 
 import numpy as np
 import pytest
 import torch
+from packaging import version
 
 from headshot import adapters, aoti, models, pipeline, tiny
 from tests.test_aoti import _capture, _face_mask
@@ -87,6 +89,71 @@ def test_fused_weights_replace_only_the_lora_layers():
     assert adapters.fused_lora_weights(weights, bad, 1.0) is None
 
 
+class Toy(torch.nn.Module):
+    """Two attention-named projections: a UNet's LoRA layers in small."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.down_blocks = torch.nn.ModuleList([torch.nn.ModuleDict({"to_q": torch.nn.Linear(4, 4)})])
+        self.down_blocks[0]["to_k"] = torch.nn.Linear(4, 3)
+        self.conv_in = torch.nn.Linear(3, 3)
+
+    def forward(self, sample):
+        block = self.down_blocks[0]
+        return (self.conv_in(block["to_k"](block["to_q"](sample))),)
+
+
+def test_forward_routes_lora_calls_to_fused_weights_and_base_calls_to_the_base_ones():
+    """The stand-in counts every call and records its weights map: with the request's LoRA the program gets
+    the fused map (and the LoRA's output), the next base call the base map (and the base output)."""
+    toy, x = Toy().eval(), torch.randn(2, 4)
+    compiled = StandInCompiled.compile(torch.export.export(toy, (x,)))
+    leaves, spec = torch.utils._pytree.tree_flatten(((x,), {}))
+    described = [(tuple(v.shape), v.dtype, v.device) for v in leaves]
+    state = types.SimpleNamespace(aoti_gate=True, aoti_lora=None)  # what recipe sets per render
+    forward = aoti.AotiForward(toy.forward, aoti.AotiProgram(compiled, spec, described, {}, gated=True), state)
+    base_map = compiled.weights.constants_map
+    generator = torch.Generator().manual_seed(1)
+    lora = {f"unet.down_blocks.0.{m}.lora_{k}.weight": torch.randn(*shape, generator=generator)
+            for m, shapes in (("to_q", {"A": (2, 4), "B": (4, 2)}), ("to_k", {"A": (2, 4), "B": (3, 2)}))
+            for k, shape in shapes.items()}  # fmt: skip
+    person = {"name": "person", "state_dict": lora, "scale": 0.5}
+
+    def with_lora(sample):  # peft's LoRA forward: W x + b + scale x B (A x), layer by layer
+        for name in ("to_q", "to_k"):
+            layer, prefix = toy.down_blocks[0][name], f"unet.down_blocks.0.{name}"
+            sample = layer(sample) + 0.5 * sample @ lora[f"{prefix}.lora_A.weight"].T @ lora[f"{prefix}.lora_B.weight"].T
+        return toy.conv_in(sample)
+
+    with torch.no_grad():
+        CALLS.clear()
+        assert torch.equal(forward(x)[0], toy(x)[0]) and len(CALLS) == 1 and CALLS[0] is base_map
+        state.aoti_lora = person
+        out = forward(x)[0]
+        assert torch.allclose(out, with_lora(x), atol=1e-5) and not torch.allclose(out, toy(x)[0], atol=1e-3)
+        fused = CALLS[-1]
+        assert fused is not base_map and forward.calls == {"aoti": 2, "lora": 1, "eager": 0}
+        assert {n for n in fused if fused[n] is not base_map[n]} == {
+            "down_blocks.0.to_q.weight", "down_blocks.0.to_k.weight"}  # fmt: skip
+        state.aoti_lora = None  # the next request, without a LoRA: the base weights, the base output
+        assert torch.equal(forward(x)[0], toy(x)[0]) and CALLS[-1] is base_map
+        state.aoti_lora = {**person, "state_dict": {k: v.clone() for k, v in lora.items()}}  # equal values
+        forward(x)
+        assert CALLS[-1] is fused and len(forward.fused) == 1  # kept, not fused again
+        state.aoti_lora = {**person, "scale": 1.0}  # another strength: other weights
+        forward(x)
+        assert CALLS[-1] is not fused and CALLS[-1] is not base_map and len(forward.fused) == aoti.AOTI_FUSED_MAPS
+        state.aoti_gate = False  # fast mode (or no programs): eager
+        assert torch.equal(forward(x)[0], toy(x)[0]) and forward.calls["eager"] == 1
+    # A program that is not gated (the IdentityNet) never takes the LoRA.
+    state.aoti_gate = True
+    ungated = aoti.AotiForward(toy.forward, aoti.AotiProgram(compiled, spec, described, {}, gated=False), state)
+    with torch.no_grad():
+        ungated(x)
+    assert CALLS[-1] is base_map and ungated.calls["lora"] == 0
+
+
 @pytest.fixture(scope="module")
 def compiled_models(face_pack):
     """Tiny models (with the fast LoRA loaded, as at startup), eager LoRA references, then the programs."""
@@ -110,6 +177,7 @@ def compiled_models(face_pack):
     aoti.release(loaded)
 
 
+@pytest.mark.slow
 def test_lora_render_runs_the_program_with_fused_weights_and_the_next_base_render_the_base_ones(compiled_models):
     loaded, people, lora_request, eager = compiled_models
     unet_forward = loaded.pipe.unet.forward
@@ -153,6 +221,7 @@ def test_lora_render_runs_the_program_with_fused_weights_and_the_next_base_rende
     assert np.abs(other - eager["a"]).max() > 2.0  # and not the first person's
 
 
+@pytest.mark.slow
 def test_a_lora_the_program_cannot_hold_runs_eagerly(compiled_models):
     """A program whose weights are not loaded from a map (no swap possible): the LoRA render runs the UNet
     eagerly, with the person's LoRA (the same image as before the programs)."""
@@ -168,3 +237,75 @@ def test_a_lora_the_program_cannot_hold_runs_eagerly(compiled_models):
         assert np.abs(images - eager["a"]).max() <= 2.0
     finally:
         unet_forward.program = program
+
+
+class CpuCompiled(StandInCompiled):
+    """``spaces``' ``ZeroGPUCompiledModel`` on the CPU: its call, the package loaded and its constants
+    loaded user managed from the weights map (the CUDA-only parts left out)."""
+
+    def __call__(self, *args, **kwargs):
+        CALLS.append(self.weights.constants_map)
+        if self.module is None:
+            self.module = torch._inductor.aoti_load_package(self.archive_file)
+            constants = {name: self.weights.constants_map[name] for name in self.module.get_constant_fqns()}
+            self.module.load_constants(constants, check_full_update=True, user_managed=True)
+        return self.module(*args, **kwargs)
+
+
+def _inductor_compile(exported: torch.export.ExportedProgram):
+    """``spaces.aoti_compile`` on the CPU for the UNet (Inductor with spaces' settings: the weights apart,
+    kept by name); the IdentityNet's program stays a :class:`StandInCompiled` (it takes no LoRA)."""
+    if not any(name.startswith("up_blocks.") for name in exported.state_dict):
+        return StandInCompiled.compile(exported)
+    from torch._inductor.package.package import package_aoti
+    from torch.export.pt2_archive._package_weights import Weights
+
+    options = {  # spaces.zero.torch.aoti.INDUCTOR_CONFIGS_OVERRIDES (torch 2.10+; 2.8 and 2.9 differ)
+        "aot_inductor.package_constants_in_so": False,
+        "aot_inductor.package": True,
+        "always_keep_tensor_constants": True,
+        "joint_graph_constant_folding": False,
+    }
+    if version.parse(version.parse(torch.__version__).base_version) >= version.parse("2.10"):
+        options["aot_inductor.package_constants_on_disk_format"] = "pickle_weights"
+    else:
+        options["aot_inductor.package_constants_on_disk"] = True
+    args, kwargs = exported.example_inputs
+    artifacts = torch._inductor.aot_compile(exported.module(), args, kwargs, options=options)
+    (weights,) = [a for a in artifacts if isinstance(a, Weights)]
+    archive = io.BytesIO()
+    package_aoti(archive, [a for a in artifacts if isinstance(a, str)])
+    return CpuCompiled(archive, StandInWeights({name: weights.get_weight(name)[0] for name in weights}))
+
+
+@pytest.mark.slow
+def test_inductor_compiled_unet_with_fused_weights_equals_the_eager_lora_render(face_pack):
+    """A real AoTI program (Inductor on the CPU, weights not packaged, loaded user managed by name): the
+    LoRA render with the fused map loaded equals the eager LoRA render, and the base render after it the
+    base one. About 3 minutes on 2 CPU cores, mostly Inductor's C++ compile."""
+    torch.set_num_threads(1)
+    loaded = models._load_tiny(D, torch.device("cpu"), torch.float32, models.FastPaths())
+    models.prepare_models(loaded)
+    adapters.load_fast(loaded)
+    base_request = request(face_mask=_face_mask(64, 64))
+    lora_request = request(
+        face_mask=_face_mask(64, 64), identity_strength=0.5, identitynet_strength=0.6, lora=_person(loaded.pipe.unet)
+    )
+    eager_base = pixels(pipeline.render_on(loaded, base_request))
+    eager_lora = pixels(pipeline.render_on(loaded, lora_request))
+    with torch.no_grad():
+        programs = aoti.build_programs(loaded, _capture, _inductor_compile)
+    aoti.install(loaded, programs)
+    try:
+        unet_forward = loaded.pipe.unet.forward
+        assert isinstance(programs["unet"].compiled, CpuCompiled)
+        compiled_lora = pixels(pipeline.render_on(loaded, lora_request))
+        assert unet_forward.calls["lora"] == lora_request.steps and unet_forward.calls["eager"] == 0
+        assert isinstance(unet_forward.fused[-1].compiled, CpuCompiled)
+        assert np.abs(compiled_lora - eager_lora).max() <= 2.0
+        compiled_base = pixels(pipeline.render_on(loaded, base_request))
+        assert unet_forward.calls["eager"] == 0
+        assert np.abs(compiled_base - eager_base).max() <= 2.0
+        assert np.abs(compiled_lora - compiled_base).max() > 2.0  # the LoRA changed the image
+    finally:
+        aoti.release(loaded)

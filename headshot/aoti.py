@@ -104,14 +104,20 @@ class FusedProgram:
     state_dict: dict[str, torch.Tensor]
     scale: float
     compiled: Any
+    seen: Any = None  # the state dict last found equal: a render's own object, compared once
 
     def matches(self, lora: dict) -> bool:
         state_dict = lora["state_dict"]
-        return (
-            float(lora.get("scale", 1.0)) == self.scale
-            and state_dict.keys() == self.state_dict.keys()
-            and all(_same(state_dict[k], v) for k, v in self.state_dict.items())
-        )
+        if float(lora.get("scale", 1.0)) != self.scale:
+            return False
+        if state_dict is self.seen or state_dict is self.state_dict:
+            return True
+        if state_dict.keys() == self.state_dict.keys() and all(
+            _same(state_dict[k], v) for k, v in self.state_dict.items()
+        ):
+            self.seen = state_dict
+            return True
+        return False
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -128,6 +134,7 @@ class AotiForward:
         self.eager, self.program, self.models = eager, program, models
         self.calls = {"aoti": 0, "lora": 0, "eager": 0}
         self.fused: list[FusedProgram] = []  # newest last, at most AOTI_FUSED_MAPS
+        self.unfit: Any = None  # the state dict last found not to fit the program (not fused again)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.program.accepts(self.models.aoti_gate, args, kwargs):
@@ -147,16 +154,17 @@ class AotiForward:
             if entry.matches(lora):
                 return entry.compiled
         base = self.program.weights()
-        if base is None:
+        if base is None or lora["state_dict"] is self.unfit:
             return None
+        del self.fused[: max(0, len(self.fused) - AOTI_FUSED_MAPS + 1)]  # the oldest goes first (memory)
         scale = float(lora.get("scale", 1.0))
         with torch.no_grad():
             weights = adapters.fused_lora_weights(base, lora["state_dict"], scale)
         if weights is None:
+            self.unfit = lora["state_dict"]
             return None
-        entry = FusedProgram(dict(lora["state_dict"]), scale, self.program.with_weights(weights))
-        self.fused = [*self.fused, entry][-AOTI_FUSED_MAPS:]
-        return entry.compiled
+        self.fused.append(FusedProgram(dict(lora["state_dict"]), scale, self.program.with_weights(weights)))
+        return self.fused[-1].compiled
 
 
 def _capture(models: Models, module: torch.nn.Module, request, capture: Callable) -> tuple[tuple, dict]:

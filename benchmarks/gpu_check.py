@@ -3,6 +3,7 @@
     python benchmarks/gpu_check.py                 # one CUDA GPU, nothing downloaded, < 8 min on an H100
     python benchmarks/gpu_check.py --table gpu.md  # also write the table to a file
     python benchmarks/gpu_check.py --cpu-smoke     # the same code on the CPU with tiny sizes (seconds)
+    python benchmarks/gpu_check.py --aoti --budget-s 900  # compiled with AoTI, what ZeroGPU runs
 
 Random-weight modules at their real sizes, built from configurations by ``benchmarks/gpu_bench.py``
 (SDXL UNet, IdentityNet, VAE, both text towers, InstantID's face adapter, an LCM-sized LoRA), in the
@@ -18,9 +19,14 @@ the images are noise. In one run, each with its peak GPU memory:
 * LoRA s/step at 1024 px (``lora.train_lora`` with the app's defaults, so autocast to the UNet's dtype)
   against a plain peft training step;
 * ours again after ``torch.compile`` (``models.prepare_models`` with ``FastPaths(compile=...)``, what
-  ``HEADSHOT_COMPILE`` does; the square size only, compiled at its first render, which is reported).
+  ``HEADSHOT_COMPILE`` does; the square size only, compiled at its first render, which is reported),
+  where a LoRA render runs eagerly; or, with ``--aoti``, after ZeroGPU's ahead-of-time compile
+  (``pipeline.aoti_compile``: the UNet and IdentityNet programs), where the default request and the LoRA
+  request (the LoRA fused into the UNet program's weights) both run compiled. A request gets a compiled
+  figure only when every UNet call of its renders ran the program (``aoti.AotiForward.calls``).
   LoRA training runs eagerly in the app, so it has no compiled figure. Where nothing was compiled (no
-  torch.compile on the device, over the budget, ``--no-compile``) the compiled cells say "not compiled".
+  torch.compile or AoTI on the device, over the budget, ``--no-compile``) the compiled cells say "not
+  compiled", never an eager figure.
 
 Each figure is a JSON line on stdout, as the other benchmarks print them; progress and, at the end, one
 markdown table (GPU name, date, figures) go to stderr (``--table`` also writes it to a file).
@@ -71,6 +77,8 @@ class CheckSettings:
     compile_scope: str = "regional"
     budget_s: float = 480.0  # the whole run's target: a compiled phase starts only if its reserve fits
     compile_reserve_s: float = 200.0  # compiling the square size and rendering it (regional scope, H100)
+    aoti: bool = False  # the compiled phase: AoTI (pipeline.aoti_compile) instead of torch.compile
+    aoti_reserve_s: float = 420.0  # AoTI-compiling the UNet and IdentityNet and rendering (a guess until measured)
     fast_compile_reserve_s: float = 75.0  # the fast mode's compiled variant
     reduced: bool = False
     prefix: str = "gpu_check"
@@ -189,7 +197,7 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     models.prepare_models(loaded, base_paths)
     say(f"ours, {size} px, {steps} steps")
     ours = gpu_bench.timed(lambda: pipeline.render_on(loaded, request), device, reps, warm)
-    person = {  # a person's LoRA (random, the app's rank): the UNet runs eagerly with one
+    person = {  # a person's LoRA (random, the app's rank)
         "name": "person",
         "state_dict": tiny.random_unet_lora(loaded.pipe.unet, rank=lora_defaults.rank, seed=2),
         "scale": 1.0,
@@ -212,9 +220,13 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     lora_how += f", gradient checkpointing {'on' if checkpointing else 'off'}"
 
     # 3. Ours, compiled (cannot be undone: last), within the time budget.
-    compiled = compiled_fast = None
+    compiled = compiled_fast = compiled_person = None
     compile_note = "not asked (--no-compile)"
-    if settings.compile:
+    if settings.compile and settings.aoti:
+        compiled, compiled_person, compile_note = aoti_phase(
+            settings, loaded, (request, person_request), device, started, emit, say
+        )
+    elif settings.compile:
         compiled_paths = dataclasses.replace(
             base_paths, compile=settings.compile_mode, compile_scope=settings.compile_scope
         )
@@ -248,9 +260,9 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
             f"x{ours['median'] / base['median']:.2f} of diffusers eager; the app's default request; {paths}"
             f"{first_compile}", uncompiled="not compiled"),
         Row(f"ours with a person's LoRA (rank {lora_defaults.rank}), face region on", "s/image",
-            ours_person["median"], ours_person["peak"],
-            notes="the UNet eager with a LoRA (compiled programs have the base weights baked in); "
-            "the IdentityNet compiled where it is", uncompiled="not compiled"),
+            ours_person["median"], ours_person["peak"], pick(compiled_person, "median"), pick(compiled_person, "peak"),
+            notes="compiled: AoTI with the LoRA fused into the UNet program's weights (--aoti); torch.compile "
+            "runs a LoRA render eagerly", uncompiled="not compiled"),
         Row(f"diffusers SDXL + ControlNet, {size}², {steps} steps", "s/image", base["median"], base["peak"],
             notes="StableDiffusionXLControlNetPipeline, no face adapter"),
         Row(f"ours, fast mode, {fast_steps} steps", "s/image", ours_fast["median"], ours_fast["peak"],
@@ -278,11 +290,48 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     return rows
 
 
+def aoti_phase(settings: CheckSettings, loaded, requests, device, started: float, emit, say):
+    """AoTI-compile (``pipeline.aoti_compile``, what ZeroGPU runs), then time each request.
+
+    Returns (timing of ``requests[0]``, of ``requests[1]``, note); a request gets None ("not compiled")
+    unless every UNet call of its renders ran the program, a LoRA request with its LoRA fused.
+    """
+    from benchmarks import gpu_bench
+    from headshot import pipeline
+
+    if device.type != "cuda":
+        return None, None, f"not compiled: AoTI (spaces.aoti_compile) needs CUDA, not {device.type}"
+    if time.perf_counter() - started + settings.aoti_reserve_s > settings.budget_s:
+        return None, None, f"skipped: AoTI compiling would not fit the {settings.budget_s:.0f} s budget"
+    say("AoTI-compiling the UNet and the IdentityNet (spaces.aoti_compile)")
+    begun = time.perf_counter()
+    try:
+        pipeline.aoti_compile(loaded)
+    except Exception as exc:  # reported in the table: the cells say "not compiled"
+        return None, None, f"not compiled: AoTI failed ({type(exc).__name__}: {exc})"
+    note = f"AoTI (spaces.aoti_compile, {time.perf_counter() - begun:.0f} s to compile)"
+    emit(f"{settings.prefix}_aoti_compile_s", time.perf_counter() - begun, "s", notes=note)
+    forward, results = loaded.pipe.unet.forward, []
+    for request in requests:
+        before = dict(forward.calls)
+        say(f"ours AoTI-compiled{' with a LoRA' if request.lora else ''}, {settings.size} px")
+        result = gpu_bench.timed(
+            lambda r=request: pipeline.render_on(loaded, r), device, settings.repeats, settings.warmup
+        )
+        fused = request.lora is None or forward.calls["lora"] > before["lora"]
+        if forward.calls["eager"] > before["eager"] or not fused:
+            note += f"; {'the LoRA' if request.lora else 'the default'} request's UNet ran eager: not compiled"
+            result = None
+        results.append(result)
+    return results[0], results[1], note
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU: the code path only")
     parser.add_argument("--quick", action="store_true", help="tiny sizes on the GPU (the -m gpu test)")
     parser.add_argument("--no-compile", action="store_true", help="eager figures only")
+    parser.add_argument("--aoti", action="store_true", help="compile with AoTI (ZeroGPU's) instead of torch.compile")
     parser.add_argument("--compile-mode", default=None, help="torch.compile mode (default: HEADSHOT_COMPILE=1's)")
     parser.add_argument("--compile-scope", choices=("regional", "full"), default=None)
     parser.add_argument("--repeats", type=int, default=None, help="timed renders after the warm-up")
@@ -298,6 +347,7 @@ def settings_from(args: argparse.Namespace) -> CheckSettings:
     settings = CheckSettings.smoke() if (args.cpu_smoke or args.quick) else CheckSettings()
     overrides = {
         "compile": not args.no_compile,
+        "aoti": args.aoti or None,
         "compile_mode": args.compile_mode,
         "compile_scope": args.compile_scope,
         "repeats": args.repeats,

@@ -287,3 +287,32 @@ def release(models: Models, loaded: Mapping[str, int]) -> None:
         pipe.delete_adapters(mine)
     if adapter_names(pipe):
         pipe.disable_lora()
+
+
+def fused_lora_weights(
+    weights: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], scale: float
+) -> dict[str, torch.Tensor] | None:
+    """``weights`` (a compiled UNet program's constants by name) with a person's LoRA fused in.
+
+    Every layer the LoRA targets gets a new tensor ``W + scale x B @ A`` (computed in float32 where ``W``
+    is, then cast to its dtype: what peft adds at run time, ``scale`` being the adapter weight and the
+    app's alpha/rank folded into the LoRA); every other entry is the very same tensor, not a copy. A
+    layer's weight is ``<module>.weight``, or ``<module>.base_layer.weight`` where peft wrapped the module
+    before the program was exported (the fast LoRA). None when a targeted layer has no weight there, or
+    another shape: that program cannot run this LoRA.
+    """
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state_dict.items():
+        path, _, kind = key.removeprefix("unet.").removesuffix(".weight").rpartition(".")
+        pairs.setdefault(path, {})[kind] = tensor
+    fused = dict(weights)
+    for path, pair in pairs.items():
+        name = next((n for n in (f"{path}.weight", f"{path}.base_layer.weight") if n in weights), None)
+        if name is None or set(pair) != {"lora_A", "lora_B"}:
+            return None
+        base, down, up = weights[name], pair["lora_A"], pair["lora_B"]
+        if up.dim() != 2 or down.dim() != 2 or (up.shape[0], down.shape[1]) != tuple(base.shape):
+            return None
+        delta = up.to(base.device, torch.float32) @ down.to(base.device, torch.float32)
+        fused[name] = (base.float() + float(scale) * delta).to(base.dtype)
+    return fused

@@ -5,8 +5,17 @@ latent height and width dynamic (so the square, 4:5 and 3:4 outputs share one pr
 builds an Inductor package. ``capture`` and ``compile`` are ``spaces.aoti_capture`` and
 ``spaces.aoti_compile``, passed in by ``pipeline`` (the only importer of ``spaces``). A forward wrapper
 routes each call to its program when the call matches what was compiled and to the eager module
-otherwise (LoRA adapters, other face-adapter scales, other batch sizes); the IdentityNet program is
-built at conditioning scale 1 and its residuals scaled per call (they are linear in the scale).
+otherwise (fast mode, other batch sizes); the IdentityNet program is built at conditioning scale 1 and
+its residuals scaled per call (they are linear in the scale); the face-adapter scale is folded into the
+UNet's mask input by ``recipe``.
+
+A person's LoRA runs in the same UNet program: ``spaces.aoti_compile`` packages the program without its
+weights and loads them, user managed, from ``compiled.weights.constants_map``; a second compiled model
+of the same class over the same archive, with a map where the LoRA's layers are fused
+(``adapters.fused_lora_weights``: ``W + scale x B @ A``, every other entry the same tensor), runs the
+LoRA render. It is built at the first UNet call of a LoRA render (in the GPU call, on the GPU) and kept
+for the next render with the same LoRA (compared by value, at most ``AOTI_FUSED_MAPS``); the base
+program's weights are never changed, so no LoRA reaches another person's render.
 """
 
 from __future__ import annotations
@@ -19,11 +28,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from . import config
+from . import adapters, config
 from .models import AOTI_IP_SCALE, Models, output_sizes
 from .recipe import render_images, warm_up_request
 
 AOTI_MIN_LATENT_UNITS = 2  # latent side / UNet down-sampling factor: the dynamic range of the programs
+# Fused LoRA weight maps kept per UNet program: each holds a copy of every layer a LoRA targets, in the
+# model's dtype (SDXL: the 560 attention projections of the denoising blocks, 955 M values, 1.9 GB in fp16).
+AOTI_FUSED_MAPS = 1
 
 
 @dataclasses.dataclass
@@ -34,7 +46,7 @@ class AotiProgram:
     spec: Any  # pytree structure of the captured (args, kwargs)
     leaves: list  # captured leaves: (shape, dtype, device) for tensors, the value otherwise
     dynamic: dict[int, dict[int, tuple[int, int, int]]]  # leaf -> dim -> (multiple, low, high)
-    gated: bool  # honours Models.aoti_gate (the UNet: LoRA and face-adapter scale are baked in)
+    gated: bool  # honours Models.aoti_gate and runs Models.aoti_lora fused (the UNet)
     scale_kwarg: str | None = None  # the IdentityNet: built at scale 1, outputs scaled per call
 
     def _leaf_ok(self, index: int, captured: Any, value: Any) -> bool:
@@ -65,27 +77,94 @@ class AotiProgram:
             self._leaf_ok(i, c, v) for i, (c, v) in enumerate(zip(self.leaves, leaves, strict=True))
         )
 
-    def __call__(self, args: tuple, kwargs: dict) -> Any:
+    def __call__(self, args: tuple, kwargs: dict, compiled: Any = None) -> Any:
+        """The program on these inputs: ``compiled`` (the same program with other weights) or its own."""
+        compiled = self.compiled if compiled is None else compiled
         if self.scale_kwarg is None:
-            return self.compiled(*args, **kwargs)
+            return compiled(*args, **kwargs)
         scale = float(kwargs[self.scale_kwarg])
-        out = self.compiled(*args, **{**kwargs, self.scale_kwarg: 1.0})
+        out = compiled(*args, **{**kwargs, self.scale_kwarg: 1.0})
         return torch.utils._pytree.tree_map(lambda t: t * scale if torch.is_tensor(t) else t, out)
+
+    def with_weights(self, weights: dict[str, torch.Tensor]) -> Any:
+        """The same compiled program loading ``weights`` (name -> tensor) in place of its own: spaces'
+        ``ZeroGPUCompiledModel(archive_file, ZeroGPUWeights(map))``, over the same archive."""
+        return type(self.compiled)(self.compiled.archive_file, type(self.compiled.weights)(weights))
+
+    def weights(self) -> dict[str, torch.Tensor] | None:
+        """The program's own weights by name, where its compiled form loads them from a map (spaces')."""
+        held = getattr(getattr(self.compiled, "weights", None), "constants_map", None)
+        return held if isinstance(held, dict) and hasattr(self.compiled, "archive_file") else None
+
+
+@dataclasses.dataclass
+class FusedProgram:
+    """A UNet program with one LoRA fused into its weights, and that LoRA (to compare by value)."""
+
+    state_dict: dict[str, torch.Tensor]
+    scale: float
+    compiled: Any
+    seen: Any = None  # the state dict last found equal: a render's own object, compared once
+
+    def matches(self, lora: dict) -> bool:
+        state_dict = lora["state_dict"]
+        if float(lora.get("scale", 1.0)) != self.scale:
+            return False
+        if state_dict is self.seen or state_dict is self.state_dict:
+            return True
+        if state_dict.keys() == self.state_dict.keys() and all(
+            _same(state_dict[k], v) for k, v in self.state_dict.items()
+        ):
+            self.seen = state_dict
+            return True
+        return False
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b.to(a.device))
 
 
 class AotiForward:
-    """Installed as a module's ``forward``: its AoTI program for the calls it accepts, else eager."""
+    """Installed as a module's ``forward``: its AoTI program for the calls it accepts, else eager.
+
+    ``calls`` counts them: ``aoti`` (compiled, of which ``lora`` with a LoRA fused) and ``eager``.
+    """
 
     def __init__(self, eager: Callable[..., Any], program: AotiProgram, models: Models):
         self.eager, self.program, self.models = eager, program, models
-        self.calls = {"aoti": 0, "eager": 0}
+        self.calls = {"aoti": 0, "lora": 0, "eager": 0}
+        self.fused: list[FusedProgram] = []  # newest last, at most AOTI_FUSED_MAPS
+        self.unfit: Any = None  # the state dict last found not to fit the program (not fused again)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.program.accepts(self.models.aoti_gate, args, kwargs):
-            self.calls["aoti"] += 1
-            return self.program(args, kwargs)
+            lora = self.models.aoti_lora if self.program.gated else None
+            compiled = self.program.compiled if lora is None else self.fused_program(lora)
+            if compiled is not None:
+                self.calls["aoti"] += 1
+                self.calls["lora"] += lora is not None
+                return self.program(args, kwargs, compiled)
         self.calls["eager"] += 1
         return self.eager(*args, **kwargs)
+
+    def fused_program(self, lora: dict) -> Any:
+        """The program with ``lora`` fused into its weights (kept for the next render); None where the
+        program cannot take it (its weights are not loaded from a map, or the LoRA's layers are not in it)."""
+        for entry in self.fused:
+            if entry.matches(lora):
+                return entry.compiled
+        base = self.program.weights()
+        if base is None or lora["state_dict"] is self.unfit:
+            return None
+        del self.fused[: max(0, len(self.fused) - AOTI_FUSED_MAPS + 1)]  # the oldest goes first (memory)
+        scale = float(lora.get("scale", 1.0))
+        with torch.no_grad():
+            weights = adapters.fused_lora_weights(base, lora["state_dict"], scale)
+        if weights is None:
+            self.unfit = lora["state_dict"]
+            return None
+        self.fused.append(FusedProgram(dict(lora["state_dict"]), scale, self.program.with_weights(weights)))
+        return self.fused[-1].compiled
 
 
 def _capture(models: Models, module: torch.nn.Module, request, capture: Callable) -> tuple[tuple, dict]:

@@ -137,6 +137,7 @@ class Models:
     warm_up_seconds: float | None = None  # the warm-up render, once done
     aoti: dict = dataclasses.field(default_factory=dict)  # module name -> aoti.AotiProgram
     aoti_gate: bool = False  # set per render: may this request use the AoTI programs?
+    aoti_lora: dict | None = None  # set per render: the request's LoRA, which the UNet program runs fused
     started: bool = False  # pipeline's startup sequence (AoTI compile, warm-up) has run
 
 

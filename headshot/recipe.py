@@ -194,24 +194,44 @@ def check_for_models(models: Models, request: RenderRequest) -> None:
 
 @contextlib.contextmanager
 def compiled_modes(models: Models, request: RenderRequest | None):
-    """This request's use of compiled code: the AoTI gate, and eager mode for identity LoRAs.
+    """This request's use of compiled code: the AoTI gate (with the LoRA the UNet program runs fused), and
+    eager mode for identity LoRAs under ``torch.compile``.
 
-    ``request=None`` (LoRA training) runs everything eagerly.
+    The AoTI programs take every request but fast mode (the fast LoRA is not fused): a person's LoRA runs
+    in the UNet program with fused weights (``aoti.AotiForward``) and the face-adapter scale is folded
+    into its mask input (:func:`face_adapter_inputs`). ``request=None`` (LoRA training) runs everything
+    eagerly.
     """
     lora = request is None or request.lora is not None
     eager = models.fast_paths.compile and lora
-    models.aoti_gate = bool(
-        models.aoti
-        and request is not None
-        and not request.fast
-        and request.lora is None
-        and math.isclose(float(request.identity_strength), AOTI_IP_SCALE, abs_tol=1e-6)
-    )
+    models.aoti_gate = bool(models.aoti and request is not None and not request.fast)
+    models.aoti_lora = request.lora if models.aoti_gate and request is not None else None
     try:
         with torch.compiler.set_stance("force_eager") if eager else contextlib.nullcontext():
             yield
     finally:
-        models.aoti_gate = False
+        models.aoti_gate, models.aoti_lora = False, None
+
+
+def face_adapter_inputs(
+    models: Models, request: RenderRequest, mask: torch.Tensor | None
+) -> tuple[float, dict | None]:
+    """(face-adapter scale, the UNet's ``cross_attention_kwargs``) for this request and face mask.
+
+    Eager: the request's scale, the mask as it is. Under the AoTI gate the UNet program's own scale
+    (``AOTI_IP_SCALE``, baked in) and the request's folded into the mask: diffusers adds ``scale x
+    (adapter output x resized mask)``, the resize (bicubic) linear in the mask, so a mask times
+    ``strength / AOTI_IP_SCALE`` gives the request's strength; no face region is an all-ones mask. The
+    eager fallback of a call the program does not take gets the same inputs, and the same image.
+    """
+    from . import instantid  # diffusers: imported on first use
+
+    strength = float(request.identity_strength)
+    if not models.aoti_gate:
+        return strength, None if mask is None else {"ip_adapter_masks": instantid.ip_adapter_mask(mask)}
+    if mask is None:
+        mask = torch.ones(1, 1, request.height, request.width, device=models.device, dtype=models.dtype)
+    return AOTI_IP_SCALE, {"ip_adapter_masks": instantid.ip_adapter_mask(mask * (strength / AOTI_IP_SCALE))}
 
 
 def warm_up_request(models: Models, size: tuple[int, int], steps: int = 2) -> RenderRequest:
@@ -257,9 +277,8 @@ def render_batch(
                 steps, guidance = effective_settings(request)
                 do_cfg = guidance > 1.0
 
-                # 2. Configure every per-request setting: adapters, face-adapter scale, VAE tiling.
+                # 2. Configure every per-request setting: adapters, VAE tiling (the face-adapter scale: 4.).
                 adapters.configure(models, request, loaded)
-                pipe.set_ip_adapter_scale(float(request.identity_strength))
                 if vae_tiling(models, request.width, request.height):
                     pipe.vae.enable_tiling()
                 else:
@@ -275,7 +294,8 @@ def render_batch(
                 )
 
                 # 4. Encode the face: adapter input for the UNet, face tokens for the IdentityNet.
-                #    With a face mask both act on the face region only (the same mask for each).
+                #    With a face mask both act on the face region only (the same mask for each); the
+                #    face-adapter scale goes with the mask (:func:`face_adapter_inputs`).
                 image_embeds = instantid.face_image_embeds(
                     request.face_embedding, do_classifier_free_guidance=do_cfg, device=device, dtype=dtype
                 )
@@ -286,13 +306,8 @@ def render_batch(
                 identitynet = instantid.identitynet_for_request(
                     models.identitynet, pipe.unet, image_embeds, mask
                 )
-                if mask is None and models.aoti_gate:  # the AoTI UNet program takes a mask: all ones is none
-                    mask_in = torch.ones(1, 1, request.height, request.width, device=device, dtype=dtype)
-                    attention_kwargs = {"ip_adapter_masks": instantid.ip_adapter_mask(mask_in)}
-                else:
-                    attention_kwargs = (
-                        None if mask is None else {"ip_adapter_masks": instantid.ip_adapter_mask(mask)}
-                    )
+                ip_scale, attention_kwargs = face_adapter_inputs(models, request, mask)
+                pipe.set_ip_adapter_scale(ip_scale)
 
                 # 5. Prepare the control image (the keypoints at the output size).
                 control = request.control_image.convert("RGB")

@@ -185,6 +185,10 @@ def test_gpu_check_settings_and_table():
     assert smoke.reduced and smoke.size == 128 and not smoke.compile and smoke.repeats == 3
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         gpu_check.parse_args(["--repeats", "0"])
+    aoti = gpu_check.settings_from(gpu_check.parse_args(["--aoti", "--budget-s", "900"]))
+    assert aoti.aoti and not default.aoti and aoti.aoti_reserve_s < aoti.budget_s
+    on_cpu = gpu_check.aoti_phase(aoti, None, (), torch.device("cpu"), 0.0, None, None)
+    assert on_cpu[:2] == (None, None) and on_cpu[2].startswith("not compiled: AoTI")  # never an eager figure
     rows = [gpu_check.Row("ours", "s/image", 4.25, 11.5, 3.1, 11.9, "x1.05"), gpu_check.Row("other", "s"),
             gpu_check.Row("ours, fast", "s/image", 1.5, uncompiled="not compiled")]  # fmt: skip
     text = gpu_check.markdown(rows, "**title**")

@@ -4,8 +4,8 @@ the default one (face region on) included, runs them; and no worker is forked wh
 lock (the worker would start with that lock held and could only time out).
 
 ``spaces.aoti_compile`` needs a CUDA build of torch, so a stand-in does its job on the CPU: the exported
-program, saved to bytes so it pickles (as ZeroGPU's compiled model does), counting its calls in memory the
-forked workers share.
+program, saved to bytes so it pickles (as ZeroGPU's compiled model does), its weights apart, counting its
+calls in memory the forked workers share (a person's LoRA: fused in the worker, the next render unfused).
 """
 
 from __future__ import annotations
@@ -21,33 +21,46 @@ import numpy as np
 import pytest
 import torch
 
-from headshot import aoti, models, pipeline, zerogpu
+from headshot import aoti, models, pipeline, tiny, zerogpu
 from tests.test_aoti import _capture, _face_mask
 from tests.test_models import D, pixels, request
 
 CALLS = multiprocessing.get_context("fork").Value("i", 0)  # shared with every forked worker
+FUSED_CALLS = multiprocessing.get_context("fork").Value("i", 0)  # of which with weights other than compile's
+
+
+class StandInWeights:
+    """``spaces``' ``ZeroGPUWeights``: the constants by name."""
+
+    def __init__(self, constants_map):
+        self.constants_map = constants_map
 
 
 class StandInProgram:
-    """``spaces.aoti_compile(exported)`` on the CPU: pickles as bytes, counts its calls."""
+    """``spaces``' ``ZeroGPUCompiledModel(archive_file, weights)`` on the CPU: pickles as bytes and its
+    weights, runs with its weights map, counts its calls (those with other weights than :meth:`compile`
+    gave it: a LoRA fused in the worker)."""
 
-    def __init__(self, exported):
+    def __init__(self, archive_file, weights, compiled_weights: bool = False):
+        self.archive_file, self.weights, self.compiled_weights, self._module = archive_file, weights, compiled_weights, None
+
+    @classmethod
+    def compile(cls, exported):
+        """``spaces.aoti_compile(exported)``: the program and, apart, its weights."""
         buffer = io.BytesIO()
         torch.export.save(exported, buffer)
-        self.saved, self._module = buffer.getvalue(), None
+        return cls(buffer.getvalue(), StandInWeights({**exported.state_dict, **exported.constants}), True)
 
     def __getstate__(self):
-        return {"saved": self.saved}
-
-    def __setstate__(self, state):
-        self.saved, self._module = state["saved"], None
+        return {**self.__dict__, "_module": None}
 
     def __call__(self, *args, **kwargs):
-        with CALLS.get_lock():
-            CALLS.value += 1
+        for counter in (CALLS,) if self.compiled_weights else (CALLS, FUSED_CALLS):
+            with counter.get_lock():
+                counter.value += 1
         if self._module is None:
-            self._module = torch.export.load(io.BytesIO(self.saved)).module()
-        return self._module(*args, **kwargs)
+            self._module = torch.export.load(io.BytesIO(self.archive_file)).module()
+        return torch.func.functional_call(self._module, self.weights.constants_map, args, kwargs)
 
 
 def _holds_the_gpu_lock():
@@ -98,7 +111,7 @@ def test_aoti_compile_and_warm_up_run_as_gpu_calls_and_renders_use_the_programs(
 
     monkeypatch.setattr(models.FastPaths, "resolved", on_the_cpu_too)
     monkeypatch.setattr(pipeline.spaces, "aoti_capture", _capture, raising=False)
-    monkeypatch.setattr(pipeline.spaces, "aoti_compile", StandInProgram, raising=False)
+    monkeypatch.setattr(pipeline.spaces, "aoti_compile", StandInProgram.compile, raising=False)
     before = CALLS.value
 
     loaded = pipeline.ready_models(embedding_size=D)
@@ -120,9 +133,19 @@ def test_aoti_compile_and_warm_up_run_as_gpu_calls_and_renders_use_the_programs(
         counted = CALLS.value
         pipeline.render(request())  # face region off: an all-ones mask, the same programs
         assert CALLS.value - counted >= 2 * face_region.steps
+        # A person's LoRA: the worker fuses it into the UNet program's weights; the next render has the base ones.
+        person = {"name": "p", "state_dict": tiny.random_unet_lora(loaded.pipe.unet, rank=4, seed=3, std=0.2)}
+        with_lora = request(face_mask=_face_mask(64, 64), identity_strength=0.5, lora=person)
+        fused = FUSED_CALLS.value
+        compiled_lora = pixels(pipeline.render(with_lora))
+        assert FUSED_CALLS.value - fused == with_lora.steps  # every UNet call, with the fused weights
+        fused, counted = FUSED_CALLS.value, CALLS.value
+        assert np.abs(pixels(pipeline.render(face_region)) - compiled).max() <= 2.0
+        assert FUSED_CALLS.value == fused and CALLS.value - counted >= 2 * face_region.steps
     finally:
         aoti.release(loaded)
         models._MODELS.pop(key, None)
     monkeypatch.delenv("HEADSHOT_ZEROGPU_EMULATE")
     eager = pixels(pipeline.render_on(loaded, face_region))
     assert np.abs(compiled - eager).max() <= 2.0
+    assert np.abs(compiled_lora - pixels(pipeline.render_on(loaded, with_lora))).max() <= 2.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import types
 
 import numpy as np
@@ -279,10 +280,16 @@ def _inductor_compile(exported: torch.export.ExportedProgram):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("HEADSHOT_TEST_INDUCTOR") != "1",
+    reason="compiles the UNet with Inductor (about 3-4 min on 2 cores): set HEADSHOT_TEST_INDUCTOR=1",
+)
 def test_inductor_compiled_unet_with_fused_weights_equals_the_eager_lora_render(face_pack):
     """A real AoTI program (Inductor on the CPU, weights not packaged, loaded user managed by name): the
     LoRA render with the fused map loaded equals the eager LoRA render, and the base render after it the
-    base one. About 3 minutes on 2 CPU cores, mostly Inductor's C++ compile."""
+    base one. About 3 minutes on 2 CPU cores, mostly Inductor's C++ compile, so it runs where
+    HEADSHOT_TEST_INDUCTOR=1 (before a change to aoti.py or adapters.fused_lora_weights lands), not in CI's
+    slow tier, which would pass 15 minutes with it."""
     torch.set_num_threads(1)
     loaded = models._load_tiny(D, torch.device("cpu"), torch.float32, models.FastPaths())
     models.prepare_models(loaded)

@@ -573,7 +573,9 @@ def sunglasses_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image
     opacity = op_top * (1 - t[..., 0]) + op_bottom * t[..., 0]
     f.blend(colour, lens_a * opacity)
     if shape == "clipon":  # the clear glasses under the clip: a thin metal rim a bit larger than the clip
-        under = np.maximum.reduce([_superellipse(f.u, f.v, 0.5 * s, 0.05, 0.42, 0.31, p=2.4) for s in (-1, 1)])
+        under = np.maximum.reduce(
+            [_superellipse(f.u, f.v, 0.5 * s, 0.05, 0.42, 0.31, p=2.4) for s in (-1, 1)]
+        )
         f.blend(np.full_like(f.arr, 160), f.edge(np.minimum(under + 0.018, -under)) * (1 - lens_a))
     if frame_w:
         frame = np.asarray(frame_rgb, np.float32) * (1.15 - 0.3 * t)
@@ -623,7 +625,11 @@ def _mask_tile(kind: str, rgb, rng) -> np.ndarray:
         i = np.arange(256)
         stripes = ((i % 64) < 14).astype(np.float32) * 0.45 + ((i % 64 > 30) & (i % 64 < 34)) * -0.6
         arr *= (1 - stripes[None, :, None] * 0.5) * (1 - stripes[:, None, None] * 0.5)
-        arr[((i % 64 > 44) & (i % 64 < 47))[:, None] | ((i % 64 > 44) & (i % 64 < 47))[None, :]] = (230, 220, 120)
+        arr[((i % 64 > 44) & (i % 64 < 47))[:, None] | ((i % 64 > 44) & (i % 64 < 47))[None, :]] = (
+            230,
+            220,
+            120,
+        )
         tile = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     elif kind == "bandana":
         draw = ImageDraw.Draw(tile)
@@ -680,11 +686,11 @@ def mask_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image
         shade *= np.where((depth > 0) & (depth < 3), 1.06 - 0.2 * frac**3, 1.0)
         binding = (np.minimum(v - top, bottom - v) < 0.06) | (half - np.abs(u) < 0.05)
         shade *= np.where(binding, 0.93, 1.0)
-        shade *= 1 - 0.25 * np.exp(-((v - (top + 0.05)) / 0.02) ** 2) * (np.abs(u) < 0.35)  # the nose wire
+        shade *= 1 - 0.25 * np.exp(-(((v - (top + 0.05)) / 0.02) ** 2)) * (np.abs(u) < 0.35)  # the nose wire
     elif kind == "kn95":
         shade *= np.where(u < 0, 1.04, 0.9) - 0.35 * np.exp(-((u / 0.012) ** 2))
     elif kind in ("bandana", "scarf"):  # folds
-        shade *= 1 - 0.12 * np.sin((v * 6 + u * 2)) ** 8
+        shade *= 1 - 0.12 * np.sin(v * 6 + u * 2) ** 8
     colour = colour * shade[..., None]
     f.darken(np.roll(f.blur(alpha, 0.05), int(-0.04 * f.d), axis=0) * (1 - alpha), 0.3)  # shadow above
     f.blend(colour, alpha)
@@ -777,7 +783,7 @@ def hand_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image
     inside = _superellipse(f.u, f.v, centre[0], centre[1], 0.56, 1.12, p=7.0, angle=angle)
     alpha = f.edge(inside)
     across = np.clip(1 - inside / 0.08, 0, 1)  # towards the rim
-    gloss = np.exp(-(((f.u - centre[0]) * 0.8 + (f.v - centre[1]) * 0.6 + 0.2) / 0.18) ** 2)
+    gloss = np.exp(-((((f.u - centre[0]) * 0.8 + (f.v - centre[1]) * 0.6 + 0.2) / 0.18) ** 2))
     colour = np.asarray(rgb, np.float32) * (1.0 - 0.25 * across)[..., None] + 70 * gloss[..., None]
     colour += rng.normal(0, 1.5, f.arr.shape[:2])[..., None]
     f.darken(np.roll(f.blur(alpha, 0.08), int(0.1 * f.d), axis=1) * (1 - alpha), 0.45)
@@ -785,7 +791,7 @@ def hand_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image
     bump_c = centre + np.array([-0.28 * side, -0.78])
     bump = f.edge(_superellipse(f.u, f.v, bump_c[0], bump_c[1], 0.2, 0.3, p=5.0, angle=angle))
     f.blend(np.asarray(rgb, np.float32) * 0.7 + 15, bump)
-    for k, dv in enumerate((-0.14, 0.12)):  # two lenses: a dark glass with a bright ring and glint
+    for dv in (-0.14, 0.12):  # two lenses: a dark glass with a bright ring and glint
         lc = bump_c + np.array([0.0, dv])
         r = np.hypot(f.u - lc[0], f.v - lc[1])
         f.blend(np.full_like(f.arr, 150.0), f.edge(0.085 - r) * bump)
@@ -795,7 +801,7 @@ def hand_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image
     grip = np.zeros_like(alpha)
     for k in range(3):  # fingers round the outer edge
         a = centre + np.array([0.62 * side, 0.2 + 0.28 * k])
-        ins, acr, _ = _capsule(f.u, f.v, a, a - np.array([0.22 * side, 0.05]), 0.1)
+        ins, _, _ = _capsule(f.u, f.v, a, a - np.array([0.22 * side, 0.05]), 0.1)
         grip = np.maximum(grip, f.edge(ins))
     tone = np.asarray(skin, np.float32)
     f.blend(np.broadcast_to(tone, f.arr.shape) * 0.95, grip)

@@ -459,8 +459,8 @@ class _FaceFrame:
         h, w = self.arr.shape[:2]
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         dx, dy = xx + self.box[0] - c[0], yy + self.box[1] - c[1]
-        self.u = (dx * ux[0] + dy * ux[1]) / d
-        self.v = (dx * uy[0] + dy * uy[1]) / d
+        self.u = ((dx * ux[0] + dy * ux[1]) / d).astype(np.float32)
+        self.v = ((dx * uy[0] + dy * uy[1]) / d).astype(np.float32)
         self.nose_v = float((pts[2] - c) @ uy) / d
         self.mouth_v = float((pts[3:].mean(axis=0) - c) @ uy) / d
         self.px = 1.0 / d  # one pixel in face units
@@ -493,7 +493,7 @@ class _FaceFrame:
 
 def _superellipse(u, v, cu, cv, ru, rv, p=2.0, angle=0.0):
     """Signed distance-like measure (face units, positive inside) of a rotated superellipse."""
-    du, dv = u - cu, v - cv
+    du, dv = u - float(cu), v - float(cv)  # Python floats keep the float32 grids float32
     if angle:
         ca, sa = math.cos(angle), math.sin(angle)
         du, dv = du * ca + dv * sa, -du * sa + dv * ca
@@ -503,9 +503,10 @@ def _superellipse(u, v, cu, cv, ru, rv, p=2.0, angle=0.0):
 
 def _capsule(u, v, a, b, r):
     """(distance inside in face units, position across 0 centre .. 1 edge, position along 0..1)."""
-    ab = np.subtract(b, a)
-    t = np.clip(((u - a[0]) * ab[0] + (v - a[1]) * ab[1]) / max(float(ab @ ab), 1e-9), 0, 1)
-    dist = np.hypot(u - (a[0] + t * ab[0]), v - (a[1] + t * ab[1]))
+    (a0, a1), (b0, b1) = (float(x) for x in a), (float(x) for x in b)  # Python floats: float32 stays float32
+    ab0, ab1 = b0 - a0, b1 - a1
+    t = np.clip(((u - a0) * ab0 + (v - a1) * ab1) / max(ab0 * ab0 + ab1 * ab1, 1e-9), 0, 1)
+    dist = np.hypot(u - (a0 + t * ab0), v - (a1 + t * ab1))
     return r - dist, np.clip(dist / r, 0, 1), t
 
 
@@ -551,7 +552,7 @@ def sunglasses_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image
     lenses shaded top to bottom, reflecting the scene, with a frame, arms and a soft shadow on the cheeks."""
     shape, top, bottom, op_top, op_bottom, frame_rgb, frame_w, mirror = NEW_SUNGLASS_STYLES[variant % 8]
     rng = np.random.default_rng(500 + variant)
-    f = _FaceFrame(img, kps)
+    f = _FaceFrame(img, kps, reach=2.0)
     sides = (0,) if shape == "shield" else (-1, 1)
     lenses = [_lens_shape(f, shape, s) for s in sides]
     inside = np.maximum.reduce([ins for ins, _ in lenses])
@@ -654,7 +655,7 @@ def mask_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image
     side) with a soft shadow under its top edge."""
     kind, rgb, light = NEW_MASK_STYLES[variant % len(NEW_MASK_STYLES)]
     rng = np.random.default_rng(600 + variant)
-    f = _FaceFrame(img, kps)
+    f = _FaceFrame(img, kps, reach=2.6)
     u, v = f.u, f.v
     n, m = f.nose_v, f.mouth_v
     if kind == "bandana":  # straight across under the eyes, a point far below the chin
@@ -767,7 +768,7 @@ def hand_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image
     (rounded corners, a glossy back, a camera bump with lenses) held by fingers at its edge."""
     what, rgb, degrees, side = NEW_HAND_STYLES[variant % len(NEW_HAND_STYLES)]
     rng = np.random.default_rng(700 + variant)
-    f = _FaceFrame(img, kps)
+    f = _FaceFrame(img, kps, reach=2.2)
     angle = -math.radians(degrees) * side
     eye = np.array([0.5 * side, 0.0])
     if what == "hand":

@@ -3,7 +3,8 @@
 For each category of tests/_hardcases.CATEGORIES, every variant drawn on several shared photos of
 different people is validated, and the script prints how many got one of the expected error codes (or,
 for the categories that must stay accepted, were accepted), per variant; then how many of the shared
-photos that the manifest's tests accept are still accepted. ``--features`` prints the measures the rules
+photos that the manifest's tests accept are still accepted. The categories include the renderings drawn
+after the rules were set (``sunglasses_new``, ``mask_new``, ``hand_new``, ``cut_new``; ``--only`` picks them). ``--features`` prints the measures the rules
 use (face_measures.occlusion_measures and friends) per case instead, to set thresholds with margin.
 
     HEADSHOT_TEST_DATA=../shared python benchmarks/calibrate_intake.py [--sources 6] [--only mask,cut]

@@ -477,7 +477,14 @@ class _FaceFrame:
         self.arr *= (1 - strength * alpha)[..., None]
 
     def blur(self, alpha: np.ndarray, sigma_units: float) -> np.ndarray:
-        return cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), max(0.5, sigma_units * self.d))
+        """A Gaussian blur of ``sigma_units`` eye distances (done at a quarter size or less when wide)."""
+        sigma = max(0.5, sigma_units * self.d)
+        k = max(1, int(sigma / 4))
+        h, w = alpha.shape[:2]
+        small = cv2.resize(
+            alpha.astype(np.float32), (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA
+        )
+        return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h), interpolation=cv2.INTER_LINEAR)
 
     def texture(self, tile: np.ndarray, scale: float, u0: float = 0.0, v0: float = 0.0) -> np.ndarray:
         """An RGB tile laid on the face (``scale`` tile pixels per face unit), repeating."""
@@ -566,7 +573,7 @@ def sunglasses_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image
     # lens: a vertical gradient, the scene reflected (the photo flipped and blurred), a highlight streak
     t = np.clip((f.v + half) / (2 * half), 0, 1)[..., None]
     colour = np.asarray(top, np.float32) * (1 - t) + np.asarray(bottom, np.float32) * t
-    scene = cv2.GaussianBlur(f.arr[::-1, ::-1], (0, 0), max(1.0, 0.08 * f.d))
+    scene = f.blur(np.ascontiguousarray(f.arr[::-1, ::-1]), 0.08)
     colour = colour * (1 - 0.35 * mirror) + scene * 0.35 * mirror
     streak = np.exp(-(((f.u + 0.9 * f.v + 0.1) / 0.06) ** 2)) * (f.v < 0.05)
     colour += (120 + 100 * mirror) * streak[..., None]
@@ -581,7 +588,7 @@ def sunglasses_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image
     if frame_w:
         frame = np.asarray(frame_rgb, np.float32) * (1.15 - 0.3 * t)
         if shape == "thick":  # tortoiseshell: mottled browns
-            mottle = cv2.GaussianBlur(rng.random(f.arr.shape[:2]).astype(np.float32), (0, 0), 0.04 * f.d)
+            mottle = f.blur(rng.random(f.arr.shape[:2]).astype(np.float32), 0.04)
             frame = frame * (1.0 + 0.3 * (mottle - mottle.mean()) / (mottle.std() + 1e-6))[..., None]
         f.blend(frame, frame_a)
     bar = f.edge(np.minimum(0.035 - np.abs(f.v + 0.06), 0.2 - np.abs(f.u)))  # the bridge
@@ -739,21 +746,26 @@ def _draw_hand(f: _FaceFrame, rgb, origin, angle: float, spread: float, rng) -> 
     ins, acr, along = _capsule(f.u, f.v, thumb_base, thumb_base - across * 0.35 + up * 0.45, 0.11)
     parts.append((ins, acr, along, True))
     alpha = np.zeros_like(f.u)
-    colour = np.zeros_like(f.arr)
+    light = np.zeros_like(f.u)  # the skin's shading (times the tone), composited part over part
+    nails = np.zeros_like(f.u)
     tone = np.asarray(rgb, np.float32)
     gaps = np.zeros_like(f.u)
     for ins, acr, along, finger in parts:
         a = f.edge(ins)
         shade = 1.08 - 0.4 * acr**2  # rounded: lit in the middle, darker at the edges
-        c = tone * shade[..., None]
+        nail = np.zeros_like(a)
         if finger:
             crease = np.exp(-(((along - 0.45) / 0.02) ** 2)) + np.exp(-(((along - 0.72) / 0.015) ** 2))
-            c *= (1 - 0.25 * crease * (acr < 0.8))[..., None]
-            nail = (along > 0.86) & (acr < 0.65)
-            c = np.where(nail[..., None], c * 0.6 + np.asarray((235, 200, 195), np.float32) * 0.4, c)
+            shade *= 1 - 0.25 * crease * (acr < 0.8)
+            nail = ((along > 0.86) & (acr < 0.65)).astype(np.float32)
         gaps = np.maximum(gaps, np.minimum(alpha, a) * (acr > 0.6))
-        colour = colour * (1 - a[..., None]) + c * a[..., None]
+        light = light * (1 - a) + shade * a
+        nails = nails * (1 - a) + nail * a
         alpha = np.maximum(alpha, a)
+    colour = (
+        tone * (light * (1 - 0.4 * nails))[..., None]
+        + np.asarray((94, 80, 78), np.float32) * nails[..., None]
+    )
     colour *= (1 - 0.45 * gaps)[..., None]  # shadow where one finger lies on the next
     colour += rng.normal(0, 3.0, f.arr.shape[:2])[..., None]
     colour *= (1.1 - 0.2 * np.clip((f.v - o[1] + 0.8) / 1.6, 0, 1))[..., None]  # light from above

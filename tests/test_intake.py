@@ -198,7 +198,7 @@ def test_the_cheap_measures_send_every_new_covering_to_the_probe(analyzer, sourc
         face = analyzer.detect(img, embed=0)[0]
         return occlusion_parts(analyzer, np.asarray(img), face)
 
-    for rel, img, kps in sources:
+    for rel, img, kps in sources[:2]:
         plain = parts(img)
         assert plain["lower_skin"] > 2 * config.PROBE_LOWER_SKIN, rel
         for v in (0, 3, 5, 6, 7):  # blue and black surgical, flowers, a check, a paisley bandana

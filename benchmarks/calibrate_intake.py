@@ -3,7 +3,8 @@
 For each category of tests/_hardcases.CATEGORIES, every variant drawn on several shared photos of
 different people is validated, and the script prints how many got one of the expected error codes (or,
 for the categories that must stay accepted, were accepted), per variant; then how many of the shared
-photos that the manifest's tests accept are still accepted. ``--features`` prints the measures the rules
+photos that the manifest's tests accept are still accepted. The categories include the renderings drawn
+after the rules were set (``sunglasses_new``, ``mask_new``, ``hand_new``, ``cut_new``; ``--only`` picks them). ``--features`` prints the measures the rules
 use (face_measures.occlusion_measures and friends) per case instead, to set thresholds with margin.
 
     HEADSHOT_TEST_DATA=../shared python benchmarks/calibrate_intake.py [--sources 6] [--only mask,cut]
@@ -130,32 +131,35 @@ class _probe_always:
     def __enter__(self):
         from headshot import config
 
-        self.saved = config.PROBE_EYE_DETAIL, config.PROBE_LOWER_TEXTURE
-        config.PROBE_EYE_DETAIL = config.PROBE_LOWER_TEXTURE = float("inf")
+        self.saved = config.PROBE_EYE_DETAIL, config.PROBE_LOWER_TEXTURE, config.PROBE_LOWER_SKIN
+        config.PROBE_EYE_DETAIL = config.PROBE_LOWER_TEXTURE = config.PROBE_LOWER_SKIN = float("inf")
 
     def __exit__(self, *exc):
         from headshot import config
 
-        config.PROBE_EYE_DETAIL, config.PROBE_LOWER_TEXTURE = self.saved
+        config.PROBE_EYE_DETAIL, config.PROBE_LOWER_TEXTURE, config.PROBE_LOWER_SKIN = self.saved
 
 
-def fit_occlusion_models(argv: list[str] | None = None) -> None:
-    """``--fit``: the occlusion models of config.py (EYES_COVERED_MODEL, FACE_COVERED_MODEL) from the
-    measures of face_measures.occlusion_measures: a logistic regression (classes weighted equally, L2) of the
-    covered cases of one kind against every ordinary photo (the shared photos of one person and their
-    benign variants) and the other renderings; the bias is then moved so that the highest ordinary photo
-    scores ``-margin``. Also prints leave-one-variant-out results: each variant scored by a model fit
-    without it (how the rule does on a rendering it has not seen)."""
+# Each occlusion model: its covered categories (the "*_new" renderings of tests/_hardcases.CATEGORIES_NEW
+# join the fit only for the variants --fit-new names; the others stay out, to measure it on drawings it
+# was not fit on).
+_MODELS = (
+    ("SUNGLASSES_MODEL", ("sunglasses", "sunglasses_new")),
+    ("HAND_OVER_EYE_MODEL", ("hand", "hand_new")),
+    ("FACE_COVERED_MODEL", ("mask", "mask_new")),
+)
+_ORDINARY = ("shared", "benign")
+_OTHERS = ("filter", "cartoon", "screen")
+
+
+def _measure_rows(args) -> list[dict]:
+    """The occlusion measures (probe on) of every drawn case on ``args.sources`` people and of the shared
+    photos of one person (manifest), cached in ``args.cache`` when given."""
     import numpy as np
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=os.environ.get("HEADSHOT_TEST_DATA", str(ROOT.parent / "shared")))
-    parser.add_argument("--sources", type=int, default=10)
-    parser.add_argument("--margin", type=float, default=1.0)
-    parser.add_argument("--cache", default="", help="a JSON file for the measures (read when present)")
-    args = parser.parse_args(argv)
-    data = Path(args.data)
-    os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
+    cached = Path(args.cache) if args.cache else None
+    if cached and cached.is_file():
+        return json.loads(cached.read_text())
     import _hardcases as hc
 
     from headshot import imaging
@@ -163,8 +167,8 @@ def fit_occlusion_models(argv: list[str] | None = None) -> None:
     from headshot.faces import get_analyzer
 
     analyzer = get_analyzer()
-    faces_dir = data / "testdata" / "faces"
-    rows = []
+    faces_dir = Path(args.data) / "testdata" / "faces"
+    rows: list[dict] = []
 
     def measure(img, cat, v, src):
         found = analyzer.detect(img, embed=1)
@@ -173,81 +177,123 @@ def fit_occlusion_models(argv: list[str] | None = None) -> None:
                 m = occlusion_measures(analyzer, np.asarray(img.convert("RGB")), found[0])
             rows.append({"cat": cat, "v": v, "src": src, **m})
 
-    cached = Path(args.cache) if args.cache else None
-    if cached and cached.is_file():
-        rows.extend(json.loads(cached.read_text()))
-    for rel in SOURCES[: args.sources] if not rows else ():
+    cats = [c for _, pos in _MODELS for c in pos] + ["benign", *_OTHERS]
+    for rel in SOURCES[: args.sources]:
         img = imaging.load_image(faces_dir / rel)
         face = analyzer.detect(img, embed=1)[0]
-        for cat in ("sunglasses", "mask", "hand", "benign", "filter", "cartoon", "screen"):
+        for cat in cats:
             make, variants, _ = hc.CATEGORIES[cat]
             for v in range(variants):
-                case = imaging.load_image(jpeg(make(img, face.kps, v)))
-                measure(case, cat, v, rel)
+                measure(imaging.load_image(jpeg(make(img, face.kps, v))), cat, v, rel)
     with open(faces_dir / "manifest.csv", newline="") as fh:
-        for row in csv.DictReader(fh) if not (cached and cached.is_file()) else ():
+        for row in csv.DictReader(fh):
             single = row["path"].startswith(("same_person/", "hard/")) and row["num_faces_expected"] == "1"
             if single and "upside_down" not in row["path"]:
                 measure(imaging.load_image(faces_dir / row["path"]), "shared", 0, row["path"])
-    if cached and not cached.is_file():
+    if cached:
         cached.write_text(json.dumps(rows))
-    names = [k for k in rows[0] if k not in ("cat", "v", "src")]
+    return rows
+
+
+def _logistic(x, y, l2=0.01, steps=4000):
+    """Logistic regression (classes weighted equally, L2) on standardised measures: (w, b, mean, scale)."""
+    import numpy as np
+
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    z = (x - mean) / scale
+    w, b = np.zeros(z.shape[1]), 0.0
+    cw = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(z @ w + b)))
+        g = (p - y) * cw
+        w -= 0.1 * (z.T @ g / len(y) + l2 * w)
+        b -= 0.1 * g.mean()
+    return w, b, mean, scale
+
+
+def fit_occlusion_models(argv: list[str] | None = None) -> None:
+    """``--fit``: the occlusion models of config.py (SUNGLASSES_MODEL, HAND_OVER_EYE_MODEL,
+    FACE_COVERED_MODEL) from the measures of face_measures.occlusion_measures: a logistic regression of
+    the covered cases of one kind against every ordinary photo (the shared photos of one person and their
+    benign variants) and the other renderings; the bias is then moved so that the highest ordinary photo
+    scores ``-margin``. The "*_new" renderings join the fit only for the variants ``--fit-new`` names
+    (``even``: 0, 2, 4...; ``none``; ``all``); the rest are scored as drawings it was not fit on. Also prints
+    leave-one-rendering-out results: each rendering (old and new) scored by a model fit without it."""
+    import numpy as np
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=os.environ.get("HEADSHOT_TEST_DATA", str(ROOT.parent / "shared")))
+    parser.add_argument("--sources", type=int, default=10)
+    parser.add_argument("--margin", type=float, default=1.0)
+    parser.add_argument("--l2", type=float, default=0.003)
+    parser.add_argument("--fit-new", default="even", choices=("even", "none", "all"))
+    parser.add_argument("--drop", default="", help="comma-separated measures to leave out of the models")
+    parser.add_argument("--keep", default="", help="comma-separated measures: only these (default: all)")
+    parser.add_argument("--models", default="", help="comma-separated model names to fit (default: all)")
+    parser.add_argument("--cache", default="", help="a JSON file for the measures (read when present)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HEADSHOT_FACE_MODELS", str(Path(args.data) / "models" / "faces-small"))
+    rows = _measure_rows(args)
+    drop = set(filter(None, args.drop.split(",")))
+    keep = set(filter(None, args.keep.split(",")))
+    names = [k for k in rows[0] if k not in ("cat", "v", "src") and k not in drop and (not keep or k in keep)]
 
     def matrix(rs):
         return np.array([[r[n] for n in names] for r in rs], dtype=np.float64)
 
-    def fit(x, y, l2=0.01, steps=4000):
-        mean, scale = x.mean(0), x.std(0) + 1e-6
-        z = (x - mean) / scale
-        w, b = np.zeros(z.shape[1]), 0.0
-        cw = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
-        for _ in range(steps):
-            p = 1 / (1 + np.exp(-(z @ w + b)))
-            g = (p - y) * cw
-            w -= 0.1 * (z.T @ g / len(y) + l2 * w)
-            b -= 0.1 * g.mean()
-        return w, b, mean, scale
+    def fitted(r) -> bool:
+        if not r["cat"].endswith("_new"):
+            return True
+        return args.fit_new == "all" or (args.fit_new == "even" and r["v"] % 2 == 0)
 
-    ordinary = [r for r in rows if r["cat"] in ("shared", "benign")]
-    others = [r for r in rows if r["cat"] in ("shared", "benign", "filter", "cartoon", "screen")]
-    for model, positive in (
-        ("SUNGLASSES_MODEL", ("sunglasses",)),
-        ("HAND_OVER_EYE_MODEL", ("hand",)),
-        ("FACE_COVERED_MODEL", ("mask",)),
-    ):
+    ordinary = [r for r in rows if r["cat"] in _ORDINARY]
+    negatives = [r for r in rows if r["cat"] in (*_ORDINARY, *_OTHERS)]
+    for model, positive in _MODELS:
+        if args.models and model not in args.models.split(","):
+            continue
         pos = [r for r in rows if r["cat"] in positive]
-        negatives = [r for r in others if r["cat"] not in positive]
-        held = []
-        for key in sorted({(r["cat"], r["v"]) for r in pos}):
-            train = [r for r in pos if (r["cat"], r["v"]) != key]
-            test = [r for r in pos if (r["cat"], r["v"]) == key]
-            w, b, mean, scale = fit(
-                np.r_[matrix(train), matrix(negatives)], np.r_[np.ones(len(train)), np.zeros(len(negatives))]
+
+        def score(train, test):
+            w, b, mean, scale = _logistic(
+                np.r_[matrix(train), matrix(negatives)],
+                np.r_[np.ones(len(train)), np.zeros(len(negatives))],
+                l2=args.l2,
             )
             top = max(((matrix(ordinary) - mean) / scale) @ w + b)
-            s = ((matrix(test) - mean) / scale) @ w + b - top - args.margin
-            held.append((key, int((s > 0).sum()), len(test)))
-        w, b, mean, scale = fit(
-            np.r_[matrix(pos), matrix(negatives)], np.r_[np.ones(len(pos)), np.zeros(len(negatives))]
-        )
-        scores = {
-            c: ((matrix([r for r in rows if r["cat"] == c]) - mean) / scale) @ w + b
-            for c in dict.fromkeys(r["cat"] for r in rows)
-        }
-        top = max(max(scores["shared"]), max(scores["benign"]))
-        bias = b - top - args.margin
-        print(f"{model} = {{")
-        print(f'    "bias": {bias:.3f},')
-        print('    "weights": {')
-        for n, wi, mi, si in zip(names, w, mean, scale, strict=True):
-            print(f'        "{n}": ({wi:.3f}, {mi:.4f}, {si:.4f}),')
-        print("    },\n}")
-        for c, sc in scores.items():
-            sc = sc - top - args.margin
-            print(
-                f"#   {c:10s} covered {int((sc > 0).sum())}/{len(sc)}  (score max {sc.max():.2f}, min {sc.min():.2f})"
+            return ((matrix(test) - mean) / scale) @ w + b - top - args.margin, (
+                w,
+                b - top - args.margin,
+                mean,
+                scale,
             )
-        print("#   leave one variant out:", ", ".join(f"{c}{v} {k}/{n}" for (c, v), k, n in held))
+
+        held = []
+        for key in sorted({(r["cat"], r["v"]) for r in pos}):
+            train = [r for r in pos if (r["cat"], r["v"]) != key and fitted(r)]
+            s, _ = score(train, [r for r in pos if (r["cat"], r["v"]) == key])
+            held.append((key, int((s > 0).sum()), len(s)))
+        train = [r for r in pos if fitted(r)]
+        _, (w, bias, mean, scale) = score(train, train)
+        _print_model(model, names, w, bias, mean, scale)
+        groups = {}
+        for r in rows:
+            part = "" if not r["cat"].endswith("_new") else (" (fit)" if fitted(r) else " (held out)")
+            groups.setdefault(r["cat"] + part, []).append(r)
+        for c, rs in groups.items():
+            sc = ((matrix(rs) - mean) / scale) @ w + bias
+            print(
+                f"#   {c:24s} covered {int((sc > 0).sum())}/{len(sc)}  (score max {sc.max():.2f}, min {sc.min():.2f})"
+            )
+        print("#   leave one rendering out:", ", ".join(f"{c}{v} {k}/{n}" for (c, v), k, n in held))
+
+
+def _print_model(model, names, w, bias, mean, scale) -> None:
+    print(f"{model} = {{")
+    print(f'    "bias": {bias:.3f},')
+    print('    "weights": {')
+    for n, wi, mi, si in zip(names, w, mean, scale, strict=True):
+        print(f'        "{n}": ({wi:.3f}, {mi:.4f}, {si:.4f}),')
+    print("    },\n}")
 
 
 if __name__ == "__main__":

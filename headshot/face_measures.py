@@ -245,14 +245,84 @@ def occlusion_parts(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict
         "lower_colour": float(np.linalg.norm(np.median(lower, axis=0) - np.median(upper, axis=0))) / 100.0,
         "lower_texture": float(gray[y0:y1, x0:x1].std()) / skin,
     }
-    # The probe (two recogniser runs, the costly part) only where the eyes look flat or the lower face
-    # smooth: a face with detailed eyes and a textured mouth and chin is taken as uncovered without it.
+    measures.update(skin_likeness(lab))
+    measures.update(symmetry_measures(gray))
+    # The probe (two recogniser runs, the costly part) only where the eyes look flat, the lower face
+    # smooth or not skin-coloured, or the two sides of the face unlike: a face with detailed eyes, a
+    # textured, skin-coloured mouth and chin and two sides alike is taken as uncovered without it.
     if (
         measures["eye_detail_min"] <= config.PROBE_EYE_DETAIL
         or measures["lower_texture"] <= config.PROBE_LOWER_TEXTURE
+        or measures["lower_skin"] <= config.PROBE_LOWER_SKIN
+        or measures["side_match"] <= config.PROBE_SIDE_MATCH
     ):
         measures["_eyes_blurred"], measures["_mouth_blurred"] = analyzer.region_probe(crop)
     return measures
+
+
+# Where the face's own skin shows: what covers an eye or the mouth is rarely the colour of the skin around
+# it (a lens, a mask's cloth, a phone; a hand of another tone), and a hand or a phone covers one side.
+_EYE_SKIN_PATCHES = ((20, 40, 56, 64), (56, 40, 92, 64))  # each eye with its lids, brow end and upper cheek
+_CHEEKS = (_SKIN_REGIONS[2], _SKIN_REGIONS[3])
+
+
+def skin_likeness(lab: np.ndarray) -> dict[str, float]:
+    """Measures of how much of each part of the aligned face (``lab``: the 112x112 crop in OpenCV's 8-bit
+    CIELAB) is the colour of its skin, the median of the forehead and nose bridge (config.SKIN_LIKE_DIST
+    in CIELAB units, lightness counted half, so shading moves it less than another colour does):
+
+    * ``lower_skin``: share of the nose-to-chin region that is skin-coloured (lips and stubble leave much
+      of it; a mask of any colour or print, a scarf, almost none);
+    * ``eye_skin_min``, ``eye_skin_max``: the same around each eye (lids, brow end, upper cheek; a lens
+      covers nearly all of it, a phone all of it);
+    * ``cheek_diff``: CIELAB distance / 100 between the two cheeks (a hand or a phone on one of them).
+    """
+    weight = np.array([0.5, 1.0, 1.0], np.float32)
+    skin = np.median(
+        np.concatenate([lab[y0:y1, x0:x1].reshape(-1, 3) for x0, y0, x1, y1 in _SKIN_REGIONS[:2]]), 0
+    )
+
+    def share(x0: int, y0: int, x1: int, y1: int) -> float:
+        dist = np.linalg.norm((lab[y0:y1, x0:x1] - skin) * weight, axis=-1)
+        return float((dist < config.SKIN_LIKE_DIST).mean())
+
+    eyes = [share(*box) for box in _EYE_SKIN_PATCHES]
+    left, right = (np.median(lab[y0:y1, x0:x1].reshape(-1, 3), 0) for x0, y0, x1, y1 in _CHEEKS)
+    return {
+        "lower_skin": share(*_LOWER_FACE),
+        "eye_skin_min": min(eyes),
+        "eye_skin_max": max(eyes),
+        "cheek_diff": float(np.linalg.norm(left - right)) / 100.0,
+    }
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / max(float(np.sqrt((a * a).sum() * (b * b).sum())), 1e-6))
+
+
+def symmetry_measures(gray: np.ndarray) -> dict[str, float]:
+    """How alike the two sides of the aligned face are (``gray``: the 112x112 crop, eyes at x 38 and 74,
+    mirror images of each other about x 56): a hand or a phone over one eye and cheek makes them differ,
+    sunglasses, a mask or side light do not (much):
+
+    * ``eye_match``: normalised correlation of the left eye's window (24x14 px) with the right one
+      mirrored (~0.5-0.9 for two eyes; low where one is a palm, fingers or a phone);
+    * ``side_match``: the same for the fine detail (grey less a blur of sigma 3) of each side from the
+      brow to the mouth corner, eye and cheek;
+    * ``eye_detail_ratio``: the flatter eye's detail over the other's."""
+    detail = gray - cv2.GaussianBlur(gray, (0, 0), 3.0)
+    left_eye, right_eye = gray[45:59, 26:50], gray[45:59, 62:86][:, ::-1]
+    left, right = detail[36:90, 14:54], detail[36:90, 58:98][:, ::-1]
+    steps = [
+        float(np.abs(np.diff(w, axis=1)).mean() + np.abs(np.diff(w, axis=0)).mean())
+        for w in (gray[47:57, 31:45], gray[47:57, 67:81])
+    ]
+    return {
+        "eye_match": _ncc(left_eye, right_eye),
+        "side_match": _ncc(left, right),
+        "eye_detail_ratio": min(steps) / max(max(steps), 1e-6),
+    }
 
 
 def finish_occlusion(parts: dict[str, Any], embedding: np.ndarray | None) -> dict[str, float]:

@@ -431,3 +431,441 @@ CATEGORIES = {
     "rotated": (rotated, 3, None),
     "benign": (benign, 6, None),
 }
+
+
+# --------------------------------------------------------------------------------------
+# Renderings kept out of fitting ("*_new"): other ways to draw each covering and cut, with light and
+# shading, used only to measure how the rules do on drawings they were not fit on (see
+# benchmarks/calibrate_intake.py --fit, which leaves them out unless asked).
+# --------------------------------------------------------------------------------------
+
+
+class _FaceFrame:
+    """The pixels around a face in the face's own coordinates: ``u`` along the eyes and ``v`` down the face,
+    both in eye distances from the eyes' midpoint (eyes at u = -0.5 and 0.5, v = 0). Works on a window of
+    about 3 eye distances around the face; :meth:`done` pastes it back."""
+
+    def __init__(self, img: Image.Image, kps: np.ndarray, reach: float = 3.2):
+        pts, d, _, ux, uy = _geometry(kps)
+        c = pts[:2].mean(axis=0)
+        self.img, self.d, self.ux, self.uy, self.c = img.convert("RGB"), d, ux, uy, c
+        self.box = (
+            max(0, int(c[0] - reach * d)),
+            max(0, int(c[1] - reach * d)),
+            min(img.width, int(c[0] + reach * d)),
+            min(img.height, int(c[1] + reach * d)),
+        )
+        self.arr = np.asarray(self.img.crop(self.box)).astype(np.float32)
+        h, w = self.arr.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        dx, dy = xx + self.box[0] - c[0], yy + self.box[1] - c[1]
+        self.u = ((dx * ux[0] + dy * ux[1]) / d).astype(np.float32)
+        self.v = ((dx * uy[0] + dy * uy[1]) / d).astype(np.float32)
+        self.nose_v = float((pts[2] - c) @ uy) / d
+        self.mouth_v = float((pts[3:].mean(axis=0) - c) @ uy) / d
+        self.px = 1.0 / d  # one pixel in face units
+
+    def edge(self, inside: np.ndarray, width_px: float = 1.2) -> np.ndarray:
+        """An alpha 0..1 from a signed distance in face units (positive inside), soft over ``width_px``."""
+        return np.clip(inside / (width_px * self.px) + 0.5, 0.0, 1.0)
+
+    def blend(self, layer: np.ndarray, alpha: np.ndarray) -> None:
+        a = alpha[..., None] if alpha.ndim == 2 else alpha
+        self.arr = self.arr * (1 - a) + layer * a
+
+    def darken(self, alpha: np.ndarray, strength: float) -> None:
+        self.arr *= (1 - strength * alpha)[..., None]
+
+    def blur(self, alpha: np.ndarray, sigma_units: float) -> np.ndarray:
+        """A Gaussian blur of ``sigma_units`` eye distances (done at a quarter size or less when wide)."""
+        sigma = max(0.5, sigma_units * self.d)
+        k = max(1, int(sigma / 4))
+        h, w = alpha.shape[:2]
+        small = cv2.resize(
+            alpha.astype(np.float32), (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA
+        )
+        return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def texture(self, tile: np.ndarray, scale: float, u0: float = 0.0, v0: float = 0.0) -> np.ndarray:
+        """An RGB tile laid on the face (``scale`` tile pixels per face unit), repeating."""
+        mx = ((self.u - u0) * scale).astype(np.float32)
+        my = ((self.v - v0) * scale).astype(np.float32)
+        return cv2.remap(tile.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+
+    def done(self) -> Image.Image:
+        out = self.img.copy()
+        out.paste(Image.fromarray(np.clip(self.arr, 0, 255).astype(np.uint8)), self.box[:2])
+        return out
+
+
+def _superellipse(u, v, cu, cv, ru, rv, p=2.0, angle=0.0):
+    """Signed distance-like measure (face units, positive inside) of a rotated superellipse."""
+    du, dv = u - float(cu), v - float(cv)  # Python floats keep the float32 grids float32
+    if angle:
+        ca, sa = math.cos(angle), math.sin(angle)
+        du, dv = du * ca + dv * sa, -du * sa + dv * ca
+    f = (np.abs(du / ru) ** p + np.abs(dv / rv) ** p) ** (1.0 / p)
+    return (1.0 - f) * np.minimum(ru, rv)
+
+
+def _capsule(u, v, a, b, r):
+    """(distance inside in face units, position across 0 centre .. 1 edge, position along 0..1)."""
+    (a0, a1), (b0, b1) = (float(x) for x in a), (float(x) for x in b)  # Python floats: float32 stays float32
+    ab0, ab1 = b0 - a0, b1 - a1
+    t = np.clip(((u - a0) * ab0 + (v - a1) * ab1) / max(ab0 * ab0 + ab1 * ab1, 1e-9), 0, 1)
+    dist = np.hypot(u - (a0 + t * ab0), v - (a1 + t * ab1))
+    return r - dist, np.clip(dist / r, 0, 1), t
+
+
+NEW_SUNGLASS_STYLES = (
+    # (shape, lens rgb top, lens rgb bottom, opacity top, opacity bottom, frame rgb, frame width, mirror)
+    ("wayfarer", (18, 18, 20), (35, 35, 38), 0.96, 0.93, (12, 12, 12), 0.09, 0.15),
+    ("shield", (60, 70, 160), (150, 60, 140), 0.97, 0.94, (200, 200, 205), 0.02, 0.6),
+    ("clipon", (25, 35, 30), (25, 35, 30), 0.95, 0.95, (170, 150, 90), 0.025, 0.25),
+    ("aviator", (45, 30, 20), (150, 110, 80), 0.97, 0.55, (190, 170, 110), 0.025, 0.2),
+    ("round", (55, 60, 70), (55, 60, 70), 0.72, 0.72, (30, 30, 30), 0.04, 0.1),
+    ("thick", (25, 45, 30), (35, 55, 40), 0.94, 0.92, (95, 55, 25), 0.13, 0.15),
+    ("lennon", (190, 195, 200), (120, 125, 135), 0.95, 0.95, (60, 60, 60), 0.03, 0.9),
+    ("wrap", (200, 70, 20), (60, 20, 30), 0.96, 0.96, (20, 20, 22), 0.06, 0.7),
+)
+
+
+def _lens_shape(f: _FaceFrame, shape: str, side: int) -> tuple[np.ndarray, float]:
+    """Inside measure of one lens (side -1 left, +1 right; for 'shield' both at once) and its half height."""
+    u, v = f.u, f.v
+    cu = 0.5 * side
+    if shape == "wayfarer":  # wider at the top, flat top edge
+        ru = 0.43 * (1 + 0.18 * np.clip(-(v - 0.02) / 0.3, -1, 1))
+        return _superellipse(u, v, cu + 0.02 * side, 0.02, ru, 0.3, p=4.5), 0.3
+    if shape == "shield":  # one visor over both eyes, a notch for the nose
+        inside = _superellipse(u, v, 0.0, 0.0, 1.18, 0.4, p=3.0)
+        notch = _superellipse(u, v, 0.0, 0.42, 0.16, 0.26, p=2.0)
+        return np.minimum(inside, -notch), 0.4
+    if shape == "clipon":
+        return _superellipse(u, v, cu, 0.0, 0.4, 0.27, p=6.0), 0.27
+    if shape == "aviator":  # a teardrop: wide at the top, down towards the cheek at the inner side
+        return _superellipse(u, v, cu + 0.03 * side, 0.08, 0.44, 0.4, p=2.2, angle=0.25 * side), 0.4
+    if shape in ("round", "lennon"):
+        r = 0.36 if shape == "round" else 0.31
+        return _superellipse(u, v, cu, 0.03, r, r, p=2.0), r
+    if shape == "thick":
+        return _superellipse(u, v, cu, 0.02, 0.45, 0.34, p=3.0), 0.34
+    return _superellipse(u, v, cu + 0.06 * side, 0.0, 0.52, 0.3, p=3.5, angle=-0.12 * side), 0.3  # wrap
+
+
+def sunglasses_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
+    """Sunglasses drawn another way: wayfarer, shield visor, clip-on, gradient aviator, a light tint through
+    which the eyes show, thick tortoiseshell frames, small mirrored round lenses, a mirrored sports wrap;
+    lenses shaded top to bottom, reflecting the scene, with a frame, arms and a soft shadow on the cheeks."""
+    shape, top, bottom, op_top, op_bottom, frame_rgb, frame_w, mirror = NEW_SUNGLASS_STYLES[variant % 8]
+    rng = np.random.default_rng(500 + variant)
+    f = _FaceFrame(img, kps, reach=2.0)
+    sides = (0,) if shape == "shield" else (-1, 1)
+    lenses = [_lens_shape(f, shape, s) for s in sides]
+    inside = np.maximum.reduce([ins for ins, _ in lenses])
+    half = lenses[0][1]
+    lens_a = f.edge(inside)
+    frame_a = f.edge(np.minimum(inside + frame_w, -inside + 0.002)) if frame_w else np.zeros_like(inside)
+    # the shadow of the glasses falls on the cheeks below them
+    shadow = f.blur(np.clip(lens_a + frame_a, 0, 1), 0.06)
+    shadow = np.roll(shadow, int(0.12 * f.d), axis=0)
+    f.darken(shadow, 0.3)
+    # lens: a vertical gradient, the scene reflected (the photo flipped and blurred), a highlight streak
+    t = np.clip((f.v + half) / (2 * half), 0, 1)[..., None]
+    colour = np.asarray(top, np.float32) * (1 - t) + np.asarray(bottom, np.float32) * t
+    scene = f.blur(np.ascontiguousarray(f.arr[::-1, ::-1]), 0.08)
+    colour = colour * (1 - 0.35 * mirror) + scene * 0.35 * mirror
+    streak = np.exp(-(((f.u + 0.9 * f.v + 0.1) / 0.06) ** 2)) * (f.v < 0.05)
+    colour += (120 + 100 * mirror) * streak[..., None]
+    colour += rng.normal(0, 2.0, colour.shape[:2])[..., None]
+    opacity = op_top * (1 - t[..., 0]) + op_bottom * t[..., 0]
+    f.blend(colour, lens_a * opacity)
+    if shape == "clipon":  # the clear glasses under the clip: a thin metal rim a bit larger than the clip
+        under = np.maximum.reduce(
+            [_superellipse(f.u, f.v, 0.5 * s, 0.05, 0.42, 0.31, p=2.4) for s in (-1, 1)]
+        )
+        f.blend(np.full_like(f.arr, 160), f.edge(np.minimum(under + 0.018, -under)) * (1 - lens_a))
+    if frame_w:
+        frame = np.asarray(frame_rgb, np.float32) * (1.15 - 0.3 * t)
+        if shape == "thick":  # tortoiseshell: mottled browns
+            mottle = f.blur(rng.random(f.arr.shape[:2]).astype(np.float32), 0.04)
+            frame = frame * (1.0 + 0.3 * (mottle - mottle.mean()) / (mottle.std() + 1e-6))[..., None]
+        f.blend(frame, frame_a)
+    bar = f.edge(np.minimum(0.035 - np.abs(f.v + 0.06), 0.2 - np.abs(f.u)))  # the bridge
+    arms = f.edge(np.minimum(0.03 - np.abs(f.v + 0.05 - 0.04 * (np.abs(f.u) - 0.9)), np.abs(f.u) - 0.88))
+    arms *= np.abs(f.u) < 1.25
+    f.blend(np.broadcast_to(np.asarray(frame_rgb, np.float32), f.arr.shape), np.clip(bar + arms, 0, 1))
+    return f.done()
+
+
+NEW_MASK_STYLES = (
+    # (kind, rgb, light from: -1 left .. 1 right)
+    ("surgical", (120, 175, 215), -0.6),  # light blue, pleated, ear loops
+    ("surgical", (236, 238, 240), 0.5),  # white
+    ("surgical", (150, 200, 185), 0.0),  # pale green
+    ("surgical", (40, 42, 48), -0.3),  # black
+    ("kn95", (235, 232, 225), 0.7),  # a seam down the middle
+    ("floral", (35, 45, 85), -0.4),  # printed cloth: flowers on navy
+    ("tartan", (150, 30, 35), 0.3),  # printed cloth: a red check
+    ("bandana", (170, 25, 30), -0.2),  # paisley bandana tied over the nose
+    ("scarf", (150, 140, 125), 0.4),  # a knitted scarf pulled up to the nose
+    ("surgical", (215, 175, 200), 0.9),  # pink, strong side light
+)
+
+
+def _mask_tile(kind: str, rgb, rng) -> np.ndarray:
+    """A 256 px tile of the mask's cloth (for _FaceFrame.texture, 256 px per ... see callers)."""
+    base = np.ones((256, 256, 3), np.float32) * np.asarray(rgb, np.float32)
+    tile = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(tile)
+    if kind == "floral":
+        for _ in range(14):
+            x, y = rng.uniform(0, 256, 2)
+            petal = tuple(int(c) for c in rng.choice([(240, 200, 210), (250, 240, 200), (200, 220, 250)]))
+            for k in range(5):
+                a = 2 * math.pi * k / 5
+                px, py = x + 11 * math.cos(a), y + 11 * math.sin(a)
+                draw.ellipse([px - 8, py - 8, px + 8, py + 8], fill=petal)
+            draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=(240, 190, 60))
+            draw.line([x + 14, y + 14, x + 34, y + 30], fill=(70, 130, 80), width=4)
+    elif kind == "tartan":
+        arr = np.asarray(tile).astype(np.float32)
+        i = np.arange(256)
+        stripes = ((i % 64) < 14).astype(np.float32) * 0.45 + ((i % 64 > 30) & (i % 64 < 34)) * -0.6
+        arr *= (1 - stripes[None, :, None] * 0.5) * (1 - stripes[:, None, None] * 0.5)
+        arr[((i % 64 > 44) & (i % 64 < 47))[:, None] | ((i % 64 > 44) & (i % 64 < 47))[None, :]] = (
+            230,
+            220,
+            120,
+        )
+        tile = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    elif kind == "bandana":
+        draw = ImageDraw.Draw(tile)
+        for _ in range(10):
+            x, y = rng.uniform(0, 256, 2)
+            draw.arc([x - 22, y - 22, x + 22, y + 22], 30, 300, fill=(245, 240, 230), width=4)
+            draw.ellipse([x - 6, y - 6, x + 6, y + 6], outline=(20, 20, 20), width=3)
+            for k in range(6):
+                draw.ellipse([x + 28 + 5 * k, y - 2, x + 31 + 5 * k, y + 1], fill=(245, 240, 230))
+    arr = np.asarray(tile).astype(np.float32)
+    if kind == "scarf":  # knitted: ribs across, rows down
+        yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+        arr *= (0.8 + 0.2 * np.abs(np.sin(xx / 256 * 16 * np.pi)))[..., None]
+        arr *= (0.9 + 0.1 * np.sin(yy / 256 * 48 * np.pi + 2 * np.sin(xx / 256 * 16 * np.pi)))[..., None]
+    return arr + rng.normal(0, 3.0, arr.shape[:2])[..., None]
+
+
+def mask_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
+    """A mask or scarf over the nose and mouth drawn another way: pleated surgical masks in several colours
+    with binding, a nose wire and ear loops, a KN95 with its seam, printed cloth (flowers, a check), a
+    paisley bandana, a knitted scarf; shaded like cloth round a face (darker at the sides, lit from one
+    side) with a soft shadow under its top edge."""
+    kind, rgb, light = NEW_MASK_STYLES[variant % len(NEW_MASK_STYLES)]
+    rng = np.random.default_rng(600 + variant)
+    f = _FaceFrame(img, kps, reach=2.6)
+    u, v = f.u, f.v
+    n, m = f.nose_v, f.mouth_v
+    if kind == "bandana":  # straight across under the eyes, a point far below the chin
+        top = n - 0.3 + 0.0 * u
+        inside = np.minimum(v - top, 1.25 - np.abs(u) * 0.55 - (v - top) * 0.5)
+    elif kind == "scarf":  # bulky, from just under the nose tip down, wider than the face
+        top = n + 0.02 + 0.05 * np.sin(u * 7) + 0.1 * u**2
+        inside = np.minimum(np.minimum(v - top, 1.45 - np.abs(u)), m + 1.5 - v)
+    elif kind == "kn95":  # pointed at the nose and at the chin
+        top = n - 0.38 + 0.3 * np.abs(u)
+        bottom = m + 0.62 - 0.45 * np.abs(u)
+        inside = np.minimum(np.minimum(v - top, bottom - v), 0.95 - np.abs(u))
+    else:
+        top = n - 0.3 + 0.1 * u**2
+        bottom = m + 0.58 - 0.25 * u**2
+        half = 0.98 - 0.35 * np.clip((v - m) / 0.6, 0, 1)
+        inside = np.minimum(np.minimum(v - top, bottom - v), half - np.abs(u))
+    alpha = f.edge(inside)
+    if kind in ("floral", "tartan", "bandana", "scarf"):
+        colour = f.texture(_mask_tile(kind, rgb, rng), 256 / (0.9 if kind != "scarf" else 1.4), -1.5, -1.0)
+    else:
+        colour = np.broadcast_to(np.asarray(rgb, np.float32), f.arr.shape).copy()
+        colour += rng.normal(0, 2.5, f.arr.shape[:2])[..., None]
+    # cloth round a face: darker towards the sides, lit from one side
+    shade = 1.0 - 0.35 * np.clip(np.abs(u) / 1.1, 0, 1) ** 2 + 0.12 * light * np.clip(u, -1, 1)
+    if kind == "surgical":  # three pleats: lit above each fold, a dark crease under it
+        depth = np.clip((v - (n - 0.15)) / ((m + 0.35) - (n - 0.15)), 0, 1) * 3
+        frac = depth - np.floor(depth)
+        shade *= np.where((depth > 0) & (depth < 3), 1.06 - 0.2 * frac**3, 1.0)
+        binding = (np.minimum(v - top, bottom - v) < 0.06) | (half - np.abs(u) < 0.05)
+        shade *= np.where(binding, 0.93, 1.0)
+        shade *= 1 - 0.25 * np.exp(-(((v - (top + 0.05)) / 0.02) ** 2)) * (np.abs(u) < 0.35)  # the nose wire
+    elif kind == "kn95":
+        shade *= np.where(u < 0, 1.04, 0.9) - 0.35 * np.exp(-((u / 0.012) ** 2))
+    elif kind in ("bandana", "scarf"):  # folds
+        shade *= 1 - 0.12 * np.sin(v * 6 + u * 2) ** 8
+    colour = colour * shade[..., None]
+    f.darken(np.roll(f.blur(alpha, 0.05), int(-0.04 * f.d), axis=0) * (1 - alpha), 0.3)  # shadow above
+    f.blend(colour, alpha)
+    if kind in ("surgical", "kn95"):  # ear loops to behind the ears
+        loops = np.zeros_like(alpha)
+        for s in (-1, 1):
+            for vv in (n - 0.25, m + 0.45):
+                a = (0.9 * s, vv)
+                b = (1.3 * s, 0.25)
+                ins, _, _ = _capsule(u, v, a, b, 0.018)
+                loops = np.maximum(loops, f.edge(ins))
+        f.blend(np.full_like(f.arr, 225.0), loops * (np.abs(u) > 0.9))
+    return f.done()
+
+
+NEW_HAND_STYLES = (
+    # (what, skin or phone rgb, angle of the fingers from straight up in degrees, covered eye -1 left / 1 right)
+    ("hand", (236, 196, 170), 0.0, -1),  # light skin, fingers up over the eye
+    ("hand", (112, 72, 50), 25.0, 1),  # dark skin, fingers slanted
+    ("hand", (200, 150, 115), 80.0, -1),  # medium, hand from the side, fingers across the eye
+    ("hand", (70, 44, 32), -20.0, 1),  # very dark skin
+    ("hand", (175, 128, 92), 10.0, 1),  # olive, fingers spread
+    ("phone", (22, 22, 26), 0.0, -1),  # black phone, held at its side
+    ("phone", (205, 208, 212), 12.0, 1),  # silver phone
+    ("phone", (40, 70, 120), -8.0, -1),  # blue case
+)
+
+
+def _draw_hand(f: _FaceFrame, rgb, origin, angle: float, spread: float, rng) -> np.ndarray:
+    """A palm and four fingers (and a thumb), shaded as rounded shapes, with dark gaps between the fingers,
+    knuckle creases and lighter nails; drawn into ``f``; returns its alpha."""
+    ca, sa = math.cos(angle), math.sin(angle)
+    up, across = np.array([sa, -ca]), np.array([ca, sa])
+    o = np.asarray(origin, np.float64)
+    parts = []  # (inside, across 0..1, along 0..1, is finger)
+    palm_in = _superellipse(f.u, f.v, o[0], o[1], 0.5, 0.55, p=2.6, angle=angle)
+    parts.append((palm_in, np.clip(1 - palm_in / 0.5, 0, 1), np.zeros_like(palm_in), False))
+    for k in range(4):
+        base = o + across * (k - 1.5) * 0.24 + up * 0.35
+        direction = up * math.cos(spread * (k - 1.5)) + across * math.sin(spread * (k - 1.5))
+        length = (0.78, 0.9, 0.86, 0.68)[k]
+        ins, acr, along = _capsule(f.u, f.v, base, base + direction * length, 0.105)
+        parts.append((ins, acr, along, True))
+    thumb_base = o - across * 0.45 + up * 0.05
+    ins, acr, along = _capsule(f.u, f.v, thumb_base, thumb_base - across * 0.35 + up * 0.45, 0.11)
+    parts.append((ins, acr, along, True))
+    alpha = np.zeros_like(f.u)
+    light = np.zeros_like(f.u)  # the skin's shading (times the tone), composited part over part
+    nails = np.zeros_like(f.u)
+    tone = np.asarray(rgb, np.float32)
+    gaps = np.zeros_like(f.u)
+    for ins, acr, along, finger in parts:
+        a = f.edge(ins)
+        shade = 1.08 - 0.4 * acr**2  # rounded: lit in the middle, darker at the edges
+        nail = np.zeros_like(a)
+        if finger:
+            crease = np.exp(-(((along - 0.45) / 0.02) ** 2)) + np.exp(-(((along - 0.72) / 0.015) ** 2))
+            shade *= 1 - 0.25 * crease * (acr < 0.8)
+            nail = ((along > 0.86) & (acr < 0.65)).astype(np.float32)
+        gaps = np.maximum(gaps, np.minimum(alpha, a) * (acr > 0.6))
+        light = light * (1 - a) + shade * a
+        nails = nails * (1 - a) + nail * a
+        alpha = np.maximum(alpha, a)
+    colour = (
+        tone * (light * (1 - 0.4 * nails))[..., None]
+        + np.asarray((94, 80, 78), np.float32) * nails[..., None]
+    )
+    colour *= (1 - 0.45 * gaps)[..., None]  # shadow where one finger lies on the next
+    colour += rng.normal(0, 3.0, f.arr.shape[:2])[..., None]
+    colour *= (1.1 - 0.2 * np.clip((f.v - o[1] + 0.8) / 1.6, 0, 1))[..., None]  # light from above
+    f.darken(np.roll(f.blur(alpha, 0.08), int(0.1 * f.d), axis=1) * (1 - alpha), 0.4)  # cast shadow
+    f.blend(colour, alpha)
+    return alpha
+
+
+def hand_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
+    """A hand or a phone over one eye and the cheek, drawn another way: shaded palms and fingers of several
+    skin tones (light to very dark) at several angles, with creases, nails and a cast shadow; or a phone
+    (rounded corners, a glossy back, a camera bump with lenses) held by fingers at its edge."""
+    what, rgb, degrees, side = NEW_HAND_STYLES[variant % len(NEW_HAND_STYLES)]
+    rng = np.random.default_rng(700 + variant)
+    f = _FaceFrame(img, kps, reach=2.2)
+    angle = -math.radians(degrees) * side
+    eye = np.array([0.5 * side, 0.0])
+    if what == "hand":
+        spread = 0.12 if variant != 4 else 0.3
+        if abs(degrees) > 60:  # from the side: the palm beside the face, fingers across the eye
+            origin = eye + np.array([0.95 * side, 0.15])
+            angle = -math.pi / 2 * side
+        else:
+            origin = eye + np.array([0.1 * side, 0.75])
+        _draw_hand(f, rgb, origin, angle, spread, rng)
+        return f.done()
+    centre = eye + np.array([0.12 * side, 0.5])
+    inside = _superellipse(f.u, f.v, centre[0], centre[1], 0.56, 1.12, p=7.0, angle=angle)
+    alpha = f.edge(inside)
+    across = np.clip(1 - inside / 0.08, 0, 1)  # towards the rim
+    gloss = np.exp(-((((f.u - centre[0]) * 0.8 + (f.v - centre[1]) * 0.6 + 0.2) / 0.18) ** 2))
+    colour = np.asarray(rgb, np.float32) * (1.0 - 0.25 * across)[..., None] + 70 * gloss[..., None]
+    colour += rng.normal(0, 1.5, f.arr.shape[:2])[..., None]
+    f.darken(np.roll(f.blur(alpha, 0.08), int(0.1 * f.d), axis=1) * (1 - alpha), 0.45)
+    f.blend(colour, alpha)
+    bump_c = centre + np.array([-0.28 * side, -0.78])
+    bump = f.edge(_superellipse(f.u, f.v, bump_c[0], bump_c[1], 0.2, 0.3, p=5.0, angle=angle))
+    f.blend(np.asarray(rgb, np.float32) * 0.7 + 15, bump)
+    for dv in (-0.14, 0.12):  # two lenses: a dark glass with a bright ring and glint
+        lc = bump_c + np.array([0.0, dv])
+        r = np.hypot(f.u - lc[0], f.v - lc[1])
+        f.blend(np.full_like(f.arr, 150.0), f.edge(0.085 - r) * bump)
+        f.blend(np.full_like(f.arr, 12.0), f.edge(0.065 - r) * bump)
+        f.blend(np.full_like(f.arr, 230.0), f.edge(0.015 - np.hypot(f.u - lc[0] + 0.02, f.v - lc[1] + 0.02)))
+    skin = SKIN_TONES[variant % len(SKIN_TONES)]
+    grip = np.zeros_like(alpha)
+    for k in range(3):  # fingers round the outer edge
+        a = centre + np.array([0.62 * side, 0.2 + 0.28 * k])
+        ins, _, _ = _capsule(f.u, f.v, a, a - np.array([0.22 * side, 0.05]), 0.1)
+        grip = np.maximum(grip, f.edge(ins))
+    tone = np.asarray(skin, np.float32)
+    f.blend(np.broadcast_to(tone, f.arr.shape) * 0.95, grip)
+    return f.done()
+
+
+NEW_CUTS = (
+    # (share of the face's width cut at the left or right, share of its height at the top or bottom, which
+    # sides ("l", "r", "t", "b"), then the crop scaled by)
+    (0.25, 0.25, "lt", 1.0),  # a corner: about 44% of the face outside
+    (0.25, 0.25, "rb", 1.0),
+    (0.3, 0.2, "rt", 0.8),
+    (0.2, 0.3, "lb", 1.0),
+    (0.5, 0.0, "l", 1.0),  # half the face
+    (0.3, 0.0, "r", 0.7),  # under a third, scaled down
+    (0.0, 0.32, "t", 1.0),  # the forehead and brows
+    (0.4, 0.0, "l", 1.3),  # scaled up
+)
+
+
+def cut_new(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
+    """The face cut by the frame drawn another way: at a corner (both a side and the top or bottom), at other
+    shares (30% to half), the crop then scaled. The face's extent is taken from the eyes and mouth as a
+    person would frame it: the hairline about one eye-to-mouth height above the eyes, the chin 0.8 below
+    the mouth, the cheeks 1.1 eye distances from the eyes' midpoint."""
+    across, down, sides, scale = NEW_CUTS[variant % len(NEW_CUTS)]
+    pts, d, *_ = _geometry(kps)
+    cx, cy = pts[:2].mean(axis=0)
+    mouth_y = pts[3:, 1].mean()
+    hgt = mouth_y - cy
+    left, right, top, bottom = cx - 1.1 * d, cx + 1.1 * d, cy - 1.0 * hgt, mouth_y + 0.8 * hgt
+    w, h = img.size
+    box = [0, 0, w, h]
+    if "l" in sides:
+        box[0] = int(left + across * (right - left))
+    if "r" in sides:
+        box[2] = int(right - across * (right - left))
+    if "t" in sides:
+        box[1] = int(top + down * (bottom - top))
+    if "b" in sides:
+        box[3] = int(bottom - down * (bottom - top))
+    out = img.crop(tuple(box))
+    if scale != 1.0:
+        out = out.resize((round(out.width * scale), round(out.height * scale)), Image.Resampling.LANCZOS)
+    return out
+
+
+CATEGORIES_NEW = {
+    "sunglasses_new": (sunglasses_new, len(NEW_SUNGLASS_STYLES), {"eyes_covered"}),
+    "mask_new": (mask_new, len(NEW_MASK_STYLES), {"face_covered"}),
+    "hand_new": (hand_new, len(NEW_HAND_STYLES), {"eyes_covered", "face_covered"}),
+    "cut_new": (cut_new, len(NEW_CUTS), {"face_cut_off"}),
+}
+CATEGORIES.update(CATEGORIES_NEW)

@@ -447,6 +447,10 @@ PROBE_LOWER_TEXTURE = 0.15
 SCREEN_PEAK_ERROR = 5.5
 SCREEN_PATCH_PX = 128
 SCREEN_MIN_PATCH_PX = 64
+# A drawing, cartoon, painting or render (face_measures.drawing_measures): see the not_a_photo block below.
+DRAWING_REGION_PX = 160  # the inner face is reduced to at most this many pixels on its long side
+DRAWING_MIN_REGION_PX = 32  # not judged under this (a face under ~45 px)
+DRAWING_BLOCKY = 2.5  # JPEG's 8x8 blocks show (quality ~10 and under: 3.5-9.3 at q6): flat tones not counted
 SUNGLASSES_MODEL = {
     "bias": -2.952,
     "weights": {

@@ -314,7 +314,7 @@ def fit_not_a_photo(argv: list[str] | None = None) -> None:
     data = Path(args.data)
     os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
     rows = _drawing_rows(data, args.sources, Path(args.cache) if args.cache else None)
-    names = ["ink_lines", "flat_tones", "paper", "grain"]
+    names = ["ink_lines", "flat_tones", "paper"]
     pos = [r for r in rows if r["cat"] == "cartoon"]
     neg = [r for r in rows if r["cat"] != "cartoon"]
 

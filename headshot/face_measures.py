@@ -173,11 +173,11 @@ def drawing_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
       only lashes, nostrils and the lips' parting do that;
     * ``flat_tones``: share of the pixels on a spike of the face's grey histogram (:func:`_spiky_share`):
       a camera's light falls off smoothly and its noise spreads every tone over neighbouring levels, paint
-      and cel shading fill regions with one tone. JPEG's flat 8x8 blocks make such tones too (quality 6): where blocks show
-      (``blockiness`` of :func:`face_quality` at least ``config.DRAWING_BLOCKY``) it reads 0;
+      and cel shading fill regions with one tone. JPEG's flat 8x8 blocks make such tones too (quality 6):
+      where blocks show (:func:`_blockiness` of the centre 128 px at least ``config.DRAWING_BLOCKY``) it
+      reads 0;
     * ``paper``: share of near-white, colourless pixels (value over 230, saturation under 30): the paper
-      of a sketch or line drawing showing through the face;
-    * ``grain``: the noise sigma (:func:`_noise_sigma`) in per cent of the median grey.
+      of a sketch or line drawing showing through the face.
 
     None for a region under ``config.DRAWING_MIN_REGION_PX`` (too small a face to tell)."""
     x0, y0, x1, y1 = (float(v) for v in face.bbox)
@@ -204,7 +204,6 @@ def drawing_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
         "ink_lines": float(((line > 0.30 * level) & (gray < 0.35 * level)).mean()),
         "flat_tones": 0.0 if blocky else _spiky_share(counts),
         "paper": float(((hsv[..., 2] > 230) & (hsv[..., 1] < 30)).mean()),
-        "grain": _noise_sigma(gray) / level * 100.0,
     }
 
 

@@ -154,14 +154,16 @@ def periodic_peak(rgb: np.ndarray, face: Face) -> float | None:
 # --------------------------------------------------------------------------------------
 
 
-def _spiky_share(counts: np.ndarray) -> float:
-    """Share of the pixels whose grey level is a spike of the histogram ``counts``: over twice the mean
-    count of the 4 levels on each side. Light that falls off smoothly, and noise, spread tones over
-    neighbouring levels (a dark photo's few levels too); a flat fill piles them on one level."""
+def _spiky_share(counts: np.ndarray, low: int, high: int) -> float:
+    """Share of the pixels whose grey level, from ``low`` to ``high``, is a spike of the histogram
+    ``counts``: over twice the mean count of the 4 levels on each side. Light that falls off smoothly, and
+    noise, spread tones over neighbouring levels (a dark photo's few levels too); a flat fill piles them on
+    one level."""
     c = counts.astype(np.float64)
     padded = np.pad(c, 4, mode="edge")
     around = (np.convolve(padded, np.ones(9), mode="valid") - c) / 8.0
-    return float(c[c > 2.0 * around + 1.0].sum() / max(c.sum(), 1.0))
+    spikes = (c > 2.0 * around + 1.0) & (np.arange(c.size) >= low) & (np.arange(c.size) <= high)
+    return float(c[spikes].sum() / max(c.sum(), 1.0))
 
 
 def drawing_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
@@ -171,13 +173,16 @@ def drawing_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
     * ``ink_lines``: share of pixels on a thin dark line, darker than both its sides (a 5x5 black-hat) by
       30% of the face's median grey and under 35% of it: a drawn outline or hatching stroke. In a photo
       only lashes, nostrils and the lips' parting do that;
-    * ``flat_tones``: share of the pixels on a spike of the face's grey histogram (:func:`_spiky_share`):
-      a camera's light falls off smoothly and its noise spreads every tone over neighbouring levels, paint
-      and cel shading fill regions with one tone. JPEG's flat 8x8 blocks make such tones too (quality 6):
-      where blocks show (:func:`_blockiness` of the centre 128 px at least ``config.DRAWING_BLOCKY``) it
-      reads 0;
-    * ``paper``: share of near-white, colourless pixels (value over 230, saturation under 30): the paper
-      of a sketch or line drawing showing through the face.
+    * ``flat_tones``: share of the pixels on a spike of the face's grey histogram (:func:`_spiky_share`),
+      among the mid tones (half the median grey to 235): a camera's light falls off smoothly and its noise
+      spreads every tone over neighbouring levels, paint and cel shading fill regions with one tone. Dark
+      and white fills are left out (a black or white cloth mask, clipped shadows and highlights also pile
+      up there). JPEG's flat 8x8 blocks make such tones too (quality 6): where blocks show
+      (:func:`_blockiness` of the centre 128 px at least ``config.DRAWING_BLOCKY``) it reads 0, and on a
+      face too dark to tell (median grey under 48 of 255: a handful of levels, refused as too dark);
+    * ``paper``: share of near-white, colourless pixels (value over 230, saturation under 30) in the upper
+      55% of the region (forehead, eyes, cheeks: not where a white mask would be): the paper of a sketch
+      or line drawing showing through the face.
 
     None for a region under ``config.DRAWING_MIN_REGION_PX`` (too small a face to tell)."""
     x0, y0, x1, y1 = (float(v) for v in face.bbox)
@@ -198,12 +203,12 @@ def drawing_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
     gray = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY)
     level = max(float(np.median(gray)), 1.0)
     line = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, np.ones((5, 5), np.uint8)).astype(np.float32)
-    hsv = cv2.cvtColor(region, cv2.COLOR_RGB2HSV)
+    upper = cv2.cvtColor(region[: max(1, int(0.55 * region.shape[0]))], cv2.COLOR_RGB2HSV)
     counts = np.bincount(gray.ravel(), minlength=256)
     return {
         "ink_lines": float(((line > 0.30 * level) & (gray < 0.35 * level)).mean()),
-        "flat_tones": 0.0 if blocky else _spiky_share(counts),
-        "paper": float(((hsv[..., 2] > 230) & (hsv[..., 1] < 30)).mean()),
+        "flat_tones": 0.0 if blocky or level < 48 else _spiky_share(counts, int(level / 2), 235),
+        "paper": float(((upper[..., 2] > 230) & (upper[..., 1] < 30)).mean()),
     }
 
 

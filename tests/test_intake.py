@@ -52,7 +52,7 @@ REQUIRED = {
     "mask": 0.75,
     "hand": 0.9,
     "screen": 1.0,
-    "cartoon": 0.4,
+    "cartoon": 0.33,  # outlined, flat-filled, posterised, comic and line-art renderings (see config.py)
 }
 
 

@@ -314,7 +314,9 @@ def fit_not_a_photo(argv: list[str] | None = None) -> None:
     data = Path(args.data)
     os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
     rows = _drawing_rows(data, args.sources, Path(args.cache) if args.cache else None)
-    names = ["ink_lines", "flat_tones", "paper"]
+    from headshot import config
+
+    names = ["ink_lines", "flat_tones"]  # paper-white is a line of its own (config.DRAWING_PAPER)
     pos = [r for r in rows if r["cat"] == "cartoon"]
     neg = [r for r in rows if r["cat"] != "cartoon"]
 
@@ -333,11 +335,12 @@ def fit_not_a_photo(argv: list[str] | None = None) -> None:
             w -= 0.1 * (z.T @ g / len(y) + 0.01 * w)
             b -= 0.1 * g.mean()
         top = max(((matrix(neg) - mean) / scale) @ w + b)
-        return w, b - top - args.margin, mean, scale
+        return w, b - top - args.margin, mean, scale  # (every other case is under DRAWING_PAPER: printed)
 
-    def scored(rs, model):
+    def scored(rs, model):  # over 0: a drawing (the model, or paper-white past its own line)
         w, b, mean, scale = model
-        return ((matrix(rs) - mean) / scale) @ w + b
+        paper = np.array([r["paper"] for r in rs]) > config.DRAWING_PAPER
+        return np.where(paper, np.inf, ((matrix(rs) - mean) / scale) @ w + b)
 
     held = []
     for v in sorted({r["v"] for r in pos}):
@@ -359,6 +362,7 @@ def fit_not_a_photo(argv: list[str] | None = None) -> None:
             print(
                 f"#   {label:10s} drawing {int((sc > 0).sum())}/{len(sc)}  (score max {sc.max():.2f}, min {sc.min():.2f})"
             )
+    print("#   paper-white of the others: max", max(r["paper"] for r in neg))
     print("#   leave one rendering out:", ", ".join(f"cartoon{v} {k}/{n}" for v, k, n in held))
 
 

@@ -439,10 +439,12 @@ def _check_screen(selfie: _Selfie) -> None:
 
 
 def _check_drawing(selfie: _Selfie) -> None:
-    """not_a_photo: ink lines, flat tones or paper across the face (:func:`drawing_measures`), scored by
-    config.NOT_A_PHOTO_MODEL."""
+    """not_a_photo: ink lines and flat tones across the face (:func:`drawing_measures`) scored by
+    config.NOT_A_PHOTO_MODEL, or paper-white over most of its upper part (config.DRAWING_PAPER)."""
     m = selfie.occlusion
-    if m and "ink_lines" in m and linear_score(m, config.NOT_A_PHOTO_MODEL) > 0:
+    if m and "ink_lines" in m and (
+        linear_score(m, config.NOT_A_PHOTO_MODEL) > 0 or m["paper"] > config.DRAWING_PAPER
+    ):
         selfie.add(
             "not_a_photo",
             ERROR,

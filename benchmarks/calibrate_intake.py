@@ -296,8 +296,126 @@ def _print_model(model, names, w, bias, mean, scale) -> None:
     print("    },\n}")
 
 
+def _drawing_rows(data: Path, sources: int, cache: Path | None) -> list[dict]:
+    """drawing_measures of every case as validation sees it (the JPEG decoded at the reduced size, the
+    largest face): the cartoons, the ordinary photos and the other categories, and the shared photos of
+    one person; cached in ``cache`` when given."""
+    if cache and cache.is_file():
+        return json.loads(cache.read_text())
+    import _hardcases as hc
+    import numpy as np
+    from PIL import Image
+
+    from headshot import config, imaging
+    from headshot.face_measures import drawing_measures
+    from headshot.faces import get_analyzer
+
+    analyzer = get_analyzer()
+    faces_dir = data / "testdata" / "faces"
+    rows: list[dict] = []
+
+    def measure(encoded: bytes, cat: str, v: int, src: str) -> None:
+        img = imaging.load_reduced(encoded, min_long_side=config.DECODE_MIN_LONG_SIDE).image
+        found = analyzer.detect(img, embed=1)
+        m = drawing_measures(np.asarray(img.convert("RGB")), found[0]) if found else None
+        if m is not None:
+            rows.append({"cat": cat, "v": v, "src": src, **m})
+
+    for rel in SOURCES[:sources]:
+        img = imaging.load_image(faces_dir / rel)
+        face = analyzer.detect(img, embed=1)[0]
+        for cat, (make, variants, _) in hc.CATEGORIES.items():
+            if cat not in ("cut", "rotated"):
+                for v in range(variants):
+                    measure(jpeg(make(img, face.kps, v)), cat, v, rel)
+        for v, side in enumerate((600, 520, 400)):  # small photos, scaled down with a good filter
+            r = side / min(img.size)
+            small = img.resize((round(img.width * r), round(img.height * r)), Image.Resampling.LANCZOS)
+            measure(jpeg(small), "small", v, rel)
+    with open(faces_dir / "manifest.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            single = row["path"].startswith(("same_person/", "hard/")) and row["num_faces_expected"] == "1"
+            if single and "upside_down" not in row["path"]:
+                measure((faces_dir / row["path"]).read_bytes(), "shared", 0, row["path"])
+    if cache:
+        cache.write_text(json.dumps(rows))
+    return rows
+
+
+def fit_not_a_photo(argv: list[str] | None = None) -> None:
+    """``--fit-drawing``: config.NOT_A_PHOTO_MODEL, a logistic regression (classes weighted equally, L2) of
+    face_measures.drawing_measures of the cartoons (tests/_hardcases.cartoon, every rendering on every
+    source) against everything else (the shared photos of one person, their benign, small, filtered, screen
+    and covered variants); the bias is then moved so that the highest of these scores ``-margin``. Also
+    prints leave-one-rendering-out: each rendering scored by a model fit without it, against the same line
+    (how the rule does on a kind of drawing it has not seen)."""
+    import numpy as np
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=os.environ.get("HEADSHOT_TEST_DATA", str(ROOT.parent / "shared")))
+    parser.add_argument("--sources", type=int, default=10)
+    parser.add_argument("--margin", type=float, default=1.0)
+    parser.add_argument("--cache", default="", help="a JSON file for the measures (read when present)")
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
+    rows = _drawing_rows(data, args.sources, Path(args.cache) if args.cache else None)
+    from headshot import config
+
+    names = ["ink_lines", "flat_tones"]  # paper-white is a line of its own (config.DRAWING_PAPER)
+    pos = [r for r in rows if r["cat"] == "cartoon"]
+    neg = [r for r in rows if r["cat"] != "cartoon"]
+
+    def matrix(rs):
+        return np.array([[r[n] for n in names] for r in rs], dtype=np.float64)
+
+    def fit(rs_pos):
+        x = np.r_[matrix(rs_pos), matrix(neg)]
+        y = np.r_[np.ones(len(rs_pos)), np.zeros(len(neg))]
+        mean, scale = x.mean(0), x.std(0) + 1e-6
+        z = (x - mean) / scale
+        w, b = np.zeros(z.shape[1]), 0.0
+        cw = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+        for _ in range(4000):
+            g = (1 / (1 + np.exp(-(z @ w + b))) - y) * cw
+            w -= 0.1 * (z.T @ g / len(y) + 0.01 * w)
+            b -= 0.1 * g.mean()
+        top = max(((matrix(neg) - mean) / scale) @ w + b)
+        return w, b - top - args.margin, mean, scale  # (every other case is under DRAWING_PAPER: printed)
+
+    def scored(rs, model):  # over 0: a drawing (the model, or paper-white past its own line)
+        w, b, mean, scale = model
+        paper = np.array([r["paper"] for r in rs]) > config.DRAWING_PAPER
+        return np.where(paper, np.inf, ((matrix(rs) - mean) / scale) @ w + b)
+
+    held = []
+    for v in sorted({r["v"] for r in pos}):
+        test = [r for r in pos if r["v"] == v]
+        held.append((v, int((scored(test, fit([r for r in pos if r["v"] != v])) > 0).sum()), len(test)))
+    model = fit(pos)
+    w, bias, mean, scale = model
+    print("NOT_A_PHOTO_MODEL = {")
+    print(f'    "bias": {bias:.3f},')
+    print('    "weights": {')
+    for n, wi, mi, si in zip(names, w, mean, scale, strict=True):
+        print(f'        "{n}": ({wi:.3f}, {mi:.4f}, {si:.4f}),')
+    print("    },\n}")
+    for c in dict.fromkeys(r["cat"] for r in rows):
+        for v in sorted({r["v"] for r in rows if r["cat"] == c}) if c == "cartoon" else [None]:
+            rs = [r for r in rows if r["cat"] == c and (v is None or r["v"] == v)]
+            sc = scored(rs, model)
+            label = f"{c}{'' if v is None else v}"
+            print(
+                f"#   {label:10s} drawing {int((sc > 0).sum())}/{len(sc)}  (score max {sc.max():.2f}, min {sc.min():.2f})"
+            )
+    print("#   paper-white of the others: max", max(r["paper"] for r in neg))
+    print("#   leave one rendering out:", ", ".join(f"cartoon{v} {k}/{n}" for v, k, n in held))
+
+
 if __name__ == "__main__":
-    if "--fit" in sys.argv:
+    if "--fit-drawing" in sys.argv:
+        fit_not_a_photo([a for a in sys.argv[1:] if a != "--fit-drawing"])
+    elif "--fit" in sys.argv:
         fit_occlusion_models([a for a in sys.argv[1:] if a != "--fit"])
     else:
         main()

@@ -2,7 +2,8 @@
 
 Pure functions of pixels, keypoints and the face pack: light, sharpness, noise and blockiness
 (:func:`face_quality`), how much of a face is in the frame (:func:`face_in_frame`, :func:`visible_share`),
-a regular screen or print pattern across it (:func:`periodic_peak`), and what covers its eyes or mouth
+a regular screen or print pattern across it (:func:`periodic_peak`), signs of a drawing or render
+(:func:`drawing_measures`), and what covers its eyes or mouth
 (:func:`occlusion_parts`, :func:`finish_occlusion`, :func:`occlusion_measures`, scored by
 :func:`linear_score` against the models in ``config.py``).
 """
@@ -146,6 +147,69 @@ def periodic_peak(rgb: np.ndarray, face: Face) -> float | None:
     on_block = ((np.abs(fy) + 1) % block <= 2) & ((np.abs(fx) + 1) % block <= 2)
     keep = (np.hypot(fy, fx) > n / 16) & ~on_block
     return float((spectrum[keep] / (around[keep] + 1e-6)).max())
+
+
+# --------------------------------------------------------------------------------------
+# A drawing, cartoon, painting or render (not_a_photo): what a camera does not make
+# --------------------------------------------------------------------------------------
+
+
+def _spiky_share(counts: np.ndarray, low: int, high: int) -> float:
+    """Share of the pixels whose grey level, from ``low`` to ``high``, is a spike of the histogram
+    ``counts``: over twice the mean count of the 4 levels on each side. Light that falls off smoothly, and
+    noise, spread tones over neighbouring levels (a dark photo's few levels too); a flat fill piles them on
+    one level."""
+    c = counts.astype(np.float64)
+    padded = np.pad(c, 4, mode="edge")
+    around = (np.convolve(padded, np.ones(9), mode="valid") - c) / 8.0
+    spikes = (c > 2.0 * around + 1.0) & (np.arange(c.size) >= low) & (np.arange(c.size) <= high)
+    return float(c[spikes].sum() / max(c.sum(), 1.0))
+
+
+def drawing_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
+    """Measures of the inner face (the face box less 15% at the sides and top and 10% at the bottom, at
+    the pixels given, reduced by area averaging to at most ``config.DRAWING_REGION_PX``), for not_a_photo:
+
+    * ``ink_lines``: share of pixels on a thin dark line, darker than both its sides (a 5x5 black-hat) by
+      30% of the face's median grey and under 35% of it: a drawn outline or hatching stroke. In a photo
+      only lashes, nostrils and the lips' parting do that;
+    * ``flat_tones``: share of the pixels on a spike of the face's grey histogram (:func:`_spiky_share`),
+      among the mid tones (half the median grey to 235): a camera's light falls off smoothly and its noise
+      spreads every tone over neighbouring levels, paint and cel shading fill regions with one tone. Dark
+      and white fills are left out (a black or white cloth mask, clipped shadows and highlights also pile
+      up there). JPEG's flat 8x8 blocks make such tones too (quality 6): where blocks show
+      (:func:`_blockiness` of the centre 128 px at least ``config.DRAWING_BLOCKY``) it reads 0, and on a
+      face too dark to tell (median grey under 48 of 255: a handful of levels, refused as too dark);
+    * ``paper``: share of near-white, colourless pixels (value over 230, saturation under 30) in the upper
+      55% of the region (forehead, eyes, cheeks: not where a white mask would be): the paper of a sketch
+      or line drawing showing through the face.
+
+    None for a region under ``config.DRAWING_MIN_REGION_PX`` (too small a face to tell)."""
+    x0, y0, x1, y1 = (float(v) for v in face.bbox)
+    w, h = x1 - x0, y1 - y0
+    top, bottom = max(0, int(y0 + 0.15 * h)), min(rgb.shape[0], int(y1 - 0.10 * h))
+    left, right = max(0, int(x0 + 0.15 * w)), min(rgb.shape[1], int(x1 - 0.15 * w))
+    if min(bottom - top, right - left) < config.DRAWING_MIN_REGION_PX:
+        return None
+    region = np.ascontiguousarray(rgb[top:bottom, left:right])
+    rh, rw = region.shape[:2]
+    centre = region[max(0, rh // 2 - 64) : rh // 2 + 64, max(0, rw // 2 - 64) : rw // 2 + 64]
+    blocky = _blockiness(cv2.cvtColor(centre, cv2.COLOR_RGB2GRAY)) >= config.DRAWING_BLOCKY
+    side = max(region.shape[:2])
+    if side > config.DRAWING_REGION_PX:
+        f = config.DRAWING_REGION_PX / side
+        size = (max(1, round(region.shape[1] * f)), max(1, round(region.shape[0] * f)))
+        region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY)
+    level = max(float(np.median(gray)), 1.0)
+    line = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, np.ones((5, 5), np.uint8)).astype(np.float32)
+    upper = cv2.cvtColor(region[: max(1, int(0.55 * region.shape[0]))], cv2.COLOR_RGB2HSV)
+    counts = np.bincount(gray.ravel(), minlength=256)
+    return {
+        "ink_lines": float(((line > 0.30 * level) & (gray < 0.35 * level)).mean()),
+        "flat_tones": 0.0 if blocky or level < 48 else _spiky_share(counts, int(level / 2), 235),
+        "paper": float(((upper[..., 2] > 230) & (upper[..., 1] < 30)).mean()),
+    }
 
 
 # --------------------------------------------------------------------------------------

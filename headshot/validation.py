@@ -30,6 +30,7 @@ from PIL import Image
 
 from . import config, errors, imaging
 from .face_measures import (
+    drawing_measures,
     face_in_frame,
     face_quality,
     finish_occlusion,
@@ -61,6 +62,7 @@ ISSUE_CODES = (
     "eyes_covered",
     "face_covered",
     "screen_photo",
+    "not_a_photo",
     "turned_upright",
     "duplicate",
     "different_person",
@@ -77,6 +79,7 @@ ISSUE_ORDER = (
     "face_cut_off",
     "eyes_covered",
     "face_covered",
+    "not_a_photo",
     "screen_photo",
     "low_resolution",
     "face_too_small",
@@ -435,6 +438,21 @@ def _check_screen(selfie: _Selfie) -> None:
         )
 
 
+def _check_drawing(selfie: _Selfie) -> None:
+    """not_a_photo: ink lines and flat tones across the face (:func:`drawing_measures`) scored by
+    config.NOT_A_PHOTO_MODEL, or paper-white over most of its upper part (config.DRAWING_PAPER)."""
+    m = selfie.occlusion
+    if m and "ink_lines" in m and (
+        linear_score(m, config.NOT_A_PHOTO_MODEL) > 0 or m["paper"] > config.DRAWING_PAPER
+    ):
+        selfie.add(
+            "not_a_photo",
+            ERROR,
+            "This looks like a drawing, painting, cartoon or render, not a photo (drawn lines, flat colours "
+            "or paper across your face): use a real photo of yourself from your phone or camera.",
+        )
+
+
 def _check_faces(selfie: _Selfie) -> None:
     """no_face, multiple_faces, background_faces, face_too_small, blurry, too_dark, overexposed,
     extreme_pose. Only human faces get here (the analyzer's plausibility gate, faces.is_human)."""
@@ -468,6 +486,7 @@ def _check_faces(selfie: _Selfie) -> None:
     _check_quality(selfie, small_face)
     _check_pose(selfie, face)
     _check_covered(selfie, face)
+    _check_drawing(selfie)
     _check_screen(selfie)
 
 
@@ -499,6 +518,7 @@ def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> 
         peak = periodic_peak(rgb, near)
         if peak is not None:
             parts["screen_peak"] = peak
+        parts.update(drawing_measures(rgb, near) or {})
         return parts
     except Exception:  # a face too odd to align: the occlusion rules are left out for it
         log.exception("occlusion measures failed")

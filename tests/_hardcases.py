@@ -321,7 +321,10 @@ def _printed_or_pixel_grid(img: Image.Image, variant: int) -> Image.Image:
 
 
 def cartoon(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
-    """A drawing or cartoon of the photo: several stylisations."""
+    """A drawing, cartoon, painting or render of the photo: several stylisations (variants 0-5 the first
+    ones; 6-15 drawn later in other ways: see :func:`_more_cartoons`)."""
+    if variant % CARTOON_VARIANTS >= 6:
+        return _more_cartoons(img, kps, variant % CARTOON_VARIANTS)
     arr = np.asarray(img.convert("RGB"))
     k = variant % 6
     if k == 0:
@@ -361,6 +364,104 @@ def cartoon(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
         edges = cv2.Canny(cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY), 80, 160)
         out[cv2.dilate(edges, np.ones((2, 2), np.uint8)) > 0] = (30, 25, 20)
     return Image.fromarray(out)
+
+
+CARTOON_VARIANTS = 16
+
+
+def _ink(gray: np.ndarray, block: int = 9, c: int = 3) -> np.ndarray:
+    """Dark lines where the grey image has edges: 255 elsewhere, 0 on a line (adaptive threshold)."""
+    return cv2.adaptiveThreshold(
+        cv2.medianBlur(gray, 5), 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, block, c
+    )
+
+
+def _more_cartoons(img: Image.Image, kps: np.ndarray, k: int) -> Image.Image:
+    """Renderings 6-15: flat paint (mean shift), watercolour on paper, ink line art, a comic with halftone
+    shading, a smooth 3-D render with specular light, detail-enhanced paint, posterised colour without
+    outlines, a small cel-shaded cartoon scaled up, a grey cel-shaded cartoon, an oil paint (Kuwahara)."""
+    arr = np.asarray(img.convert("RGB"))
+    h, w = arr.shape[:2]
+    _, d, *_ = _geometry(kps)
+    gray = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+    rng = np.random.default_rng(400 + k)
+    if k == 6:  # flat paint: mean-shift segmentation (regions of one colour)
+        small = cv2.resize(arr, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(
+            cv2.pyrMeanShiftFiltering(small, 12, 40, maxLevel=1), (w, h), interpolation=cv2.INTER_LINEAR
+        )
+    elif k == 7:  # watercolour: light washes that pool at their edges, on textured paper
+        wash = cv2.stylization(arr, sigma_s=60, sigma_r=0.35).astype(np.float32)
+        wash = 255 - 0.65 * (255 - cv2.GaussianBlur(wash, (0, 0), max(1.0, d * 0.015)))
+        pooled = np.abs(wash - cv2.GaussianBlur(wash, (0, 0), 3.0)).sum(axis=2, keepdims=True)
+        paper = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.5)
+        paper = 1 + 0.05 * paper / (paper.std() + 1e-6)
+        out = (wash - 0.8 * pooled) * paper[..., None]
+    elif k == 8:  # ink line art on white paper, a light flat tint on the skin
+        lines = _ink(gray, 11, 4)
+        tint = np.full_like(arr, 250)
+        tint[gray < np.percentile(gray, 35)] = (225, 215, 205)
+        out = np.where(lines[..., None] > 0, tint, np.uint8(20))
+    elif k == 9:  # comic: three grey-green tones, halftone dots in the middle tone, black ink
+        yy, xx = np.mgrid[0:h, 0:w]
+        step = max(4, int(d * 0.08))
+        dots = ((xx % step - step / 2) ** 2 + (yy % step - step / 2) ** 2) < (step * 0.3) ** 2
+        smooth = cv2.bilateralFilter(gray, 9, 60, 9)
+        paper = np.array((245, 235, 200), np.uint8)
+        out = np.empty_like(arr)
+        out[:] = paper
+        mid = (smooth < 150) & (smooth >= 90)
+        out[mid & dots] = (90, 110, 160)
+        out[smooth < 90] = (60, 70, 120)
+        out[_ink(gray, 9, 5) == 0] = (10, 10, 10)
+    elif k == 10:  # smooth 3-D render: a few flat albedos, soft shading from the form, a specular light
+        small = cv2.resize(arr, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+        data = cv2.bilateralFilter(small, 9, 60, 9).reshape(-1, 3).astype(np.float32)
+        crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1.0)
+        _, labels, centres = cv2.kmeans(data, 6, None, crit, 1, cv2.KMEANS_PP_CENTERS)
+        albedo = cv2.resize(
+            centres[labels.ravel()].reshape(small.shape), (w, h), interpolation=cv2.INTER_LINEAR
+        )
+        albedo = cv2.GaussianBlur(albedo, (0, 0), 1.5)
+        height = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), max(2.0, d * 0.12))
+        gx, gy = cv2.Sobel(height, cv2.CV_32F, 1, 0), cv2.Sobel(height, cv2.CV_32F, 0, 1)
+        n = np.dstack([-gx, -gy, np.full_like(gx, 6.0)])
+        n /= np.linalg.norm(n, axis=2, keepdims=True)
+        lit = np.clip(n @ np.array([-0.4, -0.5, 0.77]), 0, 1)
+        out = albedo * (0.55 + 0.6 * lit)[..., None] + 180 * (lit**30)[..., None]
+    elif k == 11:  # detail-enhanced paint: edge-preserving smoothing, then local contrast pushed
+        out = cv2.detailEnhance(
+            cv2.edgePreservingFilter(arr, flags=cv2.RECURS_FILTER, sigma_s=60, sigma_r=0.4),
+            sigma_s=20,
+            sigma_r=0.3,
+        )
+    elif k == 12:  # posterised colour, four levels a channel, no outlines
+        smooth = cv2.medianBlur(cv2.bilateralFilter(arr, 9, 50, 9), 5)
+        out = np.asarray(ImageOps.posterize(Image.fromarray(smooth), 2))
+    elif k == 13:  # a cel-shaded cartoon drawn small (360 px) and scaled up
+        s = 360 / max(h, w)
+        small = cv2.resize(arr, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+        sm = cv2.bilateralFilter(small, 7, 60, 7)
+        q = (sm // 48) * 48 + 24
+        q[_ink(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), 7, 4) == 0] = 15
+        out = cv2.resize(q.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+    elif k == 14:  # grey cel-shaded cartoon: four grey tones and ink
+        smooth = cv2.bilateralFilter(gray, 9, 70, 9)
+        q = (np.digitize(smooth, (70, 120, 175)) * 60 + 40).astype(np.uint8)
+        q[_ink(gray, 9, 3) == 0] = 0
+        out = cv2.cvtColor(q, cv2.COLOR_GRAY2RGB)
+    else:  # oil paint: Kuwahara-like (the flattest of four quadrants around each pixel)
+        f = arr.astype(np.float32)
+        r = max(4, int(d * 0.12))
+        means, varis = [], []
+        for dy, dx in ((-1, -1), (-1, 1), (1, -1), (1, 1)):
+            m = cv2.blur(f, (r + 1, r + 1), anchor=(r if dx > 0 else 0, r if dy > 0 else 0))
+            g = cv2.blur(f.mean(axis=2) ** 2, (r + 1, r + 1), anchor=(r if dx > 0 else 0, r if dy > 0 else 0))
+            means.append(m)
+            varis.append(g - m.mean(axis=2) ** 2)
+        pick = np.argmin(np.stack(varis), axis=0)
+        out = np.take_along_axis(np.stack(means), pick[None, ..., None].repeat(3, axis=3), axis=0)[0]
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
 def cut_off(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
@@ -426,7 +527,7 @@ CATEGORIES = {
     "hand": (hand, 8, {"eyes_covered", "face_covered"}),
     "filter": (beauty_filter, 4, {"filtered"}),  # a warning
     "screen": (screen_photo, 8, {"screen_photo"}),
-    "cartoon": (cartoon, 6, {"not_a_photo"}),
+    "cartoon": (cartoon, CARTOON_VARIANTS, {"not_a_photo"}),
     "cut": (cut_off, 12, {"face_cut_off"}),
     "rotated": (rotated, 3, None),
     "benign": (benign, 6, None),

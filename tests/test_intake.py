@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import _hardcases as hc
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,6 +59,7 @@ REQUIRED = {
     "mask_new": 0.85,
     "hand_new": 0.7,
     "cut_new": 0.85,
+    "cartoon": 0.43,  # outlined, flat-filled, posterised, comic and line-art renderings (see config.py)
 }
 
 
@@ -115,6 +117,47 @@ def test_a_regular_pattern_across_the_face_reads_as_a_screen(analyzer, sources):
             assert periodic_peak(np.asarray(shown), face) > config.SCREEN_PEAK_ERROR * 1.3, (rel, period)
     tiny = analyzer.detect(img, embed=0)[0].scaled(0.2)  # too small a face to tell: not judged
     assert periodic_peak(np.asarray(img), tiny) is None
+
+
+def test_drawn_lines_and_flat_tones_read_as_a_drawing(analyzer, sources):
+    """drawing_measures scored by config.NOT_A_PHOTO_MODEL (or paper-white past config.DRAWING_PAPER): the photo, its grey, JPEG q6 (flat 8x8 blocks),
+    beauty-filtered and noisy (grain of sigma 20) copies stay under the line; the same face drawn in two
+    ways that are not among the development renderings goes over it: black lines traced from its edges on
+    white paper, and its grey shading cut into four flat tones."""
+    from headshot import config
+    from headshot.face_measures import drawing_measures, linear_score
+
+    def score(picture: Image.Image) -> float:  # at the face of the photo (a line drawing may show none)
+        m = drawing_measures(np.asarray(imaging.load_image(jpeg(picture))), face)
+        return linear_score(m, config.NOT_A_PHOTO_MODEL) if m["paper"] < config.DRAWING_PAPER else 9.0
+
+    rng = np.random.default_rng(7)
+    for rel, img, kps in sources:
+        face = analyzer.detect(img, embed=0)[0]
+        rgb = np.asarray(img)
+        noisy = Image.fromarray(np.clip(rgb + rng.normal(0, 20, rgb.shape), 0, 255).astype(np.uint8))
+        for photo in (
+            img,
+            hc.benign(img, kps, 1),
+            hc.benign(img, kps, 5),
+            hc.beauty_filter(img, kps, 0),
+            noisy,
+        ):
+            assert score(photo) < -0.5, rel
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        edges = cv2.Canny(cv2.GaussianBlur(gray, (0, 0), 1.5), 40, 90)
+        lines = np.where(cv2.dilate(edges, np.ones((2, 2), np.uint8)) > 0, 25, 248).astype(np.uint8)
+        tones = (np.digitize(cv2.GaussianBlur(gray, (0, 0), 2.0), (60, 110, 170)) * 70 + 30).astype(np.uint8)
+        for drawing in (lines, tones):
+            assert score(Image.fromarray(drawing).convert("RGB")) > 0.5, rel
+
+
+def test_a_drawing_is_refused_as_not_a_photo(analyzer, sources):
+    _, img, kps = sources[0]
+    ok, entry = outcome(analyzer, hc.cartoon(img, kps, 1), {"not_a_photo"})  # cel shading with outlines
+    assert ok and not entry["accepted"]
+    (issue,) = [i for i in entry["issues"] if i["code"] == "not_a_photo"]
+    assert "drawing" in issue["message"] and "real photo" in issue["message"]
 
 
 def test_a_face_cut_by_the_frame(analyzer, sources):

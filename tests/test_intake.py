@@ -51,6 +51,7 @@ REQUIRED = {
     "mask": 0.75,
     "hand": 0.9,
     "screen": 1.0,
+    "filter": 0.9,
 }
 
 

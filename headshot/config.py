@@ -578,8 +578,8 @@ FACE_COVERED_MODEL = {
 #   ordinary photos 0/159 (highest: shared -0.74, benign -0.76, soft/small/recompressed -0.50),
 #   screens 0/80, cartoons 13/60 (already errors). Not judged on a refused photo (the shared
 #   low-resolution chips and crowds would read 49/92: tiny faces read smooth) nor past BLOCKINESS_WARNING.
-# The face is brought to FILTER_EYE_PX..2x between the eyes (a whole box reduction) for all but the grain;
-# not judged where they are under FILTER_MIN_EYE_PX apart.
+# The face is reduced by a whole factor (a box filter) to under 2 x FILTER_EYE_PX between the eyes for all but
+# the grain (read at the decoded pixels); not judged where they are under FILTER_MIN_EYE_PX apart.
 FILTER_EYE_PX = 64.0
 FILTER_MIN_EYE_PX = 24.0
 FILTERED_MODEL = {

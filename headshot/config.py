@@ -581,7 +581,7 @@ FACE_COVERED_MODEL = {
 # The face is reduced by a whole factor (a box filter) to under 2 x FILTER_EYE_PX between the eyes for all but
 # the grain (read at the decoded pixels); not judged where they are under FILTER_MIN_EYE_PX apart.
 FILTER_EYE_PX = 64.0
-FILTER_MIN_EYE_PX = 24.0
+FILTER_MIN_EYE_PX = 40.0  # a face under ~90 px across: not judged (small faces read smooth)
 FILTERED_MODEL = {
     "bias": -1.120,
     "weights": {

@@ -576,10 +576,13 @@ FACE_COVERED_MODEL = {
 #   the skin alone, on a photo with textured skin, can read like a retouched press photo);
 #   leave one rendering out (fit without it, then scored): 10,10,10,10, 5,9,9,10, 8,5,10,6 (102/120);
 #   ordinary photos 0/159 (highest: shared -0.74, benign -0.76, soft/small/recompressed -0.50),
-#   screens 0/80, cartoons 13/60 (already errors). Not judged on a refused photo (the shared
-#   low-resolution chips and crowds would read 49/92: tiny faces read smooth) nor past BLOCKINESS_WARNING.
-# The face is reduced by a whole factor (a box filter) to under 2 x FILTER_EYE_PX between the eyes for all but
-# the grain (read at the decoded pixels); not judged where they are under FILTER_MIN_EYE_PX apart.
+#   screens 0/80, cartoons 13/60 (errors once not_a_photo lands, and then not judged); through
+#   validate_selfies (`calibrate_intake.py --sources 10 --only filter,benign --shared`) the same: filters
+#   105/120, benign 60/60, the 40 shared photos accepted with no filtered warning. Not judged on a
+#   refused photo (the shared low-resolution chips and crowds would read 49/92: tiny, video-compressed
+#   faces read smooth) nor past BLOCKINESS_WARNING. The face is reduced by a whole factor (a box filter)
+#   to under 2 x FILTER_EYE_PX between the eyes for all but the grain (read at the decoded pixels); not
+#   judged where the eyes are under FILTER_MIN_EYE_PX apart.
 FILTER_EYE_PX = 64.0
 FILTER_MIN_EYE_PX = 40.0  # a face under ~90 px across: not judged (small faces read smooth)
 FILTERED_MODEL = {

@@ -391,7 +391,7 @@ def filter_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
         if patch.size >= 0.25 * (0.5 * d) ** 2:
             level = max(float(np.median(_square(gray, c, 0.25 * d))), 10.0)
             around = max(around, float(np.median(patch)) / level)
-    median, top = np.percentile(fine, (50, 95))
+    median, top = np.percentile(fine[::2, ::2], (50, 95))  # every other pixel: the same, 4x cheaper
     gap = float(median) / max(float(top), 1e-3)
     return {
         "filter_gap": float(np.log(max(gap, 1e-5) * 100)),
@@ -429,11 +429,11 @@ def _grain_ratio(rgb: np.ndarray, pts: np.ndarray, d: float) -> float:
     pores), a filter on the face wipes it out there first."""
     skin_places, around_places = _places(pts, d)
 
-    def grey(c, half):
-        square = _square(rgb, c, half)
+    def grey(c, half):  # at most 64 px square: plenty to read the noise from
+        square = _square(rgb, c, min(half, 32.0))
         return cv2.cvtColor(square, cv2.COLOR_RGB2GRAY) if square.size else square[..., 0]
 
     skin = float(np.median([_noise_sigma(grey(c, 0.14 * d)) for c in skin_places]))
     around = [grey(c, 0.25 * d) for c in around_places]
-    noise = [_noise_sigma(p) for p in around if p.size >= 0.25 * (0.5 * d) ** 2]
+    noise = [_noise_sigma(p) for p in around if p.size >= 0.25 * (2 * min(0.25 * d, 32.0)) ** 2]
     return float(np.log((skin + 0.2) / ((float(np.median(noise)) if noise else 0.0) + 0.2)))

@@ -336,8 +336,9 @@ def _band_at(gray: np.ndarray, centre: np.ndarray, half: float, sigma: float) ->
 
 
 def filter_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
-    """What a beauty filter changes, on the face of ``rgb`` (HxWx3, the face's pixels; the face is first
-    brought to at most ``config.FILTER_EYE_PX`` between the eyes, so the cost is bounded). Regions are
+    """What a beauty filter changes, on the face of ``rgb`` (HxWx3, the face's pixels; but for the grain,
+    the face is first reduced by a whole factor to under twice ``config.FILTER_EYE_PX`` between the eyes,
+    so the cost is bounded: ~2 ms). Regions are
     placed from the five keypoints (axis-aligned squares, in eye distances d); fine detail is the grey
     level less its Gaussian blur. Logarithms, as the model in config.py combines them:
 

@@ -412,9 +412,120 @@ def fit_not_a_photo(argv: list[str] | None = None) -> None:
     print("#   leave one rendering out:", ", ".join(f"cartoon{v} {k}/{n}" for v, k, n in held))
 
 
+def _filter_rows(analyzer, faces_dir: Path, sources: int) -> list[dict]:
+    """filter_measures of every drawn filter, benign variant, soft/small copy, cartoon and screen on
+    ``sources`` people, and of every shared photo of one person (as validation measures them: the photo
+    decoded at its reduced size, the face's surroundings)."""
+    import _hardcases as hc
+    import numpy as np
+    from test_validation import _cases
+
+    from headshot import config, imaging
+    from headshot.face_measures import filter_measures
+
+    rows = []
+
+    def measure(data, cat, v, src):
+        decoded = imaging.load_reduced(data, min_long_side=config.DECODE_MIN_LONG_SIDE)
+        found = analyzer.detect(decoded.image, embed=0)
+        if not found:
+            return
+        face, img = found[0], decoded.image
+        x0, y0, x1, y1 = (float(c) for c in face.bbox)
+        side = max(x1 - x0, y1 - y0)
+        box = (max(0, int(x0 - side)), max(0, int(y0 - side)), min(img.width, int(x1 + side) + 1),
+               min(img.height, int(y1 + side) + 1))  # fmt: skip
+        m = filter_measures(np.asarray(img.crop(box).convert("RGB")), face.scaled(1.0, offset=box[:2]))
+        if m:
+            rows.append({"cat": cat, "v": v, "src": src, **m})
+
+    makers = {c: hc.CATEGORIES[c][:2] for c in ("filter", "benign", "cartoon", "screen")}
+    makers["soft"] = (hc.soft_or_small, 6)
+    for rel in SOURCES[:sources]:
+        img = imaging.load_image(faces_dir / rel)
+        kps = analyzer.detect(img, embed=1)[0].kps
+        for cat, (make, variants) in makers.items():
+            for v in range(variants):
+                measure(jpeg(make(img, kps, v)), cat, v, rel)
+    for rel, expected, _ in _cases():
+        if expected is None:
+            measure((faces_dir / rel).read_bytes(), "shared", 0, rel)
+    return rows
+
+
+def fit_filter_model(argv: list[str] | None = None) -> None:
+    """``--fit-filter``: config.FILTERED_MODEL from face_measures.filter_measures: a logistic regression
+    (classes weighted equally, L2) of the drawn filters against the ordinary photos (shared photos of one
+    person, their benign variants, soft/small/recompressed copies); the bias is then moved so that the
+    highest ordinary photo scores ``-margin``. Prints each category's count over the line and each
+    rendering's count under a model fit without it (leave one rendering out)."""
+    import numpy as np
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=os.environ.get("HEADSHOT_TEST_DATA", str(ROOT.parent / "shared")))
+    parser.add_argument("--sources", type=int, default=10)
+    parser.add_argument("--margin", type=float, default=0.5)
+    parser.add_argument("--cache", default="", help="a JSON file for the measures (read when present)")
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
+    from headshot.faces import get_analyzer
+
+    cached = Path(args.cache) if args.cache else None
+    if cached and cached.is_file():
+        rows = json.loads(cached.read_text())
+    else:
+        rows = _filter_rows(get_analyzer(), data / "testdata" / "faces", args.sources)
+        if cached:
+            cached.write_text(json.dumps(rows))
+    names = ("filter_gap", "filter_eyes", "filter_around", "filter_grain")
+
+    def matrix(rs):
+        return np.array([[r[n] for n in names] for r in rs], dtype=np.float64)
+
+    def fit(pos, neg, l2=0.01, steps=3000):
+        x, y = np.r_[matrix(pos), matrix(neg)], np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+        mean, scale = x.mean(0), x.std(0) + 1e-6
+        z = (x - mean) / scale
+        w, b = np.zeros(z.shape[1]), 0.0
+        cw = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+        for _ in range(steps):
+            g = (1 / (1 + np.exp(-(z @ w + b))) - y) * cw
+            w -= 0.1 * (z.T @ g / len(y) + l2 * w)
+            b -= 0.1 * g.mean()
+        top = max(((matrix(neg) - mean) / scale) @ w + b)
+        return w, b - top - args.margin, mean, scale
+
+    def score(rs, model):
+        w, b, mean, scale = model
+        return ((matrix(rs) - mean) / scale) @ w + b
+
+    pos = [r for r in rows if r["cat"] == "filter"]
+    ordinary = [r for r in rows if r["cat"] in ("shared", "benign", "soft")]
+    held = []
+    for v in sorted({r["v"] for r in pos}):
+        model = fit([r for r in pos if r["v"] != v], ordinary)
+        held.append(f"filter{v} {int((score([r for r in pos if r['v'] == v], model) > 0).sum())}/{len(pos) // 12}")
+    model = fit(pos, ordinary)
+    w, b, mean, scale = model
+    print(f'FILTERED_MODEL = {{\n    "bias": {b:.3f},\n    "weights": {{')
+    for n, wi, mi, si in zip(names, w, mean, scale, strict=True):
+        print(f'        "{n}": ({wi:.3f}, {mi:.4f}, {si:.4f}),')
+    print("    },\n}")
+    for cat in dict.fromkeys(r["cat"] for r in rows):
+        sc = score([r for r in rows if r["cat"] == cat], model)
+        print(f"#   {cat:8s} over the line {int((sc > 0).sum())}/{len(sc)}  (score max {sc.max():.2f}, min {sc.min():.2f})")
+    for v in sorted({r["v"] for r in pos}):
+        sc = score([r for r in pos if r["v"] == v], model)
+        print(f"#   filter{v} {int((sc > 0).sum())}/{len(sc)}", end="")
+    print("\n#   leave one rendering out:", ", ".join(held))
+
+
 if __name__ == "__main__":
     if "--fit-drawing" in sys.argv:
         fit_not_a_photo([a for a in sys.argv[1:] if a != "--fit-drawing"])
+    if "--fit-filter" in sys.argv:
+        fit_filter_model([a for a in sys.argv[1:] if a != "--fit-filter"])
     elif "--fit" in sys.argv:
         fit_occlusion_models([a for a in sys.argv[1:] if a != "--fit"])
     else:

@@ -438,3 +438,137 @@ def face_in_frame(face: Face, size: tuple[int, int]) -> float:
     points = centre + np.outer(_OUTLINE_GRID[:, 0] * rx, ux) + np.outer(_OUTLINE_GRID[:, 1] * ry, uy)
     inside = (points[:, 0] >= 0) & (points[:, 0] <= size[0]) & (points[:, 1] >= 0) & (points[:, 1] <= size[1])
     return float(inside.mean())
+
+
+# --------------------------------------------------------------------------------------
+# A heavy beauty filter (filtered): the skin's fine texture gone while the strong edges stay
+# --------------------------------------------------------------------------------------
+
+
+def _square(arr: np.ndarray, centre: np.ndarray, half: float) -> np.ndarray:
+    """The part of ``arr`` inside the axis-aligned square of half side ``half`` around ``centre``."""
+    x, y, r = round(float(centre[0])), round(float(centre[1])), max(2, round(half))
+    return arr[max(0, y - r) : max(0, y + r), max(0, x - r) : max(0, x + r)]
+
+
+def _band(gray: np.ndarray, sigma: float) -> np.ndarray:
+    """Absolute fine detail: the grey level less its Gaussian blur of ``sigma`` px."""
+    return np.abs(gray - cv2.GaussianBlur(gray, (0, 0), sigma))
+
+
+def _band_at(gray: np.ndarray, centre: np.ndarray, half: float, sigma: float) -> np.ndarray:
+    """:func:`_band` of the square of :func:`_square`, blurred with its surroundings (3 sigma around it)
+    so that only the picture's own edges are edges."""
+    pad = round(3 * sigma)
+    outer = _square(gray, centre, half + pad)
+    x, y, r = round(float(centre[0])), round(float(centre[1])), max(2, round(half))
+    top, left = max(0, y - r) - max(0, y - r - pad), max(0, x - r) - max(0, x - r - pad)
+    inner = (max(0, y + r) - max(0, y - r), max(0, x + r) - max(0, x - r))
+    if outer.size == 0 or min(inner) <= 0:
+        return outer[:0, :0]
+    return _band(outer, sigma)[top : top + inner[0], left : left + inner[1]]
+
+
+def filter_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
+    """What a beauty filter changes, on the face of ``rgb`` (HxWx3, the face's pixels; but for the grain,
+    the face is first reduced by a whole factor to under twice ``config.FILTER_EYE_PX`` between the eyes,
+    so the cost is bounded: ~2 ms). Regions are
+    placed from the five keypoints (axis-aligned squares, in eye distances d); fine detail is the grey
+    level less its Gaussian blur. Logarithms, as the model in config.py combines them:
+
+    * ``filter_gap``: in the face (a square of 2 d around the eyes and mouth), the median of the fine
+      detail (blur of 0.02 d) over its 95th percentile, in per cent. A camera leaves detail at every
+      level, faint (skin grain, pores, noise) to strong (eyes, brows, outline); an edge-preserving
+      smoother keeps the strong edges and wipes out the faint detail, so the median falls far under the
+      edges. A soft photo loses both (the ratio stays); JPEG's flat blocks keep their steps;
+    * ``filter_eyes``: the eyes' strong edges (95th percentile of detail at 0.04 d) over the skin's level:
+      a glow or a brightening lowers it;
+    * ``filter_around``: the most detail (median, at 0.04 d, over its level) in five squares beside and
+      above the head (hair, background, clothes): a filter over the whole frame wipes it out too;
+    * ``filter_grain``: the skin's pixel noise over the noise around the head, at the pixels given
+      (:func:`_grain_ratio`): a filter laid on the face alone wipes out its grain and leaves the rest's.
+    None where the eyes are under ``config.FILTER_MIN_EYE_PX`` apart (too small a face to tell)."""
+    pts = np.asarray(face.kps, dtype=np.float64).reshape(5, 2)
+    d = float(np.hypot(*(pts[1] - pts[0])))
+    if d < config.FILTER_MIN_EYE_PX:
+        return None
+    centre = pts[:2].mean(axis=0)
+    region = _square(rgb, centre, 2.6 * d)
+    x0 = max(0, round(float(centre[0])) - max(2, round(2.6 * d)))
+    y0 = max(0, round(float(centre[1])) - max(2, round(2.6 * d)))
+    grain = _grain_ratio(region, (pts - (x0, y0)), d)
+    gray = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY)
+    factor = max(1, int(d // config.FILTER_EYE_PX))  # a whole factor: the fast box reduction
+    if factor > 1:
+        h, w = gray.shape[0] // factor, gray.shape[1] // factor
+        gray = cv2.resize(gray[: h * factor, : w * factor], (w, h), interpolation=cv2.INTER_AREA)
+    scale = 1.0 / factor
+    gray = gray.astype(np.float32)
+    pts = (pts - (x0, y0)) * scale
+    d *= scale
+    ux = (pts[1] - pts[0]) / d
+    uy = np.array([-ux[1], ux[0]])
+    eyes, mouth = pts[:2].mean(axis=0), pts[3:].mean(axis=0)
+    down = max(float((mouth - eyes) @ uy), 0.5 * d)
+    face_square = _square(gray, eyes + uy * 0.3 * down, 1.0 * d)  # eyes, nose, mouth and cheeks
+    skin_places, around_places = _places(pts, d)
+    skin_squares = [_square(gray, c, 0.14 * d) for c in skin_places]
+    sigma = max(1.0, 0.04 * d)
+    eye_squares = [_band_at(gray, e, 0.3 * d, sigma) for e in pts[:2]]
+    if face_square.size < 64 or min(p.size for p in (*skin_squares, *eye_squares)) < 16:
+        return None  # the face runs off the picture: not judged
+    fine = _band(face_square, max(0.7, 0.02 * d))
+    skin = max(float(np.median([np.median(p) for p in skin_squares])), 1.0)
+    eye_edges = float(np.median([np.percentile(p, 95) for p in eye_squares]))
+    around = 1e-4
+    for c in around_places:
+        patch = _band_at(gray, c, 0.25 * d, sigma)
+        if patch.size >= 0.25 * (0.5 * d) ** 2:
+            level = max(float(np.median(_square(gray, c, 0.25 * d))), 10.0)
+            around = max(around, float(np.median(patch)) / level)
+    median, top = np.percentile(fine[::2, ::2], (50, 95))  # every other pixel: the same, 4x cheaper
+    gap = float(median) / max(float(top), 1e-3)
+    return {
+        "filter_gap": float(np.log(max(gap, 1e-5) * 100)),
+        "filter_eyes": float(np.log(max(eye_edges / skin, 1e-5) * 100)),
+        "filter_around": float(np.log(around * 100)),
+        "filter_grain": grain,
+    }
+
+
+def _places(pts: np.ndarray, d: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Centres of the skin squares (the cheeks below the eyes, the forehead; half side 0.14 d) and of the
+    squares around the head (beside it, above it and above each eye; half side 0.25 d)."""
+    ux = (pts[1] - pts[0]) / d
+    uy = np.array([-ux[1], ux[0]])
+    eyes, mouth = pts[:2].mean(axis=0), pts[3:].mean(axis=0)
+    down = max(float((mouth - eyes) @ uy), 0.5 * d)
+    skin = [
+        pts[0] + uy * 0.55 * down - ux * 0.05 * d,
+        pts[1] + uy * 0.55 * down + ux * 0.05 * d,
+        eyes - uy * 0.5 * down,
+    ]
+    around = [
+        eyes - ux * 1.6 * d,
+        eyes + ux * 1.6 * d,
+        eyes - uy * 1.9 * down,
+        eyes - uy * 1.5 * down - ux * d,
+        eyes - uy * 1.5 * down + ux * d,
+    ]
+    return skin, around
+
+
+def _grain_ratio(rgb: np.ndarray, pts: np.ndarray, d: float) -> float:
+    """log of the skin's pixel noise (:func:`_noise_sigma`, at the pixels given) over the median noise of
+    the squares around the head, each + 0.2: a camera leaves grain everywhere alike (the skin often more:
+    pores), a filter on the face wipes it out there first."""
+    skin_places, around_places = _places(pts, d)
+
+    def grey(c, half):  # at most 64 px square: plenty to read the noise from
+        square = _square(rgb, c, min(half, 32.0))
+        return cv2.cvtColor(square, cv2.COLOR_RGB2GRAY) if square.size else square[..., 0]
+
+    skin = float(np.median([_noise_sigma(grey(c, 0.14 * d)) for c in skin_places]))
+    around = [grey(c, 0.25 * d) for c in around_places]
+    noise = [_noise_sigma(p) for p in around if p.size >= 0.25 * (2 * min(0.25 * d, 32.0)) ** 2]
+    return float(np.log((skin + 0.2) / ((float(np.median(noise)) if noise else 0.0) + 0.2)))

@@ -33,6 +33,7 @@ from .face_measures import (
     drawing_measures,
     face_in_frame,
     face_quality,
+    filter_measures,
     finish_occlusion,
     linear_score,
     occlusion_parts,
@@ -63,6 +64,7 @@ ISSUE_CODES = (
     "face_covered",
     "screen_photo",
     "not_a_photo",
+    "filtered",
     "turned_upright",
     "duplicate",
     "different_person",
@@ -70,17 +72,18 @@ ISSUE_CODES = (
 
 
 # The order issues are listed in, most basic first (a photo with no face is refused for that before its size,
-# its size before its light): errors before warnings, then this order.
+# its size before its light; a drawing or a screen for what it is before what covers the face): errors before
+# warnings, then this order.
 ISSUE_ORDER = (
     "unreadable_image",
     "too_large",
     "no_face",
     "multiple_faces",
+    "not_a_photo",
+    "screen_photo",
     "face_cut_off",
     "eyes_covered",
     "face_covered",
-    "not_a_photo",
-    "screen_photo",
     "low_resolution",
     "face_too_small",
     "extreme_pose",
@@ -90,6 +93,7 @@ ISSUE_ORDER = (
     "duplicate",
     "different_person",
     "background_faces",
+    "filtered",
     "turned_upright",
 )
 assert sorted(ISSUE_ORDER) == sorted(ISSUE_CODES)
@@ -453,6 +457,29 @@ def _check_drawing(selfie: _Selfie) -> None:
         )
 
 
+def _check_filtered(selfie: _Selfie) -> None:
+    """filtered (a warning): config.FILTERED_MODEL over :func:`filter_measures` says the face's faint
+    detail is gone while its strong edges stay, or the eyes' contrast is washed out (a beauty filter's
+    smoothing and glow). Judged only on a photo with no error (a refused photo is replaced anyway, and a
+    tiny or cut face reads smooth) and not where JPEG's 8x8 blocks show (``BLOCKINESS_WARNING``: heavy
+    compression also wipes out faint detail, and has its own warning)."""
+    m = selfie.occlusion
+    if (
+        not m
+        or "filter_gap" not in m
+        or any(i["severity"] == ERROR for i in selfie.issues)
+        or (selfie.quality or {}).get("blockiness", 1.0) > config.BLOCKINESS_WARNING
+    ):
+        return
+    if linear_score(m, config.FILTERED_MODEL) > 0:
+        selfie.add(
+            "filtered",
+            WARNING,
+            "This photo looks smoothed by a beauty filter or effect: your headshots will copy it. It can be "
+            "used, but an unfiltered photo (filters and beauty mode off) works best.",
+        )
+
+
 def _check_faces(selfie: _Selfie) -> None:
     """no_face, multiple_faces, background_faces, face_too_small, blurry, too_dark, overexposed,
     extreme_pose. Only human faces get here (the analyzer's plausibility gate, faces.is_human)."""
@@ -488,6 +515,7 @@ def _check_faces(selfie: _Selfie) -> None:
     _check_covered(selfie, face)
     _check_drawing(selfie)
     _check_screen(selfie)
+    _check_filtered(selfie)
 
 
 # Work beside the face analysis, on one worker thread (Pillow and numpy let go of the GIL on whole images):
@@ -519,6 +547,7 @@ def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> 
         if peak is not None:
             parts["screen_peak"] = peak
         parts.update(drawing_measures(rgb, near) or {})
+        parts.update(filter_measures(rgb, near) or {})
         return parts
     except Exception:  # a face too odd to align: the occlusion rules are left out for it
         log.exception("occlusion measures failed")

@@ -241,7 +241,12 @@ def hand(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
 
 
 def beauty_filter(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
-    """Heavy skin smoothing and glow (what beauty apps do), at several strengths and methods."""
+    """Heavy skin smoothing and glow (what beauty apps do), at several strengths and methods: over the
+    whole frame (variants 0-3: bilateral, edge-preserving, a soft blur blend, each with glow and
+    brightening), and the renderings of :func:`_retouched` (4-11: on the skin only or the whole frame,
+    guided filter, frequency separation, whitening, an Orton glow, eyes sharpened after, enlarged eyes)."""
+    if variant >= 4:
+        return _retouched(img, kps, variant)
     arr = np.asarray(img.convert("RGB"))
     _, d, *_ = _geometry(kps)
     k = variant % 4
@@ -259,6 +264,100 @@ def beauty_filter(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.
     glow = cv2.GaussianBlur(out, (0, 0), max(2.0, d * 0.2))
     out = cv2.addWeighted(out, 0.75, glow, 0.25, 18 + 4 * variant)  # glow and brightening
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def _skin_mask(shape: tuple[int, int], kps: np.ndarray, feather: float) -> np.ndarray:
+    """0..1 float mask of the face's skin (an ellipse from the hairline to the chin, less the eyes and
+    the mouth), feathered by ``feather`` eye distances."""
+    pts, d, _, ux, uy = _geometry(kps)
+    eyes, mouth = pts[:2].mean(axis=0), pts[3:].mean(axis=0)
+    down = max(float((mouth - eyes) @ uy), 0.5 * d)
+    mask = Image.new("L", (shape[1], shape[0]), 0)
+    draw = ImageDraw.Draw(mask)
+    draw.polygon(_ellipse_poly(eyes + uy * down * 0.4, 1.0 * d, 1.35 * down, ux, uy), fill=255)
+    for eye in pts[:2]:
+        draw.polygon(_ellipse_poly(eye, 0.3 * d, 0.16 * d, ux, uy), fill=0)
+    draw.polygon(_ellipse_poly(mouth, 0.45 * d, 0.2 * d, ux, uy), fill=0)
+    out = np.asarray(mask, np.float32) / 255.0
+    return cv2.GaussianBlur(out, (0, 0), max(1.0, feather * d))[..., None]
+
+
+def _guided(p: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter, each channel guided by itself (0..1 floats)."""
+
+    def box(x):
+        return cv2.boxFilter(x, -1, (r, r))
+
+    mean = box(p)
+    var = box(p * p) - mean * mean
+    a = var / (var + eps)
+    return box(a) * p + box(mean - a * mean)
+
+
+def _retouched(img: Image.Image, kps: np.ndarray, variant: int) -> Image.Image:
+    arr = np.asarray(img.convert("RGB")).astype(np.float32)
+    pts, d, *_ = _geometry(kps)
+    k = (variant - 4) % 8
+    skin = _skin_mask(arr.shape[:2], kps, 0.12)
+    if k == 0:  # guided filter on the skin only, a little brighter
+        smooth = _guided(arr / 255, max(3, int(0.14 * d)), 0.004) * 255 + 8
+        out = arr * (1 - skin) + smooth * skin
+    elif k == 1:  # frequency separation: the low layer blurred again, most of the high layer dropped
+        low = cv2.GaussianBlur(arr, (0, 0), max(1.5, 0.05 * d))
+        smoother = cv2.GaussianBlur(low, (0, 0), max(2.0, 0.1 * d))
+        retouched = 0.5 * low + 0.5 * smoother + 0.15 * (arr - low)
+        out = arr * (1 - skin) + retouched * skin
+    elif k == 2:  # whitening and smoothing: three light bilateral passes, then lighter, paler skin
+        u8 = arr.astype(np.uint8)
+        for _ in range(3):
+            u8 = cv2.bilateralFilter(u8, 9, 35, 9)
+        lab = cv2.cvtColor(u8, cv2.COLOR_RGB2LAB).astype(np.float32)
+        lab[..., 0] = lab[..., 0] + (255 - lab[..., 0]) * 0.25 * skin[..., 0]
+        lab[..., 1:] = 128 + (lab[..., 1:] - 128) * (1 - 0.3 * skin)
+        out = cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB).astype(np.float32)
+    elif k == 3:  # an Orton soft glow: a smoothed copy screened with its own blurred, brighter copy
+        base = cv2.edgePreservingFilter(arr.astype(np.uint8), flags=cv2.RECURS_FILTER, sigma_s=20, sigma_r=0.2)
+        a = base.astype(np.float32) / 255
+        g = cv2.GaussianBlur(np.clip(a * 1.1, 0, 1), (0, 0), max(3.0, 0.25 * d))
+        out = (1 - (1 - a) * (1 - 0.55 * g)) * 255
+    elif k == 4:  # smoothed all over, then the eyes sharpened again (an unsharp mask on the eyes)
+        out = cv2.bilateralFilter(arr.astype(np.uint8), max(5, int(0.12 * d)) | 1, 70, 12).astype(np.float32)
+        out = cv2.bilateralFilter(out.astype(np.uint8), 7, 50, 7).astype(np.float32)
+        eye_zone = np.zeros(arr.shape[:2], np.float32)
+        for eye in pts[:2]:
+            cv2.circle(eye_zone, (int(eye[0]), int(eye[1])), int(0.35 * d), 1.0, -1)
+        eyes = cv2.GaussianBlur(eye_zone, (0, 0), max(1.0, 0.05 * d))[..., None]
+        sharp = out + 1.2 * (out - cv2.GaussianBlur(out, (0, 0), 1.5))
+        out = out * (1 - eyes) + sharp * eyes + 10
+    elif k == 5:  # the face only, feathered wide, strongly smoothed, with enlarged eyes
+        smooth = cv2.edgePreservingFilter(arr.astype(np.uint8), flags=cv2.RECURS_FILTER, sigma_s=60, sigma_r=0.4)
+        wide = _skin_mask(arr.shape[:2], kps, 0.3)
+        out = _enlarge_eyes(arr * (1 - wide) + smooth.astype(np.float32) * wide, pts, d)
+    elif k == 6:  # surface blur (a median, then bilateral) with a soft vignette glow, whole frame
+        u8 = cv2.medianBlur(arr.astype(np.uint8), max(3, int(0.05 * d)) | 1)
+        u8 = cv2.bilateralFilter(u8, max(5, int(0.1 * d)) | 1, 45, 9)
+        glow = cv2.GaussianBlur(u8, (0, 0), max(3.0, 0.3 * d)).astype(np.float32)
+        out = 0.8 * u8 + 0.2 * glow + 12
+    else:  # a lighter pass: one bilateral at a smaller size, whole frame, a slight glow
+        u8 = cv2.bilateralFilter(arr.astype(np.uint8), max(5, int(0.08 * d)) | 1, 40, 6)
+        glow = cv2.GaussianBlur(u8, (0, 0), max(2.0, 0.15 * d)).astype(np.float32)
+        out = 0.85 * u8 + 0.15 * glow + 6
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def _enlarge_eyes(arr: np.ndarray, pts: np.ndarray, d: float, gain: float = 0.3) -> np.ndarray:
+    """A face-changing effect: each eye magnified (a local radial warp of radius 0.5 eye distances)."""
+    h, w = arr.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    mx, my = xx.copy(), yy.copy()
+    radius = 0.5 * d
+    for ex, ey in pts[:2]:
+        dx, dy = xx - ex, yy - ey
+        r = np.sqrt(dx * dx + dy * dy) / radius
+        pull = np.where(r < 1, 1 - gain * (1 - r) ** 2, 1.0).astype(np.float32)
+        mx = np.where(r < 1, ex + dx * pull, mx)
+        my = np.where(r < 1, ey + dy * pull, my)
+    return cv2.remap(arr, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR)
 
 
 def screen_photo(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
@@ -521,11 +620,30 @@ def benign(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
+def soft_or_small(img: Image.Image, kps: np.ndarray, variant: int = 0) -> Image.Image:
+    """Ordinary copies that lose fine detail without a filter (the filtered rule must not take them for
+    one): a slightly soft photo (Gaussian blur 1 and 1.8 px), a small one (560 px on the short side),
+    a sharpened one, JPEG quality 25, and soft + JPEG quality 12."""
+    k = variant % 6
+    if k in (0, 1):
+        return img.filter(ImageFilter.GaussianBlur(1.0 if k == 0 else 1.8))
+    if k == 2:
+        s = 560 / min(img.size)
+        return img.resize((round(img.width * s), round(img.height * s)), Image.Resampling.LANCZOS)
+    if k == 3:
+        return img.filter(ImageFilter.UnsharpMask(2, 120, 2))
+    import io
+
+    buf = io.BytesIO()
+    (img if k == 4 else img.filter(ImageFilter.GaussianBlur(1.2))).save(buf, "JPEG", quality=25 if k == 4 else 12)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
 CATEGORIES = {
     "sunglasses": (sunglasses, len(SUNGLASS_STYLES), {"eyes_covered"}),
     "mask": (mask, len(MASK_STYLES), {"face_covered"}),
     "hand": (hand, 8, {"eyes_covered", "face_covered"}),
-    "filter": (beauty_filter, 4, {"filtered"}),  # a warning
+    "filter": (beauty_filter, 12, {"filtered"}),  # a warning
     "screen": (screen_photo, 8, {"screen_photo"}),
     "cartoon": (cartoon, CARTOON_VARIANTS, {"not_a_photo"}),
     "cut": (cut_off, 12, {"face_cut_off"}),

@@ -60,6 +60,7 @@ REQUIRED = {
     "hand_new": 0.7,
     "cut_new": 0.85,
     "cartoon": 0.43,  # outlined, flat-filled, posterised, comic and line-art renderings (see config.py)
+    "filter": 0.9,
 }
 
 
@@ -166,6 +167,19 @@ def test_a_face_cut_by_the_frame(analyzer, sources):
     assert ok and not entry["accepted"]
     (issue,) = [i for i in entry["issues"] if i["code"] == "face_cut_off"]
     assert "outside the photo" in issue["message"] and "%" in issue["message"]
+
+
+def test_a_beauty_filter_is_a_warning_and_compression_is_not_one(analyzer, sources):
+    """filtered keeps the photo (a warning that says what to do); JPEG q6, which also wipes out the skin's
+    fine detail (in 8x8 blocks), and a slightly soft copy are not taken for a filter."""
+    _, img, kps = sources[0]
+    ok, entry = outcome(analyzer, hc.beauty_filter(img, kps, 0), {"filtered"})
+    assert ok and entry["accepted"]
+    (issue,) = [i for i in entry["issues"] if i["code"] == "filtered"]
+    assert issue["severity"] == "warning" and "beauty filter" in issue["message"] and "unfiltered" in issue["message"]
+    for copy in (hc.benign(img, kps, 5), hc.soft_or_small(img, kps, 0)):
+        (entry,) = validate_selfies([("case.jpg", jpeg(copy))], analyzer=analyzer).report["selfies"]
+        assert entry["accepted"] and "filtered" not in {i["code"] for i in entry["issues"]}
 
 
 def test_the_most_basic_reason_comes_first(analyzer):

@@ -56,6 +56,13 @@ def pytest_collection_modifyitems(config, items):
     ]
     if unmarked:
         raise pytest.UsageError("these tests start python app.py but are not marked slow: " + ", ".join(unmarked))
+    # A forked worker cannot run autograd once its parent has started autograd's device threads (PyTorch's
+    # "Autograd and Fork": the child raises "Unable to handle autograd's threading in combination with
+    # fork-based multiprocessing"). The emulated ZeroGPU forks like the platform, and some earlier in-process
+    # training in the test session starts those threads with the CUDA build of torch 2.11 (CI), not with the
+    # CPU build: the tests that train in a forked worker run first, while the test process is still fresh.
+    # (The app never trains in its main process: on ZeroGPU and under the emulation training runs in the call.)
+    items.sort(key=lambda item: item.get_closest_marker("forks_training") is None)
 
 
 @pytest.fixture(scope="session")

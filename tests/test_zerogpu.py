@@ -278,6 +278,7 @@ def test_fast_mode_under_emulation(identity, analyzer, emulated):
     assert len(studio.generate(identity, "tech-casual", options, analyzer=analyzer).headshots) == 1
 
 
+@pytest.mark.forks_training
 def test_lora_training_streams_its_steps_and_chunks_by_steps_left(obama, analyzer, emulated, monkeypatch):
     monkeypatch.setenv("HEADSHOT_LORA_STEPS_PER_CALL", "3")
     asked: list[float] = []
@@ -292,6 +293,7 @@ def test_lora_training_streams_its_steps_and_chunks_by_steps_left(obama, analyze
     assert any("step 7 of 7, loss" in desc for desc in seen)
 
 
+@pytest.mark.forks_training
 def test_a_refused_chunk_loses_nothing_and_continues_to_the_same_weights(
     obama, analyzer, emulated, monkeypatch
 ):
@@ -317,6 +319,7 @@ def test_a_refused_chunk_loses_nothing_and_continues_to_the_same_weights(
     assert all(torch.equal(finished.identity.lora[k], whole[k]) for k in whole)
 
 
+@pytest.mark.forks_training
 def test_an_aborted_chunk_pauses_too(obama, analyzer, emulated, monkeypatch):
     monkeypatch.setenv("HEADSHOT_LORA_STEPS_PER_CALL", "3")
     calls = {"n": 0}

@@ -84,7 +84,15 @@ def outcome(analyzer, img: Image.Image, expected: set[str] | None) -> tuple[bool
     return bool(errors & expected), entry
 
 
-@pytest.mark.parametrize("category", sorted(REQUIRED))
+# The filter and cartoon sweeps draw their renderings (bilateral, Kuwahara, mean-shift ...) on full-size photos:
+# ~47 s of the fast tier's budget, so they run in the slow tier (as calibrate_intake.py's whole runs do).
+SLOW_SWEEPS = {"filter", "cartoon"}
+
+
+@pytest.mark.parametrize(
+    "category",
+    [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_SWEEPS else c for c in sorted(REQUIRED)],
+)
 def test_each_category_across_its_variants(analyzer, sources, category):
     make, variants, expected = hc.CATEGORIES[category]
     results = []

@@ -142,3 +142,18 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def emulated(monkeypatch):
+    """ZeroGPU's rules for this test, with a generous quota (each test sets its own when it matters)."""
+    from headshot import zerogpu
+
+    monkeypatch.setenv("HEADSHOT_ZEROGPU_EMULATE", "1")
+    monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(10_000))
+    return zerogpu
+
+
+@pytest.fixture(scope="module")
+def obama(faces_dir) -> list[Path]:
+    return sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))

@@ -27,18 +27,6 @@ STYLES = ["corporate-grey", "classic-bw"]
 ENDPOINT = re.compile(r"/?\b(?:continue_headshots|continue_identity|generate_pack|generate)\b")
 
 
-@pytest.fixture
-def emulated(monkeypatch):
-    monkeypatch.setenv("HEADSHOT_ZEROGPU_EMULATE", "1")
-    monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(10_000))
-    return zerogpu
-
-
-@pytest.fixture(scope="module")
-def obama(faces_dir) -> list[Path]:
-    return sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))
-
-
 @pytest.fixture(scope="module")
 def identity(obama, analyzer):
     return studio.create_identity(obama[:3], "instantid", analyzer=analyzer).identity

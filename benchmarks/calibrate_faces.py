@@ -41,8 +41,8 @@ def main() -> None:
     data = Path(args.data)
     os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
     from headshot import config, imaging
-    from headshot.face_measures import face_quality
-    from headshot.faces import ORIENTATION_MARGIN, cosine, det_size_for, get_analyzer
+    from headshot.faces.analyzer import ORIENTATION_MARGIN, cosine, det_size_for, get_analyzer
+    from headshot.faces.measures import face_quality
 
     faces_dir = data / "testdata" / "faces"
     with open(faces_dir / "manifest.csv", newline="") as fh:

@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     import _hardcases as hc
 
     from headshot import imaging
-    from headshot.faces import get_analyzer
-    from headshot.validation import validate_selfies
+    from headshot.faces.analyzer import get_analyzer
+    from headshot.faces.validation import validate_selfies
 
     faces_dir = data / "testdata" / "faces"
     analyzer = get_analyzer()
@@ -163,8 +163,8 @@ def _measure_rows(args) -> list[dict]:
     import _hardcases as hc
 
     from headshot import imaging
-    from headshot.face_measures import occlusion_measures
-    from headshot.faces import get_analyzer
+    from headshot.faces.analyzer import get_analyzer
+    from headshot.faces.measures import occlusion_measures
 
     analyzer = get_analyzer()
     faces_dir = Path(args.data) / "testdata" / "faces"
@@ -307,8 +307,8 @@ def _drawing_rows(data: Path, sources: int, cache: Path | None) -> list[dict]:
     from PIL import Image
 
     from headshot import config, imaging
-    from headshot.face_measures import drawing_measures
-    from headshot.faces import get_analyzer
+    from headshot.faces.analyzer import get_analyzer
+    from headshot.faces.measures import drawing_measures
 
     analyzer = get_analyzer()
     faces_dir = data / "testdata" / "faces"
@@ -421,7 +421,7 @@ def _filter_rows(analyzer, faces_dir: Path, sources: int) -> list[dict]:
     from test_validation import _cases
 
     from headshot import config, imaging
-    from headshot.face_measures import filter_measures
+    from headshot.faces.measures import filter_measures
 
     rows = []
 
@@ -469,7 +469,7 @@ def fit_filter_model(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data = Path(args.data)
     os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
-    from headshot.faces import get_analyzer
+    from headshot.faces.analyzer import get_analyzer
 
     cached = Path(args.cache) if args.cache else None
     if cached and cached.is_file():

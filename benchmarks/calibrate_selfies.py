@@ -83,8 +83,9 @@ def main() -> None:
     args = parser.parse_args()
     data = Path(args.data)
     os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
-    from headshot import config, faces, imaging
-    from headshot.face_measures import face_quality
+    from headshot import config, imaging
+    from headshot.faces import analyzer as faces
+    from headshot.faces.measures import face_quality
 
     faces_dir = data / "testdata" / "faces"
     with open(faces_dir / "manifest.csv", newline="") as fh:

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from benchmarks import lora_bench
-from headshot import aoti, imaging, lora, models, pipeline, recipe, tiny
+from headshot import imaging
+from headshot.gpu import aoti, lora, models, pipeline, recipe, tiny
 
 EMBEDDING_SIZE = models.FULL_EMBEDDING_SIZE  # antelopev2, InstantID's face embedding
 NUM_FACE_TOKENS = 16

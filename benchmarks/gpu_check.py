@@ -144,7 +144,8 @@ def check(settings: CheckSettings, emit, device, started: float | None = None) -
     import torch
 
     from benchmarks import gpu_bench, lora_bench
-    from headshot import imaging, lora, models, pipeline, recipe, tiny
+    from headshot import imaging
+    from headshot.gpu import lora, models, pipeline, recipe, tiny
 
     started = time.perf_counter() if started is None else started
     p, size, steps, reps, warm = settings.prefix, settings.size, settings.steps, settings.repeats, settings.warmup
@@ -297,7 +298,7 @@ def aoti_phase(settings: CheckSettings, loaded, requests, device, started: float
     unless every UNet call of its renders ran the program, a LoRA request with its LoRA fused.
     """
     from benchmarks import gpu_bench
-    from headshot import pipeline
+    from headshot.gpu import pipeline
 
     if device.type != "cuda":
         return None, None, f"not compiled: AoTI (spaces.aoti_compile) needs CUDA, not {device.type}"

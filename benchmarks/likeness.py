@@ -327,7 +327,7 @@ class Tally:
 
 
 def scorers(analyzer, judge: Judge) -> dict[str, Scorer]:
-    from headshot.faces import cosine
+    from headshot.faces.analyzer import cosine
 
     def pack_embed(image):
         faces = analyzer.detect(image)
@@ -385,7 +385,7 @@ def _faces(paths: Sequence[Path], analyzer) -> list:
 def similarity_to(embedding, references: Sequence[Any], similarity: Callable | None = None) -> float:
     """Mean similarity (cosine) of ``embedding`` to each held-out photo's embedding."""
     if similarity is None:
-        from headshot.faces import cosine as similarity
+        from headshot.faces.analyzer import cosine as similarity
     return statistics.fmean(similarity(embedding, ref) for ref in references)
 
 
@@ -478,8 +478,9 @@ def build(person: Person, family: str, args, analyzer):
 
 
 def _lora_with_face_adapter(person: Person, args, analyzer):
-    from headshot import config, errors, pipeline, studio
-    from headshot.identity import build_identity
+    from headshot import config, errors, studio
+    from headshot.faces.identity import build_identity
+    from headshot.gpu import pipeline
 
     checked = studio.validate([str(p) for p in person.inputs], analyzer)
     if len(checked.accepted) < config.LORA_MIN_ACCEPTED:
@@ -503,8 +504,9 @@ def _lora_with_face_adapter(person: Person, args, analyzer):
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    from headshot import config, errors, pipeline
-    from headshot.faces import get_analyzer
+    from headshot import config, errors
+    from headshot.faces.analyzer import get_analyzer
+    from headshot.gpu import pipeline
 
     if config.profile() == "tiny":
         import torch

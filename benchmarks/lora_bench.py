@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from headshot import lora  # noqa: E402
+from headshot.gpu import lora  # noqa: E402
 
 SDXL_UNET = {
     "sample_size": 128,
@@ -187,7 +187,7 @@ def main() -> None:
     else:
         from diffusers import StableDiffusionXLPipeline
 
-        from headshot.tiny import ensure_tiny_models
+        from headshot.gpu.tiny import ensure_tiny_models
 
         repo = ensure_tiny_models(128)["sdxl"]
         components = lora.LoraComponents.from_pipeline(StableDiffusionXLPipeline.from_pretrained(repo))

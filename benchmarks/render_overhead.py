@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from headshot import imaging, instantid, pipeline, recipe
+from headshot import imaging
+from headshot.gpu import instantid, pipeline, recipe
 
 EMBEDDING_SIZE = 128
 

@@ -254,9 +254,10 @@ def bench_app(emit: Emitter, data: Path, startup_runs: int, e2e_runs: int, which
 
 
 def _ensure_tiny_models() -> None:
-    from headshot import faces, tiny
+    from headshot.faces import analyzer
+    from headshot.gpu import tiny
 
-    tiny.ensure_tiny_models(faces.get_analyzer().embedding_size)
+    tiny.ensure_tiny_models(analyzer.get_analyzer().embedding_size)
 
 
 # --------------------------------------------------------------------------------------

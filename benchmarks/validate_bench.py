@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     from PIL import Image
 
     from headshot import config
-    from headshot.faces import get_analyzer
-    from headshot.validation import validate_selfies
+    from headshot.faces.analyzer import get_analyzer
+    from headshot.faces.validation import validate_selfies
 
     faces_dir = data / "testdata" / "faces"
     with open(faces_dir / "manifest.csv", newline="") as fh:

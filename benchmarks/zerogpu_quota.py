@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from PIL import Image
 
-from headshot import config, pipeline, zerogpu
-from headshot.recipe import RenderRequest
+from headshot import config
+from headshot.gpu import pipeline, zerogpu
+from headshot.gpu.recipe import RenderRequest
 
 STYLE_STEPS, STYLE_GUIDANCE = 30, 5.0  # every style's default but one (styles/*.toml)
 LORA_STEPS = config.ZEROGPU_LORA_STEPS

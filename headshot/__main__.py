@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import config, sessions
+from headshot import config, sessions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -52,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
-    from . import studio
-    from .errors import HeadshotError
+    from headshot import studio
+    from headshot.errors import HeadshotError
 
     args = parse_args(argv)
     if args.list_styles:

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config, errors
-from .disclosure import DIGITAL_SOURCE_TYPE, SOFTWARE
+from headshot import __version__, config, errors
+from headshot.disclosure import DIGITAL_SOURCE_TYPE, SOFTWARE
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from . import config, errors
+from headshot import config, errors
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 SOFTWARE = "Headshot Studio"

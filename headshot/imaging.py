@@ -34,7 +34,7 @@ from PIL import (
     UnidentifiedImageError,
 )
 
-from . import config, errors
+from headshot import config, errors
 
 log = logging.getLogger(__name__)
 

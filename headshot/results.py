@@ -31,12 +31,12 @@ from typing import Any
 
 from PIL import Image
 
-from . import config, disclosure, imaging
-from .errors import HeadshotError, InvalidRequest, RenderIncomplete
-from .faces import FaceAnalyzer, get_analyzer
-from .identity import Identity
-from .sessions import Session, new_workdir
-from .studio import (
+from headshot import config, disclosure, imaging
+from headshot.errors import HeadshotError, InvalidRequest, RenderIncomplete
+from headshot.faces.analyzer import FaceAnalyzer, get_analyzer
+from headshot.faces.identity import Identity
+from headshot.sessions import Session, new_workdir
+from headshot.studio import (
     SETTINGS_VERSION,
     GenerateOptions,
     GenerateResult,
@@ -53,7 +53,7 @@ from .studio import (
     verdict_for,
     write_outputs,
 )
-from .styles import Style, get_style
+from headshot.styles import Style, get_style
 
 SETTINGS_KEY = "headshot:settings"  # the PNG text field studio writes (disclosure's "settings" key)
 NOT_OURS = (

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config
-from .errors import InvalidRequest
+from headshot import config
+from headshot.errors import InvalidRequest
 
 # --------------------------------------------------------------------------------------
 # Working files: every request writes under one temp folder, removed after a short time

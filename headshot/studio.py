@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from . import __version__, config, credentials, disclosure, imaging, sessions
-from . import progress as progress_
-from .errors import (
+from headshot import __version__, config, credentials, disclosure, imaging, sessions
+from headshot import progress as progress_
+from headshot.errors import (
     GpuQuotaExceeded,
     HeadshotError,
     InvalidRequest,
@@ -33,11 +33,11 @@ from .errors import (
     RenderIncomplete,
     TrainingPaused,
 )
-from .faces import FaceAnalyzer, cosine, get_analyzer
-from .identity import Identity, build_identity, identity_summary, load_identity, save_identity
-from .sessions import Session, new_workdir
-from .styles import Style, check_prompt, compose, get_style, load_styles, negative_prompt
-from .validation import ValidationResult, validate_selfies
+from headshot.faces.analyzer import FaceAnalyzer, cosine, get_analyzer
+from headshot.faces.identity import Identity, build_identity, identity_summary, load_identity, save_identity
+from headshot.faces.validation import ValidationResult, validate_selfies
+from headshot.sessions import Session, new_workdir
+from headshot.styles import Style, check_prompt, compose, get_style, load_styles, negative_prompt
 
 SOFTWARE = f"Headshot Studio {__version__}"
 Progress = Callable[[float, str], None]
@@ -85,7 +85,7 @@ def create_identity(
     ``lora_steps``, ``lora_rank`` and ``lora_learning_rate``: None keeps the default; any other value is
     checked against the ``config.*_LORA_*`` limits before anything runs.
     """
-    from . import pipeline
+    from headshot.gpu import pipeline
 
     method = (method or "instantid").strip().lower()
     if method not in ("instantid", "lora"):
@@ -160,7 +160,7 @@ class PausedTraining:
 
 
 def _train(paused: PausedTraining, session: Session | None, progress: Progress | None) -> IdentityResult:
-    from . import pipeline
+    from headshot.gpu import pipeline
 
     total = int(paused.settings.steps)
     done = 0 if paused.state is None else int(paused.state.step)
@@ -252,7 +252,7 @@ def check_lora_settings(
 
 def open_identity(path: str | Path | bytes, analyzer: FaceAnalyzer | None = None) -> Identity:
     """Load an identity file, refusing one made for other face models or another base model."""
-    from . import pipeline
+    from headshot.gpu import pipeline
 
     analyzer = analyzer or get_analyzer()
     return load_identity(
@@ -433,7 +433,7 @@ def build_request(
     ``size`` (width, height) replaces the aspect's output size (a refined image's bigger one): the
     keypoints are placed in it as in the aspect's frame, scaled.
     """
-    from . import pipeline
+    from headshot.gpu import pipeline
 
     for text, name in ((options.prompt, "prompt"), (options.negative_prompt, "negative prompt")):
         if any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in text or ""):
@@ -579,7 +579,7 @@ def render_tracked(
     """``pipeline.render_all`` with progress a person trusts: "Style 2 of 3, <name>: image 1 of 2 · about
     40 s left" (the first time left from the GPU estimate, see ``progress.Eta``) over the first 95%, then
     ``checking`` (the likeness scoring that follows); ``starting`` first says how many renders are coming."""
-    from . import pipeline
+    from headshot.gpu import pipeline
 
     eta = progress_.Eta(pipeline.expected_seconds(requests))
     if starting:
@@ -895,7 +895,7 @@ def style_blurb(style_id: str | None, backdrop: str | None = "style", outfit: st
     """What the chosen look is, in words: the style's description, or, once a backdrop or outfit of the
     options replaces the style's own, the outfit, backdrop and light as they will be rendered ("" for an
     unknown style)."""
-    from . import styles
+    from headshot import styles
 
     try:
         style = get_style(style_id)
@@ -921,14 +921,14 @@ def style_blurb(style_id: str | None, backdrop: str | None = "style", outfit: st
 
 def list_options() -> dict:
     """Styles, backdrops, outfits and subject hints (``/list_options``): see ``styles.list_options``."""
-    from . import styles
+    from headshot import styles
 
     return styles.list_options()
 
 
 def preview_swatch(style_id: str | None, backdrop_id: str | None, size: tuple[int, int] = (200, 250)):
     """The preview of a backdrop, or of the style's own backdrop for "style" (a small image, no GPU)."""
-    from . import styles
+    from headshot import styles
 
     chosen = backdrop_id if backdrop_id and backdrop_id != styles.STYLE_CHOICE else None
     if chosen is None:
@@ -946,7 +946,7 @@ def preview_swatch(style_id: str | None, backdrop_id: str | None, size: tuple[in
 
 def device_summary() -> dict:
     """Where renders run and what that means for the user (cheap: loads no model)."""
-    from . import pipeline
+    from headshot.gpu import pipeline
 
     return pipeline.device_summary()
 
@@ -1026,7 +1026,7 @@ def models_notice() -> str:
 
 def start_preload() -> threading.Thread | None:
     """Load and warm up the models at startup where that pays (a CUDA GPU, ZeroGPU); see ``pipeline``."""
-    from . import pipeline
+    from headshot.gpu import pipeline
 
     return pipeline.start_preload()
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import config, errors
+from headshot import config, errors
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
 SUBJECT_SLOT = "{subject}"

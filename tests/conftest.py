@@ -90,7 +90,7 @@ def manifest(faces_dir) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def analyzer(face_pack):
-    from headshot.faces import get_analyzer
+    from headshot.faces.analyzer import get_analyzer
 
     return get_analyzer()
 
@@ -147,7 +147,7 @@ def browser():
 @pytest.fixture
 def emulated(monkeypatch):
     """ZeroGPU's rules for this test, with a generous quota (each test sets its own when it matters)."""
-    from headshot import zerogpu
+    from headshot.gpu import zerogpu
 
     monkeypatch.setenv("HEADSHOT_ZEROGPU_EMULATE", "1")
     monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(10_000))

@@ -1,12 +1,13 @@
-"""headshot.adapters, training side: the before-render LoRA check and the training adapter's lifecycle."""
+"""headshot.gpu.adapters, training side: the before-render LoRA check and the training adapter's lifecycle."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from headshot import adapters, identity
 from headshot.errors import IdentityFileError
+from headshot.faces import identity
+from headshot.gpu import adapters
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -15,14 +16,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 def unet():
     from diffusers import UNet2DConditionModel
 
-    from headshot.tiny import ensure_tiny_models
+    from headshot.gpu.tiny import ensure_tiny_models
 
     return UNet2DConditionModel.from_pretrained(ensure_tiny_models(128)["sdxl"], subfolder="unet")
 
 
 @pytest.fixture(scope="module")
 def good_lora(unet) -> dict[str, torch.Tensor]:
-    from headshot.tiny import random_unet_lora
+    from headshot.gpu.tiny import random_unet_lora
 
     return random_unet_lora(unet, rank=4, seed=1)
 

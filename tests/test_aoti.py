@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from headshot import aoti, models, pipeline
+from headshot.gpu import aoti, models, pipeline
 from tests.test_models import own_models, pixels, request  # noqa: F401 (a fixture)
 
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 from packaging import version
 
-from headshot import adapters, aoti, models, pipeline, tiny
+from headshot.gpu import adapters, aoti, models, pipeline, tiny
 from tests.test_aoti import _capture, _face_mask
 from tests.test_models import D, pixels, request
 

@@ -239,7 +239,7 @@ def test_gpu_check_quick_on_cuda(tmp_path):
     results = check_gpu_check_output(out.getvalue(), table, "gpu_check_smoke", gpu=True)
     assert torch.cuda.get_device_name(0) in table.splitlines()[0]
     assert results["gpu_check_smoke_ours_compiled_128px_s"]["value"] > 0
-    from headshot import lora, models
+    from headshot.gpu import lora, models
 
     app_dtype = models.select_dtype(torch.device("cuda"), models.FastPaths.from_env().dtype)
     precision = lora.resolve_precision(None, app_dtype)  # fp16 (+ scaler) for the default float16

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headshot import config, errors, faces, imaging
+from headshot import config, errors, imaging
+from headshot.faces import analyzer as faces
 
 NO_FACE = [
     "no_face/dlib_eagle.jpg",

@@ -15,7 +15,8 @@ from PIL import Image, ImageFilter
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from headshot import config, errors, identity, imaging
+from headshot import config, errors, imaging
+from headshot.faces import identity
 
 PACK = "faces-small"
 BASE = "tiny/sdxl-base"
@@ -288,7 +289,7 @@ def test_real_best_reference_prefers_the_sharp_large_original(analyzer, p01_self
 
 
 def test_real_accepted_selfies_from_validation(analyzer, faces_dir):
-    from headshot import validation
+    from headshot.faces import validation
 
     person = faces_dir / "same_person" / "deepface_p03"
     result = validation.validate_selfies(

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from headshot import instantid, tiny
+from headshot.gpu import instantid, tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from headshot import imaging
-from headshot.validation import validate_selfies
+from headshot.faces.validation import validate_selfies
 
 
 def jpeg(img: Image.Image, quality: int = 90) -> bytes:
@@ -109,7 +109,7 @@ def test_a_regular_pattern_across_the_face_reads_as_a_screen(analyzer, sources):
     faint grating of any period from 3 to 11 px at any angle (not one of the drawn screens) goes over it,
     and so do gratings that fall on the axes of the spectrum (straight stripes, scan lines)."""
     from headshot import config
-    from headshot.face_measures import periodic_peak
+    from headshot.faces.measures import periodic_peak
 
     for rel, img, kps in sources:
         face = analyzer.detect(img, embed=0)[0]
@@ -134,7 +134,7 @@ def test_drawn_lines_and_flat_tones_read_as_a_drawing(analyzer, sources):
     ways that are not among the development renderings goes over it: black lines traced from its edges on
     white paper, and its grey shading cut into four flat tones."""
     from headshot import config
-    from headshot.face_measures import drawing_measures, linear_score
+    from headshot.faces.measures import drawing_measures, linear_score
 
     def score(picture: Image.Image) -> float:  # at the face of the photo (a line drawing may show none)
         m = drawing_measures(np.asarray(imaging.load_image(jpeg(picture))), face)
@@ -236,7 +236,7 @@ def test_the_set_verdict(analyzer, faces_dir, sources):
 
 
 def test_the_selfies_step_shows_the_set_verdict():
-    from headshot.api import readiness_text
+    from headshot.web.endpoints import readiness_text
 
     report = {
         "ready": True,
@@ -257,7 +257,7 @@ def test_the_cheap_measures_send_every_new_covering_to_the_probe(analyzer, sourc
     the two sides of the face unlike (side_match); the plain photos keep a skin-coloured chin and alike
     sides, so most of them skip it."""
     from headshot import config
-    from headshot.face_measures import occlusion_parts
+    from headshot.faces.measures import occlusion_parts
 
     def parts(img):
         face = analyzer.detect(img, embed=0)[0]

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from benchmarks import likeness
-from headshot import imaging, instantid, lora, pipeline, studio, styles, tiny
+from headshot import imaging, studio, styles
 from headshot.errors import InvalidRequest
+from headshot.gpu import instantid, lora, pipeline, tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -144,7 +145,7 @@ def test_face_region_only_is_on_by_default_and_checked():
     assert studio.GenerateOptions().face_region_only is True
     import inspect
 
-    from headshot import ui
+    from headshot.web import ui
 
     for fn in (ui.generate, ui.generate_pack):
         assert inspect.signature(fn).parameters["face_region_only"].default is True
@@ -155,7 +156,7 @@ def test_a_face_mask_must_be_an_image(instantid_identity):
         instantid_identity, styles.get_style("corporate-grey"), studio.GenerateOptions(), 1, 1
     )
     request.face_mask = np.ones((8, 8))
-    from headshot import recipe
+    from headshot.gpu import recipe
 
     with pytest.raises(InvalidRequest, match="face mask"):
         recipe.check_request(request)

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headshot import api, config, sessions, studio, styles
+from headshot import config, sessions, studio, styles
 from headshot.errors import InvalidRequest, PromptRejected
+from headshot.web import endpoints
 
 try:  # the render check moves from pipeline to recipe (issue 10)
-    from headshot import recipe as render_check
+    from headshot.gpu import recipe as render_check
 except ImportError:  # pragma: no cover - before the split
-    from headshot import pipeline as render_check
+    from headshot.gpu import pipeline as render_check
 
 SCALE = (config.MIN_ADAPTER_SCALE, config.MAX_ADAPTER_SCALE)
 STEP = {"int": 1, "float": 0.01}
@@ -33,7 +34,7 @@ STEP = {"int": 1, "float": 0.01}
 
 @pytest.fixture(scope="module")
 def demo():
-    from headshot import ui
+    from headshot.web import ui
 
     return ui.build_demo()
 
@@ -51,23 +52,23 @@ def test_ui_bounds_are_the_config_limits(demo):
         "per_style": (config.MIN_IMAGES, config.MAX_IMAGES_PER_REQUEST),
         "best_of": (1, config.MAX_BEST_OF),
         "lora_strength": SCALE,
-        "steps": (api.STYLE_STEPS, config.MAX_STEPS),
-        "guidance": (api.STYLE_VALUE, config.MAX_GUIDANCE),
-        "identity_strength": (api.STYLE_VALUE, config.MAX_ADAPTER_SCALE),
-        "identitynet_strength": (api.STYLE_VALUE, config.MAX_ADAPTER_SCALE),
-        "seed": (api.RANDOM_SEED, config.MAX_SEED),
+        "steps": (endpoints.STYLE_STEPS, config.MAX_STEPS),
+        "guidance": (endpoints.STYLE_VALUE, config.MAX_GUIDANCE),
+        "identity_strength": (endpoints.STYLE_VALUE, config.MAX_ADAPTER_SCALE),
+        "identitynet_strength": (endpoints.STYLE_VALUE, config.MAX_ADAPTER_SCALE),
+        "seed": (endpoints.RANDOM_SEED, config.MAX_SEED),
         "identity_seed": (0, config.MAX_SEED),
-        "lora_steps": (api.DEFAULT_LORA_SETTING, config.MAX_LORA_STEPS),
-        "lora_rank": (api.DEFAULT_LORA_SETTING, config.MAX_LORA_RANK),
-        "lora_lr": (api.DEFAULT_LORA_SETTING, config.MAX_LORA_LEARNING_RATE),
+        "lora_steps": (endpoints.DEFAULT_LORA_SETTING, config.MAX_LORA_STEPS),
+        "lora_rank": (endpoints.DEFAULT_LORA_SETTING, config.MAX_LORA_RANK),
+        "lora_lr": (endpoints.DEFAULT_LORA_SETTING, config.MAX_LORA_LEARNING_RATE),
     }
     for elem_id, (low, high) in expected.items():
         component = _component(demo, elem_id)
         assert (component.minimum, component.maximum) == (low, high), elem_id
     # The sentinels sit just below the real range, so they never hide a real value.
-    assert api.STYLE_STEPS < config.MIN_STEPS and api.STYLE_VALUE < config.MIN_GUIDANCE
-    assert api.STYLE_VALUE < config.MIN_ADAPTER_SCALE and api.RANDOM_SEED < 0
-    assert api.DEFAULT_LORA_SETTING < config.MIN_LORA_STEPS and api.DEFAULT_LORA_SETTING < config.MIN_LORA_RANK
+    assert endpoints.STYLE_STEPS < config.MIN_STEPS and endpoints.STYLE_VALUE < config.MIN_GUIDANCE
+    assert endpoints.STYLE_VALUE < config.MIN_ADAPTER_SCALE and endpoints.RANDOM_SEED < 0
+    assert endpoints.DEFAULT_LORA_SETTING < config.MIN_LORA_STEPS and endpoints.DEFAULT_LORA_SETTING < config.MIN_LORA_RANK
 
 
 def test_prompt_boxes_use_the_prompt_limit(demo):
@@ -157,7 +158,7 @@ class _NoFaces:
 
 @pytest.fixture
 def counted_renders(monkeypatch):
-    from headshot import pipeline
+    from headshot.gpu import pipeline
 
     asked: list[int] = []
 
@@ -265,7 +266,7 @@ def test_lora_settings_are_refused_before_any_work():
 
 
 def test_lora_training_check_agrees_with_config():
-    lora = pytest.importorskip("headshot.lora")
+    lora = pytest.importorskip("headshot.gpu.lora")
     settings = lora.LoraSettings.for_profile(seed=0)
     settings.steps, settings.rank = config.MAX_LORA_STEPS, config.MAX_LORA_RANK
     settings.learning_rate = config.MAX_LORA_LEARNING_RATE
@@ -295,7 +296,7 @@ def _forbid_start(monkeypatch):
 
 
 def test_build_demo_and_import_app_start_nothing(monkeypatch):
-    from headshot import ui
+    from headshot.web import ui
 
     _forbid_start(monkeypatch)
     monkeypatch.setenv("SPACES_ZERO_GPU", "1")  # where the preload would run
@@ -310,7 +311,7 @@ def test_build_demo_and_import_app_start_nothing(monkeypatch):
 
 
 def test_serve_starts_preload_sweeper_and_launches(monkeypatch):
-    from headshot import ui
+    from headshot.web import ui
 
     calls: list[str] = []
     monkeypatch.setattr(sessions, "start_sweeper", lambda: calls.append("sweeper"))
@@ -331,10 +332,10 @@ def test_serve_starts_preload_sweeper_and_launches(monkeypatch):
 def test_api_sentinels_become_none_and_zero_stays_zero():
 
     common = {"prompt": "", "negative_prompt": "", "fast": False, "best_of": 1, "lora_strength": 1.0, "ai_mark": False}
-    unset = api._options(**common, linkedin=False, seed=-1)  # the API's defaults
+    unset = endpoints._options(**common, linkedin=False, seed=-1)  # the API's defaults
     assert (unset.seed, unset.steps, unset.guidance, unset.aspect) == (None, None, None, None)
     assert (unset.identity_strength, unset.identitynet_strength) == (None, None)
-    zero = api._options(
+    zero = endpoints._options(
         **{**common, "lora_strength": 0.0},
         linkedin=False,
         seed=0,
@@ -344,5 +345,5 @@ def test_api_sentinels_become_none_and_zero_stays_zero():
     )
     assert (zero.seed, zero.guidance, zero.identity_strength, zero.identitynet_strength) == (0, 0, 0, 0)
     assert zero.lora_strength == 0.0
-    steps = api._options(**common, linkedin=False, seed=-1, steps=config.MAX_STEPS)
+    steps = endpoints._options(**common, linkedin=False, seed=-1, steps=config.MAX_STEPS)
     assert steps.steps == config.MAX_STEPS

@@ -360,7 +360,7 @@ def test_a_paused_lora_training_is_continued_over_mcp(app, obama):
     is charged the seconds it ran, which leaves less than a whole request); it comes back after the window."""
     import torch
 
-    from headshot import pipeline, zerogpu
+    from headshot.gpu import pipeline, zerogpu
     from tests.e2e import running_app
 
     per_call, window = 3, 25

@@ -56,7 +56,7 @@ SEED = 20240611
 
 @pytest.fixture(scope="module")
 def demo(shared_dir):
-    from headshot.ui import build_demo
+    from headshot.web.ui import build_demo
 
     return build_demo()
 
@@ -75,7 +75,7 @@ def test_gpu_endpoints_share_one_bounded_queue_slot(demo):
 
 
 def test_queue_is_bounded_and_cannot_be_bypassed(demo, monkeypatch):
-    from headshot import ui
+    from headshot.web import ui
 
     assert demo._queue.max_size == config.QUEUE_MAX_SIZE
     assert demo.api_open is False  # no /gradio_api/run/<name> route around the queue
@@ -86,7 +86,7 @@ def test_queue_is_bounded_and_cannot_be_bypassed(demo, monkeypatch):
 
 
 def test_gradio_upload_limit_sits_above_our_per_file_limits():
-    from headshot import ui
+    from headshot.web import ui
 
     size = ui.launch_kwargs()["max_file_size"]
     assert size > config.MAX_UPLOAD_BYTES and size > config.MAX_IDENTITY_BYTES

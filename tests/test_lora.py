@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from headshot import adapters, identity, lora
 from headshot.errors import InvalidRequest
+from headshot.faces import identity
+from headshot.gpu import adapters, lora
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -28,7 +29,7 @@ EMBEDDING_SIZE = 128  # the faces-small pack; only the SDXL repository is used h
 
 @pytest.fixture(scope="module")
 def tiny_repo() -> Path:
-    from headshot.tiny import ensure_tiny_models
+    from headshot.gpu.tiny import ensure_tiny_models
 
     return ensure_tiny_models(EMBEDDING_SIZE)["sdxl"]
 
@@ -361,7 +362,7 @@ def test_training_on_cuda(tiny_repo, selfies, dtype, precision, scaled):
 def test_training_with_the_pipelines_own_modules_keeps_its_adapters(pipe, selfies, tiny_repo):
     """A pipeline with a LoRA already loaded (the fast mode's) and InstantID's IP-adapter: training
     uses its modules, then both adapters work as before and the images are unchanged."""
-    from headshot.tiny import ensure_tiny_models
+    from headshot.gpu.tiny import ensure_tiny_models
 
     folders = ensure_tiny_models(EMBEDDING_SIZE)
     pipe.load_lora_weights(folders["fast_lora"], adapter_name="fast")

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from headshot import errors, imaging, models, pipeline
-from headshot.recipe import RenderRequest
+from headshot import errors, imaging
+from headshot.gpu import models, pipeline
+from headshot.gpu.recipe import RenderRequest
 
 D = 128  # the faces-small pack's embedding size
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from headshot import adapters, config, errors, imaging, models, pipeline, recipe, tiny
+from headshot import config, errors, imaging
+from headshot.gpu import adapters, models, pipeline, recipe, tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 

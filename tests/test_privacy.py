@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from headshot import api, page, sessions, webfiles
+from headshot import sessions
 from headshot.errors import InvalidRequest
+from headshot.web import callbacks as page
+from headshot.web import endpoints as api
+from headshot.web import files as webfiles
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -200,7 +203,7 @@ def test_the_example_photos_cached_copy_is_never_removed(root):
 def test_the_list_of_files_schema_has_no_refs():
     import json
 
-    from headshot import ui
+    from headshot.web import ui
 
     demo = ui.build_demo()
     info = demo.get_api_info()["named_endpoints"]["/validate_selfies"]["parameters"][0]["type"]

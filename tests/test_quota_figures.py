@@ -9,7 +9,8 @@ import importlib.util
 import re
 from pathlib import Path
 
-from headshot import config, pipeline, zerogpu
+from headshot import config
+from headshot.gpu import pipeline, zerogpu
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("zerogpu_quota", ROOT / "benchmarks" / "zerogpu_quota.py")

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from headshot import api, config, credentials, errors, page, pipeline, results, sessions, studio, zerogpu
+from headshot import config, credentials, errors, results, sessions, studio
+from headshot.gpu import pipeline, zerogpu
+from headshot.web import callbacks, endpoints
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -158,7 +160,7 @@ def test_best_of_keeps_a_style_once_its_candidates_are_all_made(identity, analyz
     try:
         cut = studio.generate(identity, "corporate-grey", options, analyzer=analyzer, session=own)
         assert cut.headshots == [] and cut.info["incomplete"]["candidates_saved"] == 1
-        assert "No headshot is finished yet" in page.incomplete_notice(cut.info["incomplete"])
+        assert "No headshot is finished yet" in callbacks.incomplete_notice(cut.info["incomplete"])
         monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(10_000))
         rest = studio.continue_headshots(own, analyzer=analyzer)
         assert _pixels(rest.headshots) == _pixels(whole.headshots) and len(rest.headshots) == 1
@@ -180,13 +182,13 @@ def test_the_endpoint_and_the_page_show_the_notice_and_continue(obama, analyzer,
     """Browser-free: the page's callbacks (generate_pack_page, continue_headshots_page) and /continue_headshots,
     in one session; the notice names no endpoint, Continue shows until the pack is whole."""
     state: dict = {}
-    identity_path, _ = api.create_identity([str(p) for p in obama[:3]], "instantid", session=state)
+    identity_path, _ = endpoints.create_identity([str(p) for p in obama[:3]], "instantid", session=state)
     identity = studio.open_identity(identity_path)
     requests = _pack_requests(identity, studio.GenerateOptions(seed=7), 2)  # the pack's: the styles' steps
     _calls_of(monkeypatch, requests, per="style")
     _room_for_one_call(monkeypatch, requests)
     try:
-        pack_zip, gallery, _, info, notice, button = page.generate_pack_page(
+        pack_zip, gallery, _, info, notice, button = callbacks.generate_pack_page(
             identity_path, STYLES, 2, "", "", 7, linkedin=False, session=state
         )
         assert Path(pack_zip).suffix == ".zip" and len(gallery) == 2 and info["incomplete"]["made"] == 2
@@ -196,18 +198,18 @@ def test_the_endpoint_and_the_page_show_the_notice_and_continue(obama, analyzer,
         assert button["visible"] is True and button["value"] == "Continue headshots (2 of 4 made)"
 
         # The endpoint: no GPU time yet, so a refusal for programs; the page: a notice, Continue stays.
-        with pytest.raises(api.gr.Error, match="GPU time"):
-            api.continue_headshots(session=state)
-        _, again, _, _, refused, still = page.continue_headshots_page(session=state)
+        with pytest.raises(endpoints.gr.Error, match="GPU time"):
+            endpoints.continue_headshots(session=state)
+        _, again, _, _, refused, still = callbacks.continue_headshots_page(session=state)
         assert len(again) == 2 and "Nothing more was made" in refused and still["visible"] is True
         assert not ENDPOINT.search(refused), refused
 
         monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(10_000))
-        zip_path, shown, done = api.continue_headshots(session=state)
+        zip_path, shown, done = endpoints.continue_headshots(session=state)
         assert len(shown) == 2 and "incomplete" not in done and done["continued"]["part"] == 2
         with zipfile.ZipFile(zip_path) as archive:
             assert len([n for n in archive.namelist() if n.endswith(".png")]) == 4
-        everything, _, _, quiet, hidden = page.generate_page(
+        everything, _, _, quiet, hidden = callbacks.generate_page(
             identity_path, "corporate-grey", "", "", 1, 7, 2, session=state
         )
         assert len(everything) == 5 and quiet == "" and hidden["visible"] is False
@@ -232,7 +234,7 @@ def test_variations_cut_short_keep_the_ones_made(identity, analyzer, emulated, m
         assert len(cut.headshots) == 1 and own.owns(cut.headshots[0].path)
         incomplete = cut.info["incomplete"]
         assert (incomplete["made"], incomplete["requested"], incomplete["can_continue"]) == (1, 3, False)
-        notice = page.incomplete_notice(incomplete)
+        notice = callbacks.incomplete_notice(incomplete)
         assert "1 of 3 headshots was made" in notice and "same button again" in notice
         assert "Continue" not in notice and studio.paused_render(own) is None
     finally:

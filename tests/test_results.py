@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headshot import config, disclosure, imaging, pipeline, results, sessions, studio
+from headshot import config, disclosure, imaging, results, sessions, studio
 from headshot.errors import HeadshotError, InvalidRequest, PromptRejected
+from headshot.gpu import pipeline
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from headshot import disclosure, imaging, pipeline, sessions, studio
+from headshot import disclosure, imaging, sessions, studio
 from headshot.errors import InvalidRequest, NotEnoughSelfies, PromptRejected
+from headshot.gpu import pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,10 @@ import re
 import gradio as gr
 import pytest
 
-from headshot import api, page, results, sessions, studio, zerogpu
+from headshot import results, sessions, studio
 from headshot.errors import GpuAborted, GpuQuotaExceeded, InvalidRequest, TrainingPaused
+from headshot.gpu import zerogpu
+from headshot.web import callbacks, endpoints
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -36,18 +38,18 @@ def _paused(done: int, total: int = 6, retry: float | None = 25.0) -> TrainingPa
 
 
 def test_when_gpu_time_returns_in_words():
-    assert page.when_back(25) == "in about 25 s"
-    assert page.when_back(0.2) == "in about 1 s"
-    long = page.when_back(3 * 3600 + 20 * 60, now=0)
+    assert callbacks.when_back(25) == "in about 25 s"
+    assert callbacks.when_back(0.2) == "in about 1 s"
+    long = callbacks.when_back(3 * 3600 + 20 * 60, now=0)
     assert long == "in about 3 h 20 min (around 03:20 UTC)"
-    assert page.when_back(600, now=0) == "in about 10 min (around 00:10 UTC)"
-    assert "did not say" in page.when_back(None)
+    assert callbacks.when_back(600, now=0) == "in about 10 min (around 00:10 UTC)"
+    assert "did not say" in callbacks.when_back(None)
 
 
 def test_retry_after_is_read_from_the_refusal_behind_a_paused_training():
-    assert page.retry_after(_paused(3, retry=42.0)) == 42.0
-    assert page.retry_after(_paused(3, retry=None)) is None
-    assert page.retry_after(GpuAborted("stopped")) is None
+    assert callbacks.retry_after(_paused(3, retry=42.0)) == 42.0
+    assert callbacks.retry_after(_paused(3, retry=None)) is None
+    assert callbacks.retry_after(GpuAborted("stopped")) is None
 
 
 def test_the_emulated_quota_says_when_gpu_time_returns():
@@ -62,21 +64,21 @@ def test_the_emulated_quota_says_when_gpu_time_returns():
 
 
 def test_a_training_paused_partway_names_the_saved_step_the_time_and_continue():
-    text = page.gpu_notice(_paused(3), "identity")
+    text = callbacks.gpu_notice(_paused(3), "identity")
     assert "saved at step 3 of 6" in text and "in about 25 s" in text and "Continue LoRA training" in text
     assert not ENDPOINT.search(text), text  # the platform's words and the API's stay out of the page
 
 
 def test_a_training_refused_before_its_first_step_offers_no_continue():
-    text = page.gpu_notice(_paused(0), "identity")
+    text = callbacks.gpu_notice(_paused(0), "identity")
     assert "in about 25 s" in text and "Create my identity" in text and "nothing to continue" in text
     assert "Continue LoRA training" not in text and not ENDPOINT.search(text)
 
 
 def test_a_refused_render_says_the_gallery_is_kept_and_an_abort_says_try_now():
-    quota = page.gpu_notice(GpuQuotaExceeded("used up", retry_after=3600), "headshots")
+    quota = callbacks.gpu_notice(GpuQuotaExceeded("used up", retry_after=3600), "headshots")
     assert "GPU time returns in about 1 h" in quota and "still in the gallery" in quota
-    aborted = page.gpu_notice(GpuAborted("ran past its time"), "refine")
+    aborted = callbacks.gpu_notice(GpuAborted("ran past its time"), "refine")
     assert "try again now" in aborted and "High resolution" in aborted
 
 
@@ -84,22 +86,22 @@ def test_the_page_shows_a_refusal_in_the_step_and_continue_only_with_something_s
     """create_identity_page: no exception (no error badge); the notice, and Continue when steps are saved."""
     state: dict = {}
     for done, visible in ((3, True), (0, False)):
-        monkeypatch.setattr(api.studio, "create_identity", lambda *a, _d=done, **k: (_ for _ in ()).throw(_paused(_d)))
-        monkeypatch.setattr(api.studio, "paused_training", lambda s, _d=done: {"steps_done": _d, "steps_total": 6})
-        file, summary, notice, button = page.create_identity_page([], "lora", session=state)
+        monkeypatch.setattr(endpoints.studio, "create_identity", lambda *a, _d=done, **k: (_ for _ in ()).throw(_paused(_d)))
+        monkeypatch.setattr(endpoints.studio, "paused_training", lambda s, _d=done: {"steps_done": _d, "steps_total": 6})
+        file, summary, notice, button = callbacks.create_identity_page([], "lora", session=state)
         assert file == gr.update() and summary == gr.update()  # the identity shown before stays
         assert "GPU time is used up" in notice
         assert button["visible"] is visible
     # Any other refusal is still an error message.
-    monkeypatch.setattr(api.studio, "create_identity", lambda *a, **k: (_ for _ in ()).throw(InvalidRequest("No.")))
+    monkeypatch.setattr(endpoints.studio, "create_identity", lambda *a, **k: (_ for _ in ()).throw(InvalidRequest("No.")))
     with pytest.raises(gr.Error, match=r"No\."):
-        page.create_identity_page([], "lora", session=state)
+        callbacks.create_identity_page([], "lora", session=state)
 
 
 def test_a_refusal_is_one_log_line_with_its_code(caplog):
     caplog.set_level(logging.WARNING, logger="headshot")
     with pytest.raises(gr.Error) as stopped:
-        api.require_consent(False)
+        endpoints.require_consent(False)
     assert stopped.value.print_exception is False  # Gradio prints no traceback for it
     lines = [r.getMessage() for r in caplog.records if r.name == "headshot"]
     assert len(lines) == 1 and lines[0].startswith("refused [consent_missing]") and "\n" not in lines[0]
@@ -109,13 +111,13 @@ def test_the_selfie_cards_read_without_an_emoji_font(faces_dir, analyzer):
     obama = sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))[0]
     eagle = faces_dir / "no_face" / "dlib_eagle.jpg"
     state: dict = {}
-    report = api.validate_selfies([str(obama), str(eagle)], "", state)
-    html, readiness = api.selfie_cards_view([str(obama), str(eagle)], report, state)
+    report = endpoints.validate_selfies([str(obama), str(eagle)], "", state)
+    html, readiness = endpoints.selfie_cards_view([str(obama), str(eagle)], report, state)
     assert html.count("<figure") == 2 and html.count("<svg") == 2  # drawn marks
     assert "Accepted" in html and "Refused" in html and "dlib_eagle.jpg" in html and obama.name in html
     assert "No face found" in html  # the short line
     whole = next(i["message"] for s in report["selfies"] for i in s["issues"] if s["file"] == "dlib_eagle.jpg")
-    assert api.html.escape(whole) in html  # the whole reason, a tap away
+    assert endpoints.html.escape(whole) in html  # the whole reason, a tap away
     assert not EMOJI.search(html) and not EMOJI.search(readiness), readiness
     assert "1 of 2 selfies accepted" in readiness and "dlib_eagle.jpg" in readiness
     state["files"].delete()
@@ -126,10 +128,10 @@ def test_card_reasons_fall_back_to_the_message_for_codes_they_do_not_know():
         {"code": "new_rule", "severity": "error", "message": "Something new: explained at length."},
         {"code": "blurry", "severity": "error", "message": "Blurry."},
     ]}
-    assert api.card_reason(entry) == ("Something new (+1 more)", "Something new: explained at length. Blurry.")
+    assert endpoints.card_reason(entry) == ("Something new (+1 more)", "Something new: explained at length. Blurry.")
     note = {"accepted": True, "issues": [{"code": "too_dark", "severity": "warning", "message": "Dark."}]}
-    assert api.card_reason(note) == ("Note: Too dark", "Dark.")
-    assert api.card_reason({"accepted": True, "issues": []}) == ("", "")
+    assert endpoints.card_reason(note) == ("Note: Too dark", "Dark.")
+    assert endpoints.card_reason({"accepted": True, "issues": []}) == ("", "")
 
 
 def test_the_style_blurb_follows_the_backdrop_and_outfit():
@@ -173,7 +175,8 @@ def test_the_session_gallery_keeps_every_run_newest_first(faces_dir, analyzer):
 def test_encoding_a_style_prompt_logs_no_tokenizer_warning(capfd, analyzer):
     """A style's prompt with options (about 65 CLIP tokens) and the long-by-design negative prompt: no
     "Token indices sequence length" and no "was truncated" in the log (tiny profile; see models.py)."""
-    from headshot import models, styles
+    from headshot import styles
+    from headshot.gpu import models
 
     loaded = models.load_models(analyzer.embedding_size)
     style = styles.get_style("corporate-grey")
@@ -191,26 +194,26 @@ def test_an_offline_machine_is_told_on_load(monkeypatch):
     monkeypatch.setattr(studio, "_models_notice", [])
     monkeypatch.setattr(studio, "missing_models", lambda: ["the diffusion models"])
     monkeypatch.setattr(studio, "hub_reachable", lambda timeout=3.0: False)
-    note = api.device_note()
+    note = endpoints.device_note()
     assert note.startswith("> **The models cannot be reached.**") and "HEADSHOT_PROFILE=tiny" in note
     monkeypatch.setattr(studio, "_models_notice", [])
     monkeypatch.setattr(studio, "hub_reachable", lambda timeout=3.0: True)
-    assert "cannot be reached" not in api.device_note()
+    assert "cannot be reached" not in endpoints.device_note()
     monkeypatch.setattr(studio, "_models_notice", [])
     monkeypatch.setattr(studio, "missing_models", lambda: [])
     monkeypatch.setattr(studio, "hub_reachable", lambda timeout=3.0: pytest.fail("no network check needed"))
-    assert "cannot be reached" not in api.device_note()
+    assert "cannot be reached" not in endpoints.device_note()
 
 
 def test_the_page_css_has_no_stray_control_characters():
     """A CSS escape written once-escaped in Python ("\\25B8" as "\25B8") becomes a control character and
     the card's triangle an empty box."""
-    from headshot import ui
+    from headshot.web import ui
 
     assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", ui.CSS)
 
 
 def test_every_issue_code_has_a_short_card_line():
-    from headshot import validation
+    from headshot.faces import validation
 
-    assert set(validation.ISSUE_CODES) <= set(api.SHORT_REASONS), set(validation.ISSUE_CODES) - set(api.SHORT_REASONS)
+    assert set(validation.ISSUE_CODES) <= set(endpoints.SHORT_REASONS), set(validation.ISSUE_CODES) - set(endpoints.SHORT_REASONS)

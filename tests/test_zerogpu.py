@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from headshot import config, errors, models, pipeline, sessions, studio, zerogpu
+from headshot import config, errors, sessions, studio
+from headshot.gpu import models, pipeline, zerogpu
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -399,7 +400,7 @@ def test_a_free_visitors_flow_leaves_quota_and_is_charged_the_time_its_calls_ran
 
 
 def _tiny_request(num_images):
-    from headshot.recipe import RenderRequest
+    from headshot.gpu.recipe import RenderRequest
 
     size = config.TINY_OUTPUT_SIZES["square"]
     return RenderRequest(

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from headshot import aoti, models, pipeline, tiny, zerogpu
+from headshot.gpu import aoti, models, pipeline, tiny, zerogpu
 from tests.test_aoti import _capture, _face_mask
 from tests.test_models import D, pixels, request
 

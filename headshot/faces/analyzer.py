@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from . import config, errors
+from headshot import config, errors
 
 log = logging.getLogger(__name__)
 # insightface's face_align calls scikit-image's deprecated SimilarityTransform.estimate on every face: one

@@ -31,13 +31,13 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from . import config, errors, imaging
+from headshot import config, errors, imaging
 
 if TYPE_CHECKING:  # imported for types only: validation pulls in the face models
     import torch
 
-    from .faces import Face
-    from .validation import AcceptedSelfie
+    from headshot.faces.analyzer import Face
+    from headshot.faces.validation import AcceptedSelfie
 
 FORMAT = "headshot-identity"
 FORMAT_VERSION = 1

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from . import config, imaging
-from .faces import Face, FaceAnalyzer, align_face, cosine
+from headshot import config, imaging
+from headshot.faces.analyzer import Face, FaceAnalyzer, align_face, cosine
 
 _DETAIL_REGION = 256  # noise and blockiness are read on at most this many pixels square (face centre)
 _NOISE_KERNEL_NORM = 6.0  # the 3x3 kernel below has sum of squares 36: noise sigma = MAD * 1.4826 / 6

@@ -28,8 +28,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from . import config, errors, imaging
-from .face_measures import (
+from headshot import config, errors, imaging
+from headshot.faces.analyzer import Face, FaceAnalyzer, cosine, get_analyzer
+from headshot.faces.measures import (
     drawing_measures,
     face_in_frame,
     face_quality,
@@ -40,7 +41,6 @@ from .face_measures import (
     periodic_peak,
     visible_share,
 )
-from .faces import Face, FaceAnalyzer, cosine, get_analyzer
 
 log = logging.getLogger(__name__)
 

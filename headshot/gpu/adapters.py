@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from . import config, errors, identity
-from .models import Models, unavailable
+from headshot import config, errors
+from headshot.faces import identity
+from headshot.gpu.models import Models, unavailable
 
 # Where a UNet LoRA may sit: the attention projections of the denoising blocks (not the face projection).
 _UNET_BLOCKS = ("down_blocks.", "mid_block.", "up_blocks.")

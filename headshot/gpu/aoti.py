@@ -28,9 +28,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from . import adapters, config
-from .models import AOTI_IP_SCALE, Models, output_sizes
-from .recipe import render_images, warm_up_request
+from headshot import config
+from headshot.gpu import adapters
+from headshot.gpu.models import AOTI_IP_SCALE, Models, output_sizes
+from headshot.gpu.recipe import render_images, warm_up_request
 
 AOTI_MIN_LATENT_UNITS = 2  # latent side / UNet down-sampling factor: the dynamic range of the programs
 # Fused LoRA weight maps kept per UNet program: each holds a copy of every layer a LoRA targets, in the

@@ -32,8 +32,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from . import adapters, config, identity, imaging
-from .errors import InvalidRequest, NotEnoughSelfies
+from headshot import config, imaging
+from headshot.errors import InvalidRequest, NotEnoughSelfies
+from headshot.faces import identity
+from headshot.gpu import adapters
 
 UNET_TARGET_MODULES: tuple[str, ...] = identity.LORA_TARGET_MODULES
 STATE_DICT_FORMAT = "diffusers-sdxl-lora"  # "unet.<module>.lora_A.weight" / ".lora_B.weight"
@@ -666,7 +668,7 @@ def train_lora(
     ) as named:
         params = [(f"unet.{key}", param) for key, param in named]
         if face is not None:
-            from . import instantid
+            from headshot.gpu import instantid
 
             face_embeds = instantid.face_image_embeds(
                 face, do_classifier_free_guidance=False, device=dev, dtype=torch.float32

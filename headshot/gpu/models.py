@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from . import config, errors, tiny
+from headshot import config, errors
+from headshot.gpu import tiny
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +188,9 @@ def base_model_id() -> str:
 
 
 def _analyzer_embedding_size() -> int:
-    from . import faces
+    from headshot.faces import analyzer
 
-    return int(faces.get_analyzer().embedding_size)
+    return int(analyzer.get_analyzer().embedding_size)
 
 
 def load_models(embedding_size: int | None = None) -> Models:
@@ -285,7 +286,7 @@ def _assemble(
     """
     from diffusers import AutoencoderKL, StableDiffusionXLControlNetPipeline
 
-    from . import instantid
+    from headshot.gpu import instantid
 
     identitynet = instantid.load_identitynet(
         controlnet, subfolder=controlnet_subfolder, revision=instantid_revision, dtype=dtype
@@ -325,7 +326,7 @@ def quiet_long_negative(pipe) -> None:
 
 
 def _load_tiny(embedding_size: int, device: torch.device, dtype: torch.dtype, fast: FastPaths) -> Models:
-    from . import instantid
+    from headshot.gpu import instantid
 
     paths = tiny.ensure_tiny_models(embedding_size)
     pipe, identitynet = _assemble(
@@ -394,7 +395,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _load_full(device: torch.device, dtype: torch.dtype, fast: FastPaths) -> Models:
-    from . import instantid
+    from headshot.gpu import instantid
 
     base, vae = config.SDXL_BASE, config.SDXL_VAE_FP16
     net, adapter = config.INSTANTID_CONTROLNET, config.INSTANTID_ADAPTER

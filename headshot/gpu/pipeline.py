@@ -26,8 +26,9 @@ import spaces  # ZeroGPU: imported before torch (it must come before CUDA is ini
 import torch
 from PIL import Image
 
-from . import adapters, aoti, config, errors, models, recipe, zerogpu
-from .models import (
+from headshot import config, errors
+from headshot.gpu import adapters, aoti, models, recipe, zerogpu
+from headshot.gpu.models import (
     IDENTITYNET_TFLOP_1024,
     SDXL_UNET_TFLOP_1024,
     Models,
@@ -35,7 +36,7 @@ from .models import (
     device_summary,
     load_models,
 )
-from .recipe import (
+from headshot.gpu.recipe import (
     Progress,
     RenderRequest,
     check_for_models,
@@ -444,7 +445,7 @@ def lora_settings(
     seed: int = 0,
 ):
     """The quick-LoRA recipe of this profile and platform, with the user's changes."""
-    from . import lora
+    from headshot.gpu import lora
 
     settings = lora.LoraSettings.for_profile(seed=int(seed))
     if config.on_zerogpu() and config.profile() == "full":
@@ -530,7 +531,7 @@ def _train_duration(images, bboxes, settings, resume, total, face_embedding=None
 @_gpu(_train_duration)
 def _train_on_gpu(images, bboxes, settings, resume, total, face_embedding=None) -> Iterator[tuple]:
     """The GPU call: training progress events, then ``("result", lora.LoraResult)``. Arguments pickle."""
-    from . import lora
+    from headshot.gpu import lora
 
     loaded = load_models()
 

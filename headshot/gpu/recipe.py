@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import adapters, config, errors
-from .models import AOTI_IP_SCALE, Models, vae_tiling
+from headshot import config, errors
+from headshot.gpu import adapters
+from headshot.gpu.models import AOTI_IP_SCALE, Models, vae_tiling
 
 Progress = Callable[..., Any]  # progress(fraction, desc), positionally, like gr.Progress
 
@@ -224,7 +225,7 @@ def face_adapter_inputs(
     ``strength / AOTI_IP_SCALE`` gives the request's strength; no face region is an all-ones mask. The
     eager fallback of a call the program does not take gets the same inputs, and the same image.
     """
-    from . import instantid  # diffusers: imported on first use
+    from headshot.gpu import instantid  # diffusers: imported on first use
 
     strength = float(request.identity_strength)
     if not models.aoti_gate:
@@ -263,7 +264,7 @@ def render_batch(
     Adapters shared by the requests (a person's LoRA) are loaded once for all of them. The caller has
     checked the requests and holds the GPU lock.
     """
-    from . import instantid  # diffusers: imported on first use, so the app starts serving at once
+    from headshot.gpu import instantid  # diffusers: imported on first use, so the app starts serving at once
 
     pipe, device, dtype = models.pipe, models.device, models.dtype
     total = sum(int(r.num_images) for r in requests)

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from . import config
+from headshot import config
 
 __all__ = ["TINY_FORMAT", "build_spec", "ensure_tiny_models", "random_unet_lora"]
 

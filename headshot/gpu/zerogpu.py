@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from . import config, errors
+from headshot import config, errors
 
 QUOTA_TIERS = dict(config.ZEROGPU_QUOTA_SECONDS)  # seconds a day per visitor tier
 DAY_SECONDS = config.ZEROGPU_QUOTA_WINDOW

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import results, zerogpu
-from .api import (
+from headshot import results
+from headshot.errors import GpuAborted, GpuQuotaExceeded, HeadshotError, RenderIncomplete, TrainingPaused
+from headshot.gpu import zerogpu
+from headshot.web.endpoints import (
     NOTHING_TO_DELETE,
     continue_button,
     continue_headshots,
@@ -29,8 +31,7 @@ from .api import (
     refine,
     regenerate,
 )
-from .errors import GpuAborted, GpuQuotaExceeded, HeadshotError, RenderIncomplete, TrainingPaused
-from .webfiles import caller_session
+from headshot.web.files import caller_session
 
 
 def after_delete(result: dict):
@@ -153,7 +154,7 @@ def identity_next(identity: str | None):
 def gallery_view(session=None, show: str = results.ALL, request: gr.Request = None):
     """The session gallery (every headshot of this session, newest first; ``show`` filters by run or style)
     and its filter menu."""
-    from .faces import get_analyzer
+    from headshot.faces.analyzer import get_analyzer
 
     own = caller_session(session, request)
     analyzer = get_analyzer()
@@ -244,8 +245,8 @@ def regenerate_ui(identity, image: str, identity_link: str, session, request: gr
                   progress=gr.Progress()):
     """The chosen headshot rendered again with a new seed, added to the gallery and shown as chosen:
     gallery, filter, info, notice, and the chosen path, picture and text."""
-    from . import results
-    from .faces import get_analyzer
+    from headshot import results
+    from headshot.faces.analyzer import get_analyzer
 
     result, notice = _gpu_call(regenerate, identity, image, identity_link, "", session, request, progress)
     shown = _headshots_after(result, {"session": session, "request": request}, notice)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import config, credentials, results, sessions, studio
-from .errors import HeadshotError
-from .webfiles import EXAMPLES_DIR, caller_session, finish_call, linked_files, referenced_paths
+from headshot import config, credentials, results, sessions, studio
+from headshot.errors import HeadshotError
+from headshot.web.files import EXAMPLES_DIR, caller_session, finish_call, linked_files, referenced_paths
 
 CONSENT_MISSING = "Please tick the consent box first: these must be photos of you, or of someone who agreed."
 
@@ -98,7 +98,7 @@ def validate_selfies(
 def selfie_cards(selfies: list[str] | None, report: dict, session=None):
     """Thumbnails with a pass/fail caption per photo, and the overall readiness (written as files in
     the session's folder, so Delete removes them with the rest)."""
-    from . import imaging
+    from headshot import imaging
 
     own = caller_session(session, None)
     cards = []
@@ -318,7 +318,7 @@ def continue_button(session=None, request: gr.Request = None):
 def show_identity(identity: str | None, session=None):
     """The reference face with its keypoints and a short summary, for the Identity step (the picture is
     a file in the session's folder)."""
-    from .identity import identity_summary, reference_with_keypoints
+    from headshot.faces.identity import identity_summary, reference_with_keypoints
 
     own = caller_session(session, None)
     if not identity:
@@ -853,8 +853,8 @@ def device_note() -> str:
 @_user_errors
 def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.SelectData, request: gr.Request = None):
     """The headshot clicked in the gallery, next to the reference selfie, with its likeness (UI only)."""
-    from . import results
-    from .faces import get_analyzer
+    from headshot import results
+    from headshot.faces.analyzer import get_analyzer
 
     own = caller_session(session, request)
     items = gallery or []
@@ -890,8 +890,8 @@ def favourite(image: str = "", session=None, request: gr.Request = None) -> tupl
     Returns:
         the favourites (a gallery, in the order they were starred) and a ZIP of them (null when none).
     """
-    from . import results
-    from .faces import get_analyzer
+    from headshot import results
+    from headshot.faces.analyzer import get_analyzer
 
     own = caller_session(session, request)
     results.toggle_favourite(own, (referenced_paths([image]) or [image])[0])

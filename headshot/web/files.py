@@ -20,8 +20,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import config, sessions
-from .errors import HeadshotError
+from headshot import config, sessions
+from headshot.errors import HeadshotError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 

@@ -15,8 +15,21 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from . import config, sessions, studio
-from .api import (
+from headshot import config, sessions, studio
+from headshot.web.callbacks import (
+    after_delete_page,
+    continue_headshots_page,
+    continue_identity_page,
+    create_identity_page,
+    gallery_view,
+    generate_pack_page,
+    generate_page,
+    identity_next,
+    more_like_this_ui,
+    refine_ui,
+    regenerate_ui,
+)
+from headshot.web.endpoints import (
     API_CONSENT,
     DEFAULT_LORA_SETTING,
     RANDOM_SEED,
@@ -49,20 +62,7 @@ from .api import (
     style_choices,
     validate_selfies,
 )
-from .page import (
-    after_delete_page,
-    continue_headshots_page,
-    continue_identity_page,
-    create_identity_page,
-    gallery_view,
-    generate_pack_page,
-    generate_page,
-    identity_next,
-    more_like_this_ui,
-    refine_ui,
-    regenerate_ui,
-)
-from .webfiles import PrivateFiles, fix_list_schema, release_quiet_states, use_mcp_sessions
+from headshot.web.files import PrivateFiles, fix_list_schema, release_quiet_states, use_mcp_sessions
 
 CONSENT_LABEL = "These are photos of me, or I have the person's permission to use them to make AI headshots."
 
@@ -725,7 +725,7 @@ def check_image_panel(session: gr.State) -> None:
     """"Check an image": any image's Content Credentials (C2PA), and the ``/verify`` endpoint (API, MCP).
 
     A file input, not an image one: the bytes must arrive as they are, since re-encoding drops them."""
-    from .api import verify, verify_text
+    from headshot.web.endpoints import verify, verify_text
 
     with gr.Accordion("Check an image: Content Credentials", open=False, elem_id="check_image"):
         gr.Markdown(
@@ -877,7 +877,7 @@ def serve(demo: gr.Blocks | None = None, **launch_overrides) -> None:
     """
     if config.on_zerogpu() or Path("/proc/driver/nvidia/version").exists():
         studio.start_preload()
-    from . import credentials
+    from headshot import credentials
 
     credentials.startup_check()  # which key signs the headshots, or why none can (renders go on)
     demo = build_demo() if demo is None else demo

@@ -23,7 +23,7 @@ import gradio as gr
 from headshot import config, sessions
 from headshot.errors import HeadshotError
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # the repository's examples/
 
 
 MCP_SESSION_HEADER = "mcp-session-id"

@@ -41,7 +41,7 @@ def app(shared_dir):
         "HEADSHOT_QUEUE_MAX_SIZE": "2",
         "HEADSHOT_SWEEP_EVERY_S": "1",
         "HEADSHOT_MAX_FILE_AGE_S": str(MAX_AGE_S),
-        "MALLOC_ARENA_MAX": "2",  # as the README recommends to operators
+        "MALLOC_ARENA_MAX": "2",  # as docs/privacy.md recommends to operators
     }
     with running_app(extra_env=env) as (url, proc):
         yield url, proc

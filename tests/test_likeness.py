@@ -66,7 +66,7 @@ def judge():
 
 
 def test_the_judge_verifies_held_out_photos(judge, faces_dir, tmp_path, capsys):
-    """Three people of the project's photos (the whole folder: the README's figure)."""
+    """Three people of the project's photos (the whole folder: docs/performance.md's figure)."""
     for name in ("obama", "biden", "faceapi_amy"):
         (tmp_path / name).symlink_to(faces_dir / "same_person" / name)
     stats = likeness.main(["--check-judge", str(tmp_path)])

@@ -238,6 +238,61 @@ def test_licence_table_names_every_model_and_the_non_commercial_terms():
     assert "[Licences](#licences)" in readme_section("Limits and privacy")
 
 
+CARD_MAX_BYTES = 15_000  # a Space card a visitor reads in two minutes; the rest lives in docs/
+MOVED_DOCUMENTS = (
+    "docs/usage.md",
+    "docs/deploy.md",
+    "docs/privacy.md",
+    "docs/licences.md",
+    "docs/design.md",
+    "docs/performance.md",
+    "benchmarks/README.md",
+)
+LINK = re.compile(r"\]\(([^)\s]+)\)|<img [^>]*src=\"([^\"]+)\"")
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub and the Hub give a document's headings (lower case, punctuation dropped)."""
+    anchors = set()
+    for line in markdown.splitlines():
+        match = re.match(r"#{1,6} (.+)", line)
+        if match:
+            slug = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower()).replace(" ", "-")
+            anchors.add(slug)
+    return anchors
+
+
+def relative_links(path: Path) -> list[tuple[Path, str]]:
+    """(file linked, anchor) for every relative link and image in a markdown file."""
+    links = []
+    for match in LINK.finditer(path.read_text(encoding="utf-8")):
+        target = match.group(1) or match.group(2)
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        file, _, anchor = target.partition("#")
+        links.append(((path.parent / file).resolve() if file else path, anchor))
+    return links
+
+
+def test_the_card_is_short_and_links_the_moved_documents():
+    size = len(README.read_bytes())
+    assert size <= CARD_MAX_BYTES, f"README.md is {size} bytes: at most {CARD_MAX_BYTES}, the rest in docs/"
+    linked = {target for target, _ in relative_links(README)}
+    for document in MOVED_DOCUMENTS:
+        assert (ROOT / document).resolve() in linked, f"README.md does not link {document}"
+
+
+@pytest.mark.parametrize("document", ["README.md", *MOVED_DOCUMENTS])
+def test_every_relative_link_points_to_a_file_and_a_heading(document):
+    links = relative_links(ROOT / document)
+    assert links, f"{document} links nothing"
+    for target, anchor in links:
+        assert target.is_file(), f"{document} links {target.relative_to(ROOT)}, which does not exist"
+        if anchor and target.suffix == ".md":
+            anchors = heading_anchors(target.read_text(encoding="utf-8"))
+            assert anchor in anchors, f"{document} links #{anchor} of {target.name}: no such heading"
+
+
 def test_privacy_tab_points_to_the_licences():
     from headshot.web import ui
 

@@ -5,7 +5,7 @@ insightface release). Detection runs in tiers (320 px, 640 px, a padded pass for
 returns boxes and keypoints in the pixels of the image given, largest first; pose comes from the five
 keypoints (an upside-down face is caught by scoring it turned); embeddings are L2-normalised; cosine
 thresholds are per pack (:data:`PACK_THRESHOLDS`). A lock serialises inference per analyzer (the
-detector's session pool and anchor cache are plain Python state). Details: the README's design section.
+detector's session pool and anchor cache are plain Python state). Details: docs/design.md.
 """
 
 

@@ -9,8 +9,8 @@ what is not a human face: faces.FaceAnalyzer.is_human), ``multiple_faces`` (a se
 with the subject), ``background_faces`` (a warning), ``face_too_small``, ``blurry``, ``too_dark``,
 ``overexposed``, ``extreme_pose``;
 across photos: ``duplicate`` (image hash AND embedding) and ``different_person`` (the odd one out of a
-majority, a warning when there is none). Each rule, its thresholds and why are in the README's design
-section ("Selfie checks") and next to the constants in ``config.py``.
+majority, a warning when there is none). Each rule, its thresholds and why are in ``docs/design.md``
+("Selfie checks") and next to the constants in ``config.py``.
 """
 
 

@@ -51,7 +51,7 @@ def on_zerogpu() -> bool:
 
 
 def zerogpu_emulated() -> bool:
-    """``HEADSHOT_ZEROGPU_EMULATE=1``: GPU calls run as on ZeroGPU (``zerogpu.py``), for tests and CI."""
+    """``HEADSHOT_ZEROGPU_EMULATE=1``: GPU calls run as on ZeroGPU (``gpu/zerogpu.py``), for tests and CI."""
     return os.environ.get("HEADSHOT_ZEROGPU_EMULATE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -144,7 +144,7 @@ def _tokenizer(folder: str) -> tuple[str, ...]:
 # - INSTANTID_*: ControlNetModel from ControlNetModel/ (config + safetensors weights), and the face
 #   adapter file through load_ip_adapter.
 # - FAST_LORA: load_lora_weights(weight_name=...): that one file.
-# - ANTELOPEV2: the zip (faces.py looks in the default Hub cache, where the Space's build puts it, first).
+# - ANTELOPEV2: the zip (faces/analyzer.py looks in the default Hub cache, where the Space's build puts it, first).
 SDXL_BASE_FILES = (
     "model_index.json",
     "scheduler/scheduler_config.json",
@@ -195,7 +195,7 @@ LORA_MIN_ACCEPTED = 3
 MIN_SHORT_SIDE = 512  # low_resolution below this
 ANALYSIS_MAX_SIDE = 1024  # images are downscaled to this before face analysis
 
-# Face quality (see validation.py for how each is measured)
+# Face quality (see faces/validation.py and faces/measures.py for how each is measured)
 MIN_FACE_SHORT_SIDE_PX = 64  # face box short side in the original image (face_too_small error)
 MIN_FACE_FRACTION = 0.08  # face box short side / image short side
 BLUR_ERROR = 0.15  # sharpness score (0..1) below this is blurry
@@ -267,13 +267,13 @@ def delete_cache() -> tuple[int, int]:
     return every, max(1, env_int("HEADSHOT_MAX_FILE_AGE_S", DELETE_CACHE[1]))
 
 
-# Identity files (identity.py): an InstantID identity is ~1 MB, a LoRA identity holds the adapter too
+# Identity files (faces/identity.py): an InstantID identity is ~1 MB, a LoRA identity holds the adapter too
 # (rank 16 in float16 is ~47 MB). Keep Gradio's max_file_size at least this large.
 MAX_IDENTITY_BYTES = 2 * MAX_UPLOAD_BYTES
 
 
 # --------------------------------------------------------------------------------------
-# Rendering (pipeline.py)
+# Rendering (gpu/pipeline.py)
 # --------------------------------------------------------------------------------------
 
 MAX_RENDER_PROMPT_CHARS = 2000  # the composed prompt (style + subject + extra text)
@@ -353,7 +353,7 @@ ROTATED_PHOTO_DEG = 60.0  # a "head tilt" beyond this is a photo on its side or 
 
 
 # --------------------------------------------------------------------------------------
-# Selfie checks: the plausibility gate, background faces, reduced decode (validation.py, faces.py).
+# Selfie checks: the plausibility gate, background faces, reduced decode (faces/validation.py, faces/analyzer.py).
 # Measured on the shared photos with benchmarks/calibrate_selfies.py (faces-small pack).
 # --------------------------------------------------------------------------------------
 
@@ -401,7 +401,7 @@ QUALITY_RECHECK_MARGIN = 0.10
 # shared photos with benchmarks/calibrate_intake.py.
 # --------------------------------------------------------------------------------------
 
-# face_cut_off: share of the face's outline (from the keypoints, face_measures.face_in_frame) inside the photo.
+# face_cut_off: share of the face's outline (from the keypoints, measures.face_in_frame) inside the photo.
 # Faces cut 35-45% by any side of the frame read 0.46-0.88 (median 0.65; a chin cut reads highest); every
 # shared photo of a person 0.91 and up (150 px face chips), and the one shared photo cut at the side of the
 # head (hard/face_recognition_obama_partial_face.jpg, an ear and a cheek outside) 0.88: a warning.
@@ -417,7 +417,7 @@ SET_SAME_LIGHT = 0.06
 SET_SAME_ANGLE_DEG = 8.0
 SET_SAME_EXPRESSION = 0.08
 
-# What covers the face (face_measures.occlusion_measures, face_measures.linear_score): eyes_covered when the
+# What covers the face (measures.occlusion_measures, measures.linear_score): eyes_covered when the
 # sunglasses model or the hand-over-an-eye model scores over 0, face_covered when the face-covered (mask)
 # model does. Each is a logistic regression (L2 0.003) of its drawn cases against the shared photos of
 # people, their benign variants (mirrored, grey, colour casts, tilted, JPEG q6) and the other renderings
@@ -434,7 +434,7 @@ SET_SAME_EXPRESSION = 0.08
 # hand_new 9/80 -> 59/80 (held-out odd variants 26/40, fit even ones 33/40; most missed: the spread olive
 # hand 5/10, the dark hands and the black phone 6/10 each); the first renderings 77/80 sunglasses, 80/80 masks, 78/80 hands; benign 60/60 and all 40 shared
 # photos that must be accepted stay accepted.
-# The probe (two recogniser runs, face_measures.occlusion_parts) is skipped, and the face taken as uncovered,
+# The probe (two recogniser runs, measures.occlusion_parts) is skipped, and the face taken as uncovered,
 # when both eyes show detail (eye_detail_min over PROBE_EYE_DETAIL), the mouth and chin texture
 # (lower_texture over PROBE_LOWER_TEXTURE) and are skin-coloured (lower_skin over PROBE_LOWER_SKIN: every
 # drawn mask, printed or plain, reads under 0.05, ordinary photos 0.11 and up at the 10th percentile) and
@@ -446,11 +446,11 @@ PROBE_EYE_DETAIL = 0.22
 PROBE_LOWER_TEXTURE = 0.15
 PROBE_LOWER_SKIN = 0.05
 PROBE_SIDE_MATCH = 0.15
-# A pixel of the aligned face is "skin-coloured" (face_measures.skin_likeness) within this CIELAB distance
+# A pixel of the aligned face is "skin-coloured" (measures.skin_likeness) within this CIELAB distance
 # (OpenCV's 8-bit scale, lightness counted half) of the median of the forehead and the nose bridge.
 SKIN_LIKE_DIST = 14.0
 
-# A photo of a screen or a print (face_measures.periodic_peak): screen_photo when one fine regular pattern stands
+# A photo of a screen or a print (measures.periodic_peak): screen_photo when one fine regular pattern stands
 # out of the face's spectrum by more than this. On the drawn screens (tests/_hardcases.py: sub-pixel stripes
 # and/or moire and scan lines of period 3-11 px at six angles, bezel, glare, perspective; 6 renderings on
 # 10 people) the lowest reads 7.6; on every shared photo, and on the mirrored, grey, colour-cast, tilted,
@@ -463,8 +463,8 @@ SKIN_LIKE_DIST = 14.0
 SCREEN_PEAK_ERROR = 5.5
 SCREEN_PATCH_PX = 128
 SCREEN_MIN_PATCH_PX = 64
-# A drawing, cartoon, painting or render (face_measures.drawing_measures, validation._check_drawing):
-# not_a_photo when NOT_A_PHOTO_MODEL scores over 0 (face_measures.linear_score). Its measures are what a
+# A drawing, cartoon, painting or render (measures.drawing_measures, validation._check_drawing):
+# not_a_photo when NOT_A_PHOTO_MODEL scores over 0 (measures.linear_score). Its measures are what a
 # camera does not make: thin dark lines darker than both their sides (ink outlines, hatching), tones
 # piled on single grey levels (flat fills, cel shading, posterised colour) and colourless paper-white
 # across the face. A logistic regression of the cartoons (tests/_hardcases.cartoon: 16 renderings drawn on
@@ -475,7 +475,7 @@ SCREEN_MIN_PATCH_PX = 64
 # rendering out" scores each rendering with a model fit without it, i.e. on a kind of drawing it has not seen.
 DRAWING_REGION_PX = 160  # the inner face is reduced to at most this many pixels on its long side
 DRAWING_MIN_REGION_PX = 32  # not judged under this (a face under ~45 px)
-# JPEG's 8x8 blocks show (face_measures._blockiness of the inner face's centre): flat tones are not counted.
+# JPEG's 8x8 blocks show (measures._blockiness of the inner face's centre): flat tones are not counted.
 # JPEG q6 copies of the 10 people read 3.5-9.3, every cartoon (saved at q90) at most 2.0.
 DRAWING_BLOCKY = 2.5
 NOT_A_PHOTO_MODEL = {
@@ -666,7 +666,7 @@ FACE_COVERED_MODEL = {
 #   shared                   covered 0/110  (score max -1.00, min -15.83)
 #   leave one rendering out: mask0 10/10, mask1 10/10, mask2 10/10, mask3 10/10, mask4 10/10, mask5 9/10, mask6 10/10, mask7 10/10, mask_new0 10/10, mask_new1 10/10, mask_new2 10/10, mask_new3 10/10, mask_new4 10/10, mask_new5 6/10, mask_new6 10/10, mask_new7 10/10, mask_new8 10/10, mask_new9 9/10
 
-# A heavy beauty filter (face_measures.filter_measures, validation._check_filtered): filtered (a warning)
+# A heavy beauty filter (measures.filter_measures, validation._check_filtered): filtered (a warning)
 # when FILTERED_MODEL scores over 0 (bias + sum of weight * (measure - mean) / scale, as the occlusion
 # models). Its measures are logarithms: filter_gap (the face's faint detail over its strong edges),
 # filter_eyes (the eyes' edges over the skin's level), filter_around (detail in the hair and background),

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from headshot import config
-from headshot.gpu import pipeline, sizing, zerogpu
+from headshot.gpu import lora, sizing, zerogpu
 from headshot.gpu.recipe import RenderRequest
 
 STYLE_STEPS, STYLE_GUIDANCE = 30, 5.0  # every style's default but one (styles/*.toml)
@@ -67,7 +67,7 @@ def render_calls(request: RenderRequest) -> list[tuple[float, float]]:
 
 
 def train_calls(steps: int) -> list[tuple[float, float]]:
-    settings = pipeline.lora_settings(steps=steps)
+    settings = lora.lora_settings(steps=steps)
     per_call, calls, done = sizing.lora_steps_per_call(), [], 0
     while done < steps:
         chunk = min(per_call, steps - done)

@@ -85,7 +85,7 @@ def create_identity(
     ``lora_steps``, ``lora_rank`` and ``lora_learning_rate``: None keeps the default; any other value is
     checked against the ``config.*_LORA_*`` limits before anything runs.
     """
-    from headshot.gpu import pipeline
+    from headshot.gpu import lora, pipeline
 
     method = (method or "instantid").strip().lower()
     if method not in ("instantid", "lora"):
@@ -110,7 +110,7 @@ def create_identity(
         result.accepted, face_pack=analyzer.pack_id, base_model=pipeline.base_model_id()
     )
     if method == "lora":
-        settings = pipeline.lora_settings(lora_steps, lora_rank, lora_learning_rate, seed)
+        settings = lora.lora_settings(lora_steps, lora_rank, lora_learning_rate, seed)
         images = [s.image for s in result.accepted]
         bboxes = [s.face.bbox for s in result.accepted]
         paused = PausedTraining(identity, images, bboxes, settings, result.report, started)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from headshot import config, errors, imaging
-from headshot.gpu import adapters, models, pipeline, recipe, sizing, tiny
+from headshot.gpu import adapters, lora, models, pipeline, recipe, sizing, tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -282,7 +282,7 @@ def test_trained_identity_lora_renders_and_training_leaves_the_unet_as_it_was(lo
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (96, 96, 3), np.uint8)) for i in range(3)
     ]
     seen: list[float] = []
-    settings = pipeline.lora_settings(steps=2, rank=4, seed=0)
+    settings = lora.lora_settings(steps=2, rank=4, seed=0)
     result = pipeline.train_identity_lora(
         selfies, None, settings, progress=lambda frac, desc="": seen.append(frac)
     )

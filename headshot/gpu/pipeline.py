@@ -326,29 +326,6 @@ def _drain(events: Iterator[tuple], progress: Progress | None) -> Any:
 # Identity LoRA training
 
 
-def lora_settings(
-    steps: int | None = None,
-    rank: int | None = None,
-    learning_rate: float | None = None,
-    seed: int = 0,
-):
-    """The quick-LoRA recipe of this profile and platform, with the user's changes."""
-    from headshot.gpu import lora
-
-    settings = lora.LoraSettings.for_profile(seed=int(seed))
-    if config.on_zerogpu() and config.profile() == "full":
-        settings.steps = config.ZEROGPU_LORA_STEPS  # sized to fit one ZeroGPU call (see config)
-    if steps is not None:
-        settings.steps = int(steps)
-    if rank is not None:
-        settings.rank = int(rank)
-        settings.alpha = float(rank)
-    if learning_rate is not None:
-        settings.learning_rate = float(learning_rate)
-    settings.check()
-    return settings
-
-
 def train_identity_lora(
     images: Sequence[Image.Image],
     bboxes: Sequence[Any] | None,

@@ -480,7 +480,7 @@ def build(person: Person, family: str, args, analyzer):
 def _lora_with_face_adapter(person: Person, args, analyzer):
     from headshot import config, errors, studio
     from headshot.faces.identity import build_identity
-    from headshot.gpu import pipeline
+    from headshot.gpu import lora, pipeline
 
     checked = studio.validate([str(p) for p in person.inputs], analyzer)
     if len(checked.accepted) < config.LORA_MIN_ACCEPTED:
@@ -488,7 +488,7 @@ def _lora_with_face_adapter(person: Person, args, analyzer):
     identity = build_identity(
         checked.accepted, face_pack=analyzer.pack_id, base_model=pipeline.base_model_id()
     )
-    settings = pipeline.lora_settings(args.lora_steps, seed=0)
+    settings = lora.lora_settings(args.lora_steps, seed=0)
     settings.face_adapter_scale = args.face_adapter_scale
     settings.render_identity_strength = args.face_adapter_scale  # render as it was trained
     result = pipeline.train_identity_lora(

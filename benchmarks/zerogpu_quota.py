@@ -4,7 +4,7 @@ own code).
 Every GPU call of the app's default render (1024x1024, 30 steps, guidance 5, face region on) is put
 through the emulated quota (``zerogpu.Quota``, the platform's rules: admitted when the requested duration
 fits in what is left, charged the effective seconds) with the durations ``pipeline`` asks for and the
-charges it expects (``pipeline.expected_charge``), until the platform would refuse. A request whose calls
+charges it expects (``sizing.expected_charge``), until the platform would refuse. A request whose calls
 are not all admitted renders nothing (its images count for nothing; what ran is charged). The figures are
 only as good as the estimates (``config.ZEROGPU_*``), which are not yet measured on ZeroGPU.
 
@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from headshot import config
-from headshot.gpu import pipeline, zerogpu
+from headshot.gpu import lora, sizing, zerogpu
 from headshot.gpu.recipe import RenderRequest
 
 STYLE_STEPS, STYLE_GUIDANCE = 30, 5.0  # every style's default but one (styles/*.toml)
@@ -62,18 +62,18 @@ def _admitted(quota: zerogpu.Quota, calls: list[tuple[float, float]]) -> bool:
 
 def render_calls(request: RenderRequest) -> list[tuple[float, float]]:
     """(duration asked, seconds expected to be charged) of each GPU call that renders ``request``."""
-    parts = [[part for _, part in call] for call in pipeline._gpu_calls([request])]
-    return [(pipeline.estimate_duration(p), pipeline.expected_charge(p)) for p in parts]
+    parts = [[part for _, part in call] for call in sizing.gpu_calls([request])]
+    return [(sizing.estimate_duration(p), sizing.expected_charge(p)) for p in parts]
 
 
 def train_calls(steps: int) -> list[tuple[float, float]]:
-    settings = pipeline.lora_settings(steps=steps)
-    per_call, calls, done = pipeline.lora_steps_per_call(), [], 0
+    settings = lora.lora_settings(steps=steps)
+    per_call, calls, done = sizing.lora_steps_per_call(), [], 0
     while done < steps:
         chunk = min(per_call, steps - done)
         settings.steps = done + chunk
         resume = None if done == 0 else type("State", (), {"step": done})()
-        calls.append((pipeline._train_duration(None, None, settings, resume, steps), pipeline.expected_train_charge(chunk)))
+        calls.append((sizing.train_duration(None, None, settings, resume, steps), sizing.expected_train_charge(chunk)))
         done += chunk
     return calls
 

@@ -1,7 +1,7 @@
 """Progress a person can trust: what is happening, N of M, and how long is left.
 
 A long step reports ``progress(fraction, desc)`` (``gr.Progress``'s call). :class:`Eta` says how many
-seconds are left: at first from the estimate the GPU request itself uses (``pipeline.expected_seconds``,
+seconds are left: at first from the estimate the GPU request itself uses (``sizing.expected_seconds``,
 the same figure a ZeroGPU call asks for), then, as the work goes on, more and more from the pace
 measured so far, so a slower or faster machine corrects the estimate within the first images or steps.
 :func:`tracked` wraps a progress callback so every report carries the label and the time left;

@@ -85,7 +85,7 @@ def create_identity(
     ``lora_steps``, ``lora_rank`` and ``lora_learning_rate``: None keeps the default; any other value is
     checked against the ``config.*_LORA_*`` limits before anything runs.
     """
-    from headshot.gpu import pipeline
+    from headshot.gpu import lora, pipeline
 
     method = (method or "instantid").strip().lower()
     if method not in ("instantid", "lora"):
@@ -110,7 +110,7 @@ def create_identity(
         result.accepted, face_pack=analyzer.pack_id, base_model=pipeline.base_model_id()
     )
     if method == "lora":
-        settings = pipeline.lora_settings(lora_steps, lora_rank, lora_learning_rate, seed)
+        settings = lora.lora_settings(lora_steps, lora_rank, lora_learning_rate, seed)
         images = [s.image for s in result.accepted]
         bboxes = [s.face.bbox for s in result.accepted]
         paused = PausedTraining(identity, images, bboxes, settings, result.report, started)
@@ -160,11 +160,11 @@ class PausedTraining:
 
 
 def _train(paused: PausedTraining, session: Session | None, progress: Progress | None) -> IdentityResult:
-    from headshot.gpu import pipeline
+    from headshot.gpu import pipeline, sizing
 
     total = int(paused.settings.steps)
     done = 0 if paused.state is None else int(paused.state.step)
-    eta = progress_.Eta(pipeline.expected_train_seconds(total - done), start=done / max(1, total))
+    eta = progress_.Eta(sizing.expected_train_seconds(total - done), start=done / max(1, total))
     try:
         lora = pipeline.train_identity_lora(
             paused.images,
@@ -579,9 +579,9 @@ def render_tracked(
     """``pipeline.render_all`` with progress a person trusts: "Style 2 of 3, <name>: image 1 of 2 · about
     40 s left" (the first time left from the GPU estimate, see ``progress.Eta``) over the first 95%, then
     ``checking`` (the likeness scoring that follows); ``starting`` first says how many renders are coming."""
-    from headshot.gpu import pipeline
+    from headshot.gpu import pipeline, sizing
 
-    eta = progress_.Eta(pipeline.expected_seconds(requests))
+    eta = progress_.Eta(sizing.expected_seconds(requests))
     if starting:
         count = f"{len(names) * per_style} {what}s"
         _report(progress, 0.0, f"Starting: {count} to render · {progress_.eta_text(eta.left(0.0))}".strip(" ·"))

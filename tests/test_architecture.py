@@ -36,8 +36,8 @@ LAYERS = {
     "basics": ["config", "errors", "progress", "imaging", "disclosure", "styles", "sessions", "credentials"],
     "faces": ["faces.analyzer", "faces.measures", "faces.validation", "faces.identity"],
     "gpu": [
-        "gpu.instantid", "gpu.tiny", "gpu.models", "gpu.adapters", "gpu.lora", "gpu.recipe", "gpu.aoti",
-        "gpu.zerogpu", "gpu.pipeline",
+        "gpu.instantid", "gpu.tiny", "gpu.models", "gpu.adapters", "gpu.lora_data", "gpu.lora", "gpu.recipe",
+        "gpu.aoti", "gpu.zerogpu", "gpu.sizing", "gpu.pipeline",
     ],
     "flows": ["studio", "results", "__main__"],
     "web": ["web.files", "web.endpoints", "web.callbacks", "web.ui"],

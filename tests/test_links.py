@@ -360,11 +360,11 @@ def test_a_paused_lora_training_is_continued_over_mcp(app, obama):
     is charged the seconds it ran, which leaves less than a whole request); it comes back after the window."""
     import torch
 
-    from headshot.gpu import pipeline, zerogpu
+    from headshot.gpu import sizing, zerogpu
     from tests.e2e import running_app
 
     per_call, window = 3, 25
-    duration = pipeline._train_duration(None, None, type("S", (), {"steps": per_call})(), None, 2 * per_call)
+    duration = sizing.train_duration(None, None, type("S", (), {"steps": per_call})(), None, 2 * per_call)
     seconds = zerogpu.requested_quota(duration)  # what one call asks of the quota at admission
     env = {
         "HEADSHOT_ZEROGPU_EMULATE": "1",

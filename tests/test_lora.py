@@ -15,7 +15,7 @@ from PIL import Image
 
 from headshot.errors import InvalidRequest
 from headshot.faces import identity
-from headshot.gpu import adapters, lora
+from headshot.gpu import adapters, lora, lora_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -132,9 +132,9 @@ def same_state_dict(a: dict, b: dict) -> bool:
 def evaluation_loss(comps: lora.LoraComponents, selfies, state_dict=None, samples: int = 8) -> float:
     """Noise-prediction MSE on the selfies at fixed noise and spread timesteps, with or without a LoRA."""
     unet, scheduler = comps.unet, comps.noise_scheduler
-    crops = lora.prepare_training_images(selfies, 32)
-    latents, _ = lora.encode_latent_stats(comps.vae, crops, flip=False, device=unet.device)
-    embeds, pooled = lora.encode_caption(comps, "a photo of ohwx person", unet.device)
+    crops = lora_data.prepare_training_images(selfies, 32)
+    latents, _ = lora_data.encode_latent_stats(comps.vae, crops, flip=False, device=unet.device)
+    embeds, pooled = lora_data.encode_caption(comps, "a photo of ohwx person", unet.device)
     generator = torch.Generator().manual_seed(1234)
     timesteps = torch.linspace(50, 950, samples).long()
     time_ids = torch.tensor([[32.0, 32, 0, 0, 32, 32]])
@@ -488,7 +488,7 @@ def test_crops_from_selfies_with_face_boxes(selfies):
     image = selfies[0]
     w, h = image.size
     box = np.array([w * 0.35, h * 0.25, w * 0.65, h * 0.6], dtype=np.float32)
-    crops = lora.prepare_training_images([image], 64, bboxes=[box], zooms=(1.0, 1.12), face_fraction=0.4)
+    crops = lora_data.prepare_training_images([image], 64, bboxes=[box], zooms=(1.0, 1.12), face_fraction=0.4)
     assert [c.size for c in crops] == [(64, 64), (64, 64)]
     expected = imaging.crop_around_face(image, box, (64, 64), 0.4)
     assert np.array_equal(np.asarray(crops[0]), np.asarray(expected))
@@ -497,9 +497,9 @@ def test_crops_from_selfies_with_face_boxes(selfies):
     from types import SimpleNamespace
 
     selfie = SimpleNamespace(image=image, face=SimpleNamespace(bbox=box))
-    assert np.array_equal(np.asarray(lora.prepare_training_images([selfie], 64)[0]), np.asarray(expected))
+    assert np.array_equal(np.asarray(lora_data.prepare_training_images([selfie], 64)[0]), np.asarray(expected))
     assert np.array_equal(
-        np.asarray(lora.prepare_training_images([(image, box)], 64)[0]), np.asarray(expected)
+        np.asarray(lora_data.prepare_training_images([(image, box)], 64)[0]), np.asarray(expected)
     )
 
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from headshot import config, errors, imaging
-from headshot.gpu import adapters, models, pipeline, recipe, tiny
+from headshot.gpu import adapters, lora, models, pipeline, recipe, sizing, tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -163,7 +163,7 @@ def test_zerogpu_splits_long_requests_into_calls_with_the_same_images(loaded, mo
     monkeypatch.setattr(config, "on_zerogpu", lambda: True)
     monkeypatch.setattr(config, "ZEROGPU_MAX_DURATION", config.ZEROGPU_BASE_SECONDS + 1)
     full_size = dataclasses.replace(request, width=1024, height=1024)
-    plan = pipeline._gpu_calls([full_size])
+    plan = sizing.gpu_calls([full_size])
     assert [[(i, p.seed, p.num_images) for i, p in call] for call in plan] == [
         [(0, 20, 1)],
         [(0, 21, 1)],
@@ -175,8 +175,8 @@ def test_zerogpu_splits_long_requests_into_calls_with_the_same_images(loaded, mo
         pipeline, "_render_on_gpu", lambda parts: calls.append([p.num_images for p in parts]) or real(parts)
     )
     monkeypatch.setattr(
-        pipeline,
-        "_gpu_calls",
+        sizing,
+        "gpu_calls",
         lambda requests: [
             [(0, dataclasses.replace(request, num_images=2))],
             [(0, dataclasses.replace(request, seed=22, num_images=1))],
@@ -282,7 +282,7 @@ def test_trained_identity_lora_renders_and_training_leaves_the_unet_as_it_was(lo
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (96, 96, 3), np.uint8)) for i in range(3)
     ]
     seen: list[float] = []
-    settings = pipeline.lora_settings(steps=2, rank=4, seed=0)
+    settings = lora.lora_settings(steps=2, rank=4, seed=0)
     result = pipeline.train_identity_lora(
         selfies, None, settings, progress=lambda frac, desc="": seen.append(frac)
     )
@@ -340,7 +340,7 @@ def test_duration_estimate_follows_the_work():
     full = make_request(width=1024, height=1024, steps=30, num_images=1, control_image=keypoints())
 
     def est(request):
-        return pipeline.estimate_duration([request])
+        return sizing.estimate_duration([request])
 
     assert est(dataclasses.replace(full, num_images=2)) > est(full)
     assert est(dataclasses.replace(full, steps=40)) > est(full)
@@ -359,7 +359,7 @@ def test_image_to_image_estimate_counts_the_steps_it_runs_and_the_size():
     refine = dataclasses.replace(full, width=2048, height=2048, init_image=start, strength=0.3)
 
     def est(request):
-        return pipeline._estimate_seconds([request])
+        return sizing.estimate_seconds([request])
 
     assert recipe.img2img_steps(full) == (30, 30)
     assert recipe.img2img_steps(dataclasses.replace(full, init_image=start, strength=0.3)) == (30, 9)
@@ -371,7 +371,7 @@ def test_image_to_image_estimate_counts_the_steps_it_runs_and_the_size():
     # 2048 px costs more than 4x 1024 px per step (self-attention grows with the square of the pixels).
     per_step = (est(dataclasses.replace(full, width=2048, height=2048)) - base) / (est(full) - base)
     assert 4.5 < per_step < 6
-    assert pipeline.estimate_duration([refine]) < config.ZEROGPU_MAX_DURATION
+    assert sizing.estimate_duration([refine]) < config.ZEROGPU_MAX_DURATION
 
 
 def test_image_to_image_starts_from_the_image(loaded):

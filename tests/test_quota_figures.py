@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from headshot import config
-from headshot.gpu import pipeline, zerogpu
+from headshot.gpu import sizing, zerogpu
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("zerogpu_quota", ROOT / "benchmarks" / "zerogpu_quota.py")
@@ -21,10 +21,10 @@ _spec.loader.exec_module(bench)
 def test_no_call_asks_more_than_the_smallest_tier_can_admit():
     smallest = min(config.ZEROGPU_QUOTA_SECONDS.values())
     assert zerogpu.requested_quota(config.ZEROGPU_MAX_DURATION) <= smallest
-    assert pipeline.lora_steps_per_call() * config.ZEROGPU_LORA_SECONDS_PER_STEP > 0
+    assert sizing.lora_steps_per_call() * config.ZEROGPU_LORA_SECONDS_PER_STEP > 0
     pack = [dataclasses.replace(bench.default_request(4), seed=s) for s in (0, 100)]  # a 2-style pack
-    for call in pipeline._gpu_calls(pack):
-        asked = pipeline.estimate_duration([part for _, part in call])
+    for call in sizing.gpu_calls(pack):
+        asked = sizing.estimate_duration([part for _, part in call])
         assert zerogpu.requested_quota(asked) <= smallest
     for asked, _ in bench.train_calls(config.ZEROGPU_LORA_STEPS):
         assert zerogpu.requested_quota(asked) <= smallest

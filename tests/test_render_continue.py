@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from headshot import config, credentials, errors, results, sessions, studio
-from headshot.gpu import pipeline, zerogpu
+from headshot.gpu import pipeline, sizing, zerogpu
 from headshot.web import callbacks, endpoints
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -38,21 +38,21 @@ def _calls_of(monkeypatch, requests, *, per: str) -> list[list]:
     """Size ZeroGPU's duration limit so each request (``per="style"``) or each image (``per="image"``) is a
     call of its own, as a long run on the real models is; returns the plan."""
     if per == "style":
-        one, two = pipeline._estimate_seconds(requests[:1]), pipeline._estimate_seconds(requests[:2])
+        one, two = sizing.estimate_seconds(requests[:1]), sizing.estimate_seconds(requests[:2])
     else:
         first = requests[0]
-        one = pipeline._estimate_seconds([dataclasses.replace(first, num_images=1)])
-        two = pipeline._estimate_seconds([dataclasses.replace(first, num_images=2)])
+        one = sizing.estimate_seconds([dataclasses.replace(first, num_images=1)])
+        two = sizing.estimate_seconds([dataclasses.replace(first, num_images=2)])
     assert one < two
     monkeypatch.setattr(config, "ZEROGPU_MAX_DURATION", (one + two) / 2)
-    return pipeline._gpu_calls(requests)
+    return sizing.gpu_calls(requests)
 
 
 def _room_for_one_call(monkeypatch, requests) -> zerogpu.Quota:
     """A quota that admits the first call (its requested duration, as the platform asks it) but, once that
     call is charged the seconds it ran, not the next."""
-    first = pipeline._gpu_calls(requests)[0]
-    quota = zerogpu.Quota(zerogpu.requested_quota(pipeline.estimate_duration([part for _, part in first])))
+    first = sizing.gpu_calls(requests)[0]
+    quota = zerogpu.Quota(zerogpu.requested_quota(sizing.estimate_duration([part for _, part in first])))
     monkeypatch.setattr(zerogpu, "_quota", quota)
     return quota
 
@@ -224,7 +224,7 @@ def test_variations_cut_short_keep_the_ones_made(identity, analyzer, emulated, m
     try:
         source = studio.generate(identity, "corporate-grey", studio.GenerateOptions(seed=2, steps=2), analyzer=analyzer,
                                  session=own).headshots[0].path  # fmt: skip
-        monkeypatch.setattr(pipeline, "_gpu_calls", lambda requests: [
+        monkeypatch.setattr(sizing, "gpu_calls", lambda requests: [
             [(i, dataclasses.replace(r, seed=r.seed + k, num_images=1))]
             for i, r in enumerate(requests) for k in range(r.num_images)
         ])  # fmt: skip  (one call per image, as on the full models)

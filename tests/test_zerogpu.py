@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from headshot import config, errors, sessions, studio
-from headshot.gpu import models, pipeline, zerogpu
+from headshot.gpu import lora, models, pipeline, sizing, zerogpu
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -301,7 +301,7 @@ def test_a_refused_chunk_loses_nothing_and_continues_to_the_same_weights(
     monkeypatch.setenv("HEADSHOT_LORA_STEPS_PER_CALL", "3")
     whole = studio.create_identity(obama[:3], "lora", lora_steps=7, seed=5, analyzer=analyzer).identity.lora
 
-    per_call = pipeline._train_duration(None, None, pipeline.lora_settings(steps=3), None, 7)
+    per_call = sizing.train_duration(None, None, lora.lora_settings(steps=3), None, 7)
     monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(per_call * 1.5))  # room for one call only
     mine, someone_else = sessions.Session(), sessions.Session()
     with pytest.raises(errors.TrainingPaused, match="saved at step 3 of 7") as paused:
@@ -393,7 +393,7 @@ def test_a_free_visitors_flow_leaves_quota_and_is_charged_the_time_its_calls_ran
     with pytest.raises(errors.GpuQuotaExceeded) as refused:
         studio.generate(person, "corporate-grey", options, analyzer=analyzer)
     error = refused.value
-    assert error.requested == zerogpu.requested_quota(pipeline.estimate_duration([_tiny_request(4)])) > 5
+    assert error.requested == zerogpu.requested_quota(sizing.estimate_duration([_tiny_request(4)])) > 5
     assert error.left == 5 and 0 < error.retry_after <= zerogpu.DAY_SECONDS
     assert f"needs {error.requested:.0f} s of GPU time and 5 s are left" in error.message
     assert "again in about 24 h" in error.message and "PRO" in error.message

@@ -1,7 +1,7 @@
 """Quick LoRA training: a DreamBooth-style identity adapter trained with peft on the user's selfies.
 
 Face-centred crops of the selfies (a few zooms, mirrored) go through the VAE once (latent mean and std
-cached); one instance caption (``"a photo of ohwx person"``) is encoded once. The LoRA sits on the UNet's
+cached, ``lora_data``); one instance caption (``"a photo of ohwx person"``) is encoded once. The LoRA sits on the UNet's
 attention projections (``UNET_TARGET_MODULES``), attached to the pipeline's own UNet by
 :func:`adapters.training_adapter` and removed afterwards; fp32 LoRA weights under autocast to the UNet's
 own dtype (fp16 with a gradient scaler, bf16, or none for fp32), noise-prediction MSE, AdamW. Library helpers used: peft ``LoraConfig`` (through diffusers'
@@ -12,30 +12,29 @@ placement of the shared UNet, so it is not used). The export is diffusers' layou
 lora_A.weight"``, alpha folded into ``lora_B``), checked by :func:`identity.check_lora_state_dict`.
 Training stops at its step count or time budget and returns a :class:`LoraState` (safetensors bytes)
 from which ``resume=`` continues bit for bit; every random draw comes from one seeded CPU generator.
+:func:`train_lora` runs as numbered steps (data, model, the loop, the snapshot, the result);
+:func:`lora_settings` is the recipe of this profile and platform with a person's changes.
 Defaults, the 90 s target and its arithmetic: ``benchmarks/README.md`` (LoRA).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
 
-from headshot import config, imaging
-from headshot.errors import InvalidRequest, NotEnoughSelfies
+from headshot import config
+from headshot.errors import InvalidRequest
 from headshot.faces import identity
-from headshot.gpu import adapters
+from headshot.gpu import adapters, lora_data
 
 UNET_TARGET_MODULES: tuple[str, ...] = identity.LORA_TARGET_MODULES
 STATE_DICT_FORMAT = "diffusers-sdxl-lora"  # "unet.<module>.lora_A.weight" / ".lora_B.weight"
@@ -138,7 +137,9 @@ class LoraSettings:
             problems.append(f"rank must be between {config.MIN_LORA_RANK} and {config.MAX_LORA_RANK}")
         if not (math.isfinite(self.alpha) and self.alpha > 0):
             problems.append("alpha must be a positive number")
-        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= config.MAX_LORA_LEARNING_RATE):
+        if not (
+            math.isfinite(self.learning_rate) and 0 < self.learning_rate <= config.MAX_LORA_LEARNING_RATE
+        ):
             problems.append(f"learning rate must be above 0 and at most {config.MAX_LORA_LEARNING_RATE}")
         if not (config.MIN_LORA_STEPS <= int(self.steps) <= config.MAX_LORA_STEPS):
             problems.append(f"steps must be between {config.MIN_LORA_STEPS} and {config.MAX_LORA_STEPS}")
@@ -167,9 +168,7 @@ class LoraSettings:
             (self.render_identity_strength, "the render identity strength"),
             (self.render_identitynet_strength, "the render IdentityNet strength"),
         ):
-            if not (
-                math.isfinite(value) and config.MIN_ADAPTER_SCALE <= value <= config.MAX_ADAPTER_SCALE
-            ):
+            if not (math.isfinite(value) and config.MIN_ADAPTER_SCALE <= value <= config.MAX_ADAPTER_SCALE):
                 problems.append(
                     f"{what} must be between {config.MIN_ADAPTER_SCALE} and {config.MAX_ADAPTER_SCALE}"
                 )
@@ -205,6 +204,28 @@ class LoraSettings:
         ):
             data.pop(name)
         return data
+
+
+def lora_settings(
+    steps: int | None = None,
+    rank: int | None = None,
+    learning_rate: float | None = None,
+    seed: int = 0,
+) -> LoraSettings:
+    """The quick-LoRA recipe of this profile and platform, with the user's changes (None keeps the
+    recipe's); checked (:meth:`LoraSettings.check`)."""
+    settings = LoraSettings.for_profile(seed=int(seed))
+    if config.on_zerogpu() and config.profile() == "full":
+        settings.steps = config.ZEROGPU_LORA_STEPS  # sized to fit one ZeroGPU call (see config)
+    if steps is not None:
+        settings.steps = int(steps)
+    if rank is not None:
+        settings.rank = int(rank)
+        settings.alpha = float(rank)
+    if learning_rate is not None:
+        settings.learning_rate = float(learning_rate)
+    settings.check()
+    return settings
 
 
 @dataclass
@@ -342,154 +363,6 @@ def _check_resolution(resolution: int, components: LoraComponents) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Data: face-centred crops, zooms and flips; latents and caption encoded once
-# --------------------------------------------------------------------------------------
-
-
-def _as_pairs(images: Sequence[Any], bboxes: Sequence[Any] | None) -> list[tuple[Image.Image, Any]]:
-    """Normalise the inputs to (image, face box or None) pairs.
-
-    Items may be PIL images (already face-centred crops, or selfies when ``bboxes`` gives their face
-    boxes), ``(image, bbox)`` tuples, or objects with ``.image`` and ``.face.bbox`` (accepted selfies).
-    """
-    if bboxes is not None and len(bboxes) != len(images):
-        raise InvalidRequest("Give one face box per selfie (or none at all).")
-    pairs: list[tuple[Image.Image, Any]] = []
-    for i, item in enumerate(images):
-        if isinstance(item, Image.Image):
-            image, bbox = item, None
-        elif isinstance(item, tuple) and len(item) == 2:
-            image, bbox = item
-        elif hasattr(item, "image") and hasattr(item, "face"):
-            image, bbox = item.image, item.face.bbox
-        else:
-            raise InvalidRequest(f"Training image {i + 1} is not an image.")
-        if bboxes is not None:
-            bbox = bboxes[i]
-        if not isinstance(image, Image.Image):
-            raise InvalidRequest(f"Training image {i + 1} is not an image.")
-        pairs.append((image.convert("RGB"), None if bbox is None else np.asarray(bbox, dtype=np.float32)))
-    return pairs
-
-
-def _centre_crop(image: Image.Image, resolution: int, zoom: float) -> Image.Image:
-    width, height = image.size
-    side = min(width, height) / zoom
-    x0, y0 = (width - side) / 2.0, (height - side) / 2.0
-    box = tuple(round(v) for v in (x0, y0, x0 + side, y0 + side))
-    return image.crop(box).resize((resolution, resolution), Image.Resampling.LANCZOS)
-
-
-def prepare_training_images(
-    images: Sequence[Any],
-    resolution: int,
-    *,
-    bboxes: Sequence[Any] | None = None,
-    zooms: Sequence[float] = (1.0,),
-    face_fraction: float = 0.4,
-) -> list[Image.Image]:
-    """Square crops at ``resolution``, one per (image, zoom), in input order (flips are added later).
-
-    With a face box the crop is a head-and-shoulders frame around the face (``imaging.crop_around_face``,
-    the face taking ``face_fraction * zoom`` of the side); without one the image is taken as an
-    already face-centred crop and cut to a centred square, ``zoom`` times closer.
-    """
-    pairs = _as_pairs(images, bboxes)
-    if not pairs:
-        raise NotEnoughSelfies("LoRA training needs at least one accepted selfie.")
-    crops = []
-    for image, bbox in pairs:
-        for zoom in zooms:
-            if bbox is None:
-                crops.append(_centre_crop(image, resolution, zoom))
-            else:
-                crop = imaging.crop_around_face(
-                    image, bbox, (resolution, resolution), min(0.95, face_fraction * zoom)
-                )
-                crops.append(crop.convert("RGB"))
-    return crops
-
-
-def _fingerprint(
-    crops: Sequence[Image.Image], resolution: int, base_model: str, face: np.ndarray | None = None
-) -> str:
-    digest = hashlib.sha256(f"{resolution}|{base_model}|{len(crops)}".encode())
-    for crop in crops:
-        digest.update(crop.tobytes())
-    if face is not None:  # training with the face adapter: the face embedding is part of the data
-        digest.update(np.asarray(face, dtype=np.float32).tobytes())
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _vae_for_encoding(vae: Any) -> Iterator[torch.dtype]:
-    """Upcast a float16 VAE that asks for it (SDXL's stock VAE overflows in fp16), then put it back."""
-    original = vae.dtype
-    upcast = original == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
-    if upcast:
-        vae.to(torch.float32)
-    try:
-        yield vae.dtype
-    finally:
-        if upcast:
-            vae.to(original)
-
-
-@torch.no_grad()
-def encode_latent_stats(
-    vae: Any, crops: Sequence[Image.Image], *, flip: bool, device: torch.device, batch: int = 4
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scaled latent mean and std of every crop (and of its mirror image when ``flip``): fp32 tensors.
-
-    Returned in the order crop0, crop0-mirrored, crop1, ... A training latent is ``mean + std * noise``:
-    the VAE runs once per variant, never inside the training loop.
-    """
-    variants: list[Image.Image] = []
-    for crop in crops:
-        variants.append(crop)
-        if flip:
-            variants.append(ImageOps.mirror(crop))
-    from diffusers.image_processor import VaeImageProcessor
-
-    scale = float(vae.config.scaling_factor)
-    shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
-    means, stds = [], []
-    processor = VaeImageProcessor(do_resize=False)  # PIL to NCHW in [-1, 1]
-    with _vae_for_encoding(vae) as dtype:
-        for start in range(0, len(variants), batch):
-            pixels = processor.preprocess(variants[start : start + batch]).to(device=device, dtype=dtype)
-            dist = vae.encode(pixels).latent_dist
-            means.append((dist.mean.float() - shift) * scale)
-            stds.append(dist.std.float() * scale)
-    return torch.cat(means), torch.cat(stds)
-
-
-@torch.no_grad()
-def encode_caption(
-    components: LoraComponents, caption: str, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SDXL text conditioning: both encoders' penultimate hidden states side by side, and the pooled
-    projection of the second encoder (the text encoders stay frozen: this runs once per training)."""
-    hidden = []
-    pooled = None
-    for tokenizer, encoder in (
-        (components.tokenizer, components.text_encoder),
-        (components.tokenizer_2, components.text_encoder_2),
-    ):
-        ids = tokenizer(
-            caption,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(device)
-        out = encoder(ids, output_hidden_states=True)
-        hidden.append(out.hidden_states[-2])
-        pooled = out[0]  # CLIPTextModelWithProjection: text_embeds (the last encoder's counts)
-    return torch.cat(hidden, dim=-1), pooled
-
-
-# --------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------
 
@@ -617,13 +490,90 @@ def train_lora(
     settings = settings or LoraSettings()
     settings.check()
     comps = components if isinstance(components, LoraComponents) else LoraComponents.from_pipeline(components)
+    # 1. Data: crops, their fingerprint, cached latent statistics; the caption's embeddings, once.
+    data = _prepare_data(comps, images, settings, bboxes, resume, face_embedding)
+    generator = _generator(settings, resume)
+    # 2. Model: the training adapter on the shared UNet, removed again on the way out.
+    with adapters.training_adapter(
+        comps.unet,
+        _peft_config(settings),
+        TRAINING_ADAPTER,
+        seed=settings.seed,
+        face_adapter_scale=settings.face_adapter_scale if data.face is not None else None,
+    ) as named:
+        params = [(f"unet.{key}", param) for key, param in named]
+        text, optimizer, scaler = _set_up_model(comps, data, params, settings, resume)
+        # 3. The loop: stop at the step count or the time budget.
+        train_started = time.monotonic()
+        run = _run_steps(comps, data, text, generator, optimizer, scaler, settings, resume, progress, started)
+        # 4. Snapshot before the adapter goes away.
+        state = LoraState(
+            step=run.step,
+            settings=settings.to_dict(),
+            fingerprint=data.fingerprint,
+            adapter={k: p.detach().float().cpu().clone() for k, p in params},
+            optimizer=_optimizer_tensors(optimizer, params),
+            rng=generator.get_state().clone(),
+            loss_history=run.history,
+            seconds=(resume.seconds if resume is not None else 0.0) + (time.monotonic() - train_started),
+            scaler=scaler.state_dict() if scaler.is_enabled() else None,
+        )
+        exported = _export(comps.unet, settings)
+    # 5. The result: the exported LoRA, its config and the state to resume from.
+    final = float(np.mean(run.history[-FINAL_LOSS_WINDOW:])) if run.history else float("nan")
+    return LoraResult(
+        state_dict=exported,
+        config=_result_config(comps, settings, data, run, state, final),
+        steps_run=run.step,
+        steps_this_call=run.ran,
+        final_loss=final,
+        loss_history=run.history,
+        seconds=time.monotonic() - started,
+        done=run.step >= settings.steps,
+        state=state,
+    )
+
+
+@dataclass
+class _TrainingData:
+    """What every step of a training call reads, made once before the first (:func:`_prepare_data`)."""
+
+    device: torch.device
+    resolution: int
+    precision: str  # the autocast precision (resolve_precision)
+    checkpointing: bool
+    images: int  # the selfies trained on
+    face: np.ndarray | None  # the person's face embedding when the face adapter trains
+    fingerprint: str
+    latent_stats: tuple[torch.Tensor, torch.Tensor]  # latent mean and std of every crop and mirror image
+    time_ids: torch.Tensor
+    text: tuple[torch.Tensor, torch.Tensor]  # the caption's embeddings and pooled embedding, fp32
+
+
+@dataclass
+class _Steps:
+    """Where the loop stands: the step reached (over all calls), every step's loss, this call's steps."""
+
+    step: int
+    history: list[float]
+    ran: int = 0
+
+
+def _prepare_data(
+    comps: LoraComponents,
+    images: Sequence[Any],
+    settings: LoraSettings,
+    bboxes: Sequence[Any] | None,
+    resume: LoraState | None,
+    face_embedding: Any,
+) -> _TrainingData:
+    """Step 1: the crops' latent statistics and the caption's embeddings, encoded once. Refuses a wrong
+    resolution, precision, missing face embedding or foreign resume state before any encoding."""
     dev = comps.unet.device
     resolution = int(settings.resolution or default_resolution(comps.unet, comps.vae))
     _check_resolution(resolution, comps)
     precision = resolve_precision(settings.mixed_precision, comps.unet.dtype)  # refuse before any work
-
-    # 1. Data: crops, their fingerprint, cached latent statistics; the caption's embeddings, once.
-    crops = prepare_training_images(
+    crops = lora_data.prepare_training_images(
         images, resolution, bboxes=bboxes, zooms=settings.zooms, face_fraction=settings.face_fraction
     )
     face = None
@@ -631,114 +581,146 @@ def train_lora(
         if face_embedding is None:
             raise InvalidRequest("Training with the face adapter needs the person's face embedding.")
         face = np.asarray(face_embedding, dtype=np.float32).reshape(-1)
-    fingerprint = _fingerprint(crops, resolution, comps.base_model, face)
+    fingerprint = lora_data.fingerprint(crops, resolution, comps.base_model, face)
     if resume is not None:
         _check_resume(resume, settings, fingerprint)
-    latent_mean, latent_std = encode_latent_stats(comps.vae, crops, flip=settings.flip, device=dev)
+    latent_stats = lora_data.encode_latent_stats(comps.vae, crops, flip=settings.flip, device=dev)
     time_ids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], dtype=torch.float32)
-    time_ids = time_ids.to(dev).repeat(settings.batch_size, 1)
-    embeds, pooled = encode_caption(comps, settings.caption, dev)
-    text = (embeds.float(), pooled.float())
-
+    embeds, pooled = lora_data.encode_caption(comps, settings.caption, dev)
     checkpointing = settings.gradient_checkpointing
     if checkpointing is None:
         checkpointing = auto_gradient_checkpointing(dev, resolution, settings.batch_size)
+    return _TrainingData(
+        device=dev,
+        resolution=resolution,
+        precision=precision,
+        checkpointing=bool(checkpointing),
+        images=len(crops) // max(1, len(settings.zooms)),
+        face=face,
+        fingerprint=fingerprint,
+        latent_stats=latent_stats,
+        time_ids=time_ids.to(dev).repeat(settings.batch_size, 1),
+        text=(embeds.float(), pooled.float()),
+    )
+
+
+def _generator(settings: LoraSettings, resume: LoraState | None) -> torch.Generator:
+    """The CPU generator every random draw of training comes from: seeded, or where the saved state left it."""
     generator = torch.Generator(device="cpu")
     generator.manual_seed(int(settings.seed))
     if resume is not None:
         generator.set_state(resume.rng.clone())
+    return generator
 
+
+def _peft_config(settings: LoraSettings):
+    """peft's ``LoraConfig`` of the training adapter: gaussian init on ``UNET_TARGET_MODULES``."""
     from peft import LoraConfig
 
-    lora_config = LoraConfig(
+    return LoraConfig(
         r=int(settings.rank),
         lora_alpha=float(settings.alpha),
         init_lora_weights="gaussian",
         target_modules=list(UNET_TARGET_MODULES),
         lora_dropout=0.0,
     )
-    unet = comps.unet
-    # 2. Model: the training adapter on the shared UNet, removed again on the way out.
-    with adapters.training_adapter(
-        unet,
-        lora_config,
-        TRAINING_ADAPTER,
-        seed=settings.seed,
-        face_adapter_scale=settings.face_adapter_scale if face is not None else None,
-    ) as named:
-        params = [(f"unet.{key}", param) for key, param in named]
-        if face is not None:
-            from headshot.gpu import instantid
 
-            face_embeds = instantid.face_image_embeds(
-                face, do_classifier_free_guidance=False, device=dev, dtype=torch.float32
-            )
-            text = (*text, face_embeds)
-        if resume is not None:
-            _load_adapter_state(unet, params, resume.adapter)
-        unet.train()
-        if checkpointing:
-            unet.enable_gradient_checkpointing()
-        optimizer = torch.optim.AdamW(
-            [p for _, p in params],
-            lr=settings.learning_rate,
-            betas=(0.9, 0.999),
-            eps=1e-8,
-            weight_decay=settings.weight_decay,
+
+def _set_up_model(
+    comps: LoraComponents,
+    data: _TrainingData,
+    params: list[tuple[str, torch.nn.Parameter]],
+    settings: LoraSettings,
+    resume: LoraState | None,
+) -> tuple[tuple[torch.Tensor, ...], torch.optim.Optimizer, torch.amp.GradScaler]:
+    """Step 2, with the adapter attached: the step's conditioning (the caption's, plus the person's face
+    when the face adapter trains), the saved adapter weights on a resume, train mode and gradient
+    checkpointing, then the optimizer and the gradient scaler (with their saved state on a resume)."""
+    unet, dev = comps.unet, data.device
+    text: tuple[torch.Tensor, ...] = data.text
+    if data.face is not None:
+        from headshot.gpu import instantid
+
+        face_embeds = instantid.face_image_embeds(
+            data.face, do_classifier_free_guidance=False, device=dev, dtype=torch.float32
         )
-        if resume is not None:
-            _load_optimizer_state(optimizer, params, resume.optimizer)
-        # The scaler's state (scale, growth tracker) travels in LoraState: an fp16 resume is exact.
-        scaler = torch.amp.GradScaler(dev.type, enabled=uses_grad_scaler(precision))
-        if scaler.is_enabled() and resume is not None and resume.scaler:
-            scaler.load_state_dict(resume.scaler)
+        text = (*text, face_embeds)
+    if resume is not None:
+        _load_adapter_state(unet, params, resume.adapter)
+    unet.train()
+    if data.checkpointing:
+        unet.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(
+        [p for _, p in params],
+        lr=settings.learning_rate,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=settings.weight_decay,
+    )
+    if resume is not None:
+        _load_optimizer_state(optimizer, params, resume.optimizer)
+    # The scaler's state (scale, growth tracker) travels in LoraState: an fp16 resume is exact.
+    scaler = torch.amp.GradScaler(dev.type, enabled=uses_grad_scaler(data.precision))
+    if scaler.is_enabled() and resume is not None and resume.scaler:
+        scaler.load_state_dict(resume.scaler)
+    return text, optimizer, scaler
 
-        # 3. The loop: stop at the step count or the time budget.
-        step = resume.step if resume is not None else 0
-        history = list(resume.loss_history) if resume is not None else []
-        ran = 0
-        step_seconds: list[float] = []
-        train_started = time.monotonic()
-        while step < settings.steps:
-            if settings.time_budget_s is not None and ran > 0:
-                expected = float(np.mean(step_seconds[-5:]))
-                if time.monotonic() - started + expected > settings.time_budget_s:
-                    break
-            tick = time.monotonic()
-            loss = _train_step(
-                comps,
-                generator,
-                (latent_mean, latent_std),
-                time_ids,
-                text,
-                precision,
-                scaler,
-                optimizer,
-                settings,
-            )
-            step += 1
-            ran += 1
-            history.append(loss)
-            step_seconds.append(time.monotonic() - tick)
-            if progress is not None:
-                progress(step, settings.steps, loss)
 
-        # 4. Snapshot before the adapter goes away.
-        state = LoraState(
-            step=step,
-            settings=settings.to_dict(),
-            fingerprint=fingerprint,
-            adapter={k: p.detach().float().cpu().clone() for k, p in params},
-            optimizer=_optimizer_tensors(optimizer, params),
-            rng=generator.get_state().clone(),
-            loss_history=history,
-            seconds=(resume.seconds if resume is not None else 0.0) + (time.monotonic() - train_started),
-            scaler=scaler.state_dict() if scaler.is_enabled() else None,
+def _run_steps(
+    comps: LoraComponents,
+    data: _TrainingData,
+    text: tuple[torch.Tensor, ...],
+    generator: torch.Generator,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    settings: LoraSettings,
+    resume: LoraState | None,
+    progress: ProgressFn | None,
+    started: float,
+) -> _Steps:
+    """Step 3: train from the saved step (or 0) to ``settings.steps``, stopping early when the next step
+    would pass the time budget counted from ``started`` (always one step at least)."""
+    run = _Steps(
+        step=resume.step if resume is not None else 0,
+        history=list(resume.loss_history) if resume is not None else [],
+    )
+    step_seconds: list[float] = []
+    while run.step < settings.steps:
+        if settings.time_budget_s is not None and run.ran > 0:
+            expected = float(np.mean(step_seconds[-5:]))
+            if time.monotonic() - started + expected > settings.time_budget_s:
+                break
+        tick = time.monotonic()
+        loss = _train_step(
+            comps,
+            generator,
+            data.latent_stats,
+            data.time_ids,
+            text,
+            data.precision,
+            scaler,
+            optimizer,
+            settings,
         )
-        exported = _export(unet, settings)
+        run.step += 1
+        run.ran += 1
+        run.history.append(loss)
+        step_seconds.append(time.monotonic() - tick)
+        if progress is not None:
+            progress(run.step, settings.steps, loss)
+    return run
 
-    final = float(np.mean(history[-FINAL_LOSS_WINDOW:])) if history else float("nan")
-    lora_config_dict = {
+
+def _result_config(
+    comps: LoraComponents,
+    settings: LoraSettings,
+    data: _TrainingData,
+    run: _Steps,
+    state: LoraState,
+    final: float,
+) -> dict:
+    """The LoRA's config, JSON-serialisable: how it was trained and how renders use it."""
+    return {
         "format": STATE_DICT_FORMAT,
         "rank": int(settings.rank),
         "r": int(settings.rank),  # peft's name for it (identity.py checks the tensors against it)
@@ -749,35 +731,24 @@ def train_lora(
         "token": settings.token,
         "class_word": settings.class_word,
         "instance_prompt": settings.caption,
-        "steps": step,
+        "steps": run.step,
         "planned_steps": int(settings.steps),
         "learning_rate": float(settings.learning_rate),
-        "resolution": resolution,
+        "resolution": data.resolution,
         "seed": int(settings.seed),
-        "images": len(crops) // max(1, len(settings.zooms)),
-        "final_loss": final if history else None,
+        "images": data.images,
+        "final_loss": final if run.history else None,
         "prediction_type": comps.noise_scheduler.config.prediction_type,
-        "mixed_precision": precision,
-        "gradient_checkpointing": bool(checkpointing),
+        "mixed_precision": data.precision,
+        "gradient_checkpointing": data.checkpointing,
         "save_dtype": settings.save_dtype,
         "train_seconds": round(state.seconds, 3),
-        "face_adapter_scale": float(settings.face_adapter_scale) if face is not None else 0.0,
+        "face_adapter_scale": float(settings.face_adapter_scale) if data.face is not None else 0.0,
         "instantid_scales": {
             "identity_strength": float(settings.render_identity_strength),
             "identitynet_strength": float(settings.render_identitynet_strength),
         },
     }
-    return LoraResult(
-        state_dict=exported,
-        config=lora_config_dict,
-        steps_run=step,
-        steps_this_call=ran,
-        final_loss=final,
-        loss_history=history,
-        seconds=time.monotonic() - started,
-        done=step >= settings.steps,
-        state=state,
-    )
 
 
 def _train_step(

@@ -1,4 +1,4 @@
-"""The GPU entry points: the startup sequence, rendering, LoRA training, ZeroGPU durations and calls.
+"""The GPU entry points: the startup sequence, rendering, LoRA training, the ZeroGPU calls.
 
 The only importer of ``spaces``. Startup (:func:`ready_models`): load the models (``models``), load the
 fast LoRA (``adapters``), compile ahead of time when ``HEADSHOT_AOTI`` is on (``aoti``), warm up.
@@ -6,7 +6,8 @@ fast LoRA (``adapters``), compile ahead of time when ``HEADSHOT_AOTI`` is on (``
 duration limit; :func:`train_identity_lora` trains a person's LoRA (``lora``) in resumable calls
 whose state stays here. GPU functions are generators of data events (progress, then the result), so
 nothing but data crosses ZeroGPU's process boundary; ``HEADSHOT_ZEROGPU_EMULATE=1`` runs them under
-``zerogpu``'s emulation. One lock serialises the GPU work (renders and training share the UNet).
+``zerogpu``'s emulation. One lock serialises the GPU work (renders and training share the UNet). The
+durations the calls ask for, their split and their charges are ``sizing``'s.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import queue
 import threading
 import time
@@ -27,10 +27,8 @@ import torch
 from PIL import Image
 
 from headshot import config, errors
-from headshot.gpu import adapters, aoti, models, recipe, zerogpu
+from headshot.gpu import adapters, aoti, models, sizing, zerogpu
 from headshot.gpu.models import (
-    IDENTITYNET_TFLOP_1024,
-    SDXL_UNET_TFLOP_1024,
     Models,
     base_model_id,
     device_summary,
@@ -51,11 +49,6 @@ __all__ = [
     "RenderRequest",
     "base_model_id",
     "device_summary",
-    "estimate_duration",
-    "expected_charge",
-    "expected_seconds",
-    "expected_train_charge",
-    "expected_train_seconds",
     "ready_models",
     "render",
     "render_on",
@@ -66,11 +59,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LORA_LOAD_SECONDS = 5  # loading a LoRA into the UNet (peft injection), for the ZeroGPU estimate
-# The share of a 1024 px UNet step spent in self-attention scores (QK^T and AV): 4 x N^2 x C per
-# transformer block, N = 4096 tokens at C = 640 (10 blocks) and 1024 at C = 1280 (60 blocks): ~0.75 of
-# its 6.76 TFLOP.
-ATTENTION_SHARE_1024 = 0.11
 AOTI_COMPILE_SECONDS = 1500  # GPU time asked of ZeroGPU for compiling at startup
 
 _GPU_LOCK = threading.Lock()  # one GPU: renders and training run one at a time
@@ -236,7 +224,7 @@ def render_all(
     loaded = ready_models(embedding_size=int(np.asarray(requests[0].face_embedding).size))
     for request in requests:
         check_for_models(loaded, request)
-    calls = _gpu_calls(requests) if config.on_zerogpu() else [[(i, r) for i, r in enumerate(requests)]]
+    calls = sizing.gpu_calls(requests) if config.on_zerogpu() else [[(i, r) for i, r in enumerate(requests)]]
     results: list[list[Image.Image]] = [[] for _ in requests]
     total = sum(r.num_images for r in requests)
     done = 0
@@ -268,27 +256,6 @@ def render_on(loaded: Models, request: RenderRequest, progress: Progress | None 
         return render_images(loaded, request, progress)
 
 
-def _gpu_calls(requests: Sequence[RenderRequest]) -> list[list[tuple[int, RenderRequest]]]:
-    """The requests split into GPU calls (parts of fewer images where needed), each within ZeroGPU's limit."""
-    parts: list[tuple[int, RenderRequest]] = []
-    for index, request in enumerate(requests):
-        per_call = request.num_images
-        while per_call > 1 and _estimate_seconds([dataclasses.replace(request, num_images=per_call)]) > (
-            config.ZEROGPU_MAX_DURATION
-        ):
-            per_call -= 1
-        for start in range(0, request.num_images, per_call):
-            count = min(per_call, request.num_images - start)
-            parts.append((index, dataclasses.replace(request, seed=request.seed + start, num_images=count)))
-    calls: list[list[tuple[int, RenderRequest]]] = []
-    for part in parts:
-        if calls and _estimate_seconds([p for _, p in calls[-1]] + [part[1]]) <= config.ZEROGPU_MAX_DURATION:
-            calls[-1].append(part)
-        else:
-            calls.append([part])
-    return calls
-
-
 def _sub_progress(progress: Progress | None, start: int, count: int, total: int) -> Progress | None:
     if progress is None or (start == 0 and count == total):
         return progress
@@ -299,86 +266,7 @@ def _sub_progress(progress: Progress | None, start: int, count: int, total: int)
     return scaled
 
 
-def estimate_duration(requests: Sequence[RenderRequest]) -> int:
-    """Seconds of GPU time to ask ZeroGPU for one call: a fixed cost plus the denoising compute (capped)."""
-    return int(min(config.ZEROGPU_MAX_DURATION, math.ceil(_estimate_seconds(requests))))
-
-
-def _estimates_apply() -> bool:
-    """The GPU estimates describe this machine: ZeroGPU (or its emulation) and CUDA GPUs, not a CPU."""
-    if config.on_zerogpu():
-        return True
-    try:
-        return models.select_device().type == "cuda"
-    except errors.HeadshotError:
-        return False
-
-
-def expected_seconds(requests: Sequence[RenderRequest]) -> float | None:
-    """Seconds the renders should take, from the estimate their GPU calls ask ZeroGPU for (the first ETA
-    a person sees; ``progress.Eta`` then corrects it from the measured pace). None on a CPU or mps."""
-    if not requests or not _estimates_apply():
-        return None
-    if config.on_zerogpu():
-        return float(sum(estimate_duration([part for _, part in call]) for call in _gpu_calls(requests)))
-    return _estimate_seconds(requests)
-
-
-def expected_train_seconds(steps_left: int) -> float | None:
-    """Seconds ``steps_left`` LoRA steps should take, from the figures the training calls' durations use;
-    None on a CPU or mps."""
-    if not _estimates_apply():
-        return None
-    calls = math.ceil(max(1, steps_left) / lora_steps_per_call()) if config.on_zerogpu() else 1
-    base = config.ZEROGPU_BASE_SECONDS if config.on_zerogpu() else 0
-    return calls * (base + config.ZEROGPU_LORA_PREP_SECONDS) + steps_left * config.ZEROGPU_LORA_SECONDS_PER_STEP
-
-
-def expected_train_charge(steps: int) -> float:
-    """GPU seconds ZeroGPU should charge for ``steps`` LoRA steps in calls of :func:`lora_steps_per_call`."""
-    calls = math.ceil(max(1, steps) / lora_steps_per_call())
-    return calls * (config.ZEROGPU_CALL_SECONDS + config.ZEROGPU_LORA_PREP_SECONDS) + (
-        steps * config.ZEROGPU_LORA_SECONDS_PER_STEP
-    )
-
-
-def _estimate_seconds(requests: Sequence[RenderRequest]) -> float:
-    """The duration a call asks: a fixed margin plus 1.25x the denoising compute, plus LoRA loading."""
-    denoise, loras = _work_seconds(requests)
-    return config.ZEROGPU_BASE_SECONDS + 1.25 * denoise + LORA_LOAD_SECONDS * loras
-
-
-def expected_charge(requests: Sequence[RenderRequest]) -> float:
-    """GPU seconds ZeroGPU should charge for rendering ``requests`` (its calls' effective time, by the same
-    estimate as their durations without the margins): what a visitor's daily quota pays."""
-    total = 0.0
-    for call in _gpu_calls(requests):
-        denoise, loras = _work_seconds([part for _, part in call])
-        total += config.ZEROGPU_CALL_SECONDS + denoise + LORA_LOAD_SECONDS * loras
-    return total
-
-
-def _work_seconds(requests: Sequence[RenderRequest]) -> tuple[float, int]:
-    """(seconds of denoising compute at ZeroGPU's effective speed, distinct LoRAs to load)."""
-    seconds = 0.0
-    loras = set()
-    for request in requests:
-        _, guidance = recipe.effective_settings(request)
-        steps = recipe.img2img_steps(request)[1]  # image-to-image runs int(steps x strength) of them
-        megapixel_ratio = request.width * request.height / 1024**2
-        # Self-attention grows with the square of the pixel count, the rest linearly: 2048 px costs
-        # about 5.3x 1024 px, not 4x.
-        size_factor = (1 - ATTENTION_SHARE_1024) * megapixel_ratio + ATTENTION_SHARE_1024 * megapixel_ratio**2
-        tflop_per_step = (
-            (SDXL_UNET_TFLOP_1024 + IDENTITYNET_TFLOP_1024) * size_factor * (2 if guidance > 1 else 1)
-        )
-        seconds += request.num_images * steps * tflop_per_step / config.ZEROGPU_EFFECTIVE_TFLOPS
-        if request.lora is not None:
-            loras.add(id(request.lora["state_dict"]))
-    return seconds, len(loras)
-
-
-@_gpu(estimate_duration)
+@_gpu(sizing.estimate_duration)
 def _render_on_gpu(requests: list[RenderRequest]) -> Iterator[tuple]:
     """The GPU call: progress events, then ``("result", images per request)``. Arguments pickle."""
     # On ZeroGPU a worker process: the models loaded in the main process are found by their key.
@@ -438,29 +326,6 @@ def _drain(events: Iterator[tuple], progress: Progress | None) -> Any:
 # Identity LoRA training
 
 
-def lora_settings(
-    steps: int | None = None,
-    rank: int | None = None,
-    learning_rate: float | None = None,
-    seed: int = 0,
-):
-    """The quick-LoRA recipe of this profile and platform, with the user's changes."""
-    from headshot.gpu import lora
-
-    settings = lora.LoraSettings.for_profile(seed=int(seed))
-    if config.on_zerogpu() and config.profile() == "full":
-        settings.steps = config.ZEROGPU_LORA_STEPS  # sized to fit one ZeroGPU call (see config)
-    if steps is not None:
-        settings.steps = int(steps)
-    if rank is not None:
-        settings.rank = int(rank)
-        settings.alpha = float(rank)
-    if learning_rate is not None:
-        settings.learning_rate = float(learning_rate)
-    settings.check()
-    return settings
-
-
 def train_identity_lora(
     images: Sequence[Image.Image],
     bboxes: Sequence[Any] | None,
@@ -472,7 +337,7 @@ def train_identity_lora(
 ):
     """Train a person's LoRA with ``lora.train_lora`` on the shared UNet; returns ``lora.LoraResult``.
 
-    On ZeroGPU training runs in GPU calls of at most :func:`lora_steps_per_call` steps, each asking
+    On ZeroGPU training runs in GPU calls of at most :func:`sizing.lora_steps_per_call` steps, each asking
     for a duration computed from its steps; each call resumes from the state the last one returned,
     which stays here, in the main process. When ZeroGPU refuses a call (quota) or stops it (past its
     duration), :class:`errors.TrainingPaused` carries the last state, so nothing done is lost:
@@ -481,14 +346,14 @@ def train_identity_lora(
     """
     ready_models()
     total = int(settings.steps)
-    per_call = lora_steps_per_call() if config.on_zerogpu() else total
+    per_call = sizing.lora_steps_per_call() if config.on_zerogpu() else total
     state = resume
     while True:
         done = 0 if state is None else int(state.step)
         chunk = dataclasses.replace(settings, steps=min(total, done + per_call))
         if config.on_zerogpu():
             chunk.time_budget_s = float(
-                _train_duration(images, bboxes, chunk, state, total) - config.ZEROGPU_BASE_SECONDS
+                sizing.train_duration(images, bboxes, chunk, state, total) - config.ZEROGPU_BASE_SECONDS
             )
         try:
             result = _drain(
@@ -508,27 +373,7 @@ def train_identity_lora(
             return result
 
 
-def lora_steps_per_call() -> int:
-    """LoRA steps one ZeroGPU call may ask for (``HEADSHOT_LORA_STEPS_PER_CALL`` overrides)."""
-    fixed = config.env_int("HEADSHOT_LORA_STEPS_PER_CALL", 0)
-    if fixed > 0:
-        return fixed
-    room = config.ZEROGPU_MAX_DURATION - config.ZEROGPU_BASE_SECONDS - config.ZEROGPU_LORA_PREP_SECONDS
-    return max(1, int(room / (config.ZEROGPU_LORA_SECONDS_PER_STEP * config.ZEROGPU_LORA_MARGIN)))
-
-
-def _train_duration(images, bboxes, settings, resume, total, face_embedding=None) -> int:
-    """GPU seconds for one training call: from the steps it has left, not a flat maximum."""
-    steps = int(settings.steps) - (0 if resume is None else int(resume.step))
-    seconds = (
-        config.ZEROGPU_BASE_SECONDS
-        + config.ZEROGPU_LORA_PREP_SECONDS
-        + steps * config.ZEROGPU_LORA_SECONDS_PER_STEP * config.ZEROGPU_LORA_MARGIN
-    )
-    return int(min(config.ZEROGPU_MAX_DURATION, math.ceil(seconds)))
-
-
-@_gpu(_train_duration)
+@_gpu(sizing.train_duration)
 def _train_on_gpu(images, bboxes, settings, resume, total, face_embedding=None) -> Iterator[tuple]:
     """The GPU call: training progress events, then ``("result", lora.LoraResult)``. Arguments pickle."""
     from headshot.gpu import lora

@@ -107,13 +107,18 @@ def check_request(request: RenderRequest) -> None:
     if request.init_image is not None:
         if not isinstance(request.init_image, Image.Image):
             raise errors.InvalidRequest("The starting image must be a PIL image (or None for text-to-image).")
-        if not all(config.RENDER_MIN_SIDE <= side <= config.RENDER_MAX_SIDE for side in request.init_image.size):
+        if not all(
+            config.RENDER_MIN_SIDE <= side <= config.RENDER_MAX_SIDE for side in request.init_image.size
+        ):
             raise errors.InvalidRequest(
                 f"The starting image must be from {config.RENDER_MIN_SIDE} to {config.RENDER_MAX_SIDE} px on "
                 f"each side, not {request.init_image.width}x{request.init_image.height}."
             )
         _finite_in(
-            request.strength, config.MIN_IMG2IMG_STRENGTH, config.MAX_IMG2IMG_STRENGTH, "The image-to-image strength"
+            request.strength,
+            config.MIN_IMG2IMG_STRENGTH,
+            config.MAX_IMG2IMG_STRENGTH,
+            "The image-to-image strength",
         )
     for side, what in ((request.width, "Width"), (request.height, "Height")):
         if not isinstance(side, (int, np.integer)) or not (
@@ -264,97 +269,133 @@ def render_batch(
     Adapters shared by the requests (a person's LoRA) are loaded once for all of them. The caller has
     checked the requests and holds the GPU lock.
     """
-    from headshot.gpu import instantid  # diffusers: imported on first use, so the app starts serving at once
-
-    pipe, device, dtype = models.pipe, models.device, models.dtype
     total = sum(int(r.num_images) for r in requests)
-    done = 0
     results: list[list[Image.Image]] = []
     loaded: dict[str, int] = {}
     try:
         for request in requests:
             with compiled_modes(models, request):
-                # 1. Check inputs (done by the caller) and resolve the settings this render uses.
-                steps, guidance = effective_settings(request)
-                do_cfg = guidance > 1.0
-
-                # 2. Configure every per-request setting: adapters, VAE tiling (the face-adapter scale: 4.).
-                adapters.configure(models, request, loaded)
-                if vae_tiling(models, request.width, request.height):
-                    pipe.vae.enable_tiling()
-                else:
-                    pipe.vae.disable_tiling()
-
-                # 3. Encode the prompt (once for all images of the request).
-                prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
-                    prompt=request.prompt,
-                    device=device,
-                    num_images_per_prompt=1,
-                    do_classifier_free_guidance=do_cfg,
-                    negative_prompt=request.negative_prompt or None,
-                )
-
-                # 4. Encode the face: adapter input for the UNet, face tokens for the IdentityNet.
-                #    With a face mask both act on the face region only (the same mask for each); the
-                #    face-adapter scale goes with the mask (:func:`face_adapter_inputs`).
-                image_embeds = instantid.face_image_embeds(
-                    request.face_embedding, do_classifier_free_guidance=do_cfg, device=device, dtype=dtype
-                )
-                mask = None
-                if request.face_mask is not None:
-                    mask = instantid.mask_tensor(request.face_mask, request.width, request.height)
-                    mask = mask.to(device=device, dtype=dtype)
-                identitynet = instantid.identitynet_for_request(
-                    models.identitynet, pipe.unet, image_embeds, mask
-                )
-                ip_scale, attention_kwargs = face_adapter_inputs(models, request, mask)
-                pipe.set_ip_adapter_scale(ip_scale)
-
-                # 5. Prepare the control image (the keypoints at the output size).
-                control = request.control_image.convert("RGB")
-                if control.size != (request.width, request.height):
-                    control = control.resize((request.width, request.height), Image.BILINEAR)
-                init = None
-                if request.init_image is not None:  # image-to-image: the picture to start from
-                    init = request.init_image.convert("RGB")
-                    if init.size != (request.width, request.height):
-                        init = init.resize((request.width, request.height), Image.LANCZOS)
-                    steps = img2img_steps(request)[0]
-
-                images = []
-                for index in range(int(request.num_images)):
-                    # 6. Denoise: a fresh scheduler and a generator seeded for this image alone
-                    #    (image-to-image: from the starting picture, noised to the request's strength).
-                    run = _request_pipeline(
-                        pipe, identitynet, _scheduler(pipe.scheduler.config, request.fast), img2img=init is not None
-                    )
-                    images_in = {"image": [control]} if init is None else {
-                        "image": init, "control_image": [control], "strength": float(request.strength)
-                    }
-                    result = run(
-                        prompt_embeds=prompt_embeds,
-                        negative_prompt_embeds=negative_embeds,
-                        pooled_prompt_embeds=pooled,
-                        negative_pooled_prompt_embeds=negative_pooled,
-                        **images_in,
-                        width=request.width,
-                        height=request.height,
-                        num_inference_steps=steps,
-                        guidance_scale=guidance,
-                        controlnet_conditioning_scale=[float(request.identitynet_strength)],
-                        ip_adapter_image_embeds=[image_embeds],
-                        cross_attention_kwargs=attention_kwargs,
-                        generator=torch.Generator("cpu").manual_seed(int(request.seed) + index),
-                        output_type="latent",
-                        callback_on_step_end=_step_callback(progress, done, total),
-                    )
-                    # 7. Decode to a PIL image in CPU memory.
-                    images.append(_decode(pipe, result.images))
-                    done += 1
-            results.append(images)
+                done = sum(len(images) for images in results)
+                results.append(_render_request(models, request, loaded, progress, done, total))
         return results
     finally:
         adapters.release(models, loaded)
+
+
+def _render_request(
+    models: Models,
+    request: RenderRequest,
+    loaded: dict[str, int],
+    progress: Progress | None,
+    done: int,
+    total: int,
+) -> list[Image.Image]:
+    """The numbered steps for one request; ``done`` images of the ``total`` are rendered already."""
+    # 1. Check inputs (done by the caller) and resolve the settings this render uses.
+    steps, guidance = effective_settings(request)
+    do_cfg = guidance > 1.0
+    # 2. Configure every per-request setting: adapters, VAE tiling (the face-adapter scale: 4.).
+    _configure(models, request, loaded)
+    # 3. Encode the prompt (once for all images of the request).
+    text = _encode_prompt(models, request, do_cfg)
+    # 4. Encode the face: adapter input for the UNet, face tokens for the IdentityNet.
+    identitynet, face = _encode_face(models, request, do_cfg)
+    # 5. Prepare the control image (the keypoints at the output size), and the starting picture.
+    images_in = _images_in(request)
+    if request.init_image is not None:  # image-to-image: only the last steps run
+        steps = img2img_steps(request)[0]
+    images = []
+    for index in range(int(request.num_images)):
+        # 6. Denoise: a fresh scheduler and a generator seeded for this image alone
+        #    (image-to-image: from the starting picture, noised to the request's strength).
+        run = _request_pipeline(
+            models.pipe,
+            identitynet,
+            _scheduler(models.pipe.scheduler.config, request.fast),
+            img2img=request.init_image is not None,
+        )
+        result = run(
+            **text,
+            **images_in,
+            **face,
+            width=request.width,
+            height=request.height,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            controlnet_conditioning_scale=[float(request.identitynet_strength)],
+            generator=torch.Generator("cpu").manual_seed(int(request.seed) + index),
+            output_type="latent",
+            callback_on_step_end=_step_callback(progress, done + index, total),
+        )
+        # 7. Decode to a PIL image in CPU memory.
+        images.append(_decode(models.pipe, result.images))
+    return images
+
+
+def _configure(models: Models, request: RenderRequest, loaded: dict[str, int]) -> None:
+    """Step 2: the request's adapters (loaded once per batch, in ``loaded``) and VAE tiling."""
+    adapters.configure(models, request, loaded)
+    if vae_tiling(models, request.width, request.height):
+        models.pipe.vae.enable_tiling()
+    else:
+        models.pipe.vae.disable_tiling()
+
+
+def _encode_prompt(models: Models, request: RenderRequest, do_cfg: bool) -> dict[str, torch.Tensor]:
+    """Step 3: the prompt's embeddings, as the pipeline's keyword arguments."""
+    prompt_embeds, negative_embeds, pooled, negative_pooled = models.pipe.encode_prompt(
+        prompt=request.prompt,
+        device=models.device,
+        num_images_per_prompt=1,
+        do_classifier_free_guidance=do_cfg,
+        negative_prompt=request.negative_prompt or None,
+    )
+    return {
+        "prompt_embeds": prompt_embeds,
+        "negative_prompt_embeds": negative_embeds,
+        "pooled_prompt_embeds": pooled,
+        "negative_pooled_prompt_embeds": negative_pooled,
+    }
+
+
+def _encode_face(models: Models, request: RenderRequest, do_cfg: bool) -> tuple[Any, dict[str, Any]]:
+    """Step 4: the request's IdentityNet (face tokens) and the face adapter's pipeline arguments.
+
+    With a face mask both act on the face region only (the same mask for each); the face-adapter scale
+    goes with the mask (:func:`face_adapter_inputs`) and is set on the pipeline here.
+    """
+    from headshot.gpu import instantid  # diffusers: imported on first use, so the app starts serving at once
+
+    pipe, device, dtype = models.pipe, models.device, models.dtype
+    image_embeds = instantid.face_image_embeds(
+        request.face_embedding, do_classifier_free_guidance=do_cfg, device=device, dtype=dtype
+    )
+    mask = None
+    if request.face_mask is not None:
+        mask = instantid.mask_tensor(request.face_mask, request.width, request.height)
+        mask = mask.to(device=device, dtype=dtype)
+    identitynet = instantid.identitynet_for_request(models.identitynet, pipe.unet, image_embeds, mask)
+    ip_scale, attention_kwargs = face_adapter_inputs(models, request, mask)
+    pipe.set_ip_adapter_scale(ip_scale)
+    return identitynet, {
+        "ip_adapter_image_embeds": [image_embeds],
+        "cross_attention_kwargs": attention_kwargs,
+    }
+
+
+def _images_in(request: RenderRequest) -> dict[str, Any]:
+    """Step 5: the keypoint image at the output size, and for image-to-image the picture to start from
+    and its strength, as the pipeline's keyword arguments."""
+    size = (request.width, request.height)
+    control = request.control_image.convert("RGB")
+    if control.size != size:
+        control = control.resize(size, Image.BILINEAR)
+    if request.init_image is None:
+        return {"image": [control]}
+    init = request.init_image.convert("RGB")
+    if init.size != size:
+        init = init.resize(size, Image.LANCZOS)
+    return {"image": init, "control_image": [control], "strength": float(request.strength)}
 
 
 def _scheduler(scheduler_config: Mapping[str, Any], fast: bool):

@@ -1,7 +1,7 @@
 """The Gradio app's page: three steps (Selfies, Identity, Headshots), the look, and serving.
 
-``build_demo()`` lays out the Blocks and wires each event to its handler in ``api`` (every handler is
-also an API endpoint and MCP tool); it only builds. ``serve()`` starts the preload and the sweeper and
+``build_demo()`` lays out the Blocks and wires each event to its handler: an endpoint (``endpoints``, the
+API and MCP surface) or one of the page's own callbacks (``callbacks``, ``cards``); it only builds. ``serve()`` starts the preload and the sweeper and
 launches with the theme, the CSS and ``webfiles``' private-upload middleware. Slider and number bounds
 are the ``config`` limits.
 """
@@ -21,14 +21,27 @@ from headshot.web.callbacks import (
     continue_headshots_page,
     continue_identity_page,
     create_identity_page,
+    device_note,
+    empty_means,
+    example_selfies,
+    favourites_view,
     gallery_view,
     generate_pack_page,
     generate_page,
     identity_next,
     more_like_this_ui,
+    next_after_check,
+    pick_headshot,
+    preview,
     refine_ui,
     regenerate_ui,
+    require_consent,
+    show_identity,
+    show_it,
+    style_blurb_text,
+    style_choices,
 )
+from headshot.web.cards import selfie_cards_view
 from headshot.web.endpoints import (
     API_CONSENT,
     DEFAULT_LORA_SETTING,
@@ -39,27 +52,14 @@ from headshot.web.endpoints import (
     continue_identity,
     create_identity,
     delete_my_data,
-    device_note,
-    empty_means,
-    example_selfies,
     favourite,
-    favourites_view,
     generate,
     generate_pack,
     list_options,
     list_styles,
     more_like_this,
-    next_after_check,
-    pick_headshot,
-    preview,
     refine,
     regenerate,
-    require_consent,
-    selfie_cards_view,
-    show_identity,
-    show_it,
-    style_blurb_text,
-    style_choices,
     validate_selfies,
 )
 from headshot.web.files import PrivateFiles, fix_list_schema, release_quiet_states, use_mcp_sessions
@@ -725,7 +725,8 @@ def check_image_panel(session: gr.State) -> None:
     """"Check an image": any image's Content Credentials (C2PA), and the ``/verify`` endpoint (API, MCP).
 
     A file input, not an image one: the bytes must arrive as they are, since re-encoding drops them."""
-    from headshot.web.endpoints import verify, verify_text
+    from headshot.web.callbacks import verify_text
+    from headshot.web.endpoints import verify
 
     with gr.Accordion("Check an image: Content Credentials", open=False, elem_id="check_image"):
         gr.Markdown(

@@ -163,7 +163,9 @@ def continue_headshots_button(session=None, request: gr.Request = None):
 
 
 @user_errors
-def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.SelectData, request: gr.Request = None):
+def pick_headshot(
+    gallery, identity, identity_link: str, session, evt: gr.SelectData, request: gr.Request = None
+):
     """The headshot clicked in the gallery, next to the reference selfie, with its likeness (UI only)."""
     from headshot import results
     from headshot.faces.analyzer import get_analyzer
@@ -224,7 +226,26 @@ def after_delete(result: dict):
     # the chosen headshot's panel and path, the favourites, their ZIP and their section
     hidden = gr.update(visible=False)
     gone = gr.update(value=None, visible=False)
-    return [None, None, None, None, None, None, "", "", None, {}, hidden, hidden, hidden, "", None, None, hidden, gone]
+    return [
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        "",
+        "",
+        None,
+        {},
+        hidden,
+        hidden,
+        hidden,
+        "",
+        None,
+        None,
+        hidden,
+        gone,
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -253,7 +274,7 @@ def _quota_refused(err: BaseException | None) -> bool:
 
 
 def when_back(seconds: float | None, now: float | None = None) -> str:
-    """"in about 25 s", "in about 3 h 20 min (around 18:40 UTC)"; "later today" when the answer did not say."""
+    """ "in about 25 s", "in about 3 h 20 min (around 18:40 UTC)"; "later today" when the answer did not say."""
     if seconds is None:
         return "later (the platform did not say when)"
     words = zerogpu.words_for(seconds)  # "45 s", "about 12 min"
@@ -416,16 +437,20 @@ def _gpu_call(endpoint, *args):
         raise gr.Error(err.message, title="Could not do that", print_exception=False) from err
 
 
-def more_like_this_ui(identity, image: str, identity_link: str, session, request: gr.Request = None,
-                      progress=gr.Progress()):
+def more_like_this_ui(
+    identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()
+):
     """More like the chosen headshot, added to the session gallery (UI; /more_like_this in the API):
     gallery, filter, info, notice."""
-    result, notice = _gpu_call(more_like_this, identity, image, 4, 0, identity_link, "", session, request, progress)
+    result, notice = _gpu_call(
+        more_like_this, identity, image, 4, 0, identity_link, "", session, request, progress
+    )
     return _headshots_after(result, {"session": session, "request": request}, notice)
 
 
-def regenerate_ui(identity, image: str, identity_link: str, session, request: gr.Request = None,
-                  progress=gr.Progress()):
+def regenerate_ui(
+    identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()
+):
     """The chosen headshot rendered again with a new seed, added to the gallery and shown as chosen:
     gallery, filter, info, notice, and the chosen path, picture and text."""
     from headshot import results
@@ -440,7 +465,9 @@ def regenerate_ui(identity, image: str, identity_link: str, session, request: gr
     return *shown, path, path, results.read_pick(Path(path), analyzer).text(analyzer.same_person_threshold)
 
 
-def refine_ui(identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()):
+def refine_ui(
+    identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()
+):
     """The chosen headshot at a higher resolution, shown as a picture with its download (UI; /refine in
     the API), and added to the gallery: the picture, gallery, filter, info, notice."""
     result, notice = _gpu_call(refine, identity, image, 0, 0, identity_link, "", session, request, progress)

@@ -568,7 +568,9 @@ def verify(image: str | None = None, image_link: str = "", session=None, request
     return report
 
 
-NOTHING_TO_DELETE = "Nothing to delete: this session has no files on the server (none made yet, or already deleted)."
+NOTHING_TO_DELETE = (
+    "Nothing to delete: this session has no files on the server (none made yet, or already deleted)."
+)
 
 
 def delete_my_data(files: str = "", session=None, request: gr.Request = None):
@@ -619,8 +621,4 @@ def favourite(image: str = "", session=None, request: gr.Request = None) -> tupl
     for path in chosen:
         pick = results.read_pick(path, analyzer)
         shown.append((str(path), results.caption(pick.likeness, pick.verdict, pick.style)))
-    return shown, (
-        str(results.favourites_zip(own, analyzer)) if chosen else None
-    )
-
-
+    return shown, (str(results.favourites_zip(own, analyzer)) if chosen else None)

@@ -108,7 +108,7 @@ def show_it():
 
 
 # --------------------------------------------------------------------------------------
-# Step 3: the style menu and its words, the backdrop preview, the machine's note, fields a person may leave empty
+# Step 3: the style menu and its words, the backdrop preview, the machine's note, Continue headshots
 # --------------------------------------------------------------------------------------
 
 
@@ -135,17 +135,6 @@ def device_note() -> str:
         head, _, rest = offline.partition(": ")
         return f"> **{head}.** {rest}" + (f"\n\n> {note}" if note else "")
     return f"> {note}" if note else ""
-
-
-def empty_means(sentinel, **kwargs) -> gr.Number:
-    """A number a person may leave empty (placeholder: what empty means), and behind it the API's parameter,
-    hidden, which keeps the API's sentinel default (so API callers may still leave it out or send it):
-    the visible field copies its value there, empty as the sentinel."""
-    api = gr.Number(sentinel, visible=False, **kwargs)
-    shown = {k: v for k, v in kwargs.items() if k != "elem_id"}
-    field = gr.Number(None, elem_id=f"{kwargs['elem_id']}_field", **shown)
-    field.change(lambda value: sentinel if value is None else value, field, api, api_visibility="private")
-    return api
 
 
 def continue_headshots_button(session=None, request: gr.Request = None):
@@ -198,6 +187,34 @@ def favourites_view(image: str, session=None, request: gr.Request = None):
     """The UI after a star: the section shown while there are favourites, the button's label (UI only)."""
     own = caller_session(session, request)
     return gr.update(visible=bool(own.favourites)), gr.update(value=_star_label(str(image) in own.favourites))
+
+
+# --------------------------------------------------------------------------------------
+# The backdrop menu's brand colour: the picker shown, its colour as /generate wants it
+# --------------------------------------------------------------------------------------
+
+
+BRAND_COLOUR = "brand-colour"  # the Backdrop menu's "Your brand colour…": the colour picker decides
+
+
+def backdrop_value(choice: str | None, colour: str | None):
+    """The backdrop /generate gets (an id, or the picked colour as #rrggbb) and the picker shown with it."""
+    if choice != BRAND_COLOUR:
+        return choice or "style", gr.update(visible=False)
+    return hex_colour(colour), gr.update(visible=True)
+
+
+def hex_colour(colour: str | None) -> str:
+    """The colour picker's value as #rrggbb (browsers may send rgb()/rgba() or #rgb)."""
+    import re
+
+    text = (colour or "").strip().lower()
+    found = re.fullmatch(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+).*\)", text)
+    if found:
+        return "#" + "".join(f"{min(255, round(float(v))):02x}" for v in found.groups())
+    if re.fullmatch(r"#[0-9a-f]{3}", text):
+        return "#" + "".join(c * 2 for c in text[1:])
+    return text[:7]
 
 
 # --------------------------------------------------------------------------------------

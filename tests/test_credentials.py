@@ -320,7 +320,7 @@ def test_every_handed_out_image_is_signed_and_read_by_a_separate_process(made, t
 
 def test_verify_endpoint_answers_for_signed_tampered_and_plain_files(signing, tmp_path):
     pytest.importorskip("gradio")
-    from headshot.web import endpoints
+    from headshot.web import callbacks, endpoints
 
     signed = headshot_png(tmp_path)
     tampered = tmp_path / "tampered.png"
@@ -332,7 +332,7 @@ def test_verify_endpoint_answers_for_signed_tampered_and_plain_files(signing, tm
     assert answers[signed.name]["status"] == "valid" and answers[signed.name]["ours"]
     assert answers[tampered.name]["status"] == "tampered"
     assert answers[plain.name]["status"] == "none"
-    assert "c2pa.created" in endpoints.verify_text(answers[signed.name])
+    assert "c2pa.created" in callbacks.verify_text(answers[signed.name])
     assert state["files"].owns(state["files"].adopt([str(signed)])[0])  # the tab's session holds its copy
     state["files"].delete()
 

@@ -236,7 +236,7 @@ def test_the_set_verdict(analyzer, faces_dir, sources):
 
 
 def test_the_selfies_step_shows_the_set_verdict():
-    from headshot.web.endpoints import readiness_text
+    from headshot.web.cards import readiness_text
 
     report = {
         "ready": True,

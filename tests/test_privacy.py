@@ -18,6 +18,7 @@ import pytest
 from headshot import sessions
 from headshot.errors import InvalidRequest
 from headshot.web import callbacks as page
+from headshot.web import cards as selfie_cards
 from headshot.web import endpoints as api
 from headshot.web import files as webfiles
 
@@ -383,9 +384,9 @@ def test_the_ui_handlers_keep_every_file_in_the_session(root, analyzer):
     photo = _upload(root, "astronaut.jpg", (EXAMPLES / "astronaut.jpg").read_bytes())
     report = api.validate_selfies([str(photo)], "", state)
     session = state["files"]
-    cards, _ = api.selfie_cards([str(photo)], report, state)
+    cards, _ = selfie_cards.selfie_cards([str(photo)], report, state)
     identity, _ = api.create_identity([str(photo)], "instantid", session=state)
-    reference, text = api.show_identity(identity, state)
+    reference, text = page.show_identity(identity, state)
     made = [Path(cards[0][0]), Path(identity), Path(reference)]
     assert all(session.owns(p) and p.exists() for p in made) and "Identity ready" in text
     answer = api.delete_my_data("", state)

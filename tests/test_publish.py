@@ -294,9 +294,9 @@ def test_every_relative_link_points_to_a_file_and_a_heading(document):
 
 
 def test_privacy_tab_points_to_the_licences():
-    from headshot.web import ui
+    from headshot.web import layout
 
-    text = ui.LICENCES
+    text = layout.LICENCES
     assert "README.md#licences" in text
     assert "InstantID" in text and "antelopev2" in text and "non-commercial" in text
 

@@ -14,7 +14,7 @@ import pytest
 from headshot import results, sessions, studio
 from headshot.errors import GpuAborted, GpuQuotaExceeded, InvalidRequest, TrainingPaused
 from headshot.gpu import zerogpu
-from headshot.web import callbacks, endpoints
+from headshot.web import callbacks, cards, endpoints
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -101,7 +101,7 @@ def test_the_page_shows_a_refusal_in_the_step_and_continue_only_with_something_s
 def test_a_refusal_is_one_log_line_with_its_code(caplog):
     caplog.set_level(logging.WARNING, logger="headshot")
     with pytest.raises(gr.Error) as stopped:
-        endpoints.require_consent(False)
+        callbacks.require_consent(False)
     assert stopped.value.print_exception is False  # Gradio prints no traceback for it
     lines = [r.getMessage() for r in caplog.records if r.name == "headshot"]
     assert len(lines) == 1 and lines[0].startswith("refused [consent_missing]") and "\n" not in lines[0]
@@ -112,12 +112,12 @@ def test_the_selfie_cards_read_without_an_emoji_font(faces_dir, analyzer):
     eagle = faces_dir / "no_face" / "dlib_eagle.jpg"
     state: dict = {}
     report = endpoints.validate_selfies([str(obama), str(eagle)], "", state)
-    html, readiness = endpoints.selfie_cards_view([str(obama), str(eagle)], report, state)
+    html, readiness = cards.selfie_cards_view([str(obama), str(eagle)], report, state)
     assert html.count("<figure") == 2 and html.count("<svg") == 2  # drawn marks
     assert "Accepted" in html and "Refused" in html and "dlib_eagle.jpg" in html and obama.name in html
     assert "No face found" in html  # the short line
     whole = next(i["message"] for s in report["selfies"] for i in s["issues"] if s["file"] == "dlib_eagle.jpg")
-    assert endpoints.html.escape(whole) in html  # the whole reason, a tap away
+    assert cards.html.escape(whole) in html  # the whole reason, a tap away
     assert not EMOJI.search(html) and not EMOJI.search(readiness), readiness
     assert "1 of 2 selfies accepted" in readiness and "dlib_eagle.jpg" in readiness
     state["files"].delete()
@@ -128,10 +128,10 @@ def test_card_reasons_fall_back_to_the_message_for_codes_they_do_not_know():
         {"code": "new_rule", "severity": "error", "message": "Something new: explained at length."},
         {"code": "blurry", "severity": "error", "message": "Blurry."},
     ]}
-    assert endpoints.card_reason(entry) == ("Something new (+1 more)", "Something new: explained at length. Blurry.")
+    assert cards.card_reason(entry) == ("Something new (+1 more)", "Something new: explained at length. Blurry.")
     note = {"accepted": True, "issues": [{"code": "too_dark", "severity": "warning", "message": "Dark."}]}
-    assert endpoints.card_reason(note) == ("Note: Too dark", "Dark.")
-    assert endpoints.card_reason({"accepted": True, "issues": []}) == ("", "")
+    assert cards.card_reason(note) == ("Note: Too dark", "Dark.")
+    assert cards.card_reason({"accepted": True, "issues": []}) == ("", "")
 
 
 def test_the_style_blurb_follows_the_backdrop_and_outfit():
@@ -194,15 +194,15 @@ def test_an_offline_machine_is_told_on_load(monkeypatch):
     monkeypatch.setattr(studio, "_models_notice", [])
     monkeypatch.setattr(studio, "missing_models", lambda: ["the diffusion models"])
     monkeypatch.setattr(studio, "hub_reachable", lambda timeout=3.0: False)
-    note = endpoints.device_note()
+    note = callbacks.device_note()
     assert note.startswith("> **The models cannot be reached.**") and "HEADSHOT_PROFILE=tiny" in note
     monkeypatch.setattr(studio, "_models_notice", [])
     monkeypatch.setattr(studio, "hub_reachable", lambda timeout=3.0: True)
-    assert "cannot be reached" not in endpoints.device_note()
+    assert "cannot be reached" not in callbacks.device_note()
     monkeypatch.setattr(studio, "_models_notice", [])
     monkeypatch.setattr(studio, "missing_models", lambda: [])
     monkeypatch.setattr(studio, "hub_reachable", lambda timeout=3.0: pytest.fail("no network check needed"))
-    assert "cannot be reached" not in endpoints.device_note()
+    assert "cannot be reached" not in callbacks.device_note()
 
 
 def test_the_page_css_has_no_stray_control_characters():
@@ -216,4 +216,4 @@ def test_the_page_css_has_no_stray_control_characters():
 def test_every_issue_code_has_a_short_card_line():
     from headshot.faces import validation
 
-    assert set(validation.ISSUE_CODES) <= set(endpoints.SHORT_REASONS), set(validation.ISSUE_CODES) - set(endpoints.SHORT_REASONS)
+    assert set(validation.ISSUE_CODES) <= set(cards.SHORT_REASONS), set(validation.ISSUE_CODES) - set(cards.SHORT_REASONS)

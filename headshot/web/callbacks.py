@@ -1,7 +1,10 @@
-"""The page's own callbacks around the endpoints (api.py): what the steps show after a GPU refusal or abort
-(a notice with what was saved, when GPU time returns and the button that finishes the work, never an error
-badge), the session gallery the headshot steps refresh, and the page after Delete. The endpoints themselves,
-the API and MCP surface, stay in api.py; ui.py wires both.
+"""The page's own callbacks: what the steps show around the endpoints (``endpoints``, the API and MCP
+surface), never an endpoint themselves (every one is wired ``api_visibility="private"`` in ``ui``).
+
+The consent stop, Next and Continue buttons, the identity's picture, the style's words and the backdrop
+preview, the chosen headshot and its star; what the steps show after a GPU refusal or abort (a notice with
+what was saved, when GPU time returns and the button that finishes the work, never an error badge); the
+session gallery the headshot steps refresh, and the page after Delete. The selfie cards are ``cards``.
 """
 
 from __future__ import annotations
@@ -14,24 +17,223 @@ from pathlib import Path
 
 import gradio as gr
 
-from headshot import results
+from headshot import credentials, results, studio
 from headshot.errors import GpuAborted, GpuQuotaExceeded, HeadshotError, RenderIncomplete, TrainingPaused
 from headshot.gpu import zerogpu
 from headshot.web.endpoints import (
     NOTHING_TO_DELETE,
-    continue_button,
     continue_headshots,
-    continue_headshots_button,
     continue_identity,
     create_identity,
     generate,
     generate_pack,
+    identity_required,
     log_refusal,
     more_like_this,
+    public_summary,
     refine,
     regenerate,
+    user_errors,
 )
-from headshot.web.files import caller_session
+from headshot.web.files import EXAMPLES_DIR, caller_session
+
+# --------------------------------------------------------------------------------------
+# Step 1: consent first; Next once the selfies are good enough (the cards: cards.py)
+# --------------------------------------------------------------------------------------
+
+
+CONSENT_MISSING = "Please tick the consent box first: these must be photos of you, or of someone who agreed."
+
+
+def require_consent(consent: bool) -> None:
+    """Stop the step until the consent box is ticked. Gradio's toasts are headed by their kind, not by the
+    title, so the reminder is a warning ("Consent needed: ..."), never an "Error"; the stop is silent."""
+    if not consent:
+        gr.Warning(f"Consent needed. {CONSENT_MISSING}", duration=8, title="Consent needed")
+        log_refusal("consent_missing", CONSENT_MISSING)
+        raise gr.Error(CONSENT_MISSING, title="Consent needed", visible=False, print_exception=False)
+
+
+def example_selfies() -> list[list[list[str]]]:
+    photos = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".png", ".webp"))
+    return [[photos]] if photos else []
+
+
+def next_after_check(report: dict | None):
+    """Show Next once the selfies are good enough for an identity."""
+    return gr.update(visible=bool(report and report.get("ready")))
+
+
+# --------------------------------------------------------------------------------------
+# Step 2: the identity shown with its keypoints, Continue for a paused training
+# --------------------------------------------------------------------------------------
+
+
+def continue_button(session=None, request: gr.Request = None):
+    """Show Continue while this session has a LoRA training paused after some of its steps (refused before
+    its first step, nothing is saved: Create starts it again)."""
+    paused = studio.paused_training(caller_session(session, request))
+    if paused is None or not paused["steps_done"]:
+        return gr.update(visible=False)
+    label = f"Continue LoRA training (saved at step {paused['steps_done']} of {paused['steps_total']})"
+    return gr.update(visible=True, value=label)
+
+
+@user_errors
+def show_identity(identity: str | None, session=None):
+    """The reference face with its keypoints and a short summary, for the Identity step (the picture is
+    a file in the session's folder)."""
+    from headshot.faces.identity import identity_summary, reference_with_keypoints
+
+    own = caller_session(session, None)
+    if not identity:
+        return None, ""
+    (path,) = own.adopt([identity])
+    loaded = studio.open_identity(path)
+    summary = public_summary(identity_summary(loaded))
+    method = "LoRA" if summary.get("has_lora") else "InstantID"
+    count = summary["selfie_count"]
+    text = (
+        f"**Identity ready**: your face, learned with {method} from {count} selfie{'s' if count != 1 else ''}. "
+        "Press **Next** to make your headshots."
+    )
+    picture = own.new_dir("reference") / "reference.png"
+    reference_with_keypoints(loaded).save(picture)
+    own.record(picture)
+    return str(picture), text
+
+
+def show_it():
+    return gr.update(visible=True)
+
+
+# --------------------------------------------------------------------------------------
+# Step 3: the style menu and its words, the backdrop preview, the machine's note, Continue headshots
+# --------------------------------------------------------------------------------------
+
+
+def style_choices() -> list[tuple[str, str]]:
+    return [(s["name"], s["id"]) for s in studio.list_styles()]
+
+
+def style_blurb_text(style_id: str, backdrop: str = "style", outfit: str = "style") -> str:
+    """The style's words under the menu, following the chosen backdrop and outfit."""
+    text = studio.style_blurb(style_id, backdrop, outfit)
+    return f"*{text}*" if text else ""
+
+
+def preview(style_id: str | None, backdrop_id: str | None):
+    """The preview swatch of the chosen backdrop, or of the style's own backdrop (no GPU)."""
+    return studio.preview_swatch(style_id, backdrop_id)
+
+
+def device_note() -> str:
+    """What the person is told about the machine (no GPU, the tiny profile, ...)."""
+    note = studio.device_summary().get("note")
+    offline = studio.models_notice()
+    if offline:  # "The models cannot be reached: ..." with its head in bold
+        head, _, rest = offline.partition(": ")
+        return f"> **{head}.** {rest}" + (f"\n\n> {note}" if note else "")
+    return f"> {note}" if note else ""
+
+
+def continue_headshots_button(session=None, request: gr.Request = None):
+    """Show Continue while this session has a generate or pack cut short by ZeroGPU."""
+    paused = studio.paused_render(caller_session(session, request))
+    if paused is None:
+        return gr.update(visible=False)
+    label = f"Continue headshots ({paused['made']} of {paused['requested']} made)"
+    return gr.update(visible=True, value=label)
+
+
+# --------------------------------------------------------------------------------------
+# A chosen headshot: next to the selfie, favourites (the star's label and section)
+# --------------------------------------------------------------------------------------
+
+
+@user_errors
+def pick_headshot(
+    gallery, identity, identity_link: str, session, evt: gr.SelectData, request: gr.Request = None
+):
+    """The headshot clicked in the gallery, next to the reference selfie, with its likeness (UI only)."""
+    from headshot import results
+    from headshot.faces.analyzer import get_analyzer
+
+    own = caller_session(session, request)
+    items = gallery or []
+    if evt is None or not isinstance(evt.index, int) or not (0 <= evt.index < len(items)):
+        return [gr.update()] * 7
+    item = items[evt.index]
+    image = item[0] if isinstance(item, (list, tuple)) else item
+    loaded = identity_required(identity, own, identity_link)
+    reference, pick = results.comparison(own, loaded, image, get_analyzer())
+    starred = str(pick.path) in own.favourites
+    return (
+        str(pick.path),
+        str(reference),
+        str(pick.path),
+        pick.text(get_analyzer().same_person_threshold),
+        gr.update(visible=True),
+        gr.update(value=_star_label(starred)),
+        gr.update(value=None, visible=False),  # a refined PNG of the headshot chosen before
+    )
+
+
+def _star_label(starred: bool) -> str:
+    return "★ In your favourites (remove)" if starred else "☆ Add to favourites"
+
+
+def favourites_view(image: str, session=None, request: gr.Request = None):
+    """The UI after a star: the section shown while there are favourites, the button's label (UI only)."""
+    own = caller_session(session, request)
+    return gr.update(visible=bool(own.favourites)), gr.update(value=_star_label(str(image) in own.favourites))
+
+
+# --------------------------------------------------------------------------------------
+# The backdrop menu's brand colour: the picker shown, its colour as /generate wants it
+# --------------------------------------------------------------------------------------
+
+
+BRAND_COLOUR = "brand-colour"  # the Backdrop menu's "Your brand colour…": the colour picker decides
+
+
+def backdrop_value(choice: str | None, colour: str | None):
+    """The backdrop /generate gets (an id, or the picked colour as #rrggbb) and the picker shown with it."""
+    if choice != BRAND_COLOUR:
+        return choice or "style", gr.update(visible=False)
+    return hex_colour(colour), gr.update(visible=True)
+
+
+def hex_colour(colour: str | None) -> str:
+    """The colour picker's value as #rrggbb (browsers may send rgb()/rgba() or #rgb)."""
+    import re
+
+    text = (colour or "").strip().lower()
+    found = re.fullmatch(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+).*\)", text)
+    if found:
+        return "#" + "".join(f"{min(255, round(float(v))):02x}" for v in found.groups())
+    if re.fullmatch(r"#[0-9a-f]{3}", text):
+        return "#" + "".join(c * 2 for c in text[1:])
+    return text[:7]
+
+
+# --------------------------------------------------------------------------------------
+# Check an image: what the panel says about a /verify report
+# --------------------------------------------------------------------------------------
+
+
+def verify_text(report: dict | None) -> str:
+    """What the "Check an image" panel says about a /verify report."""
+    if not report:
+        return ""
+    steps = [
+        f"- {credentials.readable_time(a.get('when'))} **{a.get('action', '?')}**"
+        + (f" ({a['digital_source_type']})" if a.get("digital_source_type") else "")
+        + (f" · {a['software']}" if a.get("software") else "")
+        for step in report.get("history", [])
+        for a in step.get("actions", [])
+    ]
+    return "\n".join([report.get("message", ""), *(["", *steps] if steps else [])])
 
 
 def after_delete(result: dict):
@@ -41,7 +243,26 @@ def after_delete(result: dict):
     # the chosen headshot's panel and path, the favourites, their ZIP and their section
     hidden = gr.update(visible=False)
     gone = gr.update(value=None, visible=False)
-    return [None, None, None, None, None, None, "", "", None, {}, hidden, hidden, hidden, "", None, None, hidden, gone]
+    return [
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        "",
+        "",
+        None,
+        {},
+        hidden,
+        hidden,
+        hidden,
+        "",
+        None,
+        None,
+        hidden,
+        gone,
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -70,7 +291,7 @@ def _quota_refused(err: BaseException | None) -> bool:
 
 
 def when_back(seconds: float | None, now: float | None = None) -> str:
-    """"in about 25 s", "in about 3 h 20 min (around 18:40 UTC)"; "later today" when the answer did not say."""
+    """ "in about 25 s", "in about 3 h 20 min (around 18:40 UTC)"; "later today" when the answer did not say."""
     if seconds is None:
         return "later (the platform did not say when)"
     words = zerogpu.words_for(seconds)  # "45 s", "about 12 min"
@@ -233,16 +454,20 @@ def _gpu_call(endpoint, *args):
         raise gr.Error(err.message, title="Could not do that", print_exception=False) from err
 
 
-def more_like_this_ui(identity, image: str, identity_link: str, session, request: gr.Request = None,
-                      progress=gr.Progress()):
+def more_like_this_ui(
+    identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()
+):
     """More like the chosen headshot, added to the session gallery (UI; /more_like_this in the API):
     gallery, filter, info, notice."""
-    result, notice = _gpu_call(more_like_this, identity, image, 4, 0, identity_link, "", session, request, progress)
+    result, notice = _gpu_call(
+        more_like_this, identity, image, 4, 0, identity_link, "", session, request, progress
+    )
     return _headshots_after(result, {"session": session, "request": request}, notice)
 
 
-def regenerate_ui(identity, image: str, identity_link: str, session, request: gr.Request = None,
-                  progress=gr.Progress()):
+def regenerate_ui(
+    identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()
+):
     """The chosen headshot rendered again with a new seed, added to the gallery and shown as chosen:
     gallery, filter, info, notice, and the chosen path, picture and text."""
     from headshot import results
@@ -257,7 +482,9 @@ def regenerate_ui(identity, image: str, identity_link: str, session, request: gr
     return *shown, path, path, results.read_pick(Path(path), analyzer).text(analyzer.same_person_threshold)
 
 
-def refine_ui(identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()):
+def refine_ui(
+    identity, image: str, identity_link: str, session, request: gr.Request = None, progress=gr.Progress()
+):
     """The chosen headshot at a higher resolution, shown as a picture with its download (UI; /refine in
     the API), and added to the gallery: the picture, gallery, filter, info, notice."""
     result, notice = _gpu_call(refine, identity, image, 0, 0, identity_link, "", session, request, progress)

@@ -10,19 +10,15 @@ session across its calls.
 from __future__ import annotations
 
 import functools
-import html
 import logging
 import os
 from pathlib import Path
 
 import gradio as gr
 
-from headshot import config, credentials, results, sessions, studio
+from headshot import credentials, results, sessions, studio
 from headshot.errors import HeadshotError
-from headshot.web.files import EXAMPLES_DIR, caller_session, finish_call, linked_files, referenced_paths
-
-CONSENT_MISSING = "Please tick the consent box first: these must be photos of you, or of someone who agreed."
-
+from headshot.web.files import caller_session, finish_call, linked_files, referenced_paths
 
 API_CONSENT = "Calling this endpoint asserts that the photos are of you, or that the person agreed."
 
@@ -35,7 +31,7 @@ def log_refusal(code: str, message: str) -> None:
     log.warning("refused [%s] %s", code, " ".join(str(message).split()))
 
 
-def _user_errors(fn):
+def user_errors(fn):
     """Turn the core's typed errors into messages the person sees; keep the app serving."""
 
     @functools.wraps(fn)
@@ -54,7 +50,7 @@ def _progress(progress: gr.Progress):
     return lambda fraction, desc="": progress(fraction, desc=desc)
 
 
-def _paths(files) -> list[str]:
+def file_paths(files) -> list[str]:
     if not files:
         return []
     if isinstance(files, (str, Path)):
@@ -62,16 +58,7 @@ def _paths(files) -> list[str]:
     return [str(f) for f in files if f]
 
 
-def require_consent(consent: bool) -> None:
-    """Stop the step until the consent box is ticked. Gradio's toasts are headed by their kind, not by the
-    title, so the reminder is a warning ("Consent needed: ..."), never an "Error"; the stop is silent."""
-    if not consent:
-        gr.Warning(f"Consent needed. {CONSENT_MISSING}", duration=8, title="Consent needed")
-        log_refusal("consent_missing", CONSENT_MISSING)
-        raise gr.Error(CONSENT_MISSING, title="Consent needed", visible=False, print_exception=False)
-
-
-@_user_errors
+@user_errors
 def validate_selfies(
     selfies: list[str] | None = None, selfie_links: str = "", session=None, request: gr.Request = None
 ) -> dict:
@@ -89,140 +76,10 @@ def validate_selfies(
         (code, severity, message) and face measurements.
     """
     own = caller_session(session, request)
-    files = [*_paths(selfies), *linked_files(selfie_links, own, "selfie")]
+    files = [*file_paths(selfies), *linked_files(selfie_links, own, "selfie")]
     report = studio.validate(own.adopt(files)).report
     finish_call(own, session, handed_out=False)
     return report
-
-
-def selfie_cards(selfies: list[str] | None, report: dict, session=None):
-    """Thumbnails with a pass/fail caption per photo, and the overall readiness (written as files in
-    the session's folder, so Delete removes them with the rest)."""
-    from headshot import imaging
-
-    own = caller_session(session, None)
-    cards = []
-    folder = None
-    # The report lists the checked selfies in upload order (files past the limit are not in it).
-    for path, entry in zip(own.adopt(_paths(selfies)), report.get("selfies", []), strict=False):
-        try:
-            image = imaging.load_image(path)
-            image.thumbnail((256, 256))
-            folder = folder or own.new_dir("thumbnails")
-            thumb = folder / f"{len(cards):02d}-{Path(path).stem}.png"
-            image.save(thumb)
-            own.record(thumb)
-        except (HeadshotError, OSError):
-            thumb = None
-        if thumb is not None:
-            mark = "Accepted" if entry.get("accepted") else "Refused"
-            short, _ = card_reason(entry)
-            cards.append((str(thumb), f"{mark} · {Path(path).name}" + (f" · {short}" if short else "")))
-    return cards, readiness_text(report)
-
-
-# The short line of a selfie card, by issue code; the whole message is one tap away (and in the list below).
-SHORT_REASONS = {
-    "unreadable_image": "Cannot be read",
-    "too_large": "File too large",
-    "no_face": "No face found",
-    "multiple_faces": "More than one face",
-    "low_resolution": "Resolution too low",
-    "face_too_small": "Face too small",
-    "blurry": "Blurry",
-    "too_dark": "Too dark",
-    "overexposed": "Too bright",
-    "extreme_pose": "Face turned away",
-    "duplicate": "Same photo twice",
-    "different_person": "Looks like someone else",
-    "background_faces": "Other faces behind you",
-    "face_cut_off": "Face cut off by the edge",
-    "eyes_covered": "Eyes covered",
-    "face_covered": "Nose or mouth covered",
-    "turned_upright": "Turned upright",
-    "not_a_photo": "Not a photo",
-    "screen_photo": "Photo of a screen or print",
-    "filtered": "Filter or effect",
-}
-
-
-def card_reason(entry: dict) -> tuple[str, str]:
-    """(the short line, the whole reason) of one checked selfie: its first error, or for an accepted one its
-    first warning as a note; ("", "") for a clean pass."""
-    accepted = bool(entry.get("accepted"))
-    issues = [i for i in entry.get("issues", []) if i.get("severity") == ("warning" if accepted else "error")]
-    if not issues:
-        return ("", "") if accepted else ("Did not pass the checks", "This photo did not pass the checks.")
-    first = issues[0]
-    message = str(first.get("message", ""))
-    short = SHORT_REASONS.get(first.get("code", "")) or message.split(":")[0].split(". ")[0].rstrip(".")
-    if len(issues) > 1:
-        short += f" (+{len(issues) - 1} more)"
-    whole = " ".join(str(i.get("message", "")) for i in issues)
-    return ("Note: " + short) if accepted else short, whole
-
-
-# Pass and fail marks drawn in SVG (no emoji font needed), with their words for screen readers.
-_MARKS = {
-    True: '<svg viewBox="0 0 20 20" aria-hidden="true"><circle cx="10" cy="10" r="10"/>'
-    '<path d="M5.5 10.5l3 3 6-7" fill="none" stroke="#fff" stroke-width="2.4" stroke-linecap="round" '
-    'stroke-linejoin="round"/></svg>',
-    False: '<svg viewBox="0 0 20 20" aria-hidden="true"><circle cx="10" cy="10" r="10"/>'
-    '<path d="M6.5 6.5l7 7M13.5 6.5l-7 7" fill="none" stroke="#fff" stroke-width="2.4" '
-    'stroke-linecap="round"/></svg>',
-}
-
-
-def selfie_cards_view(selfies: list[str] | None, report: dict, session=None):
-    """The checked selfies as cards for the page (HTML): a drawn pass/fail mark with its word, the file
-    name, the main reason on one line and the whole reason on a tap; and the readiness text below."""
-    import base64
-
-    cards, readiness = selfie_cards(selfies, report, session)
-    entries = report.get("selfies", []) if isinstance(report, dict) else []
-    html_cards = []
-    for (thumb, _), entry in zip(cards, entries, strict=False):
-        ok = bool(entry.get("accepted"))
-        name = html.escape(str(entry.get("file") or Path(thumb).name))
-        short, whole = card_reason(entry)
-        data = base64.b64encode(Path(thumb).read_bytes()).decode("ascii")
-        reason = ""
-        if short:
-            reason = (
-                f'<details class="hs-reason"><summary><span>{html.escape(short)}</span></summary>'
-                f"<p>{html.escape(whole)}</p></details>"
-            )
-        html_cards.append(
-            f'<figure class="hs-card {"hs-ok" if ok else "hs-bad"}">'
-            f'<img src="data:image/png;base64,{data}" alt="{name}">'
-            f'<figcaption><span class="hs-mark">{_MARKS[ok]}{"Accepted" if ok else "Refused"}</span>'
-            f'<span class="hs-file" title="{name}">{name}</span>{reason}</figcaption></figure>'
-        )
-    body = f'<div class="hs-cards">{"".join(html_cards)}</div>' if html_cards else ""
-    return body, readiness
-
-
-def readiness_text(report: dict) -> str:
-    total = len(report.get("selfies", []))
-    accepted = report.get("accepted", 0)
-    lines = [f"**{accepted} of {total} selfies accepted.**"]
-
-    def ready(flag) -> str:
-        return "**ready**" if flag else "**not yet**"
-
-    lines.append(
-        f"Quick InstantID: {ready(report.get('ready'))} (needs {config.INSTANTID_MIN_ACCEPTED} or more) · "
-        f"LoRA: {ready(report.get('ready_lora'))} (needs {config.LORA_MIN_ACCEPTED} or more)"
-    )
-    if report.get("set"):  # the set as a whole (issue 22): a verdict and at most two suggestions
-        lines[0] += "\n\n**Your set:** " + " ".join([report["set"]["verdict"], *report["set"]["suggestions"]])
-    for err in report.get("errors", []):
-        lines.append(f"**Note:** {err.get('message', err) if isinstance(err, dict) else err}")
-    rejected = [s for s in report.get("selfies", []) if not s.get("accepted")]
-    for s in rejected:
-        reasons = "; ".join(i["message"] for i in s["issues"] if i["severity"] == "error")
-        lines.append(f"- **{s['file']}**: {reasons}")
-    return "\n\n".join(lines[:2]) + ("\n\n" + "\n".join(lines[2:]) if len(lines) > 2 else "")
 
 
 # The Gradio API's sentinels for "the style's value" / "the default" (turned into None by _unset).
@@ -243,7 +100,7 @@ def _unset(value, sentinel):
     return None if value is None or value == sentinel else value
 
 
-@_user_errors
+@user_errors
 def create_identity(
     selfies: list[str] | None = None,
     method: str = "instantid",
@@ -275,7 +132,7 @@ def create_identity(
     """
     own = caller_session(session, request)
     result = studio.create_identity(
-        own.adopt([*_paths(selfies), *linked_files(selfie_links, own, "selfie")]),
+        own.adopt([*file_paths(selfies), *linked_files(selfie_links, own, "selfie")]),
         method,
         lora_steps=_unset(lora_steps, DEFAULT_LORA_SETTING),
         lora_rank=_unset(lora_rank, DEFAULT_LORA_SETTING),
@@ -288,7 +145,7 @@ def create_identity(
     return str(result.path), public_summary(result.summary)
 
 
-@_user_errors
+@user_errors
 def continue_identity(session=None, request: gr.Request = None, progress=gr.Progress()) -> tuple[str, dict]:
     """Continue this session's LoRA training from the step it reached when the GPU time ran out.
 
@@ -304,40 +161,6 @@ def continue_identity(session=None, request: gr.Request = None, progress=gr.Prog
     return str(result.path), public_summary(result.summary)
 
 
-def continue_button(session=None, request: gr.Request = None):
-    """Show Continue while this session has a LoRA training paused after some of its steps (refused before
-    its first step, nothing is saved: Create starts it again)."""
-    paused = studio.paused_training(caller_session(session, request))
-    if paused is None or not paused["steps_done"]:
-        return gr.update(visible=False)
-    label = f"Continue LoRA training (saved at step {paused['steps_done']} of {paused['steps_total']})"
-    return gr.update(visible=True, value=label)
-
-
-@_user_errors
-def show_identity(identity: str | None, session=None):
-    """The reference face with its keypoints and a short summary, for the Identity step (the picture is
-    a file in the session's folder)."""
-    from headshot.faces.identity import identity_summary, reference_with_keypoints
-
-    own = caller_session(session, None)
-    if not identity:
-        return None, ""
-    (path,) = own.adopt([identity])
-    loaded = studio.open_identity(path)
-    summary = public_summary(identity_summary(loaded))
-    method = "LoRA" if summary.get("has_lora") else "InstantID"
-    count = summary["selfie_count"]
-    text = (
-        f"**Identity ready**: your face, learned with {method} from {count} selfie{'s' if count != 1 else ''}. "
-        "Press **Next** to make your headshots."
-    )
-    picture = own.new_dir("reference") / "reference.png"
-    reference_with_keypoints(loaded).save(picture)
-    own.record(picture)
-    return str(picture), text
-
-
 def public_summary(summary: dict) -> dict:
     """An identity summary without server paths: a model given as a local folder is shown by its name."""
     out = dict(summary)
@@ -346,26 +169,6 @@ def public_summary(summary: dict) -> dict:
         if isinstance(value, str) and (os.path.isabs(value) or value.startswith(("~", "./", "../"))):
             out[key] = Path(value).name or value
     return out
-
-
-def empty_means(sentinel, **kwargs) -> gr.Number:
-    """A number a person may leave empty (placeholder: what empty means), and behind it the API's parameter,
-    hidden, which keeps the API's sentinel default (so API callers may still leave it out or send it):
-    the visible field copies its value there, empty as the sentinel."""
-    api = gr.Number(sentinel, visible=False, **kwargs)
-    shown = {k: v for k, v in kwargs.items() if k != "elem_id"}
-    field = gr.Number(None, elem_id=f"{kwargs['elem_id']}_field", **shown)
-    field.change(lambda value: sentinel if value is None else value, field, api, api_visibility="private")
-    return api
-
-
-def show_it():
-    return gr.update(visible=True)
-
-
-def next_after_check(report: dict | None):
-    """Show Next once the selfies are good enough for an identity."""
-    return gr.update(visible=bool(report and report.get("ready")))
 
 
 def _options(
@@ -424,7 +227,7 @@ def _gallery(result: studio.GenerateResult) -> list[tuple[str, str]]:
     return items
 
 
-def _identity_required(identity, session: sessions.Session, link: str = ""):
+def identity_required(identity, session: sessions.Session, link: str = ""):
     linked = linked_files(link, session, "identity")
     if not identity and not linked:
         raise gr.Error(
@@ -435,7 +238,7 @@ def _identity_required(identity, session: sessions.Session, link: str = ""):
     return studio.open_identity(linked[0] if linked else session.adopt([identity])[0])
 
 
-@_user_errors
+@user_errors
 def generate(
     identity: str | None = None,
     style: str = "corporate-grey",
@@ -492,7 +295,7 @@ def generate(
         the LinkedIn crop's file name).
     """
     own = caller_session(session, request)
-    loaded = _identity_required(identity, own, identity_link)
+    loaded = identity_required(identity, own, identity_link)
     options = _options(
         prompt=prompt,
         negative_prompt=negative_prompt,
@@ -518,7 +321,7 @@ def generate(
     return _gallery(result), result.info
 
 
-@_user_errors
+@user_errors
 def generate_pack(
     identity: str | None = None,
     styles: list[str] | None = None,
@@ -564,7 +367,7 @@ def generate_pack(
         a ZIP of PNGs (named by style and seed), the gallery, and info (JSON).
     """
     own = caller_session(session, request)
-    loaded = _identity_required(identity, own, identity_link)
+    loaded = identity_required(identity, own, identity_link)
     options = _options(
         prompt=prompt,
         negative_prompt=negative_prompt,
@@ -586,7 +389,7 @@ def generate_pack(
     return str(result.zip_path), _gallery(result), result.info
 
 
-@_user_errors
+@user_errors
 def continue_headshots(
     session=None, request: gr.Request = None, progress=gr.Progress()
 ) -> tuple[str | None, list, dict]:
@@ -611,15 +414,6 @@ def continue_headshots(
     return (str(result.zip_path) if result.zip_path else None), _gallery(result), result.info
 
 
-def continue_headshots_button(session=None, request: gr.Request = None):
-    """Show Continue while this session has a generate or pack cut short by ZeroGPU."""
-    paused = studio.paused_render(caller_session(session, request))
-    if paused is None:
-        return gr.update(visible=False)
-    label = f"Continue headshots ({paused['made']} of {paused['requested']} made)"
-    return gr.update(visible=True, value=label)
-
-
 # What a person can do with a headshot they made (results.py): each takes the identity and one of the
 # caller's own headshot PNGs, whose settings (written into it) are the recipe.
 
@@ -631,7 +425,7 @@ def _headshot_required(image: str | None, session: sessions.Session, link: str =
     return linked[0] if linked else session.adopt([image])[0]
 
 
-@_user_errors
+@user_errors
 def refine(
     identity: str | None = None,
     image: str | None = None,
@@ -657,7 +451,7 @@ def refine(
         the gallery, the refined PNG file and info (JSON).
     """
     own = caller_session(session, request)
-    loaded = _identity_required(identity, own, identity_link)
+    loaded = identity_required(identity, own, identity_link)
     result = results.refine(
         loaded,
         _headshot_required(image, own, image_link),
@@ -670,7 +464,7 @@ def refine(
     return _gallery(result), str(result.headshots[0].path), result.info
 
 
-@_user_errors
+@user_errors
 def more_like_this(
     identity: str | None = None,
     image: str | None = None,
@@ -696,7 +490,7 @@ def more_like_this(
         the gallery and info (JSON).
     """
     own = caller_session(session, request)
-    loaded = _identity_required(identity, own, identity_link)
+    loaded = identity_required(identity, own, identity_link)
     result = results.more_like_this(
         loaded,
         _headshot_required(image, own, image_link),
@@ -709,7 +503,7 @@ def more_like_this(
     return _gallery(result), result.info
 
 
-@_user_errors
+@user_errors
 def regenerate(
     identity: str | None = None,
     image: str | None = None,
@@ -731,7 +525,7 @@ def regenerate(
         the gallery and info (JSON).
     """
     own = caller_session(session, request)
-    loaded = _identity_required(identity, own, identity_link)
+    loaded = identity_required(identity, own, identity_link)
     result = results.regenerate(
         loaded, _headshot_required(image, own, image_link), progress=_progress(progress), session=own
     )
@@ -751,7 +545,7 @@ def list_options() -> dict:
     return studio.list_options()
 
 
-@_user_errors
+@user_errors
 def verify(image: str | None = None, image_link: str = "", session=None, request: gr.Request = None) -> dict:
     """Check an image's Content Credentials (C2PA): any image, a headshot of this app or not.
 
@@ -774,26 +568,9 @@ def verify(image: str | None = None, image_link: str = "", session=None, request
     return report
 
 
-def verify_text(report: dict | None) -> str:
-    """What the "Check an image" panel says about a /verify report."""
-    if not report:
-        return ""
-    steps = [
-        f"- {credentials.readable_time(a.get('when'))} **{a.get('action', '?')}**"
-        + (f" ({a['digital_source_type']})" if a.get("digital_source_type") else "")
-        + (f" · {a['software']}" if a.get("software") else "")
-        for step in report.get("history", [])
-        for a in step.get("actions", [])
-    ]
-    return "\n".join([report.get("message", ""), *(["", *steps] if steps else [])])
-
-
-def preview(style_id: str | None, backdrop_id: str | None):
-    """The preview swatch of the chosen backdrop, or of the style's own backdrop (no GPU)."""
-    return studio.preview_swatch(style_id, backdrop_id)
-
-
-NOTHING_TO_DELETE = "Nothing to delete: this session has no files on the server (none made yet, or already deleted)."
+NOTHING_TO_DELETE = (
+    "Nothing to delete: this session has no files on the server (none made yet, or already deleted)."
+)
 
 
 def delete_my_data(files: str = "", session=None, request: gr.Request = None):
@@ -818,69 +595,12 @@ def delete_my_data(files: str = "", session=None, request: gr.Request = None):
     return {"deleted_files": count, "message": message}
 
 
-
-def style_choices() -> list[tuple[str, str]]:
-    return [(s["name"], s["id"]) for s in studio.list_styles()]
-
-
-def style_blurb_text(style_id: str, backdrop: str = "style", outfit: str = "style") -> str:
-    """The style's words under the menu, following the chosen backdrop and outfit."""
-    text = studio.style_blurb(style_id, backdrop, outfit)
-    return f"*{text}*" if text else ""
-
-
-def example_selfies() -> list[list[list[str]]]:
-    photos = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".png", ".webp"))
-    return [[photos]] if photos else []
-
-
-def device_note() -> str:
-    """What the person is told about the machine (no GPU, the tiny profile, ...)."""
-    note = studio.device_summary().get("note")
-    offline = studio.models_notice()
-    if offline:  # "The models cannot be reached: ..." with its head in bold
-        head, _, rest = offline.partition(": ")
-        return f"> **{head}.** {rest}" + (f"\n\n> {note}" if note else "")
-    return f"> {note}" if note else ""
-
-
-
 # --------------------------------------------------------------------------------------
 # A chosen headshot: next to the selfie, favourites (results)
 # --------------------------------------------------------------------------------------
 
 
-@_user_errors
-def pick_headshot(gallery, identity, identity_link: str, session, evt: gr.SelectData, request: gr.Request = None):
-    """The headshot clicked in the gallery, next to the reference selfie, with its likeness (UI only)."""
-    from headshot import results
-    from headshot.faces.analyzer import get_analyzer
-
-    own = caller_session(session, request)
-    items = gallery or []
-    if evt is None or not isinstance(evt.index, int) or not (0 <= evt.index < len(items)):
-        return [gr.update()] * 7
-    item = items[evt.index]
-    image = item[0] if isinstance(item, (list, tuple)) else item
-    loaded = _identity_required(identity, own, identity_link)
-    reference, pick = results.comparison(own, loaded, image, get_analyzer())
-    starred = str(pick.path) in own.favourites
-    return (
-        str(pick.path),
-        str(reference),
-        str(pick.path),
-        pick.text(get_analyzer().same_person_threshold),
-        gr.update(visible=True),
-        gr.update(value=_star_label(starred)),
-        gr.update(value=None, visible=False),  # a refined PNG of the headshot chosen before
-    )
-
-
-def _star_label(starred: bool) -> str:
-    return "★ In your favourites (remove)" if starred else "☆ Add to favourites"
-
-
-@_user_errors
+@user_errors
 def favourite(image: str = "", session=None, request: gr.Request = None) -> tuple[list, str | None]:
     """Star a headshot made in this session, or unstar it if it is starred already.
 
@@ -901,12 +621,4 @@ def favourite(image: str = "", session=None, request: gr.Request = None) -> tupl
     for path in chosen:
         pick = results.read_pick(path, analyzer)
         shown.append((str(path), results.caption(pick.likeness, pick.verdict, pick.style)))
-    return shown, (
-        str(results.favourites_zip(own, analyzer)) if chosen else None
-    )
-
-
-def favourites_view(image: str, session=None, request: gr.Request = None):
-    """The UI after a star: the section shown while there are favourites, the button's label (UI only)."""
-    own = caller_session(session, request)
-    return gr.update(visible=bool(own.favourites)), gr.update(value=_star_label(str(image) in own.favourites))
+    return shown, (str(results.favourites_zip(own, analyzer)) if chosen else None)

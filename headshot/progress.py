@@ -57,7 +57,7 @@ class Eta:
 
 
 def eta_text(seconds: float | None) -> str:
-    """"about 40 s left", "about 3 min left", "almost done"; "" when nothing is known yet."""
+    """ "about 40 s left", "about 3 min left", "almost done"; "" when nothing is known yet."""
     if seconds is None or not math.isfinite(seconds):
         return ""
     if seconds < 3:
@@ -98,3 +98,20 @@ def pack_label(names: Sequence[str], per_style: int, what: str = "image") -> Cal
         return f"Style {style + 1} of {len(names)}, {names[style]}: {what} {image + 1} of {per_style}"
 
     return label
+
+
+def report(progress: Progress | None, fraction: float, desc: str) -> None:
+    """Call ``progress`` (if any) with ``fraction`` kept within 0..1."""
+    if progress is not None:
+        progress(max(0.0, min(1.0, fraction)), desc)
+
+
+def scaled(progress: Progress | None, start: float, end: float, prefix: str = "") -> Progress | None:
+    """``progress`` for a part of the work: its 0..1 maps to ``start``..``end``, each text after ``prefix``."""
+    if progress is None:
+        return None
+
+    def inner(fraction: float, desc: str = "") -> None:
+        progress(start + (end - start) * max(0.0, min(1.0, fraction)), prefix + (desc or ""))
+
+    return inner

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from headshot.sessions import Session, new_workdir
 from headshot.styles import Style, check_prompt, compose, get_style, load_styles, negative_prompt
 
 SOFTWARE = f"Headshot Studio {__version__}"
-Progress = Callable[[float, str], None]
+Progress = progress_.Progress
 
 # --------------------------------------------------------------------------------------
 # Step 1: selfies
@@ -95,7 +95,7 @@ def create_identity(
         check_lora_settings(lora_steps, lora_rank, lora_learning_rate)
     analyzer = analyzer or get_analyzer()
     started = time.perf_counter()
-    _report(progress, 0.02, "Checking your selfies")
+    progress_.report(progress, 0.02, "Checking your selfies")
     result = validate(files, analyzer)
     needed = config.LORA_MIN_ACCEPTED if method == "lora" else config.INSTANTID_MIN_ACCEPTED
     if len(result.accepted) < needed:
@@ -105,7 +105,7 @@ def create_identity(
             f"selfie{'s' if needed > 1 else ''}; {len(result.accepted)} of the {total} photo"
             f"{'s' if total != 1 else ''} you sent passed the checks. " + refusal_reasons(result.report)
         )
-    _report(progress, 0.1, "Building the face identity")
+    progress_.report(progress, 0.1, "Building the face identity")
     identity = build_identity(
         result.accepted, face_pack=analyzer.pack_id, base_model=pipeline.base_model_id()
     )
@@ -171,7 +171,7 @@ def _train(paused: PausedTraining, session: Session | None, progress: Progress |
             paused.bboxes,
             paused.settings,
             resume=paused.state,
-            progress=progress_.tracked(_scaled(progress, 0.1, 0.95), eta),
+            progress=progress_.tracked(progress_.scaled(progress, 0.1, 0.95), eta),
             face_embedding=paused.identity.embedding,
         )
     except TrainingPaused as exc:
@@ -229,7 +229,7 @@ def _finish_identity(
     if session:
         session.record(path)
     summary = {**identity_summary(identity), **extra, "seconds": round(time.perf_counter() - started, 2)}
-    _report(progress, 1.0, "Identity ready")
+    progress_.report(progress, 1.0, "Identity ready")
     return IdentityResult(identity=identity, path=path, summary=summary, report=report)
 
 
@@ -550,7 +550,9 @@ def write_outputs(
         }
         stem = f"{_slug(shot.style)}_{shot.seed}{suffix}"
         shot.path = workdir / f"{stem}.png"
-        sign = credentials.signer_for(style=shot.style, kind=kind, parent=parent)  # last: C2PA hashes the file
+        sign = credentials.signer_for(
+            style=shot.style, kind=kind, parent=parent
+        )  # last: C2PA hashes the file
         disclosure.save_png(image, shot.path, meta, sign)
         if options.linkedin:
             faces = analyzer.detect(shot.image)
@@ -584,10 +586,14 @@ def render_tracked(
     eta = progress_.Eta(sizing.expected_seconds(requests))
     if starting:
         count = f"{len(names) * per_style} {what}s"
-        _report(progress, 0.0, f"Starting: {count} to render · {progress_.eta_text(eta.left(0.0))}".strip(" ·"))
+        progress_.report(
+            progress, 0.0, f"Starting: {count} to render · {progress_.eta_text(eta.left(0.0))}".strip(" ·")
+        )
     label = progress_.pack_label(names, per_style, what)
-    rendered = pipeline.render_all(requests, progress_.tracked(_scaled(progress, 0.0, 0.95), eta, label))
-    _report(progress, 0.96, checking)
+    rendered = pipeline.render_all(
+        requests, progress_.tracked(progress_.scaled(progress, 0.0, 0.95), eta, label)
+    )
+    progress_.report(progress, 0.96, checking)
     return rendered
 
 
@@ -667,7 +673,7 @@ def _render_styles(paused: PausedRender, analyzer, progress) -> list[Headshot]:
         )  # fmt: skip
     except RenderIncomplete as stopped:
         rendered, refusal = stopped.images, stopped.refusal
-        _report(progress, 0.96, "Checking the likeness of the headshots made")
+        progress_.report(progress, 0.96, "Checking the likeness of the headshots made")
     shots: list[Headshot] = []
     for (index, _), images in zip(rest, rendered, strict=True):
         paused.rendered[index] += len(images)
@@ -677,7 +683,9 @@ def _render_styles(paused: PausedRender, analyzer, progress) -> list[Headshot]:
         shots.extend(_keep_best(paused, index, analyzer))
     paused.refusal, paused.parts = refusal, paused.parts + 1
     made = f"{len(shots)} headshot{'s' if len(shots) != 1 else ''}"
-    _report(progress, 1.0, f"{made} ready" + (" (GPU time ran out before the rest)" if refusal else ""))
+    progress_.report(
+        progress, 1.0, f"{made} ready" + (" (GPU time ran out before the rest)" if refusal else "")
+    )
     return shots
 
 
@@ -868,7 +876,11 @@ def generate_pack(
 
 
 def run_info(
-    shots: list[Headshot], seed: int, started: float, style_ids: list[str], options: GenerateOptions | None = None
+    shots: list[Headshot],
+    seed: int,
+    started: float,
+    style_ids: list[str],
+    options: GenerateOptions | None = None,
 ) -> dict:
     options = options or GenerateOptions()
     return {
@@ -954,7 +966,7 @@ def device_summary() -> dict:
 OFFLINE_HOW = (
     "To try the app with no network, start it with the tiny test models and a local face-model pack: "
     "`HEADSHOT_PROFILE=tiny HEADSHOT_FACE_MODELS=<folder with a detector and a recognizer .onnx> python app.py` "
-    "(README, \"Offline, or without a GPU\")."
+    '(README, "Offline, or without a GPU").'
 )
 HUB_HOST, HUB_PORT = "huggingface.co", 443
 
@@ -1029,23 +1041,3 @@ def start_preload() -> threading.Thread | None:
     from headshot.gpu import pipeline
 
     return pipeline.start_preload()
-
-
-# --------------------------------------------------------------------------------------
-# Progress helpers
-# --------------------------------------------------------------------------------------
-
-
-def _report(progress: Progress | None, fraction: float, desc: str) -> None:
-    if progress is not None:
-        progress(max(0.0, min(1.0, fraction)), desc)
-
-
-def _scaled(progress: Progress | None, start: float, end: float, prefix: str = "") -> Progress | None:
-    if progress is None:
-        return None
-
-    def inner(fraction: float, desc: str = "") -> None:
-        progress(start + (end - start) * max(0.0, min(1.0, fraction)), prefix + (desc or ""))
-
-    return inner

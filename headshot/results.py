@@ -35,6 +35,7 @@ from headshot import config, disclosure, imaging
 from headshot.errors import HeadshotError, InvalidRequest, RenderIncomplete
 from headshot.faces.analyzer import FaceAnalyzer, get_analyzer
 from headshot.faces.identity import Identity
+from headshot.paused import incomplete_info
 from headshot.sessions import Session, new_workdir
 from headshot.studio import (
     SETTINGS_VERSION,
@@ -44,7 +45,6 @@ from headshot.studio import (
     Progress,
     build_request,
     check_range,
-    incomplete_info,
     rank,
     render_tracked,
     run_info,
@@ -151,7 +151,12 @@ def open_source(path: str | Path) -> Source:
     style, options, seed = options_from_settings(settings)
     image = imaging.load_image(path)
     return Source(
-        image=image, style=style, options=options, seed=seed, settings=settings, name=Path(path).name,
+        image=image,
+        style=style,
+        options=options,
+        seed=seed,
+        settings=settings,
+        name=Path(path).name,
         path=Path(path),
     )
 
@@ -359,7 +364,8 @@ def headshot_file(session: Session, image: str | Path | None) -> Path:
     if not image:
         raise InvalidRequest("Choose a headshot first: click one in the gallery.")
     path = Path(str(image))
-    if not path.is_absolute():  # a file name, as /generate's info gives it: this session's latest of that name
+    # a file name, as /generate's info gives it: this session's latest of that name
+    if not path.is_absolute():
         named = [Path(f) for f in session.files if Path(f).name == path.name and Path(f).is_file()]
         path = named[-1] if named else path
     session.check_not_foreign(path)
@@ -441,7 +447,12 @@ def favourites_zip(session: Session, analyzer: FaceAnalyzer) -> Path | None:
 # --------------------------------------------------------------------------------------
 
 # The folders the flows write headshots into (studio and the flows above), and what a person calls each run.
-RUN_KINDS = {"headshots": "Headshots", "pack": "Pack", "variations": "More like this", "refined": "High resolution"}
+RUN_KINDS = {
+    "headshots": "Headshots",
+    "pack": "Pack",
+    "variations": "More like this",
+    "refined": "High resolution",
+}
 ALL = "all"  # the gallery filter that shows everything
 
 
@@ -486,7 +497,11 @@ def session_gallery(session: Session, analyzer: FaceAnalyzer, *, show: str = ALL
     runs: dict[str, list[Path]] = {}
     for name in session.files:
         path = Path(name)
-        if path.suffix.lower() != ".png" or _run_kind(path.parent.name) not in RUN_KINDS or not path.is_file():
+        if (
+            path.suffix.lower() != ".png"
+            or _run_kind(path.parent.name) not in RUN_KINDS
+            or not path.is_file()
+        ):
             continue
         runs.setdefault(path.parent.name, []).append(path)
     items: list[GalleryItem] = []

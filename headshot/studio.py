@@ -16,26 +16,21 @@ import threading
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from headshot import __version__, config, credentials, disclosure, imaging, sessions
+from headshot import __version__, config, credentials, disclosure, imaging
 from headshot import progress as progress_
-from headshot.errors import (
-    GpuQuotaExceeded,
-    HeadshotError,
-    InvalidRequest,
-    NotEnoughSelfies,
-    RenderIncomplete,
-    TrainingPaused,
-)
+from headshot.errors import HeadshotError, InvalidRequest, NotEnoughSelfies, RenderIncomplete
 from headshot.faces.analyzer import FaceAnalyzer, cosine, get_analyzer
 from headshot.faces.identity import Identity, build_identity, identity_summary, load_identity, save_identity
 from headshot.faces.validation import ValidationResult, validate_selfies
+from headshot.paused import PausedRender, PausedTraining, continuing, held_training, train_lora
+from headshot.paused import paused_render as paused_render  # studio's names for the web layer
+from headshot.paused import paused_training as paused_training
 from headshot.sessions import Session, new_workdir
 from headshot.styles import Style, check_prompt, compose, get_style, load_styles, negative_prompt
 
@@ -142,44 +137,8 @@ def refusal_reasons(report: dict) -> str:
     return " ".join(lines)
 
 
-@dataclass
-class PausedTraining:
-    """A LoRA identity whose training ZeroGPU stopped between calls: everything needed to go on."""
-
-    identity: Identity
-    images: list
-    bboxes: list
-    settings: Any  # lora.LoraSettings
-    report: dict
-    started: float
-    state: Any = None  # lora.LoraState of the last finished GPU call (None: nothing trained yet)
-
-
-# A paused training is held by its session (sessions.hold): dropped when it finishes, on Delete my data
-# and by the sweeper after the file age.
-
-
 def _train(paused: PausedTraining, session: Session | None, progress: Progress | None) -> IdentityResult:
-    from headshot.gpu import pipeline, sizing
-
-    total = int(paused.settings.steps)
-    done = 0 if paused.state is None else int(paused.state.step)
-    eta = progress_.Eta(sizing.expected_train_seconds(total - done), start=done / max(1, total))
-    try:
-        lora = pipeline.train_identity_lora(
-            paused.images,
-            paused.bboxes,
-            paused.settings,
-            resume=paused.state,
-            progress=progress_.tracked(progress_.scaled(progress, 0.1, 0.95), eta),
-            face_embedding=paused.identity.embedding,
-        )
-    except TrainingPaused as exc:
-        paused.state = exc.state
-        if session is not None:
-            sessions.hold(session, paused)
-        raise
-    forget_paused(session)
+    lora = train_lora(paused, session, progress)
     identity = paused.identity
     identity.method = "lora"
     identity.lora = lora.state_dict
@@ -194,26 +153,7 @@ def _train(paused: PausedTraining, session: Session | None, progress: Progress |
 
 def continue_identity(session: Session | None, *, progress: Progress | None = None) -> IdentityResult:
     """Go on with this session's paused LoRA training from the step it reached."""
-    paused = sessions.held(session)
-    if not isinstance(paused, PausedTraining):
-        raise InvalidRequest(
-            "There is no paused LoRA training in this session to continue. Create the identity again."
-        )
-    return _train(paused, session, progress)
-
-
-def paused_training(session: Session | None) -> dict | None:
-    """Where this session's paused training stands (``{"steps_done", "steps_total"}``), or None."""
-    paused = sessions.held(session)
-    if not isinstance(paused, PausedTraining):
-        return None
-    done = 0 if paused.state is None else int(paused.state.step)
-    return {"steps_done": done, "steps_total": paused.settings.steps}
-
-
-def forget_paused(session: Session | None) -> int:
-    """Drop this session's paused training."""
-    return sessions.release(session, "")
+    return _train(held_training(session), session, progress)
 
 
 def _finish_identity(
@@ -597,47 +537,6 @@ def render_tracked(
     return rendered
 
 
-# A generate or pack that ZeroGPU cut short between its GPU calls (a later call refused for quota or stopped
-# past its duration) keeps what the earlier calls made: those headshots are written and returned, and the
-# rest is held by the session (sessions.hold, slot RENDER_SLOT) for continue_headshots, which renders it with
-# the seeds it would have had. Dropped when finished, on Delete my data and by the sweep after the file age.
-RENDER_SLOT = "render"
-_CONTINUE_LOCK = threading.Lock()
-
-
-@dataclass
-class PausedRender:
-    """A generate or pack and what is left of it: each style's whole request (candidates from ``seed``), how
-    many candidates of each are rendered, those not handed out yet (a best-of style keeps its best only once
-    all its candidates are made), and the headshots handed out so far. ``refusal``: why it last stopped."""
-
-    kind: str  # the run's folder kind: "headshots" (generate) or "pack"
-    identity: Identity
-    styles: list[Style]
-    options: GenerateOptions
-    seed: int
-    keep: int  # headshots kept per style
-    requests: list  # per style, the whole request (all its candidates)
-    rendered: list[int] = field(default_factory=list)
-    waiting: list[list] = field(default_factory=list)
-    shown: list[Headshot] = field(default_factory=list)
-    refusal: HeadshotError | None = None
-    parts: int = 0  # runs so far: 1 for the first, 2 after one Continue, ...
-    busy: bool = False
-
-    @property
-    def total(self) -> int:
-        return self.keep * len(self.styles)
-
-    def rest(self) -> list[tuple[int, Any]]:
-        """(style index, the request for its candidates not rendered yet, with the seeds they would have had)."""
-        return [
-            (i, replace(request, seed=request.seed + done, num_images=request.num_images - done))
-            for i, (request, done) in enumerate(zip(self.requests, self.rendered, strict=True))
-            if done < request.num_images
-        ]
-
-
 def _plan_render(kind: str, identity, styles, options, seed: int, keep: int) -> PausedRender:
     """The requests of ``keep`` kept images per style (best of ``options.best_of`` candidates each)."""
     candidates = keep * check_range(
@@ -664,11 +563,10 @@ def _render_styles(paused: PausedRender, analyzer, progress) -> list[Headshot]:
     per_style = counts.pop() if len(counts) == 1 else 0
     if not per_style:  # a continued pack with styles begun: "Image 3 of 5"
         names, per_style = [""], sum(request.num_images for request in requests)
-    best_of = paused.requests[0].num_images > paused.keep
     refusal = None
     try:
         rendered = render_tracked(
-            requests, names, per_style, "candidate" if best_of else "image", progress,
+            requests, names, per_style, "candidate" if paused.best_of else "image", progress,
             starting=True, checking="Checking the likeness of each headshot",
         )  # fmt: skip
     except RenderIncomplete as stopped:
@@ -676,11 +574,9 @@ def _render_styles(paused: PausedRender, analyzer, progress) -> list[Headshot]:
         progress_.report(progress, 0.96, "Checking the likeness of the headshots made")
     shots: list[Headshot] = []
     for (index, _), images in zip(rest, rendered, strict=True):
-        paused.rendered[index] += len(images)
-        paused.waiting[index].extend(images)
-        if best_of and paused.rendered[index] < paused.requests[index].num_images:
-            continue  # the best of its candidates is kept once they are all made
-        shots.extend(_keep_best(paused, index, analyzer))
+        ready = paused.add(index, images)  # None: a best-of style with candidates still to make
+        if ready is not None:
+            shots.extend(_keep_best(paused, index, *ready, analyzer))
     paused.refusal, paused.parts = refusal, paused.parts + 1
     made = f"{len(shots)} headshot{'s' if len(shots) != 1 else ''}"
     progress_.report(
@@ -689,10 +585,10 @@ def _render_styles(paused: PausedRender, analyzer, progress) -> list[Headshot]:
     return shots
 
 
-def _keep_best(paused: PausedRender, index: int, analyzer) -> list[Headshot]:
-    """The candidates of style ``index`` waiting to be handed out, scored, best first, at most ``keep``."""
-    style, request, images = paused.styles[index], paused.requests[index], paused.waiting[index]
-    first = paused.rendered[index] - len(images)  # the seed offset of the first one waiting
+def _keep_best(paused: PausedRender, index: int, first: int, images: list, analyzer) -> list[Headshot]:
+    """The candidates ``images`` of style ``index`` (the first at seed offset ``first``), scored, best first,
+    at most ``keep``."""
+    style, request = paused.styles[index], paused.requests[index]
     scores = score_likeness(images, paused.identity, analyzer)
     style_shots = [
         Headshot(
@@ -706,7 +602,6 @@ def _keep_best(paused: PausedRender, index: int, analyzer) -> list[Headshot]:
         )
         for i, (image, score) in enumerate(zip(images, scores, strict=True))
     ]
-    paused.waiting[index] = []
     return rank(style_shots)[: paused.keep]
 
 
@@ -723,7 +618,7 @@ def _run(paused: PausedRender, analyzer, progress, session: Session | None, star
     if paused.parts > 1:
         info["continued"] = {"part": paused.parts, "headshots_before": before}
     if paused.refusal is not None:
-        info["incomplete"] = _incomplete(paused, can_continue=session is not None)
+        info["incomplete"] = paused.incomplete(can_continue=session is not None)
     zip_path = None
     if paused.kind == "pack":
         whole = info if not before else {
@@ -733,10 +628,7 @@ def _run(paused: PausedRender, analyzer, progress, session: Session | None, star
         zip_path = _pack_zip(paused.shown, workdir / f"headshots-{paused.seed}.zip", whole)
     if session:
         session.record(zip_path, *[p for h in shots for p in (h.path, h.linkedin_path)])
-        if paused.refusal is not None:
-            sessions.hold(session, paused, RENDER_SLOT)
-        elif sessions.held(session, RENDER_SLOT) is paused:
-            sessions.release(session, RENDER_SLOT)
+        paused.settle(session)
     headshots = rank(shots) if paused.kind == "pack" else shots
     return GenerateResult(headshots=headshots, info=info, workdir=workdir, zip_path=zip_path)
 
@@ -752,68 +644,13 @@ def _pack_zip(shots: list[Headshot], path: Path, info: dict) -> Path:
     return path
 
 
-def _incomplete(paused: PausedRender, can_continue: bool) -> dict:
-    made, total = len(paused.shown), paused.total
-    if can_continue:
-        when = "once GPU time returns" if isinstance(paused.refusal, GpuQuotaExceeded) else "now"
-        todo = (
-            f"The other {total - made} are saved: call continue_headshots from this session {when} to render "
-            "them with the seeds they would have had."
-        )
-    else:
-        todo = f"Run it again later with seed {paused.seed} to make all {total}."
-    info = incomplete_info(paused.refusal, made, total, todo, can_continue=can_continue)
-    info["candidates_saved"] = sum(len(w) for w in paused.waiting)
-    return info
-
-
-def incomplete_info(refusal: HeadshotError, made: int, total: int, todo: str, *, can_continue: bool) -> dict:
-    """What the info of a run cut short says (``info["incomplete"]``): how many headshots of how many, the
-    refusal in a person's words (with when GPU time returns) and ``todo``, what to do; the GPU seconds asked
-    and left, and when GPU time returns, where ZeroGPU said."""
-    retry = getattr(refusal, "retry_after", None)
-    back = None if retry is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + retry))
-    return {
-        "made": made,
-        "requested": total,
-        "left": total - made,
-        "code": refusal.code,
-        "gpu_seconds_requested": getattr(refusal, "requested", None),
-        "gpu_seconds_left": getattr(refusal, "left", None),
-        "retry_after_s": None if retry is None else round(float(retry)),
-        "gpu_back_at": back,
-        "can_continue": can_continue,
-        "message": f"Incomplete: {made} of {total} headshots were made. {refusal.message} {todo}",
-    }
-
-
 def continue_headshots(
     session: Session | None, *, progress: Progress | None = None, analyzer: FaceAnalyzer | None = None
 ) -> GenerateResult:
     """Render the rest of this session's generate or pack that ZeroGPU cut short, with the seeds those images
     would have had: with what the earlier run made, the same headshots as a run never stopped."""
-    paused = sessions.held(session, RENDER_SLOT)
-    if not isinstance(paused, PausedRender):
-        raise InvalidRequest(
-            "There are no headshots left to finish in this session: every run was complete (or its data was "
-            "deleted). Make new ones with Generate."
-        )
-    with _CONTINUE_LOCK:
-        if paused.busy:
-            raise InvalidRequest("These headshots are being finished already: wait for that run.")
-        paused.busy = True
-    try:
+    with continuing(session) as paused:
         return _run(paused, analyzer or get_analyzer(), progress, session, time.perf_counter())
-    finally:
-        paused.busy = False
-
-
-def paused_render(session: Session | None) -> dict | None:
-    """Where this session's run cut short stands (``{"kind", "made", "requested"}``), or None."""
-    paused = sessions.held(session, RENDER_SLOT)
-    if not isinstance(paused, PausedRender):
-        return None
-    return {"kind": paused.kind, "made": len(paused.shown), "requested": paused.total}
 
 
 def generate(

@@ -39,7 +39,7 @@ LAYERS = {
         "gpu.instantid", "gpu.tiny", "gpu.models", "gpu.adapters", "gpu.lora_data", "gpu.lora", "gpu.recipe",
         "gpu.aoti", "gpu.zerogpu", "gpu.sizing", "gpu.pipeline",
     ],
-    "flows": ["studio", "results", "__main__"],
+    "flows": ["paused", "studio", "results", "__main__"],
     "web": ["web.files", "web.endpoints", "web.cards", "web.callbacks", "web.layout", "web.ui"],
 }  # fmt: skip
 ORDER = [module for modules in LAYERS.values() for module in modules]
@@ -57,7 +57,7 @@ TENSOR_LIBRARIES = {
     "accelerate",
     "safetensors.torch",
 }
-NO_TENSORS = {"studio", "results", "styles", "imaging", "progress"} | WEB_LAYER
+NO_TENSORS = {"paused", "studio", "results", "styles", "imaging", "progress"} | WEB_LAYER
 OUTSIDE = {"app", "benchmarks", "tests"}  # below the package: never imported by it
 LONG_FUNCTION = 80  # lines; a longer function says why at its top ("Long because ...")
 LONG_MODULE = 900  # lines

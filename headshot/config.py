@@ -97,7 +97,7 @@ ANTELOPEV2 = HubModel(
 ANTELOPEV2_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/antelopev2.zip"
 
 # SHA-256 of the face pack's downloaded files, checked before anything of a download is used
-# (faces.ensure_antelopev2): the zip from either source, then each ONNX file taken from it (also the
+# (faces.pack.ensure_antelopev2): the zip from either source, then each ONNX file taken from it (also the
 # unpacked copies in the cache, at every start). A mismatch deletes the files and refuses with the file's
 # name and the expected digest. None means "not confirmed": that file is loaded unverified, with a log line.
 # Sources (public pages and code, found offline for this change): the zip's digest and size

@@ -1,4 +1,4 @@
-"""faces.py: model-pack resolution, detection on real photos, tight crops, pose, embeddings, caching."""
+"""faces.pack and faces.analyzer: pack resolution, detection on real photos, tight crops, pose, embeddings."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PIL import Image
 
 from headshot import config, errors, imaging
 from headshot.faces import analyzer as faces
+from headshot.faces import pack as faces_pack
 
 NO_FACE = [
     "no_face/dlib_eagle.jpg",
@@ -57,7 +58,7 @@ def test_configured_pack_loads_with_its_thresholds(analyzer, face_pack):
 def test_any_folder_layout_loads_in_place(face_pack, tmp_path):
     # Not inside a `models` folder, a space in the name, ONNX files one level down.
     pack = link_pack(face_pack, tmp_path / "my face pack" / "inner")
-    assert faces.find_onnx_dir(tmp_path / "my face pack") == pack
+    assert faces_pack.find_onnx_dir(tmp_path / "my face pack") == pack
     analyzer = faces.FaceAnalyzer(tmp_path / "my face pack")
     assert analyzer.pack_id == "faces-small"  # recognised by its recognizer file, whatever the folder name
     assert analyzer.embedding_size == 128
@@ -72,22 +73,22 @@ def test_damaged_model_file_is_a_clear_error(face_pack, tmp_path):
 
 def test_unknown_pack_gets_default_thresholds(face_pack, tmp_path):
     pack = link_pack(face_pack, tmp_path / "custom", {"mobilefacenet_128d_dynbatch.onnx": "rec.onnx"})
-    assert faces.pack_id_for(pack) == "custom"
+    assert faces_pack.pack_id_for(pack) == "custom"
     assert faces.FaceAnalyzer(pack).same_person_threshold == faces.DEFAULT_THRESHOLDS.same_person
 
 
 def test_folder_without_models_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(errors.FaceModelsUnavailable, match="HEADSHOT_FACE_MODELS"):
-        faces.find_onnx_dir(tmp_path / "empty")
+        faces_pack.find_onnx_dir(tmp_path / "empty")
     with pytest.raises(errors.FaceModelsUnavailable, match="does not exist"):
-        faces.find_onnx_dir(tmp_path / "missing")
+        faces_pack.find_onnx_dir(tmp_path / "missing")
     (tmp_path / "two" / "a").mkdir(parents=True)
     (tmp_path / "two" / "b").mkdir()
     (tmp_path / "two" / "a" / "x.onnx").write_bytes(b"")
     (tmp_path / "two" / "b" / "y.onnx").write_bytes(b"")
     with pytest.raises(errors.FaceModelsUnavailable, match="several"):
-        faces.find_onnx_dir(tmp_path / "two")
+        faces_pack.find_onnx_dir(tmp_path / "two")
 
 
 def test_antelopev2_zip_is_unpacked_once_whatever_its_nesting(face_pack, tmp_path, monkeypatch):
@@ -106,14 +107,14 @@ def test_antelopev2_zip_is_unpacked_once_whatever_its_nesting(face_pack, tmp_pat
 
     monkeypatch.setenv("HEADSHOT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("HEADSHOT_FACE_MODELS", raising=False)
-    monkeypatch.setattr(faces, "_download_zip", fake_download)
-    monkeypatch.setattr(faces.config, "ANTELOPEV2_SHA256", {})  # a stand-in zip (digests: test_publish.py)
-    pack_id, folder = faces.resolve_pack()
+    monkeypatch.setattr(faces_pack, "_download_zip", fake_download)
+    monkeypatch.setattr(config, "ANTELOPEV2_SHA256", {})  # a stand-in zip (digests: test_publish.py)
+    pack_id, folder = faces_pack.resolve_pack()
     assert pack_id == "antelopev2"
     assert folder == tmp_path / "cache" / "face_packs" / "antelopev2"
     assert sorted(p.name for p in folder.iterdir()) == ["glintr100.onnx", "scrfd_10g_bnkps.onnx"]
     assert not (tmp_path / "evil.onnx").exists() and not (tmp_path / "cache" / "evil.onnx").exists()
-    assert faces.resolve_pack() == (pack_id, folder)
+    assert faces_pack.resolve_pack() == (pack_id, folder)
     assert len(calls) == 1  # downloaded once, then served from the cache
     assert faces.FaceAnalyzer(folder).pack_id == "antelopev2"
 
@@ -126,7 +127,7 @@ def test_offline_without_a_pack_says_what_to_set(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("the release URL must not be tried while HF_HUB_OFFLINE is set")
 
-    monkeypatch.setattr(faces.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(faces_pack.urllib.request, "urlopen", no_network)
     with pytest.raises(errors.FaceModelsUnavailable) as info:
         faces.get_analyzer()
     assert "HEADSHOT_FACE_MODELS" in str(info.value)

@@ -23,7 +23,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from headshot import config, errors
-from headshot.faces import analyzer
+from headshot.faces import analyzer, pack
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -347,7 +347,7 @@ def serve(monkeypatch, data: bytes) -> list[str]:
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
-    monkeypatch.setattr(analyzer.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(pack.urllib.request, "urlopen", urlopen)
     return asked
 
 
@@ -358,12 +358,12 @@ def leftovers(tmp_path: Path) -> list[str]:
 def test_a_matching_zip_is_unpacked_and_loads(stand_in, tmp_path, monkeypatch):
     data, _ = stand_in
     asked = serve(monkeypatch, data)
-    pack_id, folder = analyzer.resolve_pack()
+    pack_id, folder = pack.resolve_pack()
     assert asked == [config.ANTELOPEV2_URL]
     assert pack_id == "antelopev2"
     assert sorted(p.name for p in folder.iterdir()) == ["glintr100.onnx", "scrfd_10g_bnkps.onnx"]
     assert analyzer.FaceAnalyzer(folder).embedding_size == 128
-    assert analyzer.resolve_pack() == (pack_id, folder)  # verified again from the cache, not downloaded
+    assert pack.resolve_pack() == (pack_id, folder)  # verified again from the cache, not downloaded
     assert len(asked) == 1
 
 
@@ -373,7 +373,7 @@ def test_a_zip_with_one_byte_changed_is_refused_and_deleted(stand_in, tmp_path, 
     tampered[len(tampered) // 2] ^= 0xFF
     serve(monkeypatch, bytes(tampered))
     with pytest.raises(errors.FaceModelsUnavailable) as info:
-        analyzer.resolve_pack()
+        pack.resolve_pack()
     message = str(info.value)
     assert "antelopev2.zip" in message and table["antelopev2.zip"] in message
     assert info.value.code == "face_models_unavailable"
@@ -386,7 +386,7 @@ def test_the_real_zip_digest_refuses_a_stand_in(stand_in, tmp_path, monkeypatch)
     monkeypatch.setattr(config, "ANTELOPEV2_SHA256", dict(REAL_DIGESTS))
     serve(monkeypatch, data)
     with pytest.raises(errors.FaceModelsUnavailable, match=REAL_DIGESTS["antelopev2.zip"]):
-        analyzer.resolve_pack()
+        pack.resolve_pack()
     assert leftovers(tmp_path) == []
 
 
@@ -395,7 +395,7 @@ def test_an_onnx_file_that_does_not_match_is_refused_and_nothing_is_kept(stand_i
     monkeypatch.setitem(config.ANTELOPEV2_SHA256, "glintr100.onnx", "ab" * 32)
     serve(monkeypatch, data)
     with pytest.raises(errors.FaceModelsUnavailable) as info:
-        analyzer.resolve_pack()
+        pack.resolve_pack()
     assert "glintr100.onnx" in str(info.value) and "ab" * 32 in str(info.value)
     assert leftovers(tmp_path) == []
     assert not any((tmp_path / "cache" / "face_packs").iterdir())  # no half-unpacked temp folder either
@@ -404,9 +404,9 @@ def test_an_onnx_file_that_does_not_match_is_refused_and_nothing_is_kept(stand_i
 def test_a_tampered_cache_is_downloaded_again(stand_in, tmp_path, monkeypatch):
     data, _ = stand_in
     asked = serve(monkeypatch, data)
-    _, folder = analyzer.resolve_pack()
+    _, folder = pack.resolve_pack()
     (folder / "glintr100.onnx").write_bytes(b"swapped after the download")
-    assert analyzer.resolve_pack() == ("antelopev2", folder)
+    assert pack.resolve_pack() == ("antelopev2", folder)
     assert len(asked) == 2
     assert analyzer.FaceAnalyzer(folder).embedding_size == 128
 
@@ -415,8 +415,8 @@ def test_a_file_without_a_confirmed_digest_loads_with_a_warning(stand_in, tmp_pa
     data, _ = stand_in
     monkeypatch.setitem(config.ANTELOPEV2_SHA256, "glintr100.onnx", None)
     serve(monkeypatch, data)
-    with caplog.at_level(logging.WARNING, logger="headshot.faces.analyzer"):
-        _, folder = analyzer.resolve_pack()
+    with caplog.at_level(logging.WARNING, logger="headshot.faces.pack"):
+        _, folder = pack.resolve_pack()
     assert (folder / "glintr100.onnx").is_file()
     assert any("glintr100.onnx" in r.getMessage() and "unverified" in r.getMessage() for r in caplog.records)
 
@@ -435,7 +435,7 @@ def test_the_preloaded_zip_in_the_default_hub_cache_is_used_first(stand_in, tmp_
         return str(preloaded)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
-    _, folder = analyzer.resolve_pack()
+    _, folder = pack.resolve_pack()
     model = config.ANTELOPEV2
     hub = {"repo_id": model.repo_id, "filename": model.filename, "revision": model.revision}
     assert calls == [{**hub, "local_files_only": True}]
@@ -446,9 +446,9 @@ def test_a_local_pack_is_the_users_own_and_is_not_checked(face_pack, monkeypatch
     def refuse(*args, **kwargs):
         raise AssertionError("a HEADSHOT_FACE_MODELS folder must not be checked against the digests")
 
-    monkeypatch.setattr(analyzer, "_verify_download", refuse)
+    monkeypatch.setattr(pack, "_verify_download", refuse)
     monkeypatch.setenv("HEADSHOT_FACE_MODELS", str(face_pack))
-    assert analyzer.resolve_pack() == ("faces-small", face_pack.resolve())
+    assert pack.resolve_pack() == ("faces-small", face_pack.resolve())
 
 
 REAL_DIGESTS = {
@@ -460,7 +460,7 @@ REAL_DIGESTS = {
 
 def test_the_digest_table_covers_the_pack_and_holds_the_confirmed_digests():
     table = config.ANTELOPEV2_SHA256
-    assert set(table) == {config.ANTELOPEV2.filename, *analyzer.ANTELOPEV2_FILES}
+    assert set(table) == {config.ANTELOPEV2.filename, *pack.ANTELOPEV2_FILES}
     for name, digest in table.items():
         assert digest is None or re.fullmatch(r"[0-9a-f]{64}", digest), name
     # Confirmed from public sources (see config.py); a change here must be deliberate.

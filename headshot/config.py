@@ -144,7 +144,7 @@ def _tokenizer(folder: str) -> tuple[str, ...]:
 # - INSTANTID_*: ControlNetModel from ControlNetModel/ (config + safetensors weights), and the face
 #   adapter file through load_ip_adapter.
 # - FAST_LORA: load_lora_weights(weight_name=...): that one file.
-# - ANTELOPEV2: the zip (faces/analyzer.py looks in the default Hub cache, where the Space's build puts it, first).
+# - ANTELOPEV2: the zip (faces/pack.py looks in the default Hub cache, where the Space's build puts it, first).
 SDXL_BASE_FILES = (
     "model_index.json",
     "scheduler/scheduler_config.json",

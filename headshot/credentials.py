@@ -207,86 +207,121 @@ def make_chain(folder: Path) -> tuple[Path, Path, Path]:
     issues (P-256, 5 years; digital signature, e-mail protection: what C2PA asks of a signer). Returns
     the root, the signer chain and the signer key files (the key readable by this user only)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 
     now = datetime.datetime.now(datetime.UTC)
-
-    def name(common: str) -> x509.Name:
-        return x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
-                x509.NameAttribute(NameOID.COMMON_NAME, common),
-            ]
-        )
-
-    def usage(**allowed: bool) -> x509.KeyUsage:
-        flags = dict.fromkeys(
-            (
-                "digital_signature",
-                "content_commitment",
-                "key_encipherment",
-                "data_encipherment",
-                "key_agreement",
-                "key_cert_sign",
-                "crl_sign",
-                "encipher_only",
-                "decipher_only",
-            ),
-            False,
-        )
-        return x509.KeyUsage(**{**flags, **allowed})
-
     root_key = ec.generate_private_key(ec.SECP256R1())
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(name("Headshot Studio root CA"))
-        .issuer_name(name("Headshot Studio root CA"))
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=ROOT_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
-        .sign(root_key, hashes.SHA256())
+    root = _certificate(
+        "Headshot Studio root CA",
+        None,
+        root_key,
+        root_key,
+        now,
+        ROOT_DAYS,
+        [
+            (x509.BasicConstraints(ca=True, path_length=0), True),
+            (_key_usage(key_cert_sign=True, crl_sign=True), True),
+            (x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False),
+        ],
     )
     signer_key = ec.generate_private_key(ec.SECP256R1())
-    signer = (
-        x509.CertificateBuilder()
-        .subject_name(name("Headshot Studio signer"))
-        .issuer_name(root.subject)
-        .public_key(signer_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=SIGNER_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage(digital_signature=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(signer_key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False
-        )
-        .sign(root_key, hashes.SHA256())
+    signer = _certificate(
+        "Headshot Studio signer",
+        root,
+        signer_key,
+        root_key,
+        now,
+        SIGNER_DAYS,
+        [
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (_key_usage(digital_signature=True), True),
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False),
+            (x509.SubjectKeyIdentifier.from_public_key(signer_key.public_key()), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), False),
+        ],
     )
     pem = serialization.Encoding.PEM
-    files = {
-        ROOT_FILE: root.public_bytes(pem),
-        CHAIN_FILE: signer.public_bytes(pem) + root.public_bytes(pem),
-        KEY_FILE: signer_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    _write_private(
+        folder,
+        {
+            ROOT_FILE: root.public_bytes(pem),
+            CHAIN_FILE: signer.public_bytes(pem) + root.public_bytes(pem),
+            KEY_FILE: signer_key.private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        },
+    )
+    return folder / ROOT_FILE, folder / CHAIN_FILE, folder / KEY_FILE
+
+
+def _certificate_name(common: str):
+    """Our certificates' subject: the organisation and ``common``."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, common),
+        ]
+    )
+
+
+def _key_usage(**allowed: bool):
+    """An X.509 key usage with only ``allowed`` set."""
+    from cryptography import x509
+
+    flags = dict.fromkeys(
+        (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
         ),
-    }
+        False,
+    )
+    return x509.KeyUsage(**{**flags, **allowed})
+
+
+def _certificate(common: str, issuer, key, issuer_key, now, days: int, extensions: list):
+    """A certificate named ``common`` for ``key``, issued by ``issuer`` (None: self-signed) and signed with
+    ``issuer_key`` (SHA-256), valid from an hour before ``now`` for ``days``, with ``extensions``
+    ((extension, critical) pairs) in that order."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    subject = _certificate_name(common)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject if issuer is None else issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write_private(folder: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (name: bytes) into ``folder``, each whole or not at all, none world-readable."""
     folder.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}.{threading.get_ident()}"
-    for file_name, data in files.items():  # each file whole or not at all; the key never world-readable
+    for file_name, data in files.items():
         tmp = folder / f".{file_name}.{tag}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, folder / file_name)
-    return folder / ROOT_FILE, folder / CHAIN_FILE, folder / KEY_FILE
 
 
 @contextlib.contextmanager
@@ -624,6 +659,12 @@ def verify(source: str | os.PathLike | bytes) -> dict:
         store = json.loads(reader.json())
         state = reader.get_validation_state() or ""
         results = reader.get_validation_results() or {}
+    return {**base, **_verdict(store, state, results, key)}
+
+
+def _verdict(store: dict, state: str, results: dict, key: SigningKey | None) -> dict:
+    """:func:`verify`'s answer for an image with a manifest, from what ``c2pa.Reader`` read: its manifest
+    store (JSON), its validation state and results; ``key``: this app's signing key (None: signing is off)."""
     label = store.get("active_manifest")
     manifest = store.get("manifests", {}).get(label, {})
     failures = (results.get("activeManifest") or {}).get("failure", [])
@@ -652,7 +693,6 @@ def verify(source: str | os.PathLike | bytes) -> dict:
     # When this file was made: its own manifest's first action (its parents' are in the history).
     made = next((a.get("when") for a in (history[-1]["actions"] if history else []) if a.get("when")), None)
     return {
-        **base,
         "status": status_,
         "valid": valid,
         "ours": ours,

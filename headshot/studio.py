@@ -31,8 +31,9 @@ from headshot.faces.validation import ValidationResult, validate_selfies
 from headshot.paused import PausedRender, PausedTraining, continuing, held_training, train_lora
 from headshot.paused import paused_render as paused_render  # studio's names for the web layer
 from headshot.paused import paused_training as paused_training
+from headshot.screening import check_prompt
 from headshot.sessions import Session, new_workdir
-from headshot.styles import Style, check_prompt, compose, get_style, load_styles, negative_prompt
+from headshot.styles import Style, compose, get_style, load_styles, negative_prompt
 
 SOFTWARE = f"Headshot Studio {__version__}"
 Progress = progress_.Progress

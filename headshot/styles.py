@@ -6,8 +6,8 @@ when loaded: a wrong type, a value out of range, a prompt without exactly one ``
 (``outfit_prompt``, ``backdrop_prompt``, ``expression_prompt``), a negative phrase in two places or an id that
 differs from the file name raises :class:`errors.StyleFileError` naming the file and the field.
 
-Prompts typed by users go through :func:`check_prompt` (length limit, and refusal of requests for sexual or
-degrading images of the person), and every negative prompt built by :func:`negative_prompt` carries
+Prompts typed by users go through ``screening.check_prompt`` (length limit, and refusal of requests for sexual
+or degrading images of the person), and every negative prompt built by :func:`negative_prompt` carries
 :data:`SAFETY_NEGATIVE`, so such content is kept out of every style.
 """
 
@@ -17,12 +17,13 @@ import functools
 import math
 import re
 import tomllib
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from headshot import config, errors
+from headshot.screening import check_prompt
+from headshot.screening import screen_prompt as screen_prompt  # styles.screen_prompt, as before the move
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
 SUBJECT_SLOT = "{subject}"
@@ -208,69 +209,10 @@ def _check_number(path: Path, data: dict[str, Any], field: str, low: float, high
 
 def parse_style(path: Path, data: dict[str, Any]) -> Style:
     """Check one parsed TOML table and build its :class:`Style`; raises :class:`errors.StyleFileError`."""
-    for field in _REQUIRED:
-        if field not in data:
-            slot = next((s for s, f in SLOT_FIELDS.items() if f == field), None)
-            why = f": the style's own wording for the {slot} slot of its prompt" if slot else ""
-            raise _fail(path, field, f"is missing{why}.")
-    for field, value in data.items():
-        types = _REQUIRED.get(field) or _OPTIONAL.get(field)
-        if types is None:
-            known = ", ".join([*_REQUIRED, *_OPTIONAL])
-            raise _fail(path, field, f"is not a style field (known fields: {known}).")
-        # bool is an int subclass in Python; a style never means True by a number.
-        if isinstance(value, bool) or not isinstance(value, types):
-            wanted = " or ".join(t.__name__ for t in types)
-            raise _fail(path, field, f"must be {wanted}, not {type(value).__name__} ({value!r}).")
-
-    style_id = data["id"].strip()
-    if not _ID_RE.match(style_id):
-        raise _fail(path, "id", f"{style_id!r} must be lower-case letters, digits, '-' or '_' (at most 48).")
-    if style_id != path.stem:
-        raise _fail(path, "id", f"{style_id!r} must equal the file name without '.toml' ({path.stem!r}).")
-
-    prompt = _check_text(path, data, "prompt", MAX_TEMPLATE_CHARS)
-    rest = prompt
-    for slot in (SUBJECT_SLOT, *SLOT_FIELDS):
-        count = prompt.count(slot)
-        if slot in OPTIONAL_SLOTS and count > 1:
-            raise _fail(path, "prompt", f"may contain {slot} at most once (found {count}).")
-        if slot not in OPTIONAL_SLOTS and count != 1:
-            raise _fail(path, "prompt", f"must contain {slot} exactly once (found {count}).")
-        rest = rest.replace(slot, "")
-    if "{" in rest or "}" in rest:
-        raise _fail(path, "prompt", f"has a brace that is not one of the slots {SUBJECT_SLOT}, "
-                    f"{', '.join(SLOT_FIELDS)} (a typo?).")
-    own: dict[str, str] = {}
-    for slot, field in SLOT_FIELDS.items():
-        if slot in OPTIONAL_SLOTS and slot not in prompt:
-            if field in data:
-                raise _fail(path, field, f"is the wording for a {slot} slot, but the prompt has none.")
-            continue
-        if slot in OPTIONAL_SLOTS and field not in data:
-            raise _fail(path, field, f"is missing: the style's own wording for the {slot} slot of its prompt.")
-        if not re.search(r"(?:^|,)\s*" + re.escape(slot) + r"\s*(?:,|$)", prompt):
-            raise _fail(path, "prompt", f"{slot} must be a clause of its own, between commas (so that a chosen "
-                        "option can drop it).")
-        own[field] = _check_text(path, data, field, MAX_SLOT_CHARS)
-        if "{" in own[field] or "}" in own[field]:
-            raise _fail(path, field, "must not contain braces.")
-    negative = _check_text(path, data, "negative_prompt", MAX_TEMPLATE_CHARS, empty_ok=True)
-    if "{" in negative or "}" in negative:
-        raise _fail(path, "negative_prompt", "must not contain braces.")
-    slot_negatives: dict[str, str] = {}
-    general = {p.lower() for p in _phrases(negative)}
-    for field in SLOT_NEGATIVES.values():
-        if field not in data:
-            continue
-        value = _clean_clause(_check_text(path, data, field, MAX_SLOT_CHARS, empty_ok=True))
-        if "{" in value or "}" in value:
-            raise _fail(path, field, "must not contain braces.")
-        twice = next((p for p in _phrases(value) if p.lower() in general), None)
-        if twice is not None:  # it would stay in the negative prompt whatever is chosen
-            raise _fail(path, field, f"{twice!r} is in negative_prompt too: keep it in one place.")
-        slot_negatives[field] = value
-
+    _check_fields(path, data)
+    style_id = _check_id(path, data)
+    prompt, own = _check_prompt(path, data)
+    negative, slot_negatives = _check_negatives(path, data)
     aspect = data["aspect"].strip()
     if aspect not in ASPECTS:
         raise _fail(path, "aspect", f"must be one of {', '.join(ASPECTS)}, not {aspect!r}.")
@@ -296,6 +238,94 @@ def parse_style(path: Path, data: dict[str, Any]) -> Style:
     )
 
 
+def _check_fields(path: Path, data: dict[str, Any]) -> None:
+    """Every required field is there, and every field is a style field of the right type."""
+    for field in _REQUIRED:
+        if field not in data:
+            slot = next((s for s, f in SLOT_FIELDS.items() if f == field), None)
+            why = f": the style's own wording for the {slot} slot of its prompt" if slot else ""
+            raise _fail(path, field, f"is missing{why}.")
+    for field, value in data.items():
+        types = _REQUIRED.get(field) or _OPTIONAL.get(field)
+        if types is None:
+            known = ", ".join([*_REQUIRED, *_OPTIONAL])
+            raise _fail(path, field, f"is not a style field (known fields: {known}).")
+        # bool is an int subclass in Python; a style never means True by a number.
+        if isinstance(value, bool) or not isinstance(value, types):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise _fail(path, field, f"must be {wanted}, not {type(value).__name__} ({value!r}).")
+
+
+def _check_id(path: Path, data: dict[str, Any]) -> str:
+    """The style's id: a short lower-case name, equal to its file's name."""
+    style_id = data["id"].strip()
+    if not _ID_RE.match(style_id):
+        raise _fail(path, "id", f"{style_id!r} must be lower-case letters, digits, '-' or '_' (at most 48).")
+    if style_id != path.stem:
+        raise _fail(path, "id", f"{style_id!r} must equal the file name without '.toml' ({path.stem!r}).")
+    return style_id
+
+
+def _check_prompt(path: Path, data: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The prompt template (each slot once, an optional one at most once, nothing else in braces) and the
+    style's own wording for each of its slots, each a clause of its own."""
+    prompt = _check_text(path, data, "prompt", MAX_TEMPLATE_CHARS)
+    rest = prompt
+    for slot in (SUBJECT_SLOT, *SLOT_FIELDS):
+        count = prompt.count(slot)
+        if slot in OPTIONAL_SLOTS and count > 1:
+            raise _fail(path, "prompt", f"may contain {slot} at most once (found {count}).")
+        if slot not in OPTIONAL_SLOTS and count != 1:
+            raise _fail(path, "prompt", f"must contain {slot} exactly once (found {count}).")
+        rest = rest.replace(slot, "")
+    if "{" in rest or "}" in rest:
+        raise _fail(
+            path,
+            "prompt",
+            f"has a brace that is not one of the slots {SUBJECT_SLOT}, {', '.join(SLOT_FIELDS)} (a typo?).",
+        )
+    own: dict[str, str] = {}
+    for slot, field in SLOT_FIELDS.items():
+        if slot in OPTIONAL_SLOTS and slot not in prompt:
+            if field in data:
+                raise _fail(path, field, f"is the wording for a {slot} slot, but the prompt has none.")
+            continue
+        if slot in OPTIONAL_SLOTS and field not in data:
+            raise _fail(
+                path, field, f"is missing: the style's own wording for the {slot} slot of its prompt."
+            )
+        if not re.search(r"(?:^|,)\s*" + re.escape(slot) + r"\s*(?:,|$)", prompt):
+            raise _fail(
+                path,
+                "prompt",
+                f"{slot} must be a clause of its own, between commas (so that a chosen option can drop it).",
+            )
+        own[field] = _check_text(path, data, field, MAX_SLOT_CHARS)
+        if "{" in own[field] or "}" in own[field]:
+            raise _fail(path, field, "must not contain braces.")
+    return prompt, own
+
+
+def _check_negatives(path: Path, data: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The negative prompt and the slots' own negatives (no braces; no phrase in both)."""
+    negative = _check_text(path, data, "negative_prompt", MAX_TEMPLATE_CHARS, empty_ok=True)
+    if "{" in negative or "}" in negative:
+        raise _fail(path, "negative_prompt", "must not contain braces.")
+    slot_negatives: dict[str, str] = {}
+    general = {p.lower() for p in _phrases(negative)}
+    for field in SLOT_NEGATIVES.values():
+        if field not in data:
+            continue
+        value = _clean_clause(_check_text(path, data, field, MAX_SLOT_CHARS, empty_ok=True))
+        if "{" in value or "}" in value:
+            raise _fail(path, field, "must not contain braces.")
+        twice = next((p for p in _phrases(value) if p.lower() in general), None)
+        if twice is not None:  # it would stay in the negative prompt whatever is chosen
+            raise _fail(path, field, f"{twice!r} is in negative_prompt too: keep it in one place.")
+        slot_negatives[field] = value
+    return negative, slot_negatives
+
+
 def read_style_file(path: str | Path) -> Style:
     """Read and check one ``<id>.toml`` file."""
     path = Path(path)
@@ -317,12 +347,18 @@ def _load_folder(folder: Path) -> tuple[Style, ...]:
     if not files:
         raise errors.StyleFileError(f"The styles folder {folder} holds no style files (*.toml).")
     styles: dict[str, Style] = {}
-    backdrops = _load_options(folder / OPTIONS_FOLDER)["backdrop"] if (folder / OPTIONS_FOLDER).is_dir() else None
+    backdrops = (
+        _load_options(folder / OPTIONS_FOLDER)["backdrop"] if (folder / OPTIONS_FOLDER).is_dir() else None
+    )
     for path in files:
         style = read_style_file(path)
         if style.backdrop and backdrops is not None and style.backdrop not in backdrops:
-            raise _fail(path, "backdrop", f"{style.backdrop!r} is not a backdrop of {OPTIONS_FOLDER}/backdrops.toml "
-                        f"(known: {', '.join(backdrops)}).")
+            raise _fail(
+                path,
+                "backdrop",
+                f"{style.backdrop!r} is not a backdrop of {OPTIONS_FOLDER}/backdrops.toml "
+                f"(known: {', '.join(backdrops)}).",
+            )
         if style.id in styles:  # ids equal file stems, so only a case-insensitive file system gets here
             raise _fail(path, "id", f"{style.id!r} is used by another style file too.")
         styles[style.id] = style
@@ -382,7 +418,12 @@ def negative_prompt(style: Style, user_negative: str = "", options_negative: str
     # slot negatives come next, so that the style's own backdrop or outfit is kept out before the generic terms.
     if options_negative is None:
         options_negative = style.slot_negative()
-    parts = [SAFETY_NEGATIVE, _clean_clause(options_negative), style.negative_prompt, _clean_clause(user_negative)]
+    parts = [
+        SAFETY_NEGATIVE,
+        _clean_clause(options_negative),
+        style.negative_prompt,
+        _clean_clause(user_negative),
+    ]
     return ", ".join(part for part in parts if part)
 
 
@@ -403,133 +444,6 @@ def _unique(phrases) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------
-# Prompt screening (issue 7)
-# --------------------------------------------------------------------------------------
-
-# Whole words (after normalisation), each with an optional plural "s"/"es". Screening matches whole words
-# only, so "Sussex", "Essex", "therapist", "class", "assessment", "analyst", "Scunthorpe" and "cocktail"
-# pass. Names that are also ordinary words ("dick", "cock", "willy") are left out for the same reason.
-_SEXUAL_WORDS = tuple(
-    """
-    nude nudes nudity naked nakedness nsfw topless bottomless undress undressed undressing unclothed
-    sex sexy sexual sexually sexualized sexualised porn porno pornographic pornography erotic erotica
-    xxx hentai lewd smut lingerie underwear panties cleavage boob boobs tits titty titties nipple nipples
-    genital genitals genitalia penis vagina vulva pussy butthole seductive seducing horny orgasm orgy
-    fetish bdsm bondage striptease stripper onlyfans playboy camgirl upskirt nipslip milf rape raped
-    molest molested bukkake cumshot blowjob handjob masturbate masturbating
-    """.split()  # noqa: SIM905 - a word list reads best as words
-)
-_SEXUAL_PHRASES = (
-    r"no\s+(?:clothes|clothing)",
-    r"without\s+(?:any\s+)?(?:clothes|clothing)",
-    r"(?:take|takes|taking|took)\s+off\s+(?:his|her|their|my|the)\s+(?:clothes|clothing|shirt|top|bra)",
-    r"see[\s-]*through\s+(?:shirt|blouse|dress|top|clothes|clothing|fabric)",
-    r"wet\s+t[\s-]*shirt",
-    r"in\s+(?:a\s+)?(?:bikini|bra|swimsuit)",
-    r"spread\s+legs",
-)
-_DEGRADING_WORDS = tuple(
-    """
-    humiliate humiliated humiliating humiliation degrading demeaning mugshot whore slut skank bitch
-    retard retarded blackface yellowface lynched bruised bloodied gory corpse decapitated mutilated
-    dismembered vomiting urinating defecating enslaved nazi kkk
-    """.split()  # noqa: SIM905 - a word list reads best as words
-)
-_DEGRADING_PHRASES = (
-    r"dead\s+body",
-    r"beaten\s+up",
-    r"in\s+handcuffs",
-    r"prison\s+jumpsuit",
-    r"(?:make|making)\s+(?:him|her|them|me)\s+(?:look\s+)?ugly",
-    r"black\s+eye",
-    r"covered\s+in\s+(?:blood|vomit|feces|faeces|urine)",
-    r"on\s+(?:his|her|their|my)\s+knees",
-)
-
-# Characters people use to dodge word lists: digits/symbols for letters, look-alike Cyrillic/Greek letters.
-_LEET = dict(zip("01345789@$!|+€", "oieastbgasiite", strict=True))
-_LOOKALIKES = str.maketrans(
-    "асеорхуіјкмтвнАСЕОРХУІЈКМТВНαοεικνρτυχ", "aceopxyijkmtbhaceopxyijkmtbhaoeikvptux"
-)
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
-# Single letters split by separators ("n u d e", "s.e.x", "n-a-k-e-d"): joined into one word as well.
-_SPACED_LETTERS = re.compile(r"(?<![a-z*])(?:[a-z*][\s._\-]+){2,}[a-z*](?![a-z*])")
-
-
-def _word_pattern(word: str) -> str:
-    # Each letter may repeat ("nuuude") and, after the first, one may be masked with '*' ("n*de").
-    first, rest = word[0], word[1:]
-    return re.escape(first) + "+" + "".join(f"(?:{re.escape(c)}+|\\*)" for c in rest)
-
-
-def _compile(words: tuple[str, ...], phrases: tuple[str, ...]) -> re.Pattern[str]:
-    alternatives = [_word_pattern(w) + "(?:e?s)?" for w in sorted(words, key=len, reverse=True)]
-    alternatives += list(phrases)
-    return re.compile(r"(?<![a-z])(?:" + "|".join(alternatives) + r")(?![a-z])")
-
-
-_SCREENS = (
-    ("sexual", _compile(_SEXUAL_WORDS, _SEXUAL_PHRASES)),
-    ("degrading", _compile(_DEGRADING_WORDS, _DEGRADING_PHRASES)),
-)
-
-
-def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_LOOKALIKES)
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return text.lower()
-
-
-def _variants(text: str) -> list[str]:
-    """The normalised text read with each meaning of the ambiguous symbols, plus spaced letters joined."""
-    base = _normalise(text)
-    out: list[str] = []
-    for one in ("i", "l"):  # "1" and "|" stand for i or l
-        mapping = {**_LEET, "1": one, "|": one}
-        read = "".join(mapping.get(c, c) for c in base)
-        joined = _SPACED_LETTERS.sub(lambda m: re.sub(r"[\s._\-]+", "", m.group()), read)
-        out += [read, joined] if joined != read else [read]
-    return out
-
-
-def _masked_too_much(match: str) -> bool:
-    letters = sum(c.isalpha() for c in match)
-    return match.count("*") > max(1, letters // 3)
-
-
-def screen_prompt(text: str) -> tuple[str, str] | None:
-    """``(category, matched words)`` when the text asks for sexual or degrading imagery, else None."""
-    for variant in _variants(text):
-        for category, pattern in _SCREENS:
-            for match in pattern.finditer(variant):
-                if not _masked_too_much(match.group()):
-                    return category, " ".join(match.group().split())
-    return None
-
-
-def check_prompt(text: str) -> str:
-    """The user's prompt text, stripped, or :class:`errors.PromptRejected`.
-
-    Refused: text longer than ``config.MAX_PROMPT_CHARS``, and text asking for sexual or degrading images
-    of the person (whole words, case-insensitive, also when disguised as "n*de", "nak3d" or "s e x").
-    """
-    text = str(text or "").strip()
-    if len(text) > config.MAX_PROMPT_CHARS:
-        raise errors.PromptRejected(
-            f"The prompt is {len(text)} characters long; the limit is {config.MAX_PROMPT_CHARS}. "
-            "Please shorten it."
-        )
-    found = screen_prompt(text)
-    if found is not None:
-        category, words = found
-        raise errors.PromptRejected(
-            f"The prompt was refused: it asks for {category} content ({words!r}). Headshot Studio only "
-            "makes respectful professional portraits of the person; please remove those words."
-        )
-    return text
-
-
-# --------------------------------------------------------------------------------------
 # Choices on top of a style: backdrop, outfit, subject hints (styles/options/*.toml)
 # --------------------------------------------------------------------------------------
 
@@ -541,7 +455,14 @@ LIGHTS = ("soft", "bright", "dark", "window", "outdoor")
 MAX_OPTION_CHARS = 200
 _COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 _OPTION_FIELDS: dict[str, dict[str, bool]] = {  # field: required
-    "backdrop": {"name": True, "prompt": True, "negative": False, "colour": True, "colour2": False, "light": True},
+    "backdrop": {
+        "name": True,
+        "prompt": True,
+        "negative": False,
+        "colour": True,
+        "colour2": False,
+        "light": True,
+    },
     "outfit": {"name": True, "prompt": True, "negative": False},
     "subject": {"name": True, "prompt": True, "negative": False, "group": True},
 }
@@ -586,7 +507,12 @@ def _parse_option(path: Path, kind: str, option_id: str, data: Any) -> Option:
     for name, value in data.items():
         if name not in fields:
             raise errors.StyleFileError(f"The {where}, field '{name}': unknown (known: {', '.join(fields)}).")
-        if not isinstance(value, str) or len(value.strip()) > MAX_OPTION_CHARS or "{" in value or "}" in value:
+        if (
+            not isinstance(value, str)
+            or len(value.strip()) > MAX_OPTION_CHARS
+            or "{" in value
+            or "}" in value
+        ):
             raise errors.StyleFileError(
                 f"The {where}, field '{name}': must be text without braces, at most {MAX_OPTION_CHARS} characters."
             )
@@ -595,11 +521,15 @@ def _parse_option(path: Path, kind: str, option_id: str, data: Any) -> Option:
         raise errors.StyleFileError(f"The {where}: name and prompt must not be empty.")
     for name in ("colour", "colour2"):
         if values.get(name) and not _COLOUR_RE.match(values[name]):
-            raise errors.StyleFileError(f"The {where}, field '{name}': must be #rrggbb, not {values[name]!r}.")
+            raise errors.StyleFileError(
+                f"The {where}, field '{name}': must be #rrggbb, not {values[name]!r}."
+            )
     if kind == "backdrop" and values["light"] not in LIGHTS:
         raise errors.StyleFileError(f"The {where}, field 'light': must be one of {', '.join(LIGHTS)}.")
     if kind == "subject" and values["group"] not in SUBJECT_GROUPS:
-        raise errors.StyleFileError(f"The {where}, field 'group': must be one of {', '.join(SUBJECT_GROUPS)}.")
+        raise errors.StyleFileError(
+            f"The {where}, field 'group': must be one of {', '.join(SUBJECT_GROUPS)}."
+        )
     return Option(kind=kind, id=option_id, **values)
 
 
@@ -641,7 +571,9 @@ def get_option(kind: str, option_id: str | None) -> Option | None:
         return brand_colour(key)
     known = load_options()[kind]
     if key not in known:
-        also = f", or any brand colour as {COLOUR_FORMAT} (e.g. {COLOUR_EXAMPLE})" if kind == "backdrop" else ""
+        also = (
+            f", or any brand colour as {COLOUR_FORMAT} (e.g. {COLOUR_EXAMPLE})" if kind == "backdrop" else ""
+        )
         raise errors.InvalidRequest(
             f"There is no {kind} {key!r}. Choose one of: {', '.join([STYLE_CHOICE, *known])}{also}."
         )
@@ -689,17 +621,23 @@ def _load_colours(path: Path) -> Palette:
     if unknown:
         raise errors.StyleFileError(f"The {where}: unknown field(s) {', '.join(sorted(unknown))}.")
     prompt, negative, names = data.get("prompt"), data.get("negative", ""), data.get("names")
-    if not isinstance(prompt, str) or prompt.count("{colour}") != 1 or prompt.replace("{colour}", "").count("{"):
-        raise errors.StyleFileError(f"The {where}, field 'prompt': must be text with {{colour}} exactly once.")
+    if (
+        not isinstance(prompt, str)
+        or prompt.count("{colour}") != 1
+        or prompt.replace("{colour}", "").count("{")
+    ):
+        raise errors.StyleFileError(
+            f"The {where}, field 'prompt': must be text with {{colour}} exactly once."
+        )
     if not isinstance(negative, str) or "{" in negative or "}" in negative:
         raise errors.StyleFileError(f"The {where}, field 'negative': must be text without braces.")
     if not isinstance(names, dict) or len(names) < 2:
-        raise errors.StyleFileError(f"The {where}, table [names]: must hold colour names = \"#rrggbb\".")
+        raise errors.StyleFileError(f'The {where}, table [names]: must hold colour names = "#rrggbb".')
     entries = []
     for name, value in names.items():
         if not _COLOUR_NAME_RE.match(name) or not isinstance(value, str) or not _COLOUR_RE.match(value):
             raise errors.StyleFileError(
-                f"The {where}, [names] entry {name!r}: must be lower-case words = \"#rrggbb\", not {value!r}."
+                f'The {where}, [names] entry {name!r}: must be lower-case words = "#rrggbb", not {value!r}.'
             )
         entries.append((name, value.lower(), _lab(value)))
     return Palette(prompt=prompt.strip(), negative=_clean_clause(negative), names=tuple(entries))
@@ -845,11 +783,15 @@ def swatch(backdrop_id: str | None, size: tuple[int, int] = (160, 200)):
     if option.colour2:
         draw = ImageDraw.Draw(image)
         horizon = int(height * (0.55 if option.light == "outdoor" else 0.62))
-        draw.rectangle([0, horizon, width, height], fill=option.colour2 if option.light == "window" else option.colour)
+        draw.rectangle(
+            [0, horizon, width, height], fill=option.colour2 if option.light == "window" else option.colour
+        )
         if option.light == "outdoor":
             draw.rectangle([0, 0, width, horizon], fill=option.colour2)
         elif option.light == "window":
-            draw.rectangle([int(width * 0.08), int(height * 0.1), int(width * 0.45), int(height * 0.55)], fill="#eef3f7")
+            draw.rectangle(
+                [int(width * 0.08), int(height * 0.1), int(width * 0.45), int(height * 0.55)], fill="#eef3f7"
+            )
     glow = Image.new("L", size, 0)
     ImageDraw.Draw(glow).ellipse([width * 0.1, height * 0.05, width * 0.9, height * 0.75], fill=255)
     glow = glow.filter(ImageFilter.GaussianBlur(min(size) / 5))

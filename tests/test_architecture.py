@@ -33,7 +33,7 @@ PKG = ROOT / "headshot"
 # and the modules of its own layer listed before it. The basics and the product flows sit at the top of the
 # package; the other layers are folders (headshot/faces, headshot/gpu, headshot/web).
 LAYERS = {
-    "basics": ["config", "errors", "progress", "imaging", "disclosure", "styles", "sessions", "credentials"],
+    "basics": ["config", "errors", "progress", "imaging", "disclosure", "screening", "styles", "sessions", "credentials"],
     "faces": ["faces.pack", "faces.analyzer", "faces.measures", "faces.validation", "faces.identity"],
     "gpu": [
         "gpu.instantid", "gpu.tiny", "gpu.models", "gpu.adapters", "gpu.lora_data", "gpu.lora", "gpu.recipe",
@@ -57,7 +57,7 @@ TENSOR_LIBRARIES = {
     "accelerate",
     "safetensors.torch",
 }
-NO_TENSORS = {"paused", "studio", "results", "styles", "imaging", "progress"} | WEB_LAYER
+NO_TENSORS = {"paused", "studio", "results", "screening", "styles", "imaging", "progress"} | WEB_LAYER
 OUTSIDE = {"app", "benchmarks", "tests"}  # below the package: never imported by it
 LONG_FUNCTION = 80  # lines; a longer function says why at its top ("Long because ...")
 LONG_MODULE = 900  # lines

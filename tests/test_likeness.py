@@ -4,7 +4,6 @@ LoRA that works with InstantID (tiny profile, CPU)."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +17,6 @@ from headshot.gpu import instantid, lora, pipeline, tiny
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 D = 128  # the faces-small pack's embedding size
-
-
-@pytest.fixture(scope="module")
-def obama(faces_dir) -> list[Path]:
-    return sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def obama(faces_dir) -> list[Path]:
-    return sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))
-
-
-@pytest.fixture(scope="module")
 def identity(obama, analyzer):
     return studio.create_identity(obama[:3], "instantid", analyzer=analyzer).identity
 

@@ -14,7 +14,6 @@ import time
 import types
 from datetime import timedelta
 from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,19 +23,6 @@ from headshot import config, errors, sessions, studio
 from headshot.gpu import lora, models, pipeline, sizing, zerogpu
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
-
-
-@pytest.fixture
-def emulated(monkeypatch):
-    """ZeroGPU's rules for this test, with a generous quota (each test sets its own when it matters)."""
-    monkeypatch.setenv("HEADSHOT_ZEROGPU_EMULATE", "1")
-    monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(10_000))
-    return zerogpu
-
-
-@pytest.fixture(scope="module")
-def obama(faces_dir) -> list[Path]:
-    return sorted((faces_dir / "same_person" / "obama").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,9 @@
 
 The UI (``ui.py``), the command line (``python -m headshot``) and the benchmarks all call these
 functions; none of them knows about Gradio. GPU work happens only inside ``pipeline``; face
-analysis, prompt building and PNG writing happen here, before and after it.
+analysis, prompt building and PNG writing happen here, before and after it. What a run that ZeroGPU
+cut short keeps is ``paused``'s; the style lists, blurbs and swatches are ``styles``' (imported here
+under the same names, for the web layer).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from PIL import Image, ImageOps
 
 from headshot import __version__, config, credentials, disclosure, imaging
 from headshot import progress as progress_
-from headshot.errors import HeadshotError, InvalidRequest, NotEnoughSelfies, RenderIncomplete
+from headshot.errors import InvalidRequest, NotEnoughSelfies, RenderIncomplete
 from headshot.faces.analyzer import FaceAnalyzer, cosine, get_analyzer
 from headshot.faces.identity import Identity, build_identity, identity_summary, load_identity, save_identity
 from headshot.faces.validation import ValidationResult, validate_selfies
@@ -33,7 +35,11 @@ from headshot.paused import paused_render as paused_render  # studio's names for
 from headshot.paused import paused_training as paused_training
 from headshot.screening import check_prompt
 from headshot.sessions import Session, new_workdir
-from headshot.styles import Style, compose, get_style, load_styles, negative_prompt
+from headshot.styles import Style, compose, get_style, negative_prompt
+from headshot.styles import list_options as list_options  # studio's names for the web layer
+from headshot.styles import list_styles as list_styles
+from headshot.styles import preview_swatch as preview_swatch
+from headshot.styles import style_blurb as style_blurb
 
 SOFTWARE = f"Headshot Studio {__version__}"
 Progress = progress_.Progress
@@ -735,58 +741,6 @@ def run_info(
         "device": device_summary(),
         "ai_generated": True,
     }
-
-
-def list_styles() -> list[dict]:
-    return [{"id": s.id, "name": s.name, "description": s.description} for s in load_styles().values()]
-
-
-def style_blurb(style_id: str | None, backdrop: str | None = "style", outfit: str | None = "style") -> str:
-    """What the chosen look is, in words: the style's description, or, once a backdrop or outfit of the
-    options replaces the style's own, the outfit, backdrop and light as they will be rendered ("" for an
-    unknown style)."""
-    from headshot import styles
-
-    try:
-        style = get_style(style_id)
-    except HeadshotError:
-        return ""
-
-    def option(kind: str, value: str | None):
-        try:
-            return styles.get_option(kind, value)
-        except HeadshotError:
-            return None
-
-    chosen_backdrop, chosen_outfit = option("backdrop", backdrop), option("outfit", outfit)
-    if chosen_backdrop is None and chosen_outfit is None:
-        return style.description
-    wearing = chosen_outfit.name if chosen_outfit else style.outfit_prompt.removeprefix("wearing ")
-    behind = chosen_backdrop.name if chosen_backdrop else style.backdrop_prompt
-    return (
-        f"Outfit: {wearing[0].upper() + wearing[1:]}. Backdrop: {behind[0].upper() + behind[1:]}. "
-        "The style's light, lens and framing stay."
-    )
-
-
-def list_options() -> dict:
-    """Styles, backdrops, outfits and subject hints (``/list_options``): see ``styles.list_options``."""
-    from headshot import styles
-
-    return styles.list_options()
-
-
-def preview_swatch(style_id: str | None, backdrop_id: str | None, size: tuple[int, int] = (200, 250)):
-    """The preview of a backdrop, or of the style's own backdrop for "style" (a small image, no GPU)."""
-    from headshot import styles
-
-    chosen = backdrop_id if backdrop_id and backdrop_id != styles.STYLE_CHOICE else None
-    if chosen is None:
-        try:
-            chosen = get_style(style_id).backdrop or None
-        except HeadshotError:
-            chosen = None
-    return styles.swatch(chosen, size)
 
 
 # --------------------------------------------------------------------------------------

@@ -810,3 +810,40 @@ def swatch(backdrop_id: str | None, size: tuple[int, int] = (160, 200)):
     draw.ellipse([width * 0.36, height * 0.28, width * 0.64, height * 0.58], fill=figure)
     draw.ellipse([width * 0.14, height * 0.62, width * 0.86, height * 1.25], fill=figure)
     return image
+
+
+def style_blurb(style_id: str | None, backdrop: str | None = "style", outfit: str | None = "style") -> str:
+    """What the chosen look is, in words: the style's description, or, once a backdrop or outfit of the
+    options replaces the style's own, the outfit, backdrop and light as they will be rendered ("" for an
+    unknown style)."""
+    try:
+        style = get_style(style_id)
+    except errors.HeadshotError:
+        return ""
+
+    def option(kind: str, value: str | None):
+        try:
+            return get_option(kind, value)
+        except errors.HeadshotError:
+            return None
+
+    chosen_backdrop, chosen_outfit = option("backdrop", backdrop), option("outfit", outfit)
+    if chosen_backdrop is None and chosen_outfit is None:
+        return style.description
+    wearing = chosen_outfit.name if chosen_outfit else style.outfit_prompt.removeprefix("wearing ")
+    behind = chosen_backdrop.name if chosen_backdrop else style.backdrop_prompt
+    return (
+        f"Outfit: {wearing[0].upper() + wearing[1:]}. Backdrop: {behind[0].upper() + behind[1:]}. "
+        "The style's light, lens and framing stay."
+    )
+
+
+def preview_swatch(style_id: str | None, backdrop_id: str | None, size: tuple[int, int] = (200, 250)):
+    """The preview of a backdrop, or of the style's own backdrop for "style" (a small image, no GPU)."""
+    chosen = backdrop_id if backdrop_id and backdrop_id != STYLE_CHOICE else None
+    if chosen is None:
+        try:
+            chosen = get_style(style_id).backdrop or None
+        except errors.HeadshotError:
+            chosen = None
+    return swatch(chosen, size)

@@ -52,12 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
-    from headshot import studio
+    from headshot import studio, styles
     from headshot.errors import HeadshotError
 
     args = parse_args(argv)
     if args.list_styles:
-        for style in studio.list_styles():
+        for style in styles.list_styles():
             print(f"{style['id']:<20} {style['name']}: {style['description']}")
         return 0
     if not args.selfies and not args.identity:

@@ -1,10 +1,9 @@
 """The product flows, as plain Python: selfies -> report -> identity -> headshots -> pack.
 
-The UI (``ui.py``), the command line (``python -m headshot``) and the benchmarks all call these
-functions; none of them knows about Gradio. GPU work happens only inside ``pipeline``; face
-analysis, prompt building and PNG writing happen here, before and after it. What a run that ZeroGPU
-cut short keeps is ``paused``'s; the style lists, blurbs and swatches are ``styles``' (imported here
-under the same names, for the web layer).
+The web layer (``web/endpoints.py``, ``web/callbacks.py``), the command line (``python -m headshot``) and
+the benchmarks all call these functions; none of them knows about Gradio. GPU work happens only inside
+``gpu/pipeline.py``; face analysis, prompt building and PNG writing happen here, before and after it. What
+a run that ZeroGPU cut short keeps is ``paused``'s; the style lists, blurbs and swatches are ``styles``'.
 """
 
 from __future__ import annotations
@@ -31,15 +30,9 @@ from headshot.faces.analyzer import FaceAnalyzer, cosine, get_analyzer
 from headshot.faces.identity import Identity, build_identity, identity_summary, load_identity, save_identity
 from headshot.faces.validation import ValidationResult, validate_selfies
 from headshot.paused import PausedRender, PausedTraining, continuing, held_training, train_lora
-from headshot.paused import paused_render as paused_render  # studio's names for the web layer
-from headshot.paused import paused_training as paused_training
 from headshot.screening import check_prompt
 from headshot.sessions import Session, new_workdir
 from headshot.styles import Style, compose, get_style, negative_prompt
-from headshot.styles import list_options as list_options  # studio's names for the web layer
-from headshot.styles import list_styles as list_styles
-from headshot.styles import preview_swatch as preview_swatch
-from headshot.styles import style_blurb as style_blurb
 
 SOFTWARE = f"Headshot Studio {__version__}"
 Progress = progress_.Progress

@@ -23,7 +23,6 @@ from typing import Any
 
 from headshot import config, errors
 from headshot.screening import check_prompt
-from headshot.screening import screen_prompt as screen_prompt  # styles.screen_prompt, as before the move
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
 SUBJECT_SLOT = "{subject}"

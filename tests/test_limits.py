@@ -199,7 +199,7 @@ def test_image_counts_candidates_and_packs(counted_renders):
 
 def test_pack_limits(counted_renders):
     identity, fake = _identity(lora=False), _NoFaces()
-    ids = [s["id"] for s in studio.list_styles()]
+    ids = [s["id"] for s in styles.list_styles()]
     per_style = config.MAX_IMAGES_PER_REQUEST
     fits = config.MAX_PACK_IMAGES // per_style
     assert len(ids) > fits, "enough shipped styles to go over the pack limit"

@@ -21,6 +21,7 @@ import pytest
 
 from headshot import config, credentials, errors, results, sessions, studio
 from headshot.gpu import pipeline, sizing, zerogpu
+from headshot.paused import paused_render
 from headshot.web import callbacks, endpoints
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -93,20 +94,20 @@ def test_a_pack_refused_on_its_second_call_keeps_the_first_and_continue_makes_th
         assert 0 < incomplete["retry_after_s"] <= zerogpu.DAY_SECONDS and incomplete["gpu_back_at"].endswith("Z")
         assert "2 of 4 headshots" in incomplete["message"] and "GPU time is yours again in" in incomplete["message"]
         assert "continue_headshots" in incomplete["message"]  # what a program does next
-        assert studio.paused_render(own) == {"kind": "pack", "made": 2, "requested": 4}
-        assert studio.paused_render(someone_else) is None
+        assert paused_render(own) == {"kind": "pack", "made": 2, "requested": 4}
+        assert paused_render(someone_else) is None
         with pytest.raises(errors.InvalidRequest, match="no headshots left to finish"):
             studio.continue_headshots(someone_else, analyzer=analyzer)
         # Still no GPU time: Continue is refused as any first call is, and the rest stays saved.
         with pytest.raises(errors.GpuQuotaExceeded):
             studio.continue_headshots(own, analyzer=analyzer)
-        assert studio.paused_render(own) == {"kind": "pack", "made": 2, "requested": 4}
+        assert paused_render(own) == {"kind": "pack", "made": 2, "requested": 4}
 
         monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(10_000))  # the next day
         rest = studio.continue_headshots(own, analyzer=analyzer)
         assert [h.style for h in rest.headshots] == ["classic-bw"] * 2
         assert "incomplete" not in rest.info and rest.info["continued"] == {"part": 2, "headshots_before": 2}
-        assert studio.paused_render(own) is None
+        assert paused_render(own) is None
         assert _pixels([*cut.headshots, *rest.headshots]) == _pixels(whole.headshots)
         with zipfile.ZipFile(rest.zip_path) as archive:  # the finished pack's ZIP holds all of it
             assert len([n for n in archive.namelist() if n.endswith(".png")]) == 4
@@ -142,10 +143,10 @@ def test_a_generate_stopped_on_its_second_call_continues_now_to_the_same_images(
         rest = studio.continue_headshots(own, analyzer=analyzer)
         assert sorted(h.seed for h in rest.headshots) == [12, 13] and rest.zip_path is None
         assert _pixels([*cut.headshots, *rest.headshots]) == _pixels(whole.headshots)
-        assert studio.paused_render(own) is None
+        assert paused_render(own) is None
     finally:
         own.delete()
-    assert studio.paused_render(own) is None
+    assert paused_render(own) is None
 
 
 def test_best_of_keeps_a_style_once_its_candidates_are_all_made(identity, analyzer, emulated, monkeypatch):
@@ -236,6 +237,6 @@ def test_variations_cut_short_keep_the_ones_made(identity, analyzer, emulated, m
         assert (incomplete["made"], incomplete["requested"], incomplete["can_continue"]) == (1, 3, False)
         notice = callbacks.incomplete_notice(incomplete)
         assert "1 of 3 headshots was made" in notice and "same button again" in notice
-        assert "Continue" not in notice and studio.paused_render(own) is None
+        assert "Continue" not in notice and paused_render(own) is None
     finally:
         own.delete()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from headshot import disclosure, imaging, sessions, studio
+from headshot import disclosure, imaging, sessions, studio, styles
 from headshot.errors import InvalidRequest, NotEnoughSelfies, PromptRejected
 from headshot.gpu import pipeline
 
@@ -116,7 +116,7 @@ def test_requests_are_checked_before_the_gpu(identity, analyzer, monkeypatch):
     with pytest.raises(InvalidRequest):
         studio.generate_pack(identity, [], 1, analyzer=analyzer)
     with pytest.raises(InvalidRequest, match="at most"):
-        studio.generate_pack(identity, [s["id"] for s in studio.list_styles()], 4, analyzer=analyzer)
+        studio.generate_pack(identity, [s["id"] for s in styles.list_styles()], 4, analyzer=analyzer)
 
 
 def test_a_requested_zero_is_honoured_and_none_is_the_styles_value(identity):

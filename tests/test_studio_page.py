@@ -11,7 +11,7 @@ import re
 import gradio as gr
 import pytest
 
-from headshot import results, sessions, studio
+from headshot import results, sessions, studio, styles
 from headshot.errors import GpuAborted, GpuQuotaExceeded, InvalidRequest, TrainingPaused
 from headshot.gpu import zerogpu
 from headshot.web import callbacks, cards, endpoints
@@ -87,7 +87,7 @@ def test_the_page_shows_a_refusal_in_the_step_and_continue_only_with_something_s
     state: dict = {}
     for done, visible in ((3, True), (0, False)):
         monkeypatch.setattr(endpoints.studio, "create_identity", lambda *a, _d=done, **k: (_ for _ in ()).throw(_paused(_d)))
-        monkeypatch.setattr(endpoints.studio, "paused_training", lambda s, _d=done: {"steps_done": _d, "steps_total": 6})
+        monkeypatch.setattr(callbacks, "paused_training", lambda s, _d=done: {"steps_done": _d, "steps_total": 6})
         file, summary, notice, button = callbacks.create_identity_page([], "lora", session=state)
         assert file == gr.update() and summary == gr.update()  # the identity shown before stays
         assert "GPU time is used up" in notice
@@ -135,11 +135,11 @@ def test_card_reasons_fall_back_to_the_message_for_codes_they_do_not_know():
 
 
 def test_the_style_blurb_follows_the_backdrop_and_outfit():
-    plain = studio.style_blurb("corporate-grey")
+    plain = styles.style_blurb("corporate-grey")
     assert plain == studio.get_style("corporate-grey").description
-    chosen = studio.style_blurb("corporate-grey", "office", "blazer")
+    chosen = styles.style_blurb("corporate-grey", "office", "blazer")
     assert "Blazer" in chosen and "office" in chosen.lower() and "suit" not in chosen and "grey backdrop" not in chosen
-    assert studio.style_blurb("nope") == ""
+    assert styles.style_blurb("nope") == ""
 
 
 def test_the_session_gallery_keeps_every_run_newest_first(faces_dir, analyzer):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from headshot import config, errors, styles
+from headshot import config, errors, screening, styles
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
 
@@ -93,7 +93,7 @@ def test_shipped_prompts_fit_clip_window():
 
 def test_shipped_prompts_pass_screening():
     for style in styles.load_styles().values():
-        assert styles.screen_prompt(style.build_prompt("a person")) is None, style.id
+        assert screening.screen_prompt(style.build_prompt("a person")) is None, style.id
 
 
 def test_black_and_white_style_asks_for_monochrome():
@@ -433,7 +433,7 @@ ALLOWED = [
 @pytest.mark.parametrize("text", REFUSED)
 def test_check_prompt_refuses_sexual_or_degrading(text):
     with pytest.raises(errors.PromptRejected) as info:
-        styles.check_prompt(text)
+        screening.check_prompt(text)
     assert info.value.code == "prompt_rejected"
     message = str(info.value)
     assert message.startswith("The prompt was refused")
@@ -442,26 +442,26 @@ def test_check_prompt_refuses_sexual_or_degrading(text):
 
 @pytest.mark.parametrize("text", ALLOWED)
 def test_check_prompt_allows_innocent_words(text):
-    assert styles.check_prompt(f"  {text}  ") == text.strip()
+    assert screening.check_prompt(f"  {text}  ") == text.strip()
 
 
 def test_check_prompt_category_in_message():
     with pytest.raises(errors.PromptRejected, match=r"sexual content .'nude'."):
-        styles.check_prompt("Nude")
+        screening.check_prompt("Nude")
     with pytest.raises(errors.PromptRejected, match="degrading content"):
-        styles.check_prompt("humiliating")
+        screening.check_prompt("humiliating")
 
 
 def test_check_prompt_length_limit():
     limit = config.MAX_PROMPT_CHARS
-    assert styles.check_prompt("a" * limit) == "a" * limit
-    assert styles.check_prompt("  " + "a" * limit + "  ") == "a" * limit  # counted after stripping
+    assert screening.check_prompt("a" * limit) == "a" * limit
+    assert screening.check_prompt("  " + "a" * limit + "  ") == "a" * limit  # counted after stripping
     with pytest.raises(errors.PromptRejected, match=f"limit is {limit}"):
-        styles.check_prompt("a" * (limit + 1))
+        screening.check_prompt("a" * (limit + 1))
 
 
 def test_check_prompt_none_is_empty():
-    assert styles.check_prompt(None) == ""  # type: ignore[arg-type]
+    assert screening.check_prompt(None) == ""  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------
@@ -885,7 +885,7 @@ def test_the_colour_names_are_sound():
     assert len({colour for _, colour, _ in palette.names}) == len(names)
     for name, colour, _ in palette.names:
         assert styles.colour_name(colour) == name  # every name is reachable: none hides behind another
-        assert styles.screen_prompt(name) is None
+        assert screening.screen_prompt(name) is None
         option = styles.brand_colour(colour)
         # The negative never forbids the colour asked for: "light grey" drops "grey backdrop".
         assert not set(name.split()) & set(re.findall(r"[a-z]+", option.negative)), name

@@ -21,6 +21,7 @@ import torch
 
 from headshot import config, errors, sessions, studio
 from headshot.gpu import lora, models, pipeline, sizing, zerogpu
+from headshot.paused import paused_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -293,14 +294,14 @@ def test_a_refused_chunk_loses_nothing_and_continues_to_the_same_weights(
     with pytest.raises(errors.TrainingPaused, match="saved at step 3 of 7") as paused:
         studio.create_identity(obama[:3], "lora", lora_steps=7, seed=5, analyzer=analyzer, session=mine)
     assert "GPU time" in paused.value.message
-    assert studio.paused_training(mine) == {"steps_done": 3, "steps_total": 7}
-    assert studio.paused_training(someone_else) is None
+    assert paused_training(mine) == {"steps_done": 3, "steps_total": 7}
+    assert paused_training(someone_else) is None
     with pytest.raises(errors.InvalidRequest, match="no paused"):
         studio.continue_identity(someone_else)
 
     monkeypatch.setattr(zerogpu, "_quota", zerogpu.Quota(10_000))  # the next day
     finished = studio.continue_identity(mine)
-    assert finished.summary["steps_run"] == 7 and studio.paused_training(mine) is None
+    assert finished.summary["steps_run"] == 7 and paused_training(mine) is None
     assert mine.owns(finished.path)  # the identity file is the session's, deleted with it
     assert finished.identity.lora.keys() == whole.keys()
     assert all(torch.equal(finished.identity.lora[k], whole[k]) for k in whole)
@@ -322,9 +323,9 @@ def test_an_aborted_chunk_pauses_too(obama, analyzer, emulated, monkeypatch):
     session = sessions.Session()
     with pytest.raises(errors.TrainingPaused, match="saved at step 3 of 7"):
         studio.create_identity(obama[:3], "lora", lora_steps=7, analyzer=analyzer, session=session)
-    assert studio.paused_training(session) is not None
+    assert paused_training(session) is not None
     session.delete()  # Delete my data drops the paused training (selfie crops, weights) too
-    assert studio.paused_training(session) is None
+    assert paused_training(session) is None
 
 
 def test_a_pack_reports_style_n_of_m_and_a_time_left_from_the_gpu_estimate(identity, analyzer, emulated):

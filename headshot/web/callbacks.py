@@ -17,9 +17,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from headshot import credentials, results, studio
+from headshot import credentials, results, studio, styles
 from headshot.errors import GpuAborted, GpuQuotaExceeded, HeadshotError, RenderIncomplete, TrainingPaused
 from headshot.gpu import zerogpu
+from headshot.paused import paused_render, paused_training
 from headshot.web.endpoints import (
     NOTHING_TO_DELETE,
     continue_headshots,
@@ -72,7 +73,7 @@ def next_after_check(report: dict | None):
 def continue_button(session=None, request: gr.Request = None):
     """Show Continue while this session has a LoRA training paused after some of its steps (refused before
     its first step, nothing is saved: Create starts it again)."""
-    paused = studio.paused_training(caller_session(session, request))
+    paused = paused_training(caller_session(session, request))
     if paused is None or not paused["steps_done"]:
         return gr.update(visible=False)
     label = f"Continue LoRA training (saved at step {paused['steps_done']} of {paused['steps_total']})"
@@ -113,18 +114,18 @@ def show_it():
 
 
 def style_choices() -> list[tuple[str, str]]:
-    return [(s["name"], s["id"]) for s in studio.list_styles()]
+    return [(s["name"], s["id"]) for s in styles.list_styles()]
 
 
 def style_blurb_text(style_id: str, backdrop: str = "style", outfit: str = "style") -> str:
     """The style's words under the menu, following the chosen backdrop and outfit."""
-    text = studio.style_blurb(style_id, backdrop, outfit)
+    text = styles.style_blurb(style_id, backdrop, outfit)
     return f"*{text}*" if text else ""
 
 
 def preview(style_id: str | None, backdrop_id: str | None):
     """The preview swatch of the chosen backdrop, or of the style's own backdrop (no GPU)."""
-    return studio.preview_swatch(style_id, backdrop_id)
+    return styles.preview_swatch(style_id, backdrop_id)
 
 
 def device_note() -> str:
@@ -139,7 +140,7 @@ def device_note() -> str:
 
 def continue_headshots_button(session=None, request: gr.Request = None):
     """Show Continue while this session has a generate or pack cut short by ZeroGPU."""
-    paused = studio.paused_render(caller_session(session, request))
+    paused = paused_render(caller_session(session, request))
     if paused is None:
         return gr.update(visible=False)
     label = f"Continue headshots ({paused['made']} of {paused['requested']} made)"
@@ -156,7 +157,6 @@ def pick_headshot(
     gallery, identity, identity_link: str, session, evt: gr.SelectData, request: gr.Request = None
 ):
     """The headshot clicked in the gallery, next to the reference selfie, with its likeness (UI only)."""
-    from headshot import results
     from headshot.faces.analyzer import get_analyzer
 
     own = caller_session(session, request)
@@ -470,7 +470,6 @@ def regenerate_ui(
 ):
     """The chosen headshot rendered again with a new seed, added to the gallery and shown as chosen:
     gallery, filter, info, notice, and the chosen path, picture and text."""
-    from headshot import results
     from headshot.faces.analyzer import get_analyzer
 
     result, notice = _gpu_call(regenerate, identity, image, identity_link, "", session, request, progress)

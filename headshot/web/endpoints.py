@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from headshot import credentials, results, sessions, studio
+from headshot import credentials, results, sessions, studio, styles
 from headshot.errors import HeadshotError
 from headshot.web.files import caller_session, finish_call, linked_files, referenced_paths
 
@@ -535,14 +535,14 @@ def regenerate(
 
 def list_styles() -> list[dict]:
     """The style presets: a list of {id, name, description}."""
-    return studio.list_styles()
+    return styles.list_styles()
 
 
 def list_options() -> dict:
     """Everything /generate and /generate_pack can be asked for: {styles, backdrops, outfits, subject}, each
     a list of {id, name, ...}. Pass a backdrop or outfit id as `backdrop` / `outfit` ("style" keeps the
     style's own) and subject hint ids as `subject` (at most one per group: person, age, glasses, expression)."""
-    return studio.list_options()
+    return styles.list_options()
 
 
 @user_errors
@@ -610,7 +610,6 @@ def favourite(image: str = "", session=None, request: gr.Request = None) -> tupl
     Returns:
         the favourites (a gallery, in the order they were starred) and a ZIP of them (null when none).
     """
-    from headshot import results
     from headshot.faces.analyzer import get_analyzer
 
     own = caller_session(session, request)

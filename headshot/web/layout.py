@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from headshot import config, studio
+from headshot import config
+from headshot.styles import list_options
 from headshot.web.callbacks import BRAND_COLOUR, example_selfies, preview, style_blurb_text
 from headshot.web.endpoints import DEFAULT_LORA_SETTING, RANDOM_SEED, STYLE_STEPS, STYLE_VALUE
 from headshot.web.files import fix_list_schema
@@ -355,7 +356,7 @@ def headshots_step(styles: list[tuple[str, str]], default_style: str) -> tuple[S
         gr.Markdown(STEP_GENERATE, elem_classes="step-lead")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
-                choices = studio.list_options()
+                choices = list_options()
                 look = look_settings(styles, default_style, choices)
                 subject, prompt, num_images, generate_btn = subject_and_count(choices)
                 more = more_settings()

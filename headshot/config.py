@@ -375,7 +375,7 @@ FACE_MIN_FRAME_SCORE = 0.52
 # face (eyes wide apart, "mouth corners" close beside a long nose) read 0.15-0.20. 0.14 sits between.
 FACE_MAX_SHAPE_ERROR = 0.14
 
-# Other faces (validation._check_other_faces). multiple_faces (error) only for a second person who competes
+# Other faces (rules._check_other_faces). multiple_faces (error) only for a second person who competes
 # with the subject; every other face is a background_faces warning (the largest sharp face is used).
 # Measured with benchmarks/calibrate_selfies.py as (size ratio to the largest face, sharpness relative to
 # it): in all 23 group photos the second-largest face is 0.80-1.02 of the largest, relative sharpness
@@ -391,7 +391,7 @@ CROWDING_FACE_RATIO = 0.40
 # Reduced decode (imaging.load_reduced): a JPEG is decoded at 1/2, 1/4 or 1/8 in the decoder as long as its
 # long side stays at least this; the detector's full pass runs at 640 px, faces are analysed at most at
 # ANALYSIS_MAX_SIDE. The whole picture is decoded only for an identity's crops, and for the face measures
-# when the reduced copy cannot settle them (validation._Selfie.quality_of): a face under 160 px there, or
+# when the reduced copy cannot settle them (rules.SelfieCheck.quality_of): a face under 160 px there, or
 # a sharpness under BLUR_WARNING + this margin (the scaled decode reads blurred faces up to 0.04 sharper).
 DECODE_MIN_LONG_SIDE = 640
 QUALITY_RECHECK_MARGIN = 0.10
@@ -463,7 +463,7 @@ SKIN_LIKE_DIST = 14.0
 SCREEN_PEAK_ERROR = 5.5
 SCREEN_PATCH_PX = 128
 SCREEN_MIN_PATCH_PX = 64
-# A drawing, cartoon, painting or render (measures.drawing_measures, validation._check_drawing):
+# A drawing, cartoon, painting or render (measures.drawing_measures, rules._check_drawing):
 # not_a_photo when NOT_A_PHOTO_MODEL scores over 0 (measures.linear_score). Its measures are what a
 # camera does not make: thin dark lines darker than both their sides (ink outlines, hatching), tones
 # piled on single grey levels (flat fills, cel shading, posterised colour) and colourless paper-white
@@ -666,7 +666,7 @@ FACE_COVERED_MODEL = {
 #   shared                   covered 0/110  (score max -1.00, min -15.83)
 #   leave one rendering out: mask0 10/10, mask1 10/10, mask2 10/10, mask3 10/10, mask4 10/10, mask5 9/10, mask6 10/10, mask7 10/10, mask_new0 10/10, mask_new1 10/10, mask_new2 10/10, mask_new3 10/10, mask_new4 10/10, mask_new5 6/10, mask_new6 10/10, mask_new7 10/10, mask_new8 10/10, mask_new9 9/10
 
-# A heavy beauty filter (measures.filter_measures, validation._check_filtered): filtered (a warning)
+# A heavy beauty filter (measures.filter_measures, rules._check_filtered): filtered (a warning)
 # when FILTERED_MODEL scores over 0 (bias + sum of weight * (measure - mean) / scale, as the occlusion
 # models). Its measures are logarithms: filter_gap (the face's faint detail over its strong edges),
 # filter_eyes (the eyes' edges over the skin's level), filter_around (detail in the hair and background),

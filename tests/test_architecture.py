@@ -34,7 +34,7 @@ PKG = ROOT / "headshot"
 # package; the other layers are folders (headshot/faces, headshot/gpu, headshot/web).
 LAYERS = {
     "basics": ["config", "errors", "progress", "imaging", "disclosure", "screening", "styles", "sessions", "credentials"],
-    "faces": ["faces.pack", "faces.analyzer", "faces.measures", "faces.validation", "faces.identity"],
+    "faces": ["faces.pack", "faces.analyzer", "faces.measures", "faces.rules", "faces.validation", "faces.identity"],
     "gpu": [
         "gpu.instantid", "gpu.tiny", "gpu.models", "gpu.adapters", "gpu.lora_data", "gpu.lora", "gpu.recipe",
         "gpu.aoti", "gpu.zerogpu", "gpu.sizing", "gpu.pipeline",

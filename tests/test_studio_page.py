@@ -214,6 +214,6 @@ def test_the_page_css_has_no_stray_control_characters():
 
 
 def test_every_issue_code_has_a_short_card_line():
-    from headshot.faces import validation
+    from headshot.faces import rules
 
-    assert set(validation.ISSUE_CODES) <= set(cards.SHORT_REASONS), set(validation.ISSUE_CODES) - set(cards.SHORT_REASONS)
+    assert set(rules.ISSUE_CODES) <= set(cards.SHORT_REASONS), set(rules.ISSUE_CODES) - set(cards.SHORT_REASONS)

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image, ImageFilter, ImageOps
 
 from headshot import config, imaging
-from headshot.faces.validation import ISSUE_CODES, validate_selfies
+from headshot.faces.rules import ISSUE_CODES
+from headshot.faces.validation import validate_selfies
 
 try:  # the manifest is read at collection time to parametrise; tests skip when the data is absent
     from conftest import FACES

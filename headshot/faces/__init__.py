@@ -2,8 +2,9 @@
 
 ``pack`` finds the face-model pack (a local folder, or antelopev2 downloaded and checked), ``analyzer``
 finds faces and embeds them, ``measures`` reads what a face photo shows (sharpness, light, pose, what
-covers it, drawings, screens, filters), ``validation`` turns those into the intake report on a set of
-selfies, and ``identity`` keeps a person's embedding and keypoints as an identity file. This layer
-may import the basics (``config``, ``errors``, ``imaging``, ...) and nothing above them: no torch, no
-GPU module, no flow, no web code.
+covers it, drawings, screens, filters), ``rules`` turns those into one photo's issues, ``validation`` runs
+the intake of a set of selfies (decoding, faces, the rules, the checks across photos, the report), and
+``identity`` keeps a person's embedding and keypoints as an identity file. This layer may import the
+basics (``config``, ``errors``, ``imaging``, ...) and nothing above them: no torch, no GPU module, no
+flow, no web code.
 """

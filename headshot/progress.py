@@ -67,6 +67,18 @@ def eta_text(seconds: float | None) -> str:
     return f"about {round(seconds / 60.0)} min left"
 
 
+def words_for(seconds: float) -> str:
+    """A duration as a person says it: "45 s", "about 12 min", "about 3 h 20 min"."""
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h" + (f" {minutes} min" if minutes else "")
+
+
 def tracked(
     progress: Progress | None,
     eta: Eta,

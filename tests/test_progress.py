@@ -78,3 +78,9 @@ def test_tracked_adds_the_label_and_the_time_left():
     assert seen[0] == (0.0, "Style 1 of 2, A: image 1 of 1 · about 30 s left")
     assert seen[1] == (0.5, "Style 2 of 2, B: image 1 of 1 · about 20 s left")
     assert progress.tracked(None, progress.Eta()) is None
+
+
+def test_words_for_durations():
+    assert [progress.words_for(s) for s in (0.2, 45, 600, 3600, 12_000)] == [
+        "1 s", "45 s", "about 10 min", "about 1 h", "about 3 h 20 min"
+    ]

@@ -211,12 +211,6 @@ def test_the_platforms_other_refusals_read_as_plain_errors(words, kind, requeste
     assert zerogpu.user_error(ValueError("unrelated quota words")) is None
 
 
-def test_words_for_durations():
-    assert [zerogpu.words_for(s) for s in (0.2, 45, 600, 3600, 12_000)] == [
-        "1 s", "45 s", "about 10 min", "about 1 h", "about 3 h 20 min"
-    ]
-
-
 # --------------------------------------------------------------------------------------
 # The app's GPU entry points under those rules
 # --------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from headshot import config, errors
+from headshot import config, errors, progress
 
 QUOTA_TIERS = dict(config.ZEROGPU_QUOTA_SECONDS)  # seconds a day per visitor tier
 DAY_SECONDS = config.ZEROGPU_QUOTA_WINDOW
@@ -239,18 +239,6 @@ _MORE_QUOTA = {  # what a person of each tier can do for more GPU time
 }
 
 
-def words_for(seconds: float) -> str:
-    """A duration as a person says it: "45 s", "about 12 min", "about 3 h 20 min"."""
-    seconds = max(1, math.ceil(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"about {minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"about {hours} h" + (f" {minutes} min" if minutes else "")
-
-
 def _platform_text(exc: BaseException) -> str:
     message = getattr(exc, "message", None)  # gradio.Error keeps its message there (its str() is a repr)
     return message if isinstance(message, str) else str(exc)
@@ -274,7 +262,7 @@ def user_error(exc: BaseException) -> errors.HeadshotError | None:
         back = time.strftime("%H:%M UTC", then) + (" tomorrow" if then.tm_yday != now.tm_yday else "")
         return errors.GpuQuotaExceeded(
             f"Your GPU time on this Space is used up for now: this step needs {requested} s of GPU time and "
-            f"{left} s are left. More GPU time is yours again in {words_for(retry_after)} (at {back})."
+            f"{left} s are left. More GPU time is yours again in {progress.words_for(retry_after)} (at {back})."
             + _MORE_QUOTA.get(found["tier"], ""),
             requested=float(requested),
             left=float(left),
@@ -425,5 +413,4 @@ __all__ = [
     "quota_message",
     "requested_quota",
     "user_error",
-    "words_for",
 ]

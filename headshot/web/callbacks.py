@@ -19,8 +19,8 @@ import gradio as gr
 
 from headshot import credentials, results, studio, styles
 from headshot.errors import GpuAborted, GpuQuotaExceeded, HeadshotError, RenderIncomplete, TrainingPaused
-from headshot.gpu import zerogpu
 from headshot.paused import paused_render, paused_training
+from headshot.progress import words_for
 from headshot.web.endpoints import (
     NOTHING_TO_DELETE,
     continue_headshots,
@@ -294,7 +294,7 @@ def when_back(seconds: float | None, now: float | None = None) -> str:
     """ "in about 25 s", "in about 3 h 20 min (around 18:40 UTC)"; "later today" when the answer did not say."""
     if seconds is None:
         return "later (the platform did not say when)"
-    words = zerogpu.words_for(seconds)  # "45 s", "about 12 min"
+    words = words_for(seconds)  # "45 s", "about 12 min"
     if max(1, math.ceil(seconds)) < 90:
         return f"in about {words}"
     clock = time.strftime("%H:%M UTC", time.gmtime((time.time() if now is None else now) + seconds))

@@ -9,6 +9,7 @@ headshot.x import y``, ``from . import x``, ``from .x import y``, imports inside
 * a module imports only modules of a lower layer and those of its own layer listed before it (``LAYERS``);
   an import that runs up the layers fails, as does a layer folder's ``__init__`` that imports anything;
 * a module takes only public names from another: ``from x import _y`` and ``x._y`` fail;
+* the web layer reaches the GPU layer only through the flows (no ``headshot.gpu`` import in ``web/``);
 * ``app.py`` and ``benchmarks/`` sit below everything (they may import any module) and nothing in the
   package imports them or ``tests``;
 * gradio only in ``web/``, ``spaces`` only in ``gpu/pipeline.py``;
@@ -59,6 +60,7 @@ TENSOR_LIBRARIES = {
 }
 NO_TENSORS = {"paused", "studio", "results", "screening", "styles", "imaging", "progress"} | WEB_LAYER
 OUTSIDE = {"app", "benchmarks", "tests"}  # below the package: never imported by it
+SKIPS = {("web", "gpu")}  # the web layer reaches the GPU only through the flows (studio, paused, results)
 LONG_FUNCTION = 80  # lines; a longer function says why at its top ("Long because ...")
 LONG_MODULE = 900  # lines
 ENTRY_POINTS_MAX = 500  # lines of gpu/pipeline.py, the GPU entry points
@@ -195,6 +197,10 @@ def violations(source: str, where: str) -> list[str]:
                 elif theirs == mine and ORDER.index(target) > ORDER.index(module):
                     found.append(
                         f"{at} imports headshot.{target}, which is not above {module} in the module map"
+                    )
+                elif (mine, theirs) in SKIPS:
+                    found.append(
+                        f"{at} imports headshot.{target}: the {mine} layer reaches {theirs} only through the flows"
                     )
         if module is not None and top in OUTSIDE:
             found.append(f"{at} imports {top}: the package never imports app.py, benchmarks or tests")
@@ -417,6 +423,14 @@ def test_a_module_may_use_its_own_private_names_and_dunders():
         "from headshot import __version__, config\nfrom headshot.web.ui import _local\nx = config.__name__\n"
     )
     assert private_uses(source, "headshot.web.ui") == []
+
+
+@pytest.mark.parametrize(
+    "planted", ["from headshot.gpu import pipeline", "from headshot.gpu.zerogpu import user_error"]
+)
+def test_the_web_layer_reaching_into_the_gpu_layer_fails(planted):
+    found = violations(planted + "\n", "headshot.web.callbacks")
+    assert found and all("only through the flows" in f for f in found), found
 
 
 def test_a_package_init_that_imports_fails():

@@ -254,6 +254,20 @@ def test_each_layer_folder_says_what_it_holds_and_may_import(folder):
     assert [type(node) for node in tree.body] == [ast.Expr], "a layer's __init__ holds only its docstring"
 
 
+def test_the_readmes_layout_table_names_every_module_in_its_layer():
+    """A newcomer reads the layout in the README first: each layer's row names each of its modules."""
+    rows = {
+        line.split("|")[1].split("(")[0].strip(): line.split("|")[2]
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| ") and line.split("|")[1].split("(")[0].strip() in LAYERS
+    }
+    missing = {
+        layer: [m for m in modules if f"`{m.split('.')[-1]}.py`" not in rows.get(layer, "")]
+        for layer, modules in LAYERS.items()
+    }
+    assert not any(missing.values()), f"README's layout table lacks: {missing}"
+
+
 def test_the_package_init_imports_nothing_of_its_own():
     """Every module imports ``headshot`` first: its ``__init__`` must stay a leaf."""
     edges = imports((PKG / "__init__.py").read_text(), "headshot.__init__")

@@ -95,10 +95,13 @@ def analyzer(face_pack):
     return get_analyzer()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def app(shared_dir):
-    """``(url, process)`` of one ``python app.py`` (tiny profile) shared by the tests of a module. Only slow
-    tests may use it (tests/e2e.py starts it; the fast tier never does)."""
+    """``(url, process)`` of one ``python app.py`` (tiny profile, default settings) shared by the slow tests
+    of a test process (each xdist worker starts one, when its first test needs it), as one server is shared
+    by strangers: each test works in sessions of its own. Modules that need other settings start their own
+    (tests/test_abuse.py, tests/test_load.py ...). Only slow tests may use it (tests/e2e.py starts it; the
+    fast tier never does)."""
     from tests.e2e import running_app
 
     with running_app() as (url, proc):

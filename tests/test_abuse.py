@@ -330,7 +330,9 @@ def test_a_queue_filled_past_its_size_answers_busy_and_recovers(app):
                                  api_name="/create_identity")  # fmt: skip
     ident = gradio_client.handle_file(identity)
     clients = [new_client(app) for _ in range(8)]
-    jobs = [c.submit(identity=ident, num_images=2, seed=i, steps=6, api_name="/generate") for i, c in enumerate(clients)]
+    # The cheapest render (one image, two steps): the admitted requests must finish well inside the 20 s file
+    # age, or the sweeper removes a queued request's upload on a slow machine ("identity file was not found").
+    jobs = [c.submit(identity=ident, num_images=1, seed=i, steps=2, api_name="/generate") for i, c in enumerate(clients)]
     outcomes = []
     for job in jobs:
         try:

@@ -377,6 +377,8 @@ def test_a_paused_lora_training_is_continued_over_mcp(app, obama):
         links = " ".join(upload(tight, obama[:3]))
         text = await agent.refused("create_identity", selfie_links=links, method="lora", lora_steps=2 * per_call)
         assert f"saved at step {per_call} of {2 * per_call}" in text, text
+        assert re.search(rf"this step needs {seconds} s of GPU time and \d+ s are left\. More GPU time is yours "
+                         r"again in \d+ s", text), text  # fmt: skip
         assert "no paused LoRA training" in await other.refused("continue_identity")
         await asyncio.sleep(window + 1)
         identity = LINK.findall(await agent("continue_identity"))[0]

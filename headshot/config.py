@@ -260,6 +260,15 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def style_steps(steps: int) -> int:
+    """A style's denoising steps as rendered: on the tiny profile, at most ``HEADSHOT_TINY_STYLE_STEPS``
+    where that is set (the end-to-end tests set 6: their images are noise, and 30 steps of the tiny UNet on
+    the CPU made most of their time). Steps a request asks for itself are never changed."""
+    if profile() != "tiny":
+        return steps
+    return max(1, min(steps, env_int("HEADSHOT_TINY_STYLE_STEPS", steps)))
+
+
 def delete_cache() -> tuple[int, int]:
     """(every, max age) in seconds for sweeping stored files: ``DELETE_CACHE``, or
     ``HEADSHOT_SWEEP_EVERY_S`` / ``HEADSHOT_MAX_FILE_AGE_S`` (short ones for tests)."""

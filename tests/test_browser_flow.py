@@ -318,9 +318,9 @@ QUOTA_ENV = {
     "HEADSHOT_ZEROGPU_EMULATE": "1",
     "HEADSHOT_LORA_STEPS_PER_CALL": "3",
     "HEADSHOT_ZEROGPU_QUOTA": "30",  # a training call of 3 steps asks 10 + 8 + 3 x 0.36 -> 20 s: one fits
-    # The quota comes back 45 s after that call: time for the phone's LoRA to be refused meanwhile on a
-    # busy CI machine; the desktop then waits for the time its page said.
-    "HEADSHOT_ZEROGPU_QUOTA_WINDOW": "45",
+    # The quota comes back 35 s after that call: time for the phone's LoRA (its selfies already checked) to
+    # be refused meanwhile on a busy CI machine; the desktop then waits for the time its page said.
+    "HEADSHOT_ZEROGPU_QUOTA_WINDOW": "35",
 }
 
 

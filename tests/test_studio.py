@@ -4,6 +4,7 @@ disclosure metadata in every PNG, privacy clean-up, and the command line end to 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -153,6 +154,25 @@ def test_a_requested_zero_is_honoured_and_none_is_the_styles_value(identity):
     assert studio._resolve_seed(studio.GenerateOptions(seed=0)) == 0  # seed 0 is a seed, not "random"
 
 
+def test_the_tiny_profile_caps_only_the_styles_steps_where_asked(identity, monkeypatch):
+    """HEADSHOT_TINY_STYLE_STEPS (the end-to-end tests' 6): a style's 30 steps render as 6 on the tiny
+    profile; steps a request asks for itself stay as asked, and without the setting nothing changes."""
+    from headshot import config
+    from headshot.styles import get_style
+
+    style = get_style("corporate-grey")
+    assert style.steps > 6
+
+    def steps(options: studio.GenerateOptions) -> int:
+        return studio.build_request(identity, style, options, seed=0, count=1).steps
+
+    assert steps(studio.GenerateOptions()) == style.steps
+    monkeypatch.setenv("HEADSHOT_TINY_STYLE_STEPS", "6")
+    assert steps(studio.GenerateOptions()) == 6 and steps(studio.GenerateOptions(steps=12)) == 12
+    monkeypatch.setattr(config, "profile", lambda: "full")
+    assert config.style_steps(style.steps) == style.steps  # never on the full profile
+
+
 def test_zero_counts_are_refused_not_defaulted(identity, analyzer, monkeypatch):
     monkeypatch.setattr(pipeline, "render_all", lambda *a, **k: pytest.fail("render must not run"))
     for options in (studio.GenerateOptions(num_images=0), studio.GenerateOptions(best_of=0)):
@@ -171,7 +191,8 @@ def test_delete_my_data_removes_request_folders(identity, analyzer):
 
 
 @pytest.mark.slow  # a `python -m headshot` process
-def test_cli_end_to_end(obama, tmp_path):
+def test_cli_end_to_end(obama, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADSHOT_TINY_STYLE_STEPS", "6")  # as tests/e2e.py's apps: the flow, not the steps
     selfies = tmp_path / "selfies"
     selfies.mkdir()
     for path in obama[:3]:
@@ -180,7 +201,7 @@ def test_cli_end_to_end(obama, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "headshot", "--selfies", str(selfies), "--styles", "corporate-grey,medical",
          "--images-per-style", "1", "--seed", "21", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=os.environ,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in out.glob("*.png")) == ["corporate-grey_21.png", "medical_21.png"]

@@ -41,9 +41,6 @@ def running_app(timeout: float = 180.0, extra_env: dict | None = None):
         # client, torch's default thread pool makes tiny renders several times slower.
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
-        # The styles' 30 steps as 6 (config.style_steps; a request's own steps stay): the flows are the same,
-        # and the renders take a fifth of the time (the images are the tiny profile's noise either way).
-        "HEADSHOT_TINY_STYLE_STEPS": "6",
         **(extra_env or {}),
     }
     (ROOT / ".cache").mkdir(exist_ok=True)

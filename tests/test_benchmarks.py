@@ -92,8 +92,7 @@ def test_quick_selection_and_argument_checks():
 
 
 @pytest.mark.slow
-def test_startup_and_end_to_end_api(shared_dir, monkeypatch):
-    monkeypatch.setenv("HEADSHOT_TINY_STYLE_STEPS", "6")  # as tests/e2e.py's apps: the lines, not the steps
+def test_startup_and_end_to_end_api(shared_dir):
     out = io.StringIO()
     argv = ["--only", "startup", "e2e", "--data", str(shared_dir), "--startup-runs", "1", "--e2e-runs", "2"]
     bench.main(argv, stream=out)

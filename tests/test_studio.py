@@ -4,7 +4,6 @@ disclosure metadata in every PNG, privacy clean-up, and the command line end to 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -138,7 +137,7 @@ def test_a_requested_zero_is_honoured_and_none_is_the_styles_value(identity):
     pipeline.check_request(zero)
 
     unset = studio.build_request(identity, style, studio.GenerateOptions(), seed=0, count=1)
-    assert (unset.steps, unset.guidance) == (style.steps, style.guidance)
+    assert (unset.steps, unset.guidance) == (config.style_steps(style.steps), style.guidance)
     assert (unset.identity_strength, unset.identitynet_strength) == (
         style.identity_strength,
         style.identitynet_strength,
@@ -166,6 +165,7 @@ def test_the_tiny_profile_caps_only_the_styles_steps_where_asked(identity, monke
     def steps(options: studio.GenerateOptions) -> int:
         return studio.build_request(identity, style, options, seed=0, count=1).steps
 
+    monkeypatch.delenv("HEADSHOT_TINY_STYLE_STEPS", raising=False)
     assert steps(studio.GenerateOptions()) == style.steps
     monkeypatch.setenv("HEADSHOT_TINY_STYLE_STEPS", "6")
     assert steps(studio.GenerateOptions()) == 6 and steps(studio.GenerateOptions(steps=12)) == 12
@@ -191,8 +191,7 @@ def test_delete_my_data_removes_request_folders(identity, analyzer):
 
 
 @pytest.mark.slow  # a `python -m headshot` process
-def test_cli_end_to_end(obama, tmp_path, monkeypatch):
-    monkeypatch.setenv("HEADSHOT_TINY_STYLE_STEPS", "6")  # as tests/e2e.py's apps: the flow, not the steps
+def test_cli_end_to_end(obama, tmp_path):
     selfies = tmp_path / "selfies"
     selfies.mkdir()
     for path in obama[:3]:
@@ -201,7 +200,7 @@ def test_cli_end_to_end(obama, tmp_path, monkeypatch):
     proc = subprocess.run(
         [sys.executable, "-m", "headshot", "--selfies", str(selfies), "--styles", "corporate-grey,medical",
          "--images-per-style", "1", "--seed", "21", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=os.environ,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in out.glob("*.png")) == ["corporate-grey_21.png", "medical_21.png"]

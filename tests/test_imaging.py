@@ -229,6 +229,26 @@ def test_srgb_and_broken_icc_profiles():
     assert tagged.info == {} and broken.info == {}
 
 
+def test_embedded_profiles_convert_to_srgb_once_and_srgb_under_another_name_is_kept(faces_dir):
+    """Adobe RGB converts (its saturated colours move); Facebook's "c2", sRGB under another name, is taken
+    as it is (no colour would move by more than one level); each profile's transform is built once."""
+    adobe = (faces_dir / "group" / "faceapi_bbt5.jpg").read_bytes()
+    c2 = (faces_dir / "same_person" / "deepface_p04" / "img53.jpg").read_bytes()
+    imaging._ICC_TRANSFORMS.clear()
+    for data, moved in ((adobe, True), (c2, False)):
+        raw = Image.open(io.BytesIO(data)).convert("RGB")
+        out = imaging.load_image(data, name="profiled.jpg")
+        diff = np.abs(np.asarray(out, np.int16) - np.asarray(raw, np.int16))
+        assert bool(diff.mean() > 1.0) is moved, diff.mean()
+        if not moved:
+            assert diff.max() == 0
+    assert len(imaging._ICC_TRANSFORMS) == 2
+    assert sum(t is None for t in imaging._ICC_TRANSFORMS.values()) == 1
+    again = imaging.load_image(adobe, name="again.jpg")
+    assert len(imaging._ICC_TRANSFORMS) == 2
+    assert np.array_equal(np.asarray(again), np.asarray(imaging.load_image(adobe, name="profiled.jpg")))
+
+
 # --------------------------------------------------------------------------------------
 # EXIF orientation
 # --------------------------------------------------------------------------------------

@@ -137,15 +137,19 @@ def _face_dict(face: Face, quality: dict[str, float] | None) -> dict[str, Any]:
     }
 
 
-# Work beside the face analysis, on one worker thread (Pillow and numpy let go of the GIL on whole images):
+# Work beside the face analysis, on two worker threads (Pillow, numpy and OpenCV let go of the GIL on whole
+# images):
 # * the image hash (a grey thumbnail of the whole photo) needs nothing from the face analysis: it runs while
 #   the detector does. Inline it costs 1-2 ms of a selfie's ~50; beside the detector, 1.9 ms less per selfie
 #   (median over the photos of benchmarks/validate_bench.py, paired runs in one process, load average 4);
 # * the face measures (quality_of) of the largest detection run while its embedding and plausibility gate
 #   do (faces.FaceAnalyzer.detect's on_largest); they are used when that face passes the gate, as it does
 #   in nearly every selfie, else the face that did is measured afterwards: 3.1-3.6 ms less per selfie
-#   (measured the same way, load average 3).
-_WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="selfie-checks")
+#   (measured the same way, load average 3);
+# * the occlusion, drawing, screen and filter measures (_occlusion_or_none) of that face too, on the second
+#   thread: with one, they waited for quality_of, and the caller, its embedding done, waited ~6 ms for both
+#   (2 ms less per selfie, interleaved runs in one process).
+_WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="selfie-checks")
 
 
 def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> dict[str, Any] | None:

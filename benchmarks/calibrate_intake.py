@@ -521,10 +521,76 @@ def fit_filter_model(argv: list[str] | None = None) -> None:
     print("\n#   leave one rendering out:", ", ".join(held))
 
 
+def one_eye_report(argv: list[str] | None = None) -> dict:
+    """The one-eye probe (measures.one_eye_measures, config.ONE_EYE_*) on every drawn case, every face
+    probed whatever the gates say, and on the source photos lit from one side: per category the gap
+    between the two eyes' cosines and the higher cosine (min / median / max), and how many are over both
+    lines. ``python benchmarks/calibrate_intake.py --one-eye [--sources 10]``"""
+    import numpy as np
+
+    parser = argparse.ArgumentParser(description="the one-eye probe per category")
+    parser.add_argument("--data", default=os.environ.get("HEADSHOT_TEST_DATA", str(ROOT.parent / "shared")))
+    parser.add_argument("--sources", type=int, default=10)
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
+    import _hardcases as hc
+    from PIL import Image
+
+    from headshot import config, imaging
+    from headshot.faces.analyzer import align_face, cosine, get_analyzer
+
+    analyzer = get_analyzer()
+    faces_dir = data / "testdata" / "faces"
+    found: dict[str, list[tuple[float, float]]] = {}
+
+    def measure(img, cat):
+        faces = analyzer.detect(imaging.load_image(jpeg(img)), embed=1)
+        if not faces:
+            return
+        face = faces[0]
+        crop = align_face(np.asarray(img.convert("RGB")), face.kps)[:, :, ::-1].copy()
+        a, b = (cosine(e, face.embedding) for e in analyzer.eye_probe(crop))
+        found.setdefault(cat, []).append((abs(a - b), max(a, b)))
+
+    cats = ("hand", "hand_new", "sunglasses", "sunglasses_new", "mask", "mask_new", "benign", "filter", "screen")
+    for rel in SOURCES[: args.sources]:
+        img = imaging.load_image(faces_dir / rel)
+        face = analyzer.detect(img, embed=1)[0]
+        for cat in cats:
+            make, variants, _ = hc.CATEGORIES[cat]
+            for v in range(variants):
+                measure(make(img, face.kps, v), cat)
+        for v in range(6):
+            measure(hc.soft_or_small(img, face.kps, v), "soft")
+        arr = np.asarray(img).astype(np.float32)
+        t = np.clip((np.arange(img.width) - face.bbox[0]) / max(face.bbox[2] - face.bbox[0], 1.0), 0, 1)
+        for low in (0.45, 0.25):
+            for ramp in (t, t[::-1]):
+                lit = arr * (1 - (1 - low) * ramp)[None, :, None]
+                measure(Image.fromarray(np.clip(lit, 0, 255).astype(np.uint8)), "side_lit")
+    with open(faces_dir / "manifest.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["path"].startswith("same_person/") and row["num_faces_expected"] == "1":
+                measure(imaging.load_image(faces_dir / row["path"]), "shared")
+    out = {}
+    for cat, values in found.items():
+        gap, top = np.array(values).T
+        over = int(((gap > config.ONE_EYE_GAP) & (top > config.ONE_EYE_MAX)).sum())
+        out[cat] = over
+        print(
+            f"{cat:15s} n={len(values):3d} gap {gap.min():.3f}/{np.median(gap):.3f}/{gap.max():.3f} "
+            f"max {top.min():.3f}/{np.median(top):.3f}/{top.max():.3f}  over both lines {over}"
+        )
+    return out
+
+
 if __name__ == "__main__":
-    if "--fit-drawing" in sys.argv:
+    if "--one-eye" in sys.argv:
+        one_eye_report([a for a in sys.argv[1:] if a != "--one-eye"])
+    elif "--fit-drawing" in sys.argv:
         fit_not_a_photo([a for a in sys.argv[1:] if a != "--fit-drawing"])
-    if "--fit-filter" in sys.argv:
+    elif "--fit-filter" in sys.argv:
         fit_filter_model([a for a in sys.argv[1:] if a != "--fit-filter"])
     elif "--fit" in sys.argv:
         fit_occlusion_models([a for a in sys.argv[1:] if a != "--fit"])

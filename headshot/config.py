@@ -455,6 +455,26 @@ PROBE_EYE_DETAIL = 0.22
 PROBE_LOWER_TEXTURE = 0.15
 PROBE_LOWER_SKIN = 0.05
 PROBE_SIDE_MATCH = 0.15
+# One eye covered (measures.one_eye_measures): eyes_covered when blurring one eye alone changes the face's
+# embedding by clearly less than blurring the other (probe_eye_gap over ONE_EYE_GAP) and the less changed
+# eye's cosine is high (probe_eye_max over ONE_EYE_MAX: that eye shows little of the person). Measured on
+# the development cases of the 10 people of benchmarks/calibrate_intake.py with every face probed
+# (`calibrate_intake.py --one-eye`): ordinary photos (the shared ones, benign, soft/small/recompressed,
+# beauty filters) read a gap of at most 0.111 and a max of at most 0.92; the same 10 photos lit from one
+# side (a gradient to 25% or 45% across the face, either way) a gap of at most 0.108; the first hands
+# 0.095-0.507 (median 0.31), the later hands and phones a median of 0.21. No ordinary photo is over both
+# lines; with the eye models, `calibrate_intake.py --sources 10` catches the later hands and phones
+# 59/80 -> 74/80 and the first hands 78/80 -> 79/80, and nothing else changes.
+# The two extra recogniser runs (~13 ms on one thread) are taken only where the probe ran, the higher
+# eye-model score is from ONE_EYE_PROBE_FROM up to 0 (every hand it newly catches scored -3.8 to 0) and
+# the two eyes and the two sides differ (eye_match under ONE_EYE_EYE_MATCH and side_match under
+# ONE_EYE_SIDE_MATCH: those hands read at most 0.43 and 0.16; 12 of the 97 ordinary photos in the score
+# band pass both).
+ONE_EYE_GAP = 0.14
+ONE_EYE_MAX = 0.88
+ONE_EYE_PROBE_FROM = -4.5
+ONE_EYE_EYE_MATCH = 0.55
+ONE_EYE_SIDE_MATCH = 0.25
 # A pixel of the aligned face is "skin-coloured" (measures.skin_likeness) within this CIELAB distance
 # (OpenCV's 8-bit scale, lightness counted half) of the median of the forehead and the nose bridge.
 SKIN_LIKE_DIST = 14.0

@@ -113,6 +113,8 @@ ORIENT_WORKERS = 2
 # eye band from brow to cheekbone, the nose-mouth region down to the chin, blurred with this sigma.
 PROBE_EYES = (22, 38, 90, 66)
 PROBE_MOUTH = (30, 66, 82, 108)
+# Each eye's half of that band, for FaceAnalyzer.eye_probe (one eye covered by a hand or a phone).
+PROBE_EACH_EYE = ((22, 36, 56, 66), (56, 36, 90, 66))
 PROBE_BLUR_SIGMA = 6.0
 MAX_ASPECT = 4  # slimmer photos are padded to this aspect before detection
 
@@ -562,9 +564,22 @@ class FaceAnalyzer:
         face's own embedding. Where an eye is seen, blurring it changes the embedding a lot (cosine
         ~0.3-0.7); where sunglasses or a hand already hide it, little (0.6-0.95); the same for the mouth
         under a mask. It needs no lock (see :meth:`_probe_session`), so it can run beside detection."""
+        eyes, mouth = self._blurred_embeddings(crop, (PROBE_EYES, PROBE_MOUTH))
+        return eyes, mouth
+
+    def eye_probe(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`region_probe` for each eye alone: the embeddings of ``crop`` with the left eye's half of
+        the eye band blurred, and with the right eye's (as seen in the image). A hand or a phone over one
+        eye leaves that eye's blur nearly without effect and the other's with its full one."""
+        left, right = self._blurred_embeddings(crop, PROBE_EACH_EYE)
+        return left, right
+
+    def _blurred_embeddings(self, crop: np.ndarray, regions) -> list[np.ndarray]:
+        """L2-normalised embeddings of ``crop`` with each region of ``regions`` (x0, y0, x1, y1) blurred
+        (``PROBE_BLUR_SIGMA``), one batch on the probe session."""
         blurred = cv2.GaussianBlur(crop, (0, 0), PROBE_BLUR_SIGMA)
         batch = []
-        for x0, y0, x1, y1 in (PROBE_EYES, PROBE_MOUTH):
+        for x0, y0, x1, y1 in regions:
             probe = crop.copy()
             probe[y0:y1, x0:x1] = blurred[y0:y1, x0:x1]
             batch.append(probe)
@@ -574,7 +589,7 @@ class FaceAnalyzer:
         )
         feats = np.asarray(self._probe_session().run(None, {rec.input_name: blob})[0], dtype=np.float32)
         feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
-        return feats[0], feats[1]
+        return list(feats)
 
     def _probe_session(self):
         """The recogniser again, in a session of its own with one thread (ONNX Runtime sessions are

@@ -39,18 +39,36 @@ def _noise_sigma(gray: np.ndarray) -> float:
     return float(np.median(np.abs(r)) * 1.4826 / _NOISE_KERNEL_NORM)
 
 
-def _blockiness(gray: np.ndarray) -> float:
+# The 10 people of benchmarks/calibrate_intake.py at 1.3-2.6 times their size (decoded at 1/2 or 1/4):
+# ordinary copies read 1.00-1.06 there, JPEG quality 6 copies 2.1-14.7 (3.5-9.3 on whole pictures).
+_REDUCED_STRETCH = 2.5
+
+
+def _blockiness(gray: np.ndarray, block: int = 8) -> float:
     """JPEG block artefacts: mean step between neighbouring pixels at the strongest of the 8 column (and
     row) phases, over the median phase. About 1 for natural photos, 2.5+ when 8x8 blocks show. Phase-free,
-    so it works whatever the crop offset or rotation."""
+    so it works whatever the crop offset or rotation.
+
+    ``block`` is the block's side at the pixels given: 8, or 4, 2 or 1 in a JPEG decoded at 1/2, 1/4 or
+    1/8. The 8 phases also catch 4-px blocks (two strong phases of eight), but 2-px blocks make every
+    other phase strong, so the median is strong too: there the strongest of the 2 phases is taken over the
+    weaker (a photo's two phases are alike, ~1). The scaled decode also spreads each block edge over its
+    neighbours, so on 4- or 2-px blocks the ratio's excess over 1 is stretched by ``_REDUCED_STRETCH``:
+    the lines set on whole pictures then hold (config.BLOCKINESS_WARNING, config.DRAWING_BLOCKY).
+    Single-pixel blocks cannot be told from the picture: 1."""
     g = gray.astype(np.float32)
+    if block < 2:
+        return 1.0
+    phases_n = 8 if block >= 4 else 2
     ratios = []
     for steps in (np.abs(np.diff(g, axis=1)).mean(axis=0), np.abs(np.diff(g, axis=0)).mean(axis=1)):
         if steps.size < 16:
             continue
-        phases = np.array([steps[i::8].mean() for i in range(8)])
-        ratios.append(float(phases.max() / max(float(np.median(phases)), 1e-3)))
-    return max(ratios) if ratios else 1.0
+        phases = np.array([steps[i::phases_n].mean() for i in range(phases_n)])
+        floor = float(np.median(phases)) if phases_n == 8 else float(phases.min())
+        ratios.append(float(phases.max() / max(floor, 1e-3)))
+    ratio = max(ratios) if ratios else 1.0
+    return ratio if block >= 8 else 1.0 + (ratio - 1.0) * _REDUCED_STRETCH
 
 
 def face_quality(img: Image.Image, face: Face, *, scale: float = 1.0) -> dict[str, float]:
@@ -91,7 +109,7 @@ def face_quality(img: Image.Image, face: Face, *, scale: float = 1.0) -> dict[st
         "highlight": float(np.percentile(gray, 99)) / 255.0,
         "clipped": float(np.count_nonzero(gray >= 250)) / gray.size,
         "noise": _noise_sigma(centre),
-        "blockiness": _blockiness(centre),
+        "blockiness": _blockiness(centre, block=round(8 * scale)),
     }
 
 
@@ -166,7 +184,7 @@ def _spiky_share(counts: np.ndarray, low: int, high: int) -> float:
     return float(c[spikes].sum() / max(c.sum(), 1.0))
 
 
-def drawing_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
+def drawing_measures(rgb: np.ndarray, face: Face, *, block: int = 8) -> dict[str, float] | None:
     """Measures of the inner face (the face box less 15% at the sides and top and 10% at the bottom, at
     the pixels given, reduced by area averaging to at most ``config.DRAWING_REGION_PX``), for not_a_photo:
 
@@ -178,7 +196,8 @@ def drawing_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
       spreads every tone over neighbouring levels, paint and cel shading fill regions with one tone. Dark
       and white fills are left out (a black or white cloth mask, clipped shadows and highlights also pile
       up there). JPEG's flat 8x8 blocks make such tones too (quality 6): where blocks show
-      (:func:`_blockiness` of the centre 128 px at least ``config.DRAWING_BLOCKY``) it reads 0, and on a
+      (:func:`_blockiness` of the centre 128 px at least ``config.DRAWING_BLOCKY``; ``block``: their side
+      at the pixels given, 8 / the decode's reduction) it reads 0, and on a
       face too dark to tell (median grey under 48 of 255: a handful of levels, refused as too dark);
     * ``paper``: share of near-white, colourless pixels (value over 230, saturation under 30) in the upper
       55% of the region (forehead, eyes, cheeks: not where a white mask would be): the paper of a sketch
@@ -194,7 +213,7 @@ def drawing_measures(rgb: np.ndarray, face: Face) -> dict[str, float] | None:
     region = np.ascontiguousarray(rgb[top:bottom, left:right])
     rh, rw = region.shape[:2]
     centre = region[max(0, rh // 2 - 64) : rh // 2 + 64, max(0, rw // 2 - 64) : rw // 2 + 64]
-    blocky = _blockiness(cv2.cvtColor(centre, cv2.COLOR_RGB2GRAY)) >= config.DRAWING_BLOCKY
+    blocky = _blockiness(cv2.cvtColor(centre, cv2.COLOR_RGB2GRAY), block=block) >= config.DRAWING_BLOCKY
     side = max(region.shape[:2])
     if side > config.DRAWING_REGION_PX:
         f = config.DRAWING_REGION_PX / side
@@ -321,6 +340,7 @@ def occlusion_parts(analyzer: FaceAnalyzer, rgb: np.ndarray, face: Face) -> dict
         or measures["side_match"] <= config.PROBE_SIDE_MATCH
     ):
         measures["_eyes_blurred"], measures["_mouth_blurred"] = analyzer.region_probe(crop)
+        measures["_crop"] = crop  # for one_eye_measures
     return measures
 
 
@@ -398,6 +418,34 @@ def finish_occlusion(parts: dict[str, Any], embedding: np.ndarray | None) -> dic
     measures["probe_mouth"] = cosine(parts["_mouth_blurred"], embedding)
     measures["probe_gap"] = measures["probe_eyes"] - measures["probe_mouth"]
     return measures
+
+
+def one_eye_measures(
+    analyzer: FaceAnalyzer, parts: dict[str, Any], measures: dict[str, float], embedding: np.ndarray | None
+) -> dict[str, float]:
+    """One eye covered (a hand or a phone over it; eyes_covered): ``probe_eye_max``, the higher of the
+    cosines between the face's embedding and the embedding with one eye blurred
+    (faces.FaceAnalyzer.eye_probe), i.e. the eye whose blur changes least, and ``probe_eye_gap``, the
+    difference between the two eyes' cosines. Two recogniser runs, so only taken where the probe ran, the
+    two eyes and the two sides of the face differ (``eye_match`` under ``config.ONE_EYE_EYE_MATCH``,
+    ``side_match`` under ``config.ONE_EYE_SIDE_MATCH``), and the eye models (config.SUNGLASSES_MODEL,
+    config.HAND_OVER_EYE_MODEL) leave it open: their higher score from ``config.ONE_EYE_PROBE_FROM`` up
+    to 0 (over 0 the eyes are covered already). ``{}`` otherwise."""
+    if embedding is None or "_crop" not in parts or "probe_eyes" not in measures:
+        return {}
+    if (
+        measures["eye_match"] >= config.ONE_EYE_EYE_MATCH
+        or measures["side_match"] >= config.ONE_EYE_SIDE_MATCH
+    ):
+        return {}  # the two eyes, and the two sides of the face, alike: not one eye covered
+    score = max(
+        linear_score(measures, config.SUNGLASSES_MODEL), linear_score(measures, config.HAND_OVER_EYE_MODEL)
+    )
+    if not config.ONE_EYE_PROBE_FROM < score <= 0:
+        return {}
+    left, right = analyzer.eye_probe(parts["_crop"])
+    a, b = cosine(left, embedding), cosine(right, embedding)
+    return {"probe_eye_max": max(a, b), "probe_eye_gap": abs(a - b)}
 
 
 def linear_score(measures: dict[str, float], model: dict) -> float:

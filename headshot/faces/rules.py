@@ -286,7 +286,14 @@ def _check_covered(selfie: SelfieCheck, face: Face) -> None:
         )
     ):
         return
-    if linear_score(m, config.SUNGLASSES_MODEL) > 0 or linear_score(m, config.HAND_OVER_EYE_MODEL) > 0:
+    one_eye = (
+        m.get("probe_eye_gap", 0.0) > config.ONE_EYE_GAP and m.get("probe_eye_max", 0.0) > config.ONE_EYE_MAX
+    )
+    if (
+        one_eye
+        or linear_score(m, config.SUNGLASSES_MODEL) > 0
+        or linear_score(m, config.HAND_OVER_EYE_MODEL) > 0
+    ):
         selfie.add(
             "eyes_covered",
             ERROR,

@@ -36,6 +36,7 @@ from headshot.faces.measures import (
     filter_measures,
     finish_occlusion,
     occlusion_parts,
+    one_eye_measures,
     periodic_peak,
 )
 from headshot.faces.rules import ERROR, ISSUE_CODES, WARNING, SelfieCheck, check_faces
@@ -152,7 +153,9 @@ def _face_dict(face: Face, quality: dict[str, float] | None) -> dict[str, Any]:
 _WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="selfie-checks")
 
 
-def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> dict[str, Any] | None:
+def _occlusion_or_none(
+    analyzer: FaceAnalyzer, img: Image.Image, face: Face, reduction: int = 1
+) -> dict[str, Any] | None:
     try:
         # Only the face's surroundings are turned into an array (the alignment needs no more).
         x0, y0, x1, y1 = (float(v) for v in face.bbox)
@@ -169,7 +172,7 @@ def _occlusion_or_none(analyzer: FaceAnalyzer, img: Image.Image, face: Face) -> 
         peak = periodic_peak(rgb, near)
         if peak is not None:
             parts["screen_peak"] = peak
-        parts.update(drawing_measures(rgb, near) or {})
+        parts.update(drawing_measures(rgb, near, block=8 // reduction) or {})
         parts.update(filter_measures(rgb, near) or {})
         return parts
     except Exception:  # a face too odd to align: the occlusion rules are left out for it
@@ -195,7 +198,9 @@ def _find_faces(selfie: SelfieCheck, decoded: imaging.ReducedImage, analyzer: Fa
     def measure_early(face: Face) -> None:
         whole = face.scaled(decoded.reduction) if decoded.reduction > 1 else face
         early.append((whole.bbox.tobytes(), _WORKER.submit(_quality_or_none, selfie, whole)))
-        covering.append((whole.bbox.tobytes(), _WORKER.submit(_occlusion_or_none, analyzer, img, face)))
+        covering.append(
+            (whole.bbox.tobytes(), _WORKER.submit(_occlusion_or_none, analyzer, img, face, decoded.reduction))
+        )
 
     selfie.decoded = decoded
     try:
@@ -217,8 +222,18 @@ def _find_faces(selfie: SelfieCheck, decoded: imaging.ReducedImage, analyzer: Fa
             analyzer,
             img,
             selfie.face.scaled(1.0 / decoded.reduction) if decoded.reduction > 1 else selfie.face,
+            decoded.reduction,
         )
-        selfie.occlusion = finish_occlusion(parts, selfie.face.embedding) if parts else None
+        if parts:
+            selfie.occlusion = finish_occlusion(parts, selfie.face.embedding)
+            try:
+                selfie.occlusion.update(
+                    one_eye_measures(analyzer, parts, selfie.occlusion, selfie.face.embedding)
+                )
+            except Exception:  # as _occlusion_or_none: the check is left out for this face
+                log.exception("one-eye probe failed")
+        else:
+            selfie.occlusion = None
 
 
 def _upright_turns(selfie: SelfieCheck) -> tuple[int, ...]:

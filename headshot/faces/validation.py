@@ -167,7 +167,9 @@ def _occlusion_or_none(
             min(img.height, int(y1 + side) + 1),
         )
         near = face.scaled(1.0, offset=(box[0], box[1]))
-        rgb = np.asarray(img.crop(box).convert("RGB"))
+        near_img = img.crop(box)
+        # The decoded photo is RGB already: convert() would copy the crop once more.
+        rgb = np.asarray(near_img if near_img.mode == "RGB" else near_img.convert("RGB"))
         parts = occlusion_parts(analyzer, rgb, near)
         peak = periodic_peak(rgb, near)
         if peak is not None:

@@ -305,7 +305,7 @@ def _composite_on_white(img: Image.Image) -> Image.Image:
 _SRGB_PROFILE: ImageCms.ImageCmsProfile | None = None
 # Transforms to sRGB by embedded profile (its bytes), built once: building one costs ~5 ms, and a phone's
 # photos all carry the same profile. None for a profile that is sRGB under another name (its transform
-# moves no colour of a grid over the whole cube by more than one level, such as Facebook's 2-byte "c2"
+# moves no colour of a grid over the whole cube by more than one level, such as Facebook's compact "c2"
 # or a camera's own sRGB): such photos are taken as they are, which saves the ~30 ms of applying it.
 _ICC_TRANSFORMS: dict[bytes, ImageCms.ImageCmsTransform | None] = {}
 _ICC_TRANSFORMS_MAX = 16

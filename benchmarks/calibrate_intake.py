@@ -46,6 +46,25 @@ def jpeg(img, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def _sources(analyzer, faces_dir: Path, count: int):
+    """``(rel, image, largest face)`` of the first ``count`` SOURCES: the photos the cases are drawn on."""
+    from headshot import imaging
+
+    for rel in SOURCES[:count]:
+        img = imaging.load_image(faces_dir / rel)
+        yield rel, img, analyzer.detect(img, embed=1)[0]
+
+
+def _drawn(img, face, categories):
+    """``(category, variant, case)`` of every variant of each of ``categories`` drawn on ``img``."""
+    import _hardcases as hc
+
+    for category in categories:
+        make, variants, _ = hc.CATEGORIES[category]
+        for v in range(variants):
+            yield category, v, make(img, face.kps, v)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=os.environ.get("HEADSHOT_TEST_DATA", str(ROOT.parent / "shared")))
@@ -58,7 +77,6 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("HEADSHOT_FACE_MODELS", str(data / "models" / "faces-small"))
     import _hardcases as hc
 
-    from headshot import imaging
     from headshot.faces.analyzer import get_analyzer
     from headshot.faces.validation import validate_selfies
 
@@ -67,9 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     only = set(filter(None, args.only.split(",")))
     summary: dict[str, list[int]] = {}
     wrong: list[str] = []
-    for rel in SOURCES[: args.sources]:
-        img = imaging.load_image(faces_dir / rel)
-        face = analyzer.detect(img, embed=1)[0]
+    for rel, img, face in _sources(analyzer, faces_dir, args.sources):
         for category, (make, variants, expected) in hc.CATEGORIES.items():
             if only and category not in only:
                 continue
@@ -160,7 +176,6 @@ def _measure_rows(args) -> list[dict]:
     cached = Path(args.cache) if args.cache else None
     if cached and cached.is_file():
         return json.loads(cached.read_text())
-    import _hardcases as hc
 
     from headshot import imaging
     from headshot.faces.analyzer import get_analyzer
@@ -178,13 +193,9 @@ def _measure_rows(args) -> list[dict]:
             rows.append({"cat": cat, "v": v, "src": src, **m})
 
     cats = [c for _, pos in _MODELS for c in pos] + ["benign", *_OTHERS]
-    for rel in SOURCES[: args.sources]:
-        img = imaging.load_image(faces_dir / rel)
-        face = analyzer.detect(img, embed=1)[0]
-        for cat in cats:
-            make, variants, _ = hc.CATEGORIES[cat]
-            for v in range(variants):
-                measure(imaging.load_image(jpeg(make(img, face.kps, v))), cat, v, rel)
+    for rel, img, face in _sources(analyzer, faces_dir, args.sources):
+        for cat, v, case in _drawn(img, face, cats):
+            measure(imaging.load_image(jpeg(case)), cat, v, rel)
     with open(faces_dir / "manifest.csv", newline="") as fh:
         for row in csv.DictReader(fh):
             single = row["path"].startswith(("same_person/", "hard/")) and row["num_faces_expected"] == "1"
@@ -554,13 +565,9 @@ def one_eye_report(argv: list[str] | None = None) -> dict:
         found.setdefault(cat, []).append((abs(a - b), max(a, b)))
 
     cats = ("hand", "hand_new", "sunglasses", "sunglasses_new", "mask", "mask_new", "benign", "filter", "screen")
-    for rel in SOURCES[: args.sources]:
-        img = imaging.load_image(faces_dir / rel)
-        face = analyzer.detect(img, embed=1)[0]
-        for cat in cats:
-            make, variants, _ = hc.CATEGORIES[cat]
-            for v in range(variants):
-                measure(make(img, face.kps, v), cat)
+    for _, img, face in _sources(analyzer, faces_dir, args.sources):
+        for cat, _, case in _drawn(img, face, cats):
+            measure(case, cat)
         for v in range(6):
             measure(hc.soft_or_small(img, face.kps, v), "soft")
         arr = np.asarray(img).astype(np.float32)

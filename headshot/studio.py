@@ -385,8 +385,8 @@ def build_request(
         raise InvalidRequest(f"Unknown size {aspect!r}: choose one of {', '.join(sizes)}.")
     width, height = sizes[aspect] if size is None else size
     scales = (config.MIN_ADAPTER_SCALE, config.MAX_ADAPTER_SCALE)
-    steps = _or_style(options.steps, config.style_steps(style.steps), config.MIN_STEPS, config.MAX_STEPS, "Steps",
-                      whole=True)  # fmt: skip
+    style_steps = config.style_steps(style.steps)
+    steps = _or_style(options.steps, style_steps, config.MIN_STEPS, config.MAX_STEPS, "Steps", whole=True)
     guidance = _or_style(
         options.guidance, style.guidance, config.MIN_GUIDANCE, config.MAX_GUIDANCE, "Guidance"
     )

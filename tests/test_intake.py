@@ -144,42 +144,31 @@ def test_ordinary_photos_come_through_at_any_size(analyzer, sources, scale):
     assert _blockiness(flat, block=2) > 2.5 > 1.2 > _blockiness(photo, block=2)
 
 
-def test_a_hand_over_one_eye_is_told_by_the_eyes_probed_one_at_a_time(analyzer, sources):
+def test_a_hand_over_one_eye_is_told_by_the_eyes_probed_one_at_a_time(analyzer, sources, monkeypatch):
     """measures.one_eye_measures: blurring the covered eye alone changes the embedding little, the other
     eye's blur a lot. Of the later hands and phones (hand_new) that the eye models leave under their line,
     the one-eye lines catch several, each refused as eyes_covered; the photos themselves read under the
     lines (or are not probed)."""
-    from headshot import config
     from headshot.faces import validation
-    from headshot.faces.measures import linear_score
+    from headshot.faces.measures import eye_models_score, one_eye_covered
 
     seen: list = []
     original = validation.check_faces
-    validation.check_faces = lambda selfie: (seen.append(selfie), original(selfie))[1]
-    try:
-        for _, img, kps in sources:
-            validate_selfies([("plain.jpg", jpeg(img))], analyzer=analyzer)
-            for v in range(hc.CATEGORIES["hand_new"][1]):
-                validate_selfies([("hand.jpg", jpeg(hc.hand_new(img, kps, v)))], analyzer=analyzer)
-    finally:
-        validation.check_faces = original
-
-    def over_lines(m):
-        gap, top = m.get("probe_eye_gap", 0), m.get("probe_eye_max", 0)
-        return gap > config.ONE_EYE_GAP and top > config.ONE_EYE_MAX
+    monkeypatch.setattr(validation, "check_faces", lambda selfie: (seen.append(selfie), original(selfie))[1])
+    for _, img, kps in sources:
+        validate_selfies([("plain.jpg", jpeg(img))], analyzer=analyzer)
+        for v in range(hc.CATEGORIES["hand_new"][1]):
+            validate_selfies([("hand.jpg", jpeg(hc.hand_new(img, kps, v)))], analyzer=analyzer)
 
     plain = [selfie for selfie in seen if selfie.name == "plain.jpg"]
     assert len(plain) == len(sources)
-    assert all(selfie.accepted and not over_lines(selfie.occlusion or {}) for selfie in plain)
+    assert all(selfie.accepted and not one_eye_covered(selfie.occlusion or {}) for selfie in plain)
     caught_by_it = 0
     for selfie in seen:
         m = selfie.occlusion or {}
-        if selfie.name == "hand.jpg" and over_lines(m):
+        if selfie.name == "hand.jpg" and one_eye_covered(m):
             assert selfie.has("eyes_covered")
-            eye_models = max(
-                linear_score(m, config.SUNGLASSES_MODEL), linear_score(m, config.HAND_OVER_EYE_MODEL)
-            )
-            caught_by_it += eye_models <= 0
+            caught_by_it += eye_models_score(m) <= 0
     assert caught_by_it >= 2, caught_by_it
 
 

@@ -438,10 +438,7 @@ def one_eye_measures(
         or measures["side_match"] >= config.ONE_EYE_SIDE_MATCH
     ):
         return {}  # the two eyes, and the two sides of the face, alike: not one eye covered
-    score = max(
-        linear_score(measures, config.SUNGLASSES_MODEL), linear_score(measures, config.HAND_OVER_EYE_MODEL)
-    )
-    if not config.ONE_EYE_PROBE_FROM < score <= 0:
+    if not config.ONE_EYE_PROBE_FROM < eye_models_score(measures) <= 0:
         return {}
     left, right = analyzer.eye_probe(parts["_crop"])
     a, b = cosine(left, embedding), cosine(right, embedding)
@@ -454,6 +451,21 @@ def linear_score(measures: dict[str, float], model: dict) -> float:
     return float(model["bias"]) + sum(
         weight * (measures[name] - mean) / scale for name, (weight, mean, scale) in model["weights"].items()
     )
+
+
+def eye_models_score(measures: dict[str, float]) -> float:
+    """The higher of the two eye models' scores (config.SUNGLASSES_MODEL, config.HAND_OVER_EYE_MODEL) of
+    probed measures: over 0, the eyes are covered."""
+    return max(
+        linear_score(measures, config.SUNGLASSES_MODEL), linear_score(measures, config.HAND_OVER_EYE_MODEL)
+    )
+
+
+def one_eye_covered(measures: dict[str, float]) -> bool:
+    """Whether :func:`one_eye_measures` (where taken) say one eye is covered: its gap over
+    ``config.ONE_EYE_GAP`` and its higher cosine over ``config.ONE_EYE_MAX``."""
+    gap, top = measures.get("probe_eye_gap", 0.0), measures.get("probe_eye_max", 0.0)
+    return gap > config.ONE_EYE_GAP and top > config.ONE_EYE_MAX
 
 
 # The face's outline from its five points, in the face's own axes (x along the eyes, in eye distances

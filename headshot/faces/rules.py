@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from headshot import config, imaging
 from headshot.faces.analyzer import Face
 from headshot.faces.measures import (
+    eye_models_score,
     face_in_frame,
     face_quality,
     linear_score,
+    one_eye_covered,
     visible_share,
 )
 
@@ -286,14 +288,7 @@ def _check_covered(selfie: SelfieCheck, face: Face) -> None:
         )
     ):
         return
-    one_eye = (
-        m.get("probe_eye_gap", 0.0) > config.ONE_EYE_GAP and m.get("probe_eye_max", 0.0) > config.ONE_EYE_MAX
-    )
-    if (
-        one_eye
-        or linear_score(m, config.SUNGLASSES_MODEL) > 0
-        or linear_score(m, config.HAND_OVER_EYE_MODEL) > 0
-    ):
+    if eye_models_score(m) > 0 or one_eye_covered(m):
         selfie.add(
             "eyes_covered",
             ERROR,
